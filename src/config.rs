@@ -1,0 +1,209 @@
+//! Configuration in two stages: clap parses flags and environment variables (every flag has
+//! one), then [`Config`] holds the validated values that handlers read.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoebox",
+    version,
+    about = "A single-binary media store: durable uploads, direct serving and a metadata API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Without a subcommand, shoebox serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web app and the API (the default).
+    Serve(ServeArgs),
+    /// Replace a generated admin token with a new one and print it (stop the server first).
+    ResetAdminToken(DataDirArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Directory holding blobs, metadata and secrets; put it on a persistent disk.
+    #[arg(long, env = "SHOEBOX_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on (Render sets PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, env = "SHOEBOX_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Admin token; when unset, one is generated on first start and only its hash is stored.
+    #[arg(long, env = "SHOEBOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Public base URL (e.g. https://media.example.com) used to make absolute links.
+    #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest accepted file, in bytes or with a unit (500MiB, 2GiB, 10MB).
+    #[arg(long, env = "SHOEBOX_MAX_UPLOAD_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub max_upload_bytes: u64,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "SHOEBOX_SHUTDOWN_TIMEOUT", default_value_t = 25)]
+    pub shutdown_timeout: u64,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SHOEBOX_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// Parses a byte count: a plain number, or a number with a binary (KiB, MiB, GiB, TiB) or
+/// decimal (KB, MB, GB, TB) unit. Single letters (K, M, G, T) are binary.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: u64 = num.parse().map_err(|_| format!("{s:?} is not a size such as 1048576, 500MiB or 2GB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    num.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Validated settings for a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
+    pub max_upload_bytes: u64,
+    pub shutdown_timeout: Duration,
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Config, String> {
+        if let Some(token) = &args.admin_token {
+            if token.trim().len() < 16 {
+                return Err("SHOEBOX_ADMIN_TOKEN must be at least 16 characters; unset it to have one generated".into());
+            }
+        }
+        let public_url = match args.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.trim_end_matches('/').to_owned()),
+            Some(u) => return Err(format!("SHOEBOX_PUBLIC_URL must start with http:// or https:// (got {u:?})")),
+        };
+        if args.max_upload_bytes == 0 {
+            return Err("SHOEBOX_MAX_UPLOAD_BYTES must be greater than zero".into());
+        }
+        if args.workers == Some(0) {
+            return Err("SHOEBOX_WORKERS must be at least 1".into());
+        }
+        Ok(Config {
+            listen: SocketAddr::new(args.bind, args.port),
+            data_dir: args.data.data_dir,
+            admin_token: args.admin_token.map(|t| t.trim().to_owned()),
+            public_url,
+            max_upload_bytes: args.max_upload_bytes,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            workers: args.workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_serve_flag_reads_the_documented_environment_variable() {
+        let cmd = Cli::command();
+        let mut envs: Vec<(String, String)> = cmd
+            .get_arguments()
+            .filter(|a| a.get_long().is_some())
+            .map(|a| {
+                let env = a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                (a.get_long().unwrap_or_default().to_owned(), env)
+            })
+            .collect();
+        envs.sort();
+        let expected = [
+            ("admin-token", "SHOEBOX_ADMIN_TOKEN"),
+            ("bind", "SHOEBOX_BIND"),
+            ("data-dir", "SHOEBOX_DATA_DIR"),
+            ("max-upload-bytes", "SHOEBOX_MAX_UPLOAD_BYTES"),
+            ("port", "PORT"),
+            ("public-url", "SHOEBOX_PUBLIC_URL"),
+            ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
+            ("workers", "SHOEBOX_WORKERS"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(envs, expected);
+        cmd.debug_assert();
+    }
+
+    #[test]
+    fn defaults_serve_on_8080_from_data() {
+        let cli = Cli::try_parse_from(["shoebox"]).unwrap();
+        assert!(cli.command.is_none());
+        // PORT may be set in the environment running the tests; only check when it is not.
+        if std::env::var_os("PORT").is_none() {
+            assert_eq!(cli.serve.port, 8080);
+        }
+        if std::env::var_os("SHOEBOX_DATA_DIR").is_none() {
+            assert_eq!(cli.serve.data.data_dir, PathBuf::from("./data"));
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("500 MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn validation_rejects_bad_values() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["shoebox"];
+            all.extend_from_slice(args);
+            Config::from_args(Cli::try_parse_from(all).unwrap().serve)
+        };
+        assert!(parse(&["--admin-token", "short"]).is_err());
+        assert!(parse(&["--public-url", "media.example.com"]).is_err());
+        let ok = parse(&["--public-url", "https://media.example.com/", "--port", "0"]).unwrap();
+        assert_eq!(ok.public_url.as_deref(), Some("https://media.example.com"));
+    }
+}

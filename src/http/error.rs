@@ -1,0 +1,157 @@
+//! `ApiError`: every failure a handler can return, mapped to one status code and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}` in a single exhaustive match.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{field} must be {expected}")]
+    InvalidField { field: String, expected: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("this route does not accept the {0} method")]
+    MethodNotAllowed(String),
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the disk is full; delete media or grow the disk, reads keep working")]
+    DiskFull,
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+
+    pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
+        ApiError::InvalidField { field: field.into(), expected: expected.into() }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::DiskFull => "insufficient_storage",
+            ApiError::Internal(_) => "internal",
+            ApiError::Store(e) => match e {
+                StoreError::Invalid { .. } => "invalid_field",
+                StoreError::NotFound => "not_found",
+                e if e.is_disk_full() => "insufficient_storage",
+                StoreError::Io { .. }
+                | StoreError::Format(_)
+                | StoreError::Locked(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Database(_) => "internal",
+            },
+        }
+    }
+
+    /// The message the client sees. Internal causes are logged, not sent.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error; the server log has details".into(),
+            ApiError::Store(e) => match e {
+                StoreError::Invalid { .. } | StoreError::NotFound => e.to_string(),
+                e if e.is_disk_full() => ApiError::DiskFull.to_string(),
+                _ => "internal error; the server log has details".into(),
+            },
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(e) => match e {
+                StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
+                StoreError::NotFound => StatusCode::NOT_FOUND,
+                e if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+                StoreError::Io { .. }
+                | StoreError::Format(_)
+                | StoreError::Locked(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"shoebox\""));
+        }
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        res.json(json!({ "error": { "code": self.code(), "message": self.public_message() } }))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal("a blocking task was cancelled".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let res = e.error_response();
+        let status = res.status();
+        let bytes = res.into_body().try_into_bytes().unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn errors_are_json_with_code_and_message() {
+        let (status, v) = body(ApiError::TooLarge { limit: 10 });
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(v["error"]["code"], "payload_too_large");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10 bytes"));
+
+        let (status, v) = body(StoreError::invalid("tags", "short").into());
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"]["message"], "tags must be short");
+
+        let disk_full = std::io::Error::from_raw_os_error(28);
+        let (status, v) = body(StoreError::io("write", disk_full).into());
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(v["error"]["code"], "insufficient_storage");
+
+        let (status, v) = body(StoreError::Corrupt("secret path /x".into()).into());
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!v["error"]["message"].as_str().unwrap().contains("/x"), "internal details stay in the log");
+    }
+}

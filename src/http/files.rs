@@ -1,0 +1,226 @@
+//! Byte serving: `/m/{id}` (a record's file, with its filename) and `/f/{hash}` (a blob by its
+//! content address). actix-files' `NamedFile` does the streaming and `Range`; conditional
+//! requests are answered here against the strong ETag made from the content hash.
+
+use actix_files::NamedFile;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{
+    self, Charset, ContentDisposition, Header, DispositionParam, DispositionType, EntityTag, ExtendedValue,
+    HeaderValue, IfMatch, IfNoneMatch, IfRange,
+};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
+
+use super::auth::{self, Caller};
+use super::error::ApiError;
+use super::media::{parse_id, visible};
+use super::AppState;
+use crate::store::{sniff, ContentHash};
+
+/// Content-addressed bytes never change.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A record's URL keeps its bytes, but the record can be deleted or made private.
+const PUBLIC_SHORT: &str = "public, max-age=300";
+const PRIVATE: &str = "private, no-cache";
+/// Uploaded active content (HTML, SVG, scripts) gets no scripts, no plugins, no network.
+const SANDBOX: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+
+fn state_of(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))
+}
+
+fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse {
+    let (req, _) = req.into_parts();
+    ServiceResponse::new(req, e.error_response())
+}
+
+fn wants_download(req: &ServiceRequest) -> bool {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.iter().any(|(k, v)| k == "download" && v != "0" && v != "false"))
+        .unwrap_or(false)
+}
+
+/// `Content-Disposition` with the original name: a plain ASCII `filename` for old clients and
+/// an RFC 5987 `filename*` when the name is not ASCII (RFC 6266).
+fn disposition(kind: DispositionType, filename: Option<&str>) -> ContentDisposition {
+    let mut parameters = Vec::new();
+    if let Some(name) = filename.filter(|n| !n.is_empty()) {
+        let ascii: String = name
+            .chars()
+            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' })
+            .collect();
+        parameters.push(DispositionParam::Filename(ascii));
+        if !name.is_ascii() {
+            parameters.push(DispositionParam::FilenameExt(ExtendedValue {
+                charset: Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: name.as_bytes().to_vec(),
+            }));
+        }
+    }
+    ContentDisposition { disposition: kind, parameters }
+}
+
+/// Evaluates If-Match / If-None-Match / If-Range against our ETag (RFC 9110 §13.2.2) and
+/// removes them, so `NamedFile` only sees a `Range` that still applies.
+fn preconditions(req: &mut ServiceRequest, etag: &EntityTag) -> Option<StatusCode> {
+    if let Ok(IfMatch::Items(items)) = IfMatch::parse(req) {
+        if !items.iter().any(|t| t.strong_eq(etag)) {
+            return Some(StatusCode::PRECONDITION_FAILED);
+        }
+    }
+    match IfNoneMatch::parse(req) {
+        Ok(IfNoneMatch::Any) => return Some(StatusCode::NOT_MODIFIED),
+        Ok(IfNoneMatch::Items(items)) if items.iter().any(|t| t.weak_eq(etag)) => {
+            return Some(StatusCode::NOT_MODIFIED)
+        }
+        _ => {}
+    }
+    if req.headers().contains_key(header::IF_RANGE) {
+        let still_valid = matches!(IfRange::parse(req), Ok(IfRange::EntityTag(t)) if t.strong_eq(etag));
+        if !still_valid {
+            // The client's copy is stale (or validated by date, which we do not send): full body.
+            req.headers_mut().remove(header::RANGE);
+        }
+    }
+    for h in [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_RANGE,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        req.headers_mut().remove(h);
+    }
+    None
+}
+
+struct Serve<'a> {
+    hash: ContentHash,
+    content_type: &'a str,
+    disposition: ContentDisposition,
+    cache: &'static str,
+}
+
+async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> ServiceResponse {
+    let etag = EntityTag::new_strong(s.hash.to_hex());
+    let active = sniff::is_active(s.content_type);
+    let set_common = |res: &mut HttpResponse| {
+        let h = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&etag.to_string()) {
+            h.insert(header::ETAG, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(s.cache));
+        if active {
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(SANDBOX));
+        }
+    };
+    if let Some(status) = preconditions(&mut req, &etag) {
+        let mut res = HttpResponse::build(status).finish();
+        set_common(&mut res);
+        let (req, _) = req.into_parts();
+        return ServiceResponse::new(req, res);
+    }
+    let path = state.store.blob_path(&s.hash);
+    let file = match NamedFile::open_async(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            // A record whose blob is gone is damage that `verify` reports; say so loudly.
+            tracing::error!(hash = %s.hash, error = %e, "blob missing or unreadable");
+            return error(req, ApiError::Internal(format!("blob {} unreadable: {e}", s.hash)));
+        }
+    };
+    let mime = s.content_type.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let file = file
+        .use_etag(false)
+        .use_last_modified(false)
+        .prefer_utf8(true)
+        .set_content_type(mime)
+        .set_content_disposition(s.disposition);
+    let (req, _) = req.into_parts();
+    let mut res = file.into_response(&req);
+    set_common(&mut res);
+    ServiceResponse::new(req, res)
+}
+
+/// `GET /m/{id}`: the record's file under its original name; `?download=1` for an attachment.
+pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let state = match state_of(&req) {
+        Ok(s) => s,
+        Err(e) => return Ok(error(req, e)),
+    };
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let lookup = parse_id(&id)
+        .and_then(|id| auth::caller(req.headers(), &state).map(|c| (id, c)))
+        .and_then(|(id, caller)| visible(&state, id, caller));
+    let record = match lookup {
+        Ok(r) => r,
+        Err(e) => return Ok(error(req, e)),
+    };
+    let active = sniff::is_active(&record.content_type);
+    // Markup other than SVG is downloaded, never rendered, even sandboxed.
+    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
+    let kind = if attachment { DispositionType::Attachment } else { DispositionType::Inline };
+    let cache = if record.is_public() { PUBLIC_SHORT } else { PRIVATE };
+    let serve_spec = Serve {
+        hash: record.hash,
+        content_type: &record.content_type,
+        disposition: disposition(kind, Some(&record.filename)),
+        cache,
+    };
+    Ok(serve(req, &state, serve_spec).await)
+}
+
+/// `GET /f/{hash}`: bytes by content address, public when any public record uses the blob.
+pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let state = match state_of(&req) {
+        Ok(s) => s,
+        Err(e) => return Ok(error(req, e)),
+    };
+    let raw = req.match_info().get("hash").unwrap_or_default().to_owned();
+    let Ok(hash) = raw.parse::<ContentHash>() else {
+        return Ok(error(req, ApiError::NotFound("blob")));
+    };
+    let caller = match auth::caller(req.headers(), &state) {
+        Ok(c) => c,
+        Err(e) => return Ok(error(req, e)),
+    };
+    let representative = match state.store.representative(&hash) {
+        Ok(r) => r,
+        Err(e) => return Ok(error(req, e.into())),
+    };
+    let record = match representative {
+        Some(r) if r.is_public() || caller == Caller::Admin => r,
+        // A blob used only by private records does not exist for anonymous callers.
+        _ => return Ok(error(req, ApiError::NotFound("blob"))),
+    };
+    let active = sniff::is_active(&record.content_type);
+    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
+    let name = format!("{}.{}", hash, sniff::extension(&record.content_type));
+    let kind = if attachment { DispositionType::Attachment } else { DispositionType::Inline };
+    let cache = if record.is_public() { IMMUTABLE } else { PRIVATE };
+    let spec = Serve {
+        hash,
+        content_type: &record.content_type,
+        disposition: disposition(kind, attachment.then_some(name.as_str())),
+        cache,
+    };
+    Ok(serve(req, &state, spec).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_ascii_names_get_an_rfc5987_parameter() {
+        let d = disposition(DispositionType::Attachment, Some("été \"2024\".jpg")).to_string();
+        assert!(d.starts_with("attachment"), "{d}");
+        assert!(d.contains("filename*=UTF-8''%C3%A9t%C3%A9"), "{d}");
+        assert!(d.contains(r#"filename="_t_ \"2024\".jpg""#), "{d}");
+        let plain = disposition(DispositionType::Inline, Some("photo.jpg")).to_string();
+        assert_eq!(plain, "inline; filename=\"photo.jpg\"");
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP surface: application state, routes and the server's life cycle.
+
+mod assets;
+mod auth;
+mod error;
+mod files;
+mod health;
+mod media;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::secrets::{self, AdminToken, TokenHash};
+use crate::store::Store;
+
+/// Shared by every worker; read-only apart from the store itself.
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Config,
+    pub admin: TokenHash,
+    pub started: Instant,
+    pub assets: assets::AssetIndex,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, config: Config, admin: TokenHash) -> Self {
+        AppState { store, config, admin, started: Instant::now(), assets: assets::AssetIndex::build() }
+    }
+
+    /// An absolute URL when SHOEBOX_PUBLIC_URL is set, otherwise a root-relative one.
+    pub fn link(&self, path: &str) -> String {
+        match &self.config.public_url {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_owned(),
+        }
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+fn json_error_handlers(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid JSON body: {e}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid query string: {e}")).into()),
+    )
+    .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()));
+}
+
+/// Every route. Shared by the server and the in-process tests.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
+    json_error_handlers(cfg);
+    cfg.service(web::resource("/").route(web::route().guard(get_or_head()).to(assets::index)))
+        .service(
+            web::resource("/assets/{version}/{path:.*}")
+                .route(web::route().guard(get_or_head()).to(assets::asset)),
+        )
+        .service(
+            web::resource("/api/media")
+                .route(web::get().to(media::list))
+                .route(web::post().to(upload::create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/media/{id}")
+                .route(web::get().to(media::get))
+                .route(web::patch().to(media::patch))
+                .route(web::delete().to(media::delete))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/health")
+                .route(web::get().to(health::health))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/m/{id}")
+                .route(web::route().guard(get_or_head()).service(actix_web::dev::fn_service(files::media_file)))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/f/{hash}")
+                .route(web::route().guard(get_or_head()).service(actix_web::dev::fn_service(files::blob_file)))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Headers on every response.
+pub fn default_headers() -> DefaultHeaders {
+    DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
+/// Opens the store and serves until SIGINT/SIGTERM, then drains requests and flushes.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
+    let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
+    if let AdminToken::Generated(_, token) = &admin {
+        announce_generated_token(token, &config);
+    }
+    let state = web::Data::new(AppState::new(store.clone(), config.clone(), admin.hash().clone()));
+
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(default_headers())
+            .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
+            .configure(routes)
+    })
+    // Without TCP_NODELAY every small response waits ~40 ms for Nagle against delayed ACKs.
+    .tcp_nodelay(true)
+    .shutdown_timeout(config.shutdown_timeout.as_secs());
+    if let Some(n) = config.workers {
+        server = server.workers(n);
+    }
+    let server = server.bind(config.listen)?;
+    for addr in server.addrs() {
+        tracing::info!("shoebox listening on http://{addr}");
+    }
+    // `run` stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown timeout.
+    server.run().await?;
+    web::block(move || store.flush()).await??;
+    tracing::info!("stopped cleanly; metadata flushed");
+    Ok(())
+}
+
+fn announce_generated_token(token: &str, config: &Config) {
+    let port = config.listen.port();
+    // Printed, not logged: it is shown once, and log pipelines should never carry it.
+    println!(
+        "\n  Shoebox generated an admin token. It is shown only this once; only its hash is stored.\n\n      {token}\n\n  Use it as a bearer token, e.g.\n      curl -H \"Authorization: Bearer {token}\" -F file=@photo.jpg http://localhost:{port}/api/media\n  or paste it into the sign-in box of the web page. Lost it? Stop Shoebox and run\n  `shoebox reset-admin-token`, or set SHOEBOX_ADMIN_TOKEN.\n"
+    );
+}

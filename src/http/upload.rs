@@ -1,0 +1,281 @@
+//! `POST /api/media`: multipart (one or more `file` parts plus text fields) or a raw body with
+//! `?filename=`. Bodies are streamed to `tmp/` on a blocking thread while they arrive; no file
+//! is ever held whole in memory.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_multipart::Multipart;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::auth;
+use super::error::ApiError;
+use super::media::MediaView;
+use super::AppState;
+use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
+use crate::store::{MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
+
+/// Bounds on the non-file parts of a multipart request.
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+const MAX_TEXT_FIELDS: usize = 64;
+const MAX_FILES: usize = 100;
+/// After a refusal (too large, disk full), the rest of the body is read and discarded up to
+/// this much so the client sees the JSON error instead of a reset connection.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Text fields shared by every file in one request.
+#[derive(Default)]
+struct FieldsBuilder {
+    fields: MediaFields,
+    tags: Vec<String>,
+    custom: Map<String, Value>,
+}
+
+impl FieldsBuilder {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+        let f = &mut self.fields;
+        match name {
+            "title" => f.title = record::text_field("title", value, MAX_TITLE)?,
+            "description" => f.description = record::text_field("description", value, MAX_DESCRIPTION)?,
+            "alt" => f.alt = record::text_field("alt", value, MAX_ALT)?,
+            "tags" | "tags[]" => self.tags.extend(value.split(',').map(str::to_owned)),
+            "collection" => f.collection = record::collection(value)?,
+            "visibility" => f.visibility = value.parse::<Visibility>()?,
+            "custom" => self.custom.extend(record::custom_str(value)?),
+            n if n.starts_with("custom.") && n.len() > "custom.".len() => {
+                self.custom
+                    .insert(n["custom.".len()..].to_owned(), Value::String(value.to_owned()));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?}; the fields are file, title, description, alt, tags, \
+                     collection, visibility, custom and custom.<key>"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<MediaFields, ApiError> {
+        self.fields.tags = record::tags(self.tags.iter().map(String::as_str))?;
+        self.fields.custom = record::custom(Value::Object(self.custom))?;
+        Ok(self.fields)
+    }
+}
+
+enum Chunk {
+    Data(Bytes),
+    End,
+}
+
+/// Streams one body into a staged blob: the network side counts bytes and enforces the limit,
+/// a blocking thread hashes and writes. An interrupted or refused stream leaves no temp file.
+async fn receive<S, E>(store: Arc<Store>, mut stream: S, limit: u64) -> Result<StagedBlob, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    let (tx, mut rx) = mpsc::channel::<Chunk>(16);
+    let writer = actix_web::rt::task::spawn_blocking(move || -> Result<Option<StagedBlob>, StoreError> {
+        let mut w = store.blobs().writer()?;
+        while let Some(chunk) = rx.blocking_recv() {
+            match chunk {
+                Chunk::Data(bytes) => w.write(&bytes)?,
+                Chunk::End => return w.finish().map(Some),
+            }
+        }
+        // The sender went away without `End`: the upload was abandoned; dropping `w` removes it.
+        Ok(None)
+    });
+    let mut received: u64 = 0;
+    let streamed: Result<(), ApiError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(ApiError::TooLarge { limit });
+            }
+            if tx.send(Chunk::Data(chunk)).await.is_err() {
+                // The writer stopped on an error; it is reported below.
+                return Ok(());
+            }
+        }
+        let _ = tx.send(Chunk::End).await;
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let written = writer.await.map_err(|_| ApiError::Internal("the upload writer panicked".into()));
+    streamed?;
+    match written? {
+        Ok(Some(staged)) => Ok(staged),
+        Ok(None) => Err(ApiError::Internal("the upload writer stopped early".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads and discards what is left of a refused body, within bounds.
+async fn drain<S, E>(mut stream: S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let start = Instant::now();
+    let mut left = DRAIN_BYTES;
+    while start.elapsed() < DRAIN_TIME {
+        match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
+            Ok(Some(Ok(chunk))) if (chunk.len() as u64) <= left => left -= chunk.len() as u64,
+            _ => return,
+        }
+    }
+}
+
+fn declared_type(value: Option<&str>) -> Option<String> {
+    let m: mime::Mime = value?.parse().ok()?;
+    (m.essence_str() != "application/octet-stream").then(|| m.essence_str().to_owned())
+}
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(req.headers(), &state)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let is_multipart = content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"));
+    let items = if is_multipart {
+        multipart(&req, payload, &state).await?
+    } else {
+        raw(&req, payload, query.into_inner(), &state, declared_type(Some(&content_type))).await?
+    };
+    let store = state.store.clone();
+    let records = web::block(move || store.create(items)).await??;
+    let views: Vec<MediaView> = records.iter().map(|r| MediaView::new(r, &state)).collect();
+    let mut res = HttpResponse::Created();
+    if let [one] = records.as_slice() {
+        res.insert_header((header::LOCATION, format!("/api/media/{}", one.id)));
+    }
+    Ok(res.json(serde_json::json!({ "items": views })))
+}
+
+async fn raw(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    query: Vec<(String, String)>,
+    state: &AppState,
+    declared: Option<String>,
+) -> Result<Vec<NewMedia>, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut builder = FieldsBuilder::default();
+    let mut filename = String::new();
+    for (k, v) in &query {
+        if k == "filename" {
+            filename = record::filename(v);
+        } else {
+            builder.set(k, v)?;
+        }
+    }
+    let fields = builder.finish()?;
+    match receive(state.store.clone(), &mut payload, limit).await {
+        Ok(blob) => Ok(vec![NewMedia { blob, filename, declared_type: declared, fields }]),
+        Err(e) => {
+            drain(&mut payload).await;
+            Err(e)
+        }
+    }
+}
+
+async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        if buf.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::bad_request(format!("field {name:?} is longer than {MAX_TEXT_FIELD} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| ApiError::bad_request(format!("field {name:?} is not UTF-8 text")))
+}
+
+async fn multipart(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Vec<NewMedia>, ApiError> {
+    let mut form = Multipart::new(req.headers(), payload);
+    let result = read_form(&mut form, state).await;
+    if result.is_err() {
+        // Discard the rest so the client reads our error rather than a reset.
+        let mut form = form;
+        let start = Instant::now();
+        while start.elapsed() < DRAIN_TIME {
+            match form.try_next().await {
+                Ok(Some(mut field)) => drain(&mut field).await,
+                _ => break,
+            }
+        }
+    }
+    result
+}
+
+async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedia>, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let mut builder = FieldsBuilder::default();
+    let mut files: Vec<(StagedBlob, String, Option<String>)> = Vec::new();
+    let mut text_fields = 0;
+    while let Some(mut field) = form
+        .try_next()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_owned);
+        if matches!(name.as_str(), "file" | "files" | "file[]" | "files[]") || filename.is_some() {
+            if files.len() == MAX_FILES {
+                return Err(ApiError::bad_request(format!("at most {MAX_FILES} files per request")));
+            }
+            let declared = declared_type(field.content_type().map(|m| m.essence_str()));
+            let blob = receive(state.store.clone(), &mut field, limit).await?;
+            files.push((blob, record::filename(filename.as_deref().unwrap_or_default()), declared));
+        } else {
+            text_fields += 1;
+            if text_fields > MAX_TEXT_FIELDS {
+                return Err(ApiError::bad_request(format!("at most {MAX_TEXT_FIELDS} text fields")));
+            }
+            let value = read_text(&mut field, &name).await?;
+            builder.set(&name, &value)?;
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request(
+            "no file in the request: send one or more multipart parts named \"file\"",
+        ));
+    }
+    let fields = builder.finish()?;
+    Ok(files
+        .into_iter()
+        .map(|(blob, filename, declared_type)| NewMedia { blob, filename, declared_type, fields: fields.clone() })
+        .collect())
+}

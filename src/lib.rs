@@ -1,0 +1,14 @@
+//! Shoebox: a single-binary media store.
+//!
+//! The crate is layered: `http` (actix-web handlers) sits over `store` (blobs on disk and
+//! metadata in sled), which knows nothing about HTTP.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+/// Command line and validated runtime configuration.
+pub mod config;
+/// HTTP surface: routes, handlers, error mapping, embedded web assets.
+pub mod http;
+/// Admin token generation, hashing and constant-time checks.
+pub mod secrets;
+/// The data directory: content-addressed blobs, sled metadata, the durable write protocol.
+pub mod store;

@@ -1,0 +1,231 @@
+//! The data directory: its sub-directories, the `FORMAT` marker and the fsync helpers that the
+//! durable write protocol relies on.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+
+/// The layout version this build writes and understands.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_MAGIC: &str = "shoebox-data-format";
+
+/// Entries a data directory may hold before `FORMAT` exists: our own sub-directories (left by a
+/// first start that crashed before writing `FORMAT`) and the `lost+found` of a fresh ext4 disk.
+const KNOWN_ENTRIES: &[&str] = &[
+    "FORMAT",
+    "blobs",
+    "tmp",
+    "meta",
+    "variants",
+    "secrets",
+    "lost+found",
+];
+
+/// Paths inside one data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn format_file(&self) -> PathBuf {
+        self.root.join("FORMAT")
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.root.join("meta")
+    }
+    pub fn variants(&self) -> PathBuf {
+        self.root.join("variants")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+
+    /// Creates the directory tree (or checks an existing one) and returns the instance id.
+    ///
+    /// An empty or absent directory is initialised; a directory with a `FORMAT` of this version is
+    /// opened; anything else (a newer version, a foreign file, a non-empty unrelated directory) is
+    /// refused so that Shoebox never scribbles over data it does not understand.
+    pub fn prepare(&self) -> Result<String, StoreError> {
+        fs::create_dir_all(&self.root).map_err(|e| StoreError::io("create the data directory", e))?;
+        let instance = match fs::read_to_string(self.format_file()) {
+            Ok(text) => parse_format(&text, &self.format_file())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.refuse_foreign_directory()?;
+                self.write_format()?
+            }
+            Err(e) => return Err(StoreError::io("read FORMAT", e)),
+        };
+        for dir in [self.blobs(), self.tmp(), self.meta(), self.variants(), self.secrets()] {
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io("create a data sub-directory", e))?;
+        }
+        set_mode(&self.secrets(), 0o700)?;
+        Ok(instance)
+    }
+
+    fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
+        let entries = fs::read_dir(&self.root).map_err(|e| StoreError::io("list the data directory", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list the data directory", e))?;
+            let name = entry.file_name();
+            if !KNOWN_ENTRIES.iter().any(|k| name == *k) {
+                return Err(StoreError::Format(format!(
+                    "{} is not empty and has no FORMAT file, so it is not a Shoebox data directory \
+                     (found {:?}); point SHOEBOX_DATA_DIR at an empty directory or an existing store",
+                    self.root.display(),
+                    name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_format(&self) -> Result<String, StoreError> {
+        let instance = hex::encode(rand::random::<[u8; 16]>());
+        let created = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let text = format!("{FORMAT_MAGIC} {FORMAT_VERSION}\ninstance {instance}\ncreated {created}\n");
+        write_atomically(&self.root, &self.format_file(), text.as_bytes(), 0o644)?;
+        Ok(instance)
+    }
+
+    /// Removes everything in `tmp/`: uploads that were in flight when the process stopped.
+    /// None of them was acknowledged, so none of them is data.
+    pub fn clear_tmp(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let entries = fs::read_dir(self.tmp()).map_err(|e| StoreError::io("list tmp/", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list tmp/", e))?;
+            let path = entry.path();
+            let result = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            result.map_err(|e| StoreError::io("clear tmp/", e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            fsync_dir(&self.tmp())?;
+        }
+        Ok(removed)
+    }
+}
+
+fn parse_format(text: &str, path: &Path) -> Result<String, StoreError> {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let version = first
+        .strip_prefix(FORMAT_MAGIC)
+        .map(str::trim)
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| {
+            StoreError::Format(format!(
+                "{} does not look like a Shoebox FORMAT file (first line {first:?})",
+                path.display()
+            ))
+        })?;
+    if version != FORMAT_VERSION {
+        return Err(StoreError::Format(format!(
+            "this data directory has layout version {version}, but this Shoebox understands only \
+             version {FORMAT_VERSION}; {}",
+            if version > FORMAT_VERSION {
+                "it was written by a newer Shoebox: upgrade the binary, do not downgrade a store"
+            } else {
+                "run a Shoebox release that can migrate it"
+            }
+        )));
+    }
+    let instance = lines
+        .find_map(|l| l.strip_prefix("instance "))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    Ok(instance)
+}
+
+/// fsync a directory so that a rename or unlink inside it survives a power loss.
+/// Linux needs this: a file's own fsync does not persist its directory entry.
+pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync a directory", e))
+}
+
+/// Writes a small file so that readers see either the old or the new content, never a mix:
+/// temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomically(dir: &Path, target: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::io("create a temp file", e))?;
+    set_mode(tmp.path(), mode)?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| StoreError::io("write a temp file", e))?;
+    tmp.persist(target)
+        .map_err(|e| StoreError::io("rename a temp file into place", e.error))?;
+    fsync_dir(dir)
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| StoreError::io("set file permissions", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initialises_an_empty_directory_and_reopens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("data"));
+        let first = layout.prepare().unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(layout.prepare().unwrap(), first, "the instance id is stable");
+        assert!(layout.blobs().is_dir() && layout.tmp().is_dir() && layout.meta().is_dir());
+    }
+
+    #[test]
+    fn refuses_a_newer_format() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("FORMAT"), "shoebox-data-format 2\ninstance x\n").unwrap();
+        let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
+        assert!(err.contains("newer Shoebox"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_foreign_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
+        assert!(err.contains("not a Shoebox data directory"), "{err}");
+        fs::write(dir.path().join("FORMAT"), "something else\n").unwrap();
+        let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
+        assert!(err.contains("does not look like"), "{err}");
+    }
+
+    #[test]
+    fn accepts_lost_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        Layout::new(dir.path()).prepare().unwrap();
+    }
+}

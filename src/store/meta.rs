@@ -1,0 +1,452 @@
+//! Metadata in sled. This is the only file that names sled: everything else sees the narrow,
+//! typed interface below, so another engine could replace it here alone.
+//!
+//! Trees (keys are bytes; ids are 16-byte big-endian ULIDs, so they sort by time):
+//! - `media`: id → record JSON
+//! - `blob_refs`: hash → reference count (u64 big-endian)
+//! - `idx_hash`: hash ‖ id → visibility (1 public, 0 private)
+//! - `idx_collection`: collection ‖ 0x00 ‖ id → ()
+//! - `idx_tag`: tag ‖ 0x00 ‖ id → ()
+//! - `idx_kind`: kind ‖ id → ()
+//! - `state`: health probes and bookkeeping
+//!
+//! Every change to a record, its indexes and its blob's count happens in one transaction.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{IVec, Transactional, Tree};
+
+use super::hash::ContentHash;
+use super::record::{Kind, MediaId, MediaRecord, Visibility};
+use super::{ListPage, ListQuery, StoreError};
+
+/// How many index entries one listing page may examine before it returns what it has and a
+/// cursor to continue: a filter that matches little cannot turn one request into a full scan.
+const MAX_SCAN: usize = 20_000;
+
+pub struct MetaStore {
+    db: sled::Db,
+    media: Tree,
+    refs: Tree,
+    by_hash: Tree,
+    by_collection: Tree,
+    by_tag: Tree,
+    by_kind: Tree,
+    state: Tree,
+}
+
+type Abortable<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> Abortable<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => sled_error(e),
+    }
+}
+
+fn sled_error(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) => StoreError::io("sled", io),
+        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("the metadata database is corrupt: {e}")),
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+fn kind_byte(kind: Kind) -> u8 {
+    match kind {
+        Kind::Image => 1,
+        Kind::Video => 2,
+        Kind::Audio => 3,
+        Kind::Document => 4,
+        Kind::Other => 5,
+    }
+}
+
+fn text_key(prefix: &str, id: Option<MediaId>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 17);
+    key.extend_from_slice(prefix.as_bytes());
+    key.push(0);
+    if let Some(id) = id {
+        key.extend_from_slice(&id.to_key());
+    }
+    key
+}
+
+fn hash_key(hash: &ContentHash, id: MediaId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(48);
+    key.extend_from_slice(hash.as_bytes());
+    key.extend_from_slice(&id.to_key());
+    key
+}
+
+fn kind_key(kind: Kind, id: Option<MediaId>) -> Vec<u8> {
+    let mut key = vec![kind_byte(kind)];
+    if let Some(id) = id {
+        key.extend_from_slice(&id.to_key());
+    }
+    key
+}
+
+fn visibility_byte(v: Visibility) -> &'static [u8] {
+    match v {
+        Visibility::Public => &[1],
+        Visibility::Private => &[0],
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("a media record does not parse: {e}")))
+}
+
+fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("a media record does not serialise: {e}")))
+}
+
+fn count_of(v: Option<IVec>) -> u64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// The index trees inside one transaction.
+struct Indexes<'a> {
+    by_hash: &'a TransactionalTree,
+    by_collection: &'a TransactionalTree,
+    by_tag: &'a TransactionalTree,
+    by_kind: &'a TransactionalTree,
+}
+
+impl Indexes<'_> {
+    fn add(&self, r: &MediaRecord) -> Abortable<()> {
+        self.by_hash.insert(hash_key(&r.hash, r.id), visibility_byte(r.visibility))?;
+        if let Some(c) = &r.collection {
+            self.by_collection.insert(text_key(c, Some(r.id)), &[])?;
+        }
+        for t in &r.tags {
+            self.by_tag.insert(text_key(t, Some(r.id)), &[])?;
+        }
+        self.by_kind.insert(kind_key(r.kind, Some(r.id)), &[])?;
+        Ok(())
+    }
+
+    fn remove(&self, r: &MediaRecord) -> Abortable<()> {
+        self.by_hash.remove(hash_key(&r.hash, r.id))?;
+        if let Some(c) = &r.collection {
+            self.by_collection.remove(text_key(c, Some(r.id)))?;
+        }
+        for t in &r.tags {
+            self.by_tag.remove(text_key(t, Some(r.id)))?;
+        }
+        self.by_kind.remove(kind_key(r.kind, Some(r.id)))?;
+        Ok(())
+    }
+}
+
+impl MetaStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            // Durability comes from explicit flushes before every acknowledgement; the
+            // background flush only bounds how much unacknowledged work a crash can lose.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(format!(
+                    "the metadata database in {} is in use by another Shoebox process",
+                    path.display()
+                )),
+                other => sled_error(other),
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(sled_error);
+        Ok(MetaStore {
+            media: tree("media")?,
+            refs: tree("blob_refs")?,
+            by_hash: tree("idx_hash")?,
+            by_collection: tree("idx_collection")?,
+            by_tag: tree("idx_tag")?,
+            by_kind: tree("idx_kind")?,
+            state: tree("state")?,
+            db,
+        })
+    }
+
+    /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
+    pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        (&self.media, &self.refs, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+            .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
+                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                for (record, bytes) in records.iter().zip(&encoded) {
+                    if media.insert(&record.id.to_key(), bytes.as_slice())?.is_some() {
+                        return abort(StoreError::Corrupt(format!("media id {} already exists", record.id)));
+                    }
+                    let count = count_of(refs.get(record.hash.as_bytes())?);
+                    refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
+                    idx.add(record)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)
+    }
+
+    pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
+        self.media
+            .get(id.to_key())
+            .map_err(sled_error)?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// Applies `change` to a record and re-indexes it in one transaction.
+    pub fn update(
+        &self,
+        id: MediaId,
+        change: impl Fn(&mut MediaRecord) -> Result<(), StoreError>,
+    ) -> Result<MediaRecord, StoreError> {
+        (&self.media, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+            .transaction(|(media, by_hash, by_collection, by_tag, by_kind)| {
+                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                let Some(bytes) = media.get(id.to_key())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let old = decode(&bytes).or_else(abort)?;
+                let mut new = old.clone();
+                change(&mut new).or_else(abort)?;
+                idx.remove(&old)?;
+                idx.add(&new)?;
+                media.insert(&id.to_key(), encode(&new).or_else(abort)?)?;
+                Ok(new)
+            })
+            .map_err(tx_error)
+    }
+
+    /// Removes a record and its index entries and decrements its blob's count, in one
+    /// transaction. Returns the record and the blob's remaining count.
+    pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
+        (&self.media, &self.refs, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+            .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
+                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                let Some(bytes) = media.remove(&id.to_key())? else {
+                    return Ok(None);
+                };
+                let record = decode(&bytes).or_else(abort)?;
+                idx.remove(&record)?;
+                let remaining = count_of(refs.get(record.hash.as_bytes())?).saturating_sub(1);
+                if remaining == 0 {
+                    refs.remove(record.hash.as_bytes())?;
+                } else {
+                    refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
+                }
+                Ok(Some((record, remaining)))
+            })
+            .map_err(tx_error)
+    }
+
+    pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
+        Ok(count_of(self.refs.get(hash.as_bytes()).map_err(sled_error)?))
+    }
+
+    /// A record that uses this blob, preferring a public one: the blob is public exactly when
+    /// the returned record is.
+    pub fn representative(&self, hash: &ContentHash) -> Result<Option<MediaId>, StoreError> {
+        let mut first = None;
+        for entry in self.by_hash.scan_prefix(hash.as_bytes()) {
+            let (key, v) = entry.map_err(sled_error)?;
+            let id = MediaId::from_key(&key[32..])
+                .ok_or_else(|| StoreError::Corrupt("a hash index key has a malformed id".into()))?;
+            if v.as_ref() == [1] {
+                return Ok(Some(id));
+            }
+            first.get_or_insert(id);
+        }
+        Ok(first)
+    }
+
+    /// One page of records, newest first.
+    pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        // Drive the scan from the most selective index the query names.
+        let (tree, prefix): (&Tree, Vec<u8>) = if let Some(c) = &q.collection {
+            (&self.by_collection, text_key(c, None))
+        } else if let Some(t) = &q.tag {
+            (&self.by_tag, text_key(t, None))
+        } else if let Some(k) = q.kind {
+            (&self.by_kind, kind_key(k, None))
+        } else {
+            (&self.media, Vec::new())
+        };
+        let iter = match q.before {
+            Some(id) => {
+                let mut end = prefix.clone();
+                end.extend_from_slice(&id.to_key());
+                tree.range(prefix.clone()..end)
+            }
+            None if prefix.is_empty() => tree.iter(),
+            None => tree.scan_prefix(&prefix),
+        };
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let mut last_seen = None;
+        for entry in iter.rev() {
+            let (key, value) = entry.map_err(sled_error)?;
+            let id = MediaId::from_key(&key[prefix.len()..])
+                .ok_or_else(|| StoreError::Corrupt("an index key has a malformed id".into()))?;
+            if items.len() == q.limit {
+                return Ok(ListPage { items, next: last_seen });
+            }
+            if scanned == MAX_SCAN {
+                return Ok(ListPage { items, next: last_seen });
+            }
+            scanned += 1;
+            last_seen = Some(id);
+            let record = if prefix.is_empty() {
+                decode(&value)?
+            } else {
+                match self.get(id)? {
+                    Some(r) => r,
+                    None => return Err(StoreError::Corrupt(format!("an index names media {id}, which does not exist"))),
+                }
+            };
+            if q.matches(&record) {
+                items.push(record);
+            }
+        }
+        Ok(ListPage { items, next: None })
+    }
+
+    /// Every record, in id order; for verification and rebuilds.
+    pub fn all(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
+        self.media.iter().map(|e| e.map_err(sled_error).and_then(|(_, v)| decode(&v)))
+    }
+
+    pub fn media_count(&self) -> usize {
+        self.media.len()
+    }
+
+    /// Makes every committed transaction durable. Blocking: call it off the async runtime.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(sled_error)
+    }
+
+    /// Writes, flushes, reads back and removes a probe key.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let key = b"health-probe";
+        let value: [u8; 16] = rand::random();
+        self.state.insert(key, &value).map_err(sled_error)?;
+        self.flush()?;
+        let read = self.state.get(key).map_err(sled_error)?;
+        self.state.remove(key).map_err(sled_error)?;
+        if read.as_deref() != Some(&value[..]) {
+            return Err(StoreError::Corrupt("the health probe read back different bytes".into()));
+        }
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::{now, RECORD_SCHEMA};
+
+    fn record(n: u64, hash: u8, collection: Option<&str>, tags: &[&str], visibility: Visibility) -> MediaRecord {
+        MediaRecord {
+            schema: RECORD_SCHEMA,
+            id: MediaId(ulid::Ulid::from_parts(1_000 + n, n as u128)),
+            hash: ContentHash([hash; 32]),
+            size: 10,
+            content_type: "image/png".into(),
+            kind: Kind::Image,
+            filename: format!("f{n}.png"),
+            title: format!("title {n}"),
+            description: String::new(),
+            alt: String::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            collection: collection.map(str::to_owned),
+            visibility,
+            custom: Default::default(),
+            width: None,
+            height: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
+        (dir, meta)
+    }
+
+    fn ids(page: &ListPage) -> Vec<u64> {
+        page.items.iter().map(|r| r.id.0.timestamp_ms() - 1_000).collect()
+    }
+
+    #[test]
+    fn counts_follow_inserts_and_deletes() {
+        let (_d, meta) = open();
+        let a = record(1, 7, None, &[], Visibility::Public);
+        let b = record(2, 7, None, &[], Visibility::Private);
+        meta.insert(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(meta.refcount(&a.hash).unwrap(), 2);
+        assert_eq!(meta.representative(&a.hash).unwrap(), Some(a.id), "the public user is preferred");
+        assert_eq!(meta.delete(a.id).unwrap().map(|(_, n)| n), Some(1));
+        assert_eq!(meta.representative(&a.hash).unwrap(), Some(b.id));
+        assert_eq!(meta.delete(b.id).unwrap().map(|(_, n)| n), Some(0));
+        assert_eq!(meta.refcount(&a.hash).unwrap(), 0);
+        assert_eq!(meta.representative(&a.hash).unwrap(), None);
+        assert!(meta.delete(b.id).unwrap().is_none());
+        assert!(meta.insert(&[a.clone(), a]).is_err(), "a duplicate id aborts the whole batch");
+        assert_eq!(meta.media_count(), 0);
+    }
+
+    #[test]
+    fn lists_newest_first_through_indexes_with_cursors() {
+        let (_d, meta) = open();
+        for n in 0..10 {
+            let coll = if n % 2 == 0 { Some("stories") } else { Some("other") };
+            let vis = if n == 4 { Visibility::Private } else { Visibility::Public };
+            meta.insert(&[record(n, n as u8, coll, &["t"], vis)]).unwrap();
+        }
+        let mut q = ListQuery { collection: Some("stories".into()), limit: 2, ..ListQuery::default() };
+        let first = meta.list(&q).unwrap();
+        assert_eq!(ids(&first), vec![8, 6]);
+        q.before = first.next;
+        let second = meta.list(&q).unwrap();
+        assert_eq!(ids(&second), vec![2, 0], "private media are skipped without authority");
+        assert!(second.next.is_none(), "the last page says so");
+
+        let all = meta.list(&ListQuery { include_private: true, limit: 100, ..ListQuery::default() }).unwrap();
+        assert_eq!(ids(&all), (0..10).rev().collect::<Vec<_>>());
+        assert!(all.next.is_none());
+    }
+
+    #[test]
+    fn updates_move_index_entries() {
+        let (_d, meta) = open();
+        let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
+        meta.insert(&[r.clone()]).unwrap();
+        meta.update(r.id, |rec| {
+            rec.collection = Some("b".into());
+            rec.tags = vec!["y".into()];
+            rec.visibility = Visibility::Private;
+            Ok(())
+        })
+        .unwrap();
+        let q = |c: &str| ListQuery { collection: Some(c.into()), include_private: true, limit: 10, ..ListQuery::default() };
+        assert!(meta.list(&q("a")).unwrap().items.is_empty());
+        assert_eq!(meta.list(&q("b")).unwrap().items.len(), 1);
+        let by_tag = ListQuery { tag: Some("x".into()), include_private: true, limit: 10, ..ListQuery::default() };
+        assert!(meta.list(&by_tag).unwrap().items.is_empty());
+        let private = meta.get(meta.representative(&r.hash).unwrap().unwrap()).unwrap().unwrap();
+        assert_eq!(private.visibility, Visibility::Private);
+        assert!(matches!(meta.update(MediaId(ulid::Ulid::nil()), |_| Ok(())), Err(StoreError::NotFound)));
+    }
+}

@@ -1,0 +1,467 @@
+//! The store: content-addressed blobs on disk plus metadata in sled, kept in step by the
+//! durable write protocol. Nothing here knows about HTTP; callers run these blocking methods
+//! on a blocking thread pool.
+
+pub mod blobs;
+pub mod hash;
+pub mod layout;
+pub mod meta;
+pub mod record;
+pub mod sniff;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+pub use blobs::{BlobStore, BlobWriter, StagedBlob};
+pub use hash::ContentHash;
+pub use layout::Layout;
+pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
+
+use meta::MetaStore;
+
+/// Everything that can go wrong below the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{field} must be {expected}")]
+    Invalid { field: &'static str, expected: String },
+    #[error("no such media")]
+    NotFound,
+    #[error("could not {action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("metadata database error: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    pub fn io(action: &'static str, source: std::io::Error) -> Self {
+        StoreError::Io { action, source }
+    }
+
+    pub fn invalid(field: &'static str, expected: &str) -> Self {
+        StoreError::Invalid { field, expected: expected.to_owned() }
+    }
+
+    /// True when the disk itself is full (ENOSPC or EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(28) | Some(122)))
+    }
+}
+
+/// Filters for a listing; `before` is the cursor (exclusive).
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub collection: Option<String>,
+    pub tag: Option<String>,
+    pub kind: Option<Kind>,
+    /// Case-insensitive text searched in title, description and filename; lower-cased.
+    pub q: Option<String>,
+    pub include_private: bool,
+    pub limit: usize,
+    pub before: Option<MediaId>,
+}
+
+impl ListQuery {
+    pub fn matches(&self, r: &MediaRecord) -> bool {
+        (self.include_private || r.is_public())
+            && self.collection.as_ref().is_none_or(|c| r.collection.as_ref() == Some(c))
+            && self.tag.as_ref().is_none_or(|t| r.tags.contains(t))
+            && self.kind.is_none_or(|k| r.kind == k)
+            && self.q.as_ref().is_none_or(|q| {
+                [&r.title, &r.description, &r.filename]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(q.as_str()))
+            })
+    }
+}
+
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<MediaRecord>,
+    /// Where the next page starts, or `None` when this was the last.
+    pub next: Option<MediaId>,
+}
+
+/// A new upload: its staged bytes, the fields the caller gave, and what was learned from it.
+pub struct NewMedia {
+    pub blob: StagedBlob,
+    /// The original name (sanitised); may be empty.
+    pub filename: String,
+    /// The type the client declared, used only when sniffing and the extension say nothing.
+    pub declared_type: Option<String>,
+    pub fields: MediaFields,
+}
+
+/// Per-hash locks, striped. An upload holds its hash's lock from "does the blob exist?" until
+/// its reference is committed; a delete holds it from decrementing the count until the blob is
+/// unlinked. So a delete can never unlink a blob that a concurrent upload just deduplicated to.
+struct HashLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl HashLocks {
+    fn new(n: usize) -> Self {
+        HashLocks { stripes: (0..n).map(|_| Mutex::new(())).collect() }
+    }
+
+    fn stripe(&self, hash: &ContentHash) -> usize {
+        let b = hash.as_bytes();
+        (usize::from(b[0]) << 8 | usize::from(b[1])) % self.stripes.len()
+    }
+
+    /// Locks every stripe the hashes fall in, in ascending order so two callers cannot deadlock.
+    fn lock_all<'a>(&'a self, hashes: impl Iterator<Item = &'a ContentHash>) -> Vec<MutexGuard<'a, ()>> {
+        let mut idx: Vec<usize> = hashes.map(|h| self.stripe(h)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+}
+
+/// Group commit for sled flushes: every writer's transaction is flushed before it is
+/// acknowledged, but writers that commit while a flush runs share the next one instead of
+/// queueing a flush each.
+struct GroupCommit {
+    committed: AtomicU64,
+    state: Mutex<FlushState>,
+    done: Condvar,
+}
+
+struct FlushState {
+    flushed: u64,
+    flushing: bool,
+}
+
+impl GroupCommit {
+    fn new() -> Self {
+        GroupCommit {
+            committed: AtomicU64::new(0),
+            state: Mutex::new(FlushState { flushed: 0, flushing: false }),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Call after a transaction committed; returns once a flush that started after that commit
+    /// has finished.
+    fn wait_durable(&self, flush: impl Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mine = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.flushed >= mine {
+                return Ok(());
+            }
+            if st.flushing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.flushing = true;
+            // Every commit numbered up to `target` happened before this flush starts.
+            let target = self.committed.load(Ordering::SeqCst);
+            drop(st);
+            let result = flush();
+            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.flushing = false;
+            if result.is_ok() {
+                st.flushed = st.flushed.max(target);
+            }
+            self.done.notify_all();
+            result?;
+        }
+    }
+}
+
+/// An open data directory.
+pub struct Store {
+    layout: Layout,
+    instance: String,
+    blobs: BlobStore,
+    meta: MetaStore,
+    locks: HashLocks,
+    commit: GroupCommit,
+    ids: Mutex<ulid::Generator>,
+}
+
+impl Store {
+    /// Opens (or initialises) a data directory: checks `FORMAT`, empties `tmp/`, opens sled.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        let instance = layout.prepare()?;
+        let cleared = layout.clear_tmp()?;
+        if cleared > 0 {
+            tracing::info!(cleared, "removed unfinished uploads from tmp/");
+        }
+        let meta = MetaStore::open(&layout.meta())?;
+        Ok(Store {
+            blobs: BlobStore::new(layout.blobs(), layout.tmp()),
+            layout,
+            instance,
+            meta,
+            locks: HashLocks::new(1024),
+            commit: GroupCommit::new(),
+            ids: Mutex::new(ulid::Generator::new()),
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn blob_path(&self, hash: &ContentHash) -> PathBuf {
+        self.blobs.path_for(hash)
+    }
+
+    fn new_id(&self) -> MediaId {
+        let mut gen = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        // The generator only fails when 2^80 ids are made in one millisecond.
+        MediaId(gen.generate().unwrap_or_else(|_| ulid::Ulid::new()))
+    }
+
+    /// Steps 3–5 of the write protocol for a batch of staged uploads: place the blobs (or
+    /// deduplicate), insert the records and bump the counts in one transaction, and return only
+    /// once sled has flushed them.
+    pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let now = record::now();
+        let mut records = Vec::with_capacity(items.len());
+        let mut staged = Vec::with_capacity(items.len());
+        for item in items {
+            let content_type =
+                sniff::content_type(&item.blob.head, &item.filename, item.declared_type.as_deref());
+            let kind = sniff::kind(&content_type);
+            let filename = if item.filename.is_empty() {
+                format!("upload.{}", sniff::extension(&content_type))
+            } else {
+                item.filename
+            };
+            let dims = if kind == Kind::Image { sniff::dimensions(&item.blob.head) } else { None };
+            let f = item.fields;
+            records.push(MediaRecord {
+                schema: record::RECORD_SCHEMA,
+                id: self.new_id(),
+                hash: item.blob.hash,
+                size: item.blob.size,
+                content_type,
+                kind,
+                filename,
+                title: f.title,
+                description: f.description,
+                alt: f.alt,
+                tags: f.tags,
+                collection: f.collection,
+                visibility: f.visibility,
+                custom: f.custom,
+                width: dims.map(|d| d.0),
+                height: dims.map(|d| d.1),
+                created_at: now,
+                updated_at: now,
+            });
+            staged.push(item.blob);
+        }
+        {
+            let _guards = self.locks.lock_all(records.iter().map(|r| &r.hash));
+            for blob in staged {
+                self.blobs.place(blob)?;
+            }
+            self.meta.insert(&records)?;
+        }
+        self.commit.wait_durable(|| self.meta.flush())?;
+        Ok(records)
+    }
+
+    pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
+        self.meta.get(id)
+    }
+
+    pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        self.meta.list(q)
+    }
+
+    /// Edits a record's editable fields; durable before it returns.
+    pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        let record = self.meta.update(id, |r| {
+            patch.apply(r);
+            r.updated_at = record::now();
+            Ok(())
+        })?;
+        self.commit.wait_durable(|| self.meta.flush())?;
+        Ok(record)
+    }
+
+    /// Deletes a record; the blob goes with its last reference. Returns false when there was no
+    /// such record.
+    pub fn delete(&self, id: MediaId) -> Result<bool, StoreError> {
+        let Some(existing) = self.meta.get(id)? else {
+            return Ok(false);
+        };
+        let _guard = self.locks.lock_all(std::iter::once(&existing.hash));
+        let Some((record, remaining)) = self.meta.delete(id)? else {
+            return Ok(false);
+        };
+        // The metadata change must be durable before the bytes go: a crash in between then
+        // leaves an orphan blob (collected by gc), never a record without its blob.
+        self.commit.wait_durable(|| self.meta.flush())?;
+        if remaining == 0 {
+            self.blobs.remove(&record.hash)?;
+        }
+        Ok(true)
+    }
+
+    pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
+        self.meta.refcount(hash)
+    }
+
+    /// A record using this blob, public if any public record uses it.
+    pub fn representative(&self, hash: &ContentHash) -> Result<Option<MediaRecord>, StoreError> {
+        match self.meta.representative(hash)? {
+            Some(id) => self.meta.get(id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn media_count(&self) -> usize {
+        self.meta.media_count()
+    }
+
+    pub fn all_records(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
+        self.meta.all()
+    }
+
+    pub fn meta_size_on_disk(&self) -> u64 {
+        self.meta.size_on_disk()
+    }
+
+    /// Flushes metadata; used at shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.meta.flush()
+    }
+
+    /// The deep health check: a probe file written, fsynced, read back and removed in `tmp/`,
+    /// and a probe key written, flushed, read back and removed in sled.
+    pub fn probe_disk(&self) -> Result<(), StoreError> {
+        use std::io::{Read, Seek, Write};
+        let value: [u8; 32] = rand::random();
+        let mut file = tempfile::Builder::new()
+            .prefix("health-")
+            .tempfile_in(self.layout.tmp())
+            .map_err(|e| StoreError::io("create the health probe file", e))?;
+        file.write_all(&value)
+            .and_then(|_| file.as_file().sync_all())
+            .map_err(|e| StoreError::io("write and fsync the health probe file", e))?;
+        let mut read = Vec::new();
+        file.rewind()
+            .and_then(|_| file.read_to_end(&mut read))
+            .map_err(|e| StoreError::io("read the health probe file", e))?;
+        if read != value {
+            return Err(StoreError::Corrupt("the health probe file read back different bytes".into()));
+        }
+        file.close().map_err(|e| StoreError::io("remove the health probe file", e))
+    }
+
+    pub fn probe_meta(&self) -> Result<(), StoreError> {
+        self.meta.probe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn staged(store: &Store, bytes: &[u8]) -> StagedBlob {
+        let mut w = store.blobs().writer().unwrap();
+        w.write(bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn new(store: &Store, bytes: &[u8]) -> NewMedia {
+        NewMedia {
+            blob: staged(store, bytes),
+            filename: "a.txt".into(),
+            declared_type: None,
+            fields: MediaFields::default() }
+    }
+
+    #[test]
+    fn deduplicates_and_removes_the_blob_with_its_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.create(vec![new(&store, b"same bytes")]).unwrap().remove(0);
+        let b = store.create(vec![new(&store, b"same bytes")]).unwrap().remove(0);
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(store.refcount(&a.hash).unwrap(), 2);
+        assert_eq!(store.blobs().list().unwrap().len(), 1);
+        assert!(store.delete(a.id).unwrap());
+        assert!(store.blob_path(&a.hash).is_file());
+        assert!(store.delete(b.id).unwrap());
+        assert!(!store.blob_path(&a.hash).exists());
+        assert!(!store.delete(b.id).unwrap());
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            store.create(vec![new(&store, b"kept")]).unwrap()[0].id
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let r = store.get(id).unwrap().unwrap();
+        assert_eq!(r.size, 4);
+        assert_eq!(r.content_type, "text/plain");
+        assert_eq!(r.kind, Kind::Document);
+    }
+
+    #[test]
+    fn concurrent_uploads_and_deletes_of_one_blob_never_lose_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let r = store.create(vec![new(&store, b"contended")]).unwrap().remove(0);
+                        assert!(store.blob_path(&r.hash).is_file());
+                        store.delete(r.id).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Each thread's record kept the blob alive while it existed (asserted above); once the
+        // last one is gone, so is the blob.
+        assert_eq!(store.media_count(), 0);
+        assert!(store.blobs().list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn probes_pass_on_a_healthy_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.probe_disk().unwrap();
+        store.probe_meta().unwrap();
+        assert_eq!(std::fs::read_dir(store.layout().tmp()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,379 @@
+//! The media record and the rules for its editable fields.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::hash::ContentHash;
+use super::StoreError;
+
+/// Version of the record's JSON shape, stored in every record so that it can evolve.
+pub const RECORD_SCHEMA: u32 = 1;
+
+pub const MAX_TITLE: usize = 500;
+pub const MAX_DESCRIPTION: usize = 10_000;
+pub const MAX_ALT: usize = 2_000;
+pub const MAX_TAGS: usize = 64;
+pub const MAX_TAG: usize = 64;
+pub const MAX_COLLECTION: usize = 100;
+pub const MAX_FILENAME: usize = 255;
+pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+
+/// A media id: a ULID, so ids are short, URL-safe and sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct MediaId(pub ulid::Ulid);
+
+impl MediaId {
+    /// Big-endian bytes: sled orders keys bytewise, so these sort by time.
+    pub fn to_key(self) -> [u8; 16] {
+        self.0 .0.to_be_bytes()
+    }
+
+    pub fn from_key(bytes: &[u8]) -> Option<Self> {
+        <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| MediaId(ulid::Ulid(u128::from_be_bytes(b))))
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Lower case reads better in URLs; parsing accepts either case.
+        f.write_str(&self.0.to_string().to_ascii_lowercase())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a media id is a 26-character ULID")]
+pub struct InvalidId;
+
+impl FromStr for MediaId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 26 {
+            return Err(InvalidId);
+        }
+        ulid::Ulid::from_string(s).map(MediaId).map_err(|_| InvalidId)
+    }
+}
+
+impl Serialize for MediaId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MediaId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a file is, broadly; derived from its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Image,
+    Video,
+    Audio,
+    Document,
+    Other,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Image, Kind::Video, Kind::Audio, Kind::Document, Kind::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Image => "image",
+            Kind::Video => "video",
+            Kind::Audio => "audio",
+            Kind::Document => "document",
+            Kind::Other => "other",
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::invalid("kind", "one of image, video, audio, document, other"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Private,
+}
+
+impl FromStr for Visibility {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "public" => Ok(Visibility::Public),
+            "private" => Ok(Visibility::Private),
+            _ => Err(StoreError::invalid("visibility", "\"public\" or \"private\"")),
+        }
+    }
+}
+
+/// One stored media item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    pub schema: u32,
+    pub id: MediaId,
+    pub hash: ContentHash,
+    pub size: u64,
+    pub content_type: String,
+    pub kind: Kind,
+    pub filename: String,
+    pub title: String,
+    pub description: String,
+    pub alt: String,
+    pub tags: Vec<String>,
+    pub collection: Option<String>,
+    pub visibility: Visibility,
+    pub custom: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl MediaRecord {
+    pub fn is_public(&self) -> bool {
+        self.visibility == Visibility::Public
+    }
+}
+
+/// The caller-supplied fields of a new upload, already validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MediaFields {
+    pub title: String,
+    pub description: String,
+    pub alt: String,
+    pub tags: Vec<String>,
+    pub collection: Option<String>,
+    pub visibility: Visibility,
+    pub custom: Map<String, Value>,
+}
+
+/// A change to the editable fields; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MediaPatch {
+    pub filename: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub alt: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// `Some(None)` removes the record from its collection.
+    pub collection: Option<Option<String>>,
+    pub visibility: Option<Visibility>,
+    pub custom: Option<Map<String, Value>>,
+}
+
+impl MediaPatch {
+    pub fn apply(&self, record: &mut MediaRecord) {
+        let set = |dst: &mut String, src: &Option<String>| {
+            if let Some(v) = src {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut record.filename, &self.filename);
+        set(&mut record.title, &self.title);
+        set(&mut record.description, &self.description);
+        set(&mut record.alt, &self.alt);
+        if let Some(tags) = &self.tags {
+            record.tags.clone_from(tags);
+        }
+        if let Some(c) = &self.collection {
+            record.collection.clone_from(c);
+        }
+        if let Some(v) = self.visibility {
+            record.visibility = v;
+        }
+        if let Some(c) = &self.custom {
+            record.custom.clone_from(c);
+        }
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+}
+
+/// A free-text field: trimmed, bounded, without control characters other than line breaks.
+pub fn text_field(field: &'static str, value: &str, max: usize) -> Result<String, StoreError> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(StoreError::invalid(field, &format!("at most {max} characters")));
+    }
+    if has_control(value) {
+        return Err(StoreError::invalid(field, "text without control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A tag: trimmed, inner whitespace collapsed, lower-cased so that "Summer" and "summer" are
+/// one tag.
+pub fn tag(value: &str) -> Result<Option<String>, StoreError> {
+    let cleaned = value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    if cleaned.is_empty() {
+        return Ok(None);
+    }
+    if cleaned.chars().count() > MAX_TAG || cleaned.chars().any(char::is_control) || cleaned.contains(',') {
+        return Err(StoreError::invalid(
+            "tags",
+            &format!("tags of at most {MAX_TAG} characters, without commas or control characters"),
+        ));
+    }
+    Ok(Some(cleaned))
+}
+
+/// Tags from a list; empty entries are dropped, duplicates removed, order kept.
+pub fn tags<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, StoreError> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if let Some(t) = tag(v)? {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(StoreError::invalid("tags", &format!("at most {MAX_TAGS} tags")));
+    }
+    Ok(out)
+}
+
+/// Tags from the comma-separated form used by form fields and query strings.
+pub fn tag_list(value: &str) -> Result<Vec<String>, StoreError> {
+    tags(value.split(','))
+}
+
+/// A collection name; empty means "no collection".
+pub fn collection(value: &str) -> Result<Option<String>, StoreError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.chars().count() > MAX_COLLECTION || value.chars().any(char::is_control) || value.contains('/') {
+        return Err(StoreError::invalid(
+            "collection",
+            &format!("a name of at most {MAX_COLLECTION} characters without '/' or control characters"),
+        ));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+/// The caller's own keys: a JSON object of bounded size.
+pub fn custom(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(map) => {
+            if serde_json::to_vec(&map).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CUSTOM_BYTES {
+                return Err(StoreError::invalid(
+                    "custom",
+                    &format!("a JSON object of at most {MAX_CUSTOM_BYTES} bytes"),
+                ));
+            }
+            Ok(map)
+        }
+        Value::Null => Ok(Map::new()),
+        _ => Err(StoreError::invalid("custom", "a JSON object")),
+    }
+}
+
+pub fn custom_str(value: &str) -> Result<Map<String, Value>, StoreError> {
+    if value.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    let parsed: Value =
+        serde_json::from_str(value).map_err(|_| StoreError::invalid("custom", "a JSON object"))?;
+    custom(parsed)
+}
+
+/// The original file name, kept only as metadata: the last path component, without control
+/// characters, bounded in length. It never names anything on disk.
+pub fn filename(value: &str) -> String {
+    let last = value.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_matches('.').trim();
+    let mut out = String::new();
+    for c in cleaned.chars() {
+        if out.len() + c.len_utf8() > MAX_FILENAME {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    // Millisecond precision keeps the JSON short and round-trips exactly.
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = MediaId(ulid::Ulid::from_parts(1_000, 5));
+        let b = MediaId(ulid::Ulid::from_parts(2_000, 1));
+        assert!(a.to_key() < b.to_key());
+        assert_eq!(MediaId::from_key(&a.to_key()), Some(a));
+        assert_eq!(a.to_string().parse::<MediaId>().ok(), Some(a));
+        assert_eq!(a.to_string().to_uppercase().parse::<MediaId>().ok(), Some(a));
+        assert!("not-an-id".parse::<MediaId>().is_err());
+    }
+
+    #[test]
+    fn tags_are_normalised() {
+        assert_eq!(
+            tag_list(" Summer ,beach,, summer,Road   Trip").unwrap(),
+            vec!["summer", "beach", "road trip"]
+        );
+        assert!(tag_list(&"x".repeat(MAX_TAG + 1)).is_err());
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(tag_list(&many.join(",")).is_err());
+    }
+
+    #[test]
+    fn filenames_lose_paths_and_control_characters() {
+        assert_eq!(filename("../../etc/passwd"), "passwd");
+        assert_eq!(filename("C:\\Users\\me\\photo.jpg"), "photo.jpg");
+        assert_eq!(filename("a\u{0}b\nc.png"), "abc.png");
+        assert_eq!(filename(".."), "");
+        assert_eq!(filename("été 2024.jpg"), "été 2024.jpg");
+        assert!(filename(&"é".repeat(300)).len() <= MAX_FILENAME);
+    }
+
+    #[test]
+    fn fields_are_validated() {
+        assert!(collection("a/b").is_err());
+        assert_eq!(collection("  ").unwrap(), None);
+        assert_eq!(collection(" stories ").unwrap().as_deref(), Some("stories"));
+        assert!(custom_str("[1,2]").is_err());
+        assert!(custom_str("{\"message_id\": 42}").is_ok());
+        assert!(text_field("title", &"x".repeat(MAX_TITLE + 1), MAX_TITLE).is_err());
+        assert!(text_field("title", "bell\u{7}", MAX_TITLE).is_err());
+        assert!("secret".parse::<Visibility>().is_err());
+    }
+}
