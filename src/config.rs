@@ -78,7 +78,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: u64 = num.parse().map_err(|_| format!("{s:?} is not a size such as 1048576, 500MiB or 2GB"))?;
+    let num: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 1048576, 500MiB or 2GB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -89,9 +91,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB or GB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
     };
-    num.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    num.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Validated settings for a running server.
@@ -116,8 +123,14 @@ impl Config {
         }
         let public_url = match args.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.trim_end_matches('/').to_owned()),
-            Some(u) => return Err(format!("SHOEBOX_PUBLIC_URL must start with http:// or https:// (got {u:?})")),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(format!(
+                    "SHOEBOX_PUBLIC_URL must start with http:// or https:// (got {u:?})"
+                ))
+            }
         };
         if args.max_upload_bytes == 0 {
             return Err("SHOEBOX_MAX_UPLOAD_BYTES must be greater than zero".into());
@@ -149,7 +162,10 @@ mod tests {
             .get_arguments()
             .filter(|a| a.get_long().is_some())
             .map(|a| {
-                let env = a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                let env = a
+                    .get_env()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (a.get_long().unwrap_or_default().to_owned(), env)
             })
             .collect();
@@ -164,7 +180,10 @@ mod tests {
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
             ("workers", "SHOEBOX_WORKERS"),
         ];
-        let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(envs, expected);
         cmd.debug_assert();
     }

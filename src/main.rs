@@ -11,7 +11,10 @@ use shoebox::store::Layout;
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -41,7 +44,9 @@ fn reset_admin_token(data_dir: &std::path::Path) -> Result<(), Box<dyn std::erro
     layout.prepare()?;
     if let AdminToken::Generated(_, token) = secrets::reset_admin_token(&layout)? {
         println!("{token}");
-        eprintln!("The new admin token is above; the old one no longer works once Shoebox restarts.");
+        eprintln!(
+            "The new admin token is above; the old one no longer works once Shoebox restarts."
+        );
     }
     Ok(())
 }

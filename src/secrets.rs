@@ -61,7 +61,10 @@ impl AdminToken {
 }
 
 /// Uses the configured token, or the stored hash of a generated one, or generates one.
-pub fn load_or_create_admin_token(layout: &Layout, configured: Option<&str>) -> Result<AdminToken, StoreError> {
+pub fn load_or_create_admin_token(
+    layout: &Layout,
+    configured: Option<&str>,
+) -> Result<AdminToken, StoreError> {
     if let Some(token) = configured {
         return Ok(AdminToken::Configured(TokenHash::of(token)));
     }
@@ -85,7 +88,12 @@ pub fn load_or_create_admin_token(layout: &Layout, configured: Option<&str>) -> 
 pub fn reset_admin_token(layout: &Layout) -> Result<AdminToken, StoreError> {
     let token = generate_token();
     let hash = TokenHash::of(&token);
-    write_atomically(&layout.secrets(), &token_file(layout), hex::encode(hash.0).as_bytes(), 0o600)?;
+    write_atomically(
+        &layout.secrets(),
+        &token_file(layout),
+        hex::encode(hash.0).as_bytes(),
+        0o600,
+    )?;
     Ok(AdminToken::Generated(hash, token))
 }
 
@@ -99,12 +107,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
         layout.prepare().unwrap();
-        let AdminToken::Generated(_, token) = load_or_create_admin_token(&layout, None).unwrap() else {
+        let AdminToken::Generated(_, token) = load_or_create_admin_token(&layout, None).unwrap()
+        else {
             panic!("first start generates a token");
         };
         let stored = fs::read_to_string(token_file(&layout)).unwrap();
-        assert!(!stored.contains(&token[4..]), "the plain token is never written");
-        let mode = fs::metadata(token_file(&layout)).unwrap().permissions().mode() & 0o777;
+        assert!(
+            !stored.contains(&token[4..]),
+            "the plain token is never written"
+        );
+        let mode = fs::metadata(token_file(&layout))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let again = load_or_create_admin_token(&layout, None).unwrap();
         assert!(matches!(again, AdminToken::Stored(_)));

@@ -43,7 +43,10 @@ impl AssetIndex {
             .map(|f| String::from_utf8_lossy(&f.data).into_owned())
             .unwrap_or_default()
             .replace("{{ASSETS}}", &format!("/assets/{version}"));
-        AssetIndex { version, index_html }
+        AssetIndex {
+            version,
+            index_html,
+        }
     }
 }
 
@@ -72,9 +75,23 @@ pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let mut res = HttpResponse::Ok();
     page_headers(&mut res);
     // An old page asking for an old version during a deploy gets today's file, uncached.
-    let cache = if version == state.assets.version { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let cache = if version == state.assets.version {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
     res.insert_header((header::CACHE_CONTROL, cache))
-        .insert_header((header::ETAG, format!("\"{}\"", hex::encode(file.metadata.sha256_hash()))))
-        .content_type(mime.essence_str().to_owned() + if mime.type_() == mime::TEXT || mime.subtype() == mime::JAVASCRIPT { "; charset=utf-8" } else { "" });
+        .insert_header((
+            header::ETAG,
+            format!("\"{}\"", hex::encode(file.metadata.sha256_hash())),
+        ))
+        .content_type(
+            mime.essence_str().to_owned()
+                + if mime.type_() == mime::TEXT || mime.subtype() == mime::JAVASCRIPT {
+                    "; charset=utf-8"
+                } else {
+                    ""
+                },
+        );
     Ok(res.body(file.data.into_owned()))
 }

@@ -26,10 +26,14 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError::Unauthorized("use an Authorization: Bearer <token> header")),
+        _ => Err(ApiError::Unauthorized(
+            "use an Authorization: Bearer <token> header",
+        )),
     }
 }
 
@@ -46,7 +50,9 @@ pub fn caller(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError>
 /// Requires a valid token (every write does).
 pub fn require_token(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
     match caller(headers, state)? {
-        Caller::Anonymous => Err(ApiError::Unauthorized("this needs a token: Authorization: Bearer <token>")),
+        Caller::Anonymous => Err(ApiError::Unauthorized(
+            "this needs a token: Authorization: Bearer <token>",
+        )),
         c => Ok(c),
     }
 }

@@ -37,7 +37,10 @@ impl ApiError {
     }
 
     pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
-        ApiError::InvalidField { field: field.into(), expected: expected.into() }
+        ApiError::InvalidField {
+            field: field.into(),
+            expected: expected.into(),
+        }
     }
 
     fn code(&self) -> &'static str {
@@ -152,6 +155,9 @@ mod tests {
 
         let (status, v) = body(StoreError::Corrupt("secret path /x".into()).into());
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!v["error"]["message"].as_str().unwrap().contains("/x"), "internal details stay in the log");
+        assert!(
+            !v["error"]["message"].as_str().unwrap().contains("/x"),
+            "internal details stay in the log"
+        );
     }
 }

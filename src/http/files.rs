@@ -5,8 +5,8 @@
 use actix_files::NamedFile;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
-    self, Charset, ContentDisposition, Header, DispositionParam, DispositionType, EntityTag, ExtendedValue,
-    HeaderValue, IfMatch, IfNoneMatch, IfRange,
+    self, Charset, ContentDisposition, DispositionParam, DispositionType, EntityTag, ExtendedValue,
+    Header, HeaderValue, IfMatch, IfNoneMatch, IfRange,
 };
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
@@ -38,7 +38,10 @@ fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse {
 
 fn wants_download(req: &ServiceRequest) -> bool {
     web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(|q| q.iter().any(|(k, v)| k == "download" && v != "0" && v != "false"))
+        .map(|q| {
+            q.iter()
+                .any(|(k, v)| k == "download" && v != "0" && v != "false")
+        })
         .unwrap_or(false)
 }
 
@@ -49,7 +52,13 @@ fn disposition(kind: DispositionType, filename: Option<&str>) -> ContentDisposit
     if let Some(name) = filename.filter(|n| !n.is_empty()) {
         let ascii: String = name
             .chars()
-            .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         parameters.push(DispositionParam::Filename(ascii));
         if !name.is_ascii() {
@@ -60,26 +69,37 @@ fn disposition(kind: DispositionType, filename: Option<&str>) -> ContentDisposit
             }));
         }
     }
-    ContentDisposition { disposition: kind, parameters }
+    ContentDisposition {
+        disposition: kind,
+        parameters,
+    }
 }
 
 /// Evaluates If-Match / If-None-Match / If-Range against our ETag (RFC 9110 §13.2.2) and
 /// removes them, so `NamedFile` only sees a `Range` that still applies.
 fn preconditions(req: &mut ServiceRequest, etag: &EntityTag) -> Option<StatusCode> {
-    if let Ok(IfMatch::Items(items)) = IfMatch::parse(req) {
-        if !items.iter().any(|t| t.strong_eq(etag)) {
-            return Some(StatusCode::PRECONDITION_FAILED);
+    // The typed parsers answer an empty list for an absent header, so check presence first.
+    if req.headers().contains_key(header::IF_MATCH) {
+        if let Ok(IfMatch::Items(items)) = IfMatch::parse(req) {
+            if !items.iter().any(|t| t.strong_eq(etag)) {
+                return Some(StatusCode::PRECONDITION_FAILED);
+            }
         }
     }
-    match IfNoneMatch::parse(req) {
-        Ok(IfNoneMatch::Any) => return Some(StatusCode::NOT_MODIFIED),
-        Ok(IfNoneMatch::Items(items)) if items.iter().any(|t| t.weak_eq(etag)) => {
+    let if_none_match = req
+        .headers()
+        .contains_key(header::IF_NONE_MATCH)
+        .then(|| IfNoneMatch::parse(req));
+    match if_none_match.and_then(Result::ok) {
+        Some(IfNoneMatch::Any) => return Some(StatusCode::NOT_MODIFIED),
+        Some(IfNoneMatch::Items(items)) if items.iter().any(|t| t.weak_eq(etag)) => {
             return Some(StatusCode::NOT_MODIFIED)
         }
         _ => {}
     }
     if req.headers().contains_key(header::IF_RANGE) {
-        let still_valid = matches!(IfRange::parse(req), Ok(IfRange::EntityTag(t)) if t.strong_eq(etag));
+        let still_valid =
+            matches!(IfRange::parse(req), Ok(IfRange::EntityTag(t)) if t.strong_eq(etag));
         if !still_valid {
             // The client's copy is stale (or validated by date, which we do not send): full body.
             req.headers_mut().remove(header::RANGE);
@@ -114,7 +134,10 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(s.cache));
         if active {
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(SANDBOX));
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(SANDBOX),
+            );
         }
     };
     if let Some(status) = preconditions(&mut req, &etag) {
@@ -129,10 +152,16 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         Err(e) => {
             // A record whose blob is gone is damage that `verify` reports; say so loudly.
             tracing::error!(hash = %s.hash, error = %e, "blob missing or unreadable");
-            return error(req, ApiError::Internal(format!("blob {} unreadable: {e}", s.hash)));
+            return error(
+                req,
+                ApiError::Internal(format!("blob {} unreadable: {e}", s.hash)),
+            );
         }
     };
-    let mime = s.content_type.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let mime = s
+        .content_type
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let file = file
         .use_etag(false)
         .use_last_modified(false)
@@ -162,8 +191,16 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
     let active = sniff::is_active(&record.content_type);
     // Markup other than SVG is downloaded, never rendered, even sandboxed.
     let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
-    let kind = if attachment { DispositionType::Attachment } else { DispositionType::Inline };
-    let cache = if record.is_public() { PUBLIC_SHORT } else { PRIVATE };
+    let kind = if attachment {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
+    };
+    let cache = if record.is_public() {
+        PUBLIC_SHORT
+    } else {
+        PRIVATE
+    };
     let serve_spec = Serve {
         hash: record.hash,
         content_type: &record.content_type,
@@ -199,8 +236,16 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     let active = sniff::is_active(&record.content_type);
     let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
     let name = format!("{}.{}", hash, sniff::extension(&record.content_type));
-    let kind = if attachment { DispositionType::Attachment } else { DispositionType::Inline };
-    let cache = if record.is_public() { IMMUTABLE } else { PRIVATE };
+    let kind = if attachment {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
+    };
+    let cache = if record.is_public() {
+        IMMUTABLE
+    } else {
+        PRIVATE
+    };
     let spec = Serve {
         hash,
         content_type: &record.content_type,

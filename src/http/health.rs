@@ -16,7 +16,10 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };
     let ok = disk.is_ok() && meta.is_ok();
-    for err in [disk.as_ref().err(), meta.as_ref().err()].into_iter().flatten() {
+    for err in [disk.as_ref().err(), meta.as_ref().err()]
+        .into_iter()
+        .flatten()
+    {
         tracing::error!(error = %err, "health check failed");
     }
     let body = json!({
@@ -24,6 +27,12 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "version": env!("CARGO_PKG_VERSION"),
         "checks": { "data_dir": check(&disk), "metadata": check(&meta) },
     });
-    let mut res = if ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    Ok(res.insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    let mut res = if ok {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    Ok(res
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
 }

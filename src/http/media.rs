@@ -61,12 +61,18 @@ impl ListParams {
     fn into_query(self, caller: Caller) -> Result<ListQuery, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(ApiError::invalid("limit", format!("between 1 and {MAX_LIMIT}")));
+            return Err(ApiError::invalid(
+                "limit",
+                format!("between 1 and {MAX_LIMIT}"),
+            ));
         }
-        let before = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(c) => Some(c.parse::<MediaId>().map_err(|_| ApiError::invalid("cursor", "a next_cursor from an earlier page"))?),
-            None => None,
-        };
+        let before =
+            match self.cursor.as_deref().filter(|c| !c.is_empty()) {
+                Some(c) => Some(c.parse::<MediaId>().map_err(|_| {
+                    ApiError::invalid("cursor", "a next_cursor from an earlier page")
+                })?),
+                None => None,
+            };
         let kind = match self.kind.as_deref().filter(|k| !k.is_empty()) {
             Some(k) => Some(k.parse::<Kind>()?),
             None => None,
@@ -81,7 +87,10 @@ impl ListParams {
                 None => None,
             },
             kind,
-            q: self.q.map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty()),
+            q: self
+                .q
+                .map(|q| q.trim().to_lowercase())
+                .filter(|q| !q.is_empty()),
             include_private: caller.can_see_private(),
             limit,
             before,
@@ -98,7 +107,11 @@ pub async fn list(
     let query = params.into_inner().into_query(caller)?;
     let store = state.store.clone();
     let page = web::block(move || store.list(&query)).await??;
-    let items: Vec<MediaView> = page.items.iter().map(|r| MediaView::new(r, &state)).collect();
+    let items: Vec<MediaView> = page
+        .items
+        .iter()
+        .map(|r| MediaView::new(r, &state))
+        .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .json(serde_json::json!({
@@ -107,7 +120,11 @@ pub async fn list(
         })))
 }
 
-pub async fn get(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let caller = auth::caller(req.headers(), &state)?;
     let record = visible(&state, parse_id(&id)?, caller)?;
     Ok(HttpResponse::Ok()
@@ -155,12 +172,18 @@ impl PatchBody {
         };
         Ok(MediaPatch {
             filename,
-            title: self.title.map(|v| record::text_field("title", &v, MAX_TITLE)).transpose()?,
+            title: self
+                .title
+                .map(|v| record::text_field("title", &v, MAX_TITLE))
+                .transpose()?,
             description: self
                 .description
                 .map(|v| record::text_field("description", &v, MAX_DESCRIPTION))
                 .transpose()?,
-            alt: self.alt.map(|v| record::text_field("alt", &v, MAX_ALT)).transpose()?,
+            alt: self
+                .alt
+                .map(|v| record::text_field("alt", &v, MAX_ALT))
+                .transpose()?,
             tags: match self.tags {
                 Some(TagsInput::List(list)) => Some(record::tags(list.iter().map(String::as_str))?),
                 Some(TagsInput::Text(text)) => Some(record::tag_list(&text)?),
@@ -191,7 +214,11 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(MediaView::new(&record, &state)))
 }
 
-pub async fn delete(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     auth::require_token(req.headers(), &state)?;
     let id = parse_id(&id)?;
     let store = state.store.clone();

@@ -32,7 +32,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: Config, admin: TokenHash) -> Self {
-        AppState { store, config, admin, started: Instant::now(), assets: assets::AssetIndex::build() }
+        AppState {
+            store,
+            config,
+            admin,
+            started: Instant::now(),
+            assets: assets::AssetIndex::build(),
+        }
     }
 
     /// An absolute URL when SHOEBOX_PUBLIC_URL is set, otherwise a root-relative one.
@@ -59,10 +65,14 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::bad_request(format!("invalid JSON body: {e}")).into()),
     )
     .app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::bad_request(format!("invalid query string: {e}")).into()),
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad_request(format!("invalid query string: {e}")).into()
+        }),
     )
-    .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()));
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
+    );
 }
 
 /// Every route. Shared by the server and the in-process tests.
@@ -94,12 +104,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/m/{id}")
-                .route(web::route().guard(get_or_head()).service(actix_web::dev::fn_service(files::media_file)))
+                .route(
+                    web::route()
+                        .guard(get_or_head())
+                        .service(actix_web::dev::fn_service(files::media_file)),
+                )
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/f/{hash}")
-                .route(web::route().guard(get_or_head()).service(actix_web::dev::fn_service(files::blob_file)))
+                .route(
+                    web::route()
+                        .guard(get_or_head())
+                        .service(actix_web::dev::fn_service(files::blob_file)),
+                )
                 .default_service(web::to(method_not_allowed)),
         )
         .default_service(web::to(not_found));
@@ -118,7 +136,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config);
     }
-    let state = web::Data::new(AppState::new(store.clone(), config.clone(), admin.hash().clone()));
+    let state = web::Data::new(AppState::new(
+        store.clone(),
+        config.clone(),
+        admin.hash().clone(),
+    ));
 
     let mut server = HttpServer::new(move || {
         App::new()

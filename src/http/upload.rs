@@ -43,15 +43,19 @@ impl FieldsBuilder {
         let f = &mut self.fields;
         match name {
             "title" => f.title = record::text_field("title", value, MAX_TITLE)?,
-            "description" => f.description = record::text_field("description", value, MAX_DESCRIPTION)?,
+            "description" => {
+                f.description = record::text_field("description", value, MAX_DESCRIPTION)?
+            }
             "alt" => f.alt = record::text_field("alt", value, MAX_ALT)?,
             "tags" | "tags[]" => self.tags.extend(value.split(',').map(str::to_owned)),
             "collection" => f.collection = record::collection(value)?,
             "visibility" => f.visibility = value.parse::<Visibility>()?,
             "custom" => self.custom.extend(record::custom_str(value)?),
             n if n.starts_with("custom.") && n.len() > "custom.".len() => {
-                self.custom
-                    .insert(n["custom.".len()..].to_owned(), Value::String(value.to_owned()));
+                self.custom.insert(
+                    n["custom.".len()..].to_owned(),
+                    Value::String(value.to_owned()),
+                );
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -83,21 +87,23 @@ where
     E: Display,
 {
     let (tx, mut rx) = mpsc::channel::<Chunk>(16);
-    let writer = actix_web::rt::task::spawn_blocking(move || -> Result<Option<StagedBlob>, StoreError> {
-        let mut w = store.blobs().writer()?;
-        while let Some(chunk) = rx.blocking_recv() {
-            match chunk {
-                Chunk::Data(bytes) => w.write(&bytes)?,
-                Chunk::End => return w.finish().map(Some),
+    let writer =
+        actix_web::rt::task::spawn_blocking(move || -> Result<Option<StagedBlob>, StoreError> {
+            let mut w = store.blobs().writer()?;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Chunk::Data(bytes) => w.write(&bytes)?,
+                    Chunk::End => return w.finish().map(Some),
+                }
             }
-        }
-        // The sender went away without `End`: the upload was abandoned; dropping `w` removes it.
-        Ok(None)
-    });
+            // The sender went away without `End`: the upload was abandoned; dropping `w` removes it.
+            Ok(None)
+        });
     let mut received: u64 = 0;
     let streamed: Result<(), ApiError> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
             received += chunk.len() as u64;
             if received > limit {
                 return Err(ApiError::TooLarge { limit });
@@ -112,7 +118,9 @@ where
     }
     .await;
     drop(tx);
-    let written = writer.await.map_err(|_| ApiError::Internal("the upload writer panicked".into()));
+    let written = writer
+        .await
+        .map_err(|_| ApiError::Internal("the upload writer panicked".into()));
     streamed?;
     match written? {
         Ok(Some(staged)) => Ok(staged),
@@ -161,7 +169,14 @@ pub async fn create(
     let items = if is_multipart {
         multipart(&req, payload, &state).await?
     } else {
-        raw(&req, payload, query.into_inner(), &state, declared_type(Some(&content_type))).await?
+        raw(
+            &req,
+            payload,
+            query.into_inner(),
+            &state,
+            declared_type(Some(&content_type)),
+        )
+        .await?
     };
     let store = state.store.clone();
     let records = web::block(move || store.create(items)).await??;
@@ -200,7 +215,12 @@ async fn raw(
     }
     let fields = builder.finish()?;
     match receive(state.store.clone(), &mut payload, limit).await {
-        Ok(blob) => Ok(vec![NewMedia { blob, filename, declared_type: declared, fields }]),
+        Ok(blob) => Ok(vec![NewMedia {
+            blob,
+            filename,
+            declared_type: declared,
+            fields,
+        }]),
         Err(e) => {
             drain(&mut payload).await;
             Err(e)
@@ -211,16 +231,24 @@ async fn raw(
 async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
         if buf.len() + chunk.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::bad_request(format!("field {name:?} is longer than {MAX_TEXT_FIELD} bytes")));
+            return Err(ApiError::bad_request(format!(
+                "field {name:?} is longer than {MAX_TEXT_FIELD} bytes"
+            )));
         }
         buf.extend_from_slice(&chunk);
     }
-    String::from_utf8(buf).map_err(|_| ApiError::bad_request(format!("field {name:?} is not UTF-8 text")))
+    String::from_utf8(buf)
+        .map_err(|_| ApiError::bad_request(format!("field {name:?} is not UTF-8 text")))
 }
 
-async fn multipart(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Vec<NewMedia>, ApiError> {
+async fn multipart(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<NewMedia>, ApiError> {
     let mut form = Multipart::new(req.headers(), payload);
     let result = read_form(&mut form, state).await;
     if result.is_err() {
@@ -254,15 +282,23 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
             .map(str::to_owned);
         if matches!(name.as_str(), "file" | "files" | "file[]" | "files[]") || filename.is_some() {
             if files.len() == MAX_FILES {
-                return Err(ApiError::bad_request(format!("at most {MAX_FILES} files per request")));
+                return Err(ApiError::bad_request(format!(
+                    "at most {MAX_FILES} files per request"
+                )));
             }
             let declared = declared_type(field.content_type().map(|m| m.essence_str()));
             let blob = receive(state.store.clone(), &mut field, limit).await?;
-            files.push((blob, record::filename(filename.as_deref().unwrap_or_default()), declared));
+            files.push((
+                blob,
+                record::filename(filename.as_deref().unwrap_or_default()),
+                declared,
+            ));
         } else {
             text_fields += 1;
             if text_fields > MAX_TEXT_FIELDS {
-                return Err(ApiError::bad_request(format!("at most {MAX_TEXT_FIELDS} text fields")));
+                return Err(ApiError::bad_request(format!(
+                    "at most {MAX_TEXT_FIELDS} text fields"
+                )));
             }
             let value = read_text(&mut field, &name).await?;
             builder.set(&name, &value)?;
@@ -276,6 +312,11 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
     let fields = builder.finish()?;
     Ok(files
         .into_iter()
-        .map(|(blob, filename, declared_type)| NewMedia { blob, filename, declared_type, fields: fields.clone() })
+        .map(|(blob, filename, declared_type)| NewMedia {
+            blob,
+            filename,
+            declared_type,
+            fields: fields.clone(),
+        })
         .collect())
 }

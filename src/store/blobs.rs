@@ -67,8 +67,12 @@ impl BlobStore {
             // Deduplication: the bytes are already durable under this name.
             return Ok(false);
         }
-        let leaf = target.parent().ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
-        let mid = leaf.parent().ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
+        let leaf = target
+            .parent()
+            .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
+        let mid = leaf
+            .parent()
+            .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
         let mid_existed = mid.is_dir();
         let leaf_existed = leaf.is_dir();
         fs::create_dir_all(leaf).map_err(|e| StoreError::io("create a blob directory", e))?;
@@ -219,7 +223,12 @@ mod tests {
         let hash = staged.hash;
         assert!(store.place(staged).unwrap());
         let path = store.path_for(&hash);
-        assert!(path.ends_with(format!("{}/{}/{}", &expected[..2], &expected[2..4], expected)));
+        assert!(path.ends_with(format!(
+            "{}/{}/{}",
+            &expected[..2],
+            &expected[2..4],
+            expected
+        )));
         assert_eq!(fs::read(&path).unwrap(), b"hello world");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.list().unwrap().len(), 1);

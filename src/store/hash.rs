@@ -74,10 +74,15 @@ mod tests {
     #[test]
     fn parses_only_canonical_hex() {
         let hex = "ab".repeat(32);
-        assert_eq!(hex.parse::<ContentHash>().map(|h| h.to_hex()).ok(), Some(hex.clone()));
+        assert_eq!(
+            hex.parse::<ContentHash>().map(|h| h.to_hex()).ok(),
+            Some(hex.clone())
+        );
         assert!("AB".repeat(32).parse::<ContentHash>().is_err());
         assert!("ab".repeat(31).parse::<ContentHash>().is_err());
-        assert!(format!("{}zz", "ab".repeat(31)).parse::<ContentHash>().is_err());
+        assert!(format!("{}zz", "ab".repeat(31))
+            .parse::<ContentHash>()
+            .is_err());
         assert!("../etc/passwd".parse::<ContentHash>().is_err());
     }
 }

@@ -62,7 +62,8 @@ impl Layout {
     /// opened; anything else (a newer version, a foreign file, a non-empty unrelated directory) is
     /// refused so that Shoebox never scribbles over data it does not understand.
     pub fn prepare(&self) -> Result<String, StoreError> {
-        fs::create_dir_all(&self.root).map_err(|e| StoreError::io("create the data directory", e))?;
+        fs::create_dir_all(&self.root)
+            .map_err(|e| StoreError::io("create the data directory", e))?;
         let instance = match fs::read_to_string(self.format_file()) {
             Ok(text) => parse_format(&text, &self.format_file())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -71,15 +72,23 @@ impl Layout {
             }
             Err(e) => return Err(StoreError::io("read FORMAT", e)),
         };
-        for dir in [self.blobs(), self.tmp(), self.meta(), self.variants(), self.secrets()] {
-            fs::create_dir_all(&dir).map_err(|e| StoreError::io("create a data sub-directory", e))?;
+        for dir in [
+            self.blobs(),
+            self.tmp(),
+            self.meta(),
+            self.variants(),
+            self.secrets(),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::io("create a data sub-directory", e))?;
         }
         set_mode(&self.secrets(), 0o700)?;
         Ok(instance)
     }
 
     fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
-        let entries = fs::read_dir(&self.root).map_err(|e| StoreError::io("list the data directory", e))?;
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| StoreError::io("list the data directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list the data directory", e))?;
             let name = entry.file_name();
@@ -100,7 +109,8 @@ impl Layout {
         let created = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let text = format!("{FORMAT_MAGIC} {FORMAT_VERSION}\ninstance {instance}\ncreated {created}\n");
+        let text =
+            format!("{FORMAT_MAGIC} {FORMAT_VERSION}\ninstance {instance}\ncreated {created}\n");
         write_atomically(&self.root, &self.format_file(), text.as_bytes(), 0o644)?;
         Ok(instance)
     }
@@ -169,7 +179,12 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes a small file so that readers see either the old or the new content, never a mix:
 /// temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomically(dir: &Path, target: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+pub fn write_atomically(
+    dir: &Path,
+    target: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
@@ -199,14 +214,22 @@ mod tests {
         let layout = Layout::new(dir.path().join("data"));
         let first = layout.prepare().unwrap();
         assert_eq!(first.len(), 32);
-        assert_eq!(layout.prepare().unwrap(), first, "the instance id is stable");
+        assert_eq!(
+            layout.prepare().unwrap(),
+            first,
+            "the instance id is stable"
+        );
         assert!(layout.blobs().is_dir() && layout.tmp().is_dir() && layout.meta().is_dir());
     }
 
     #[test]
     fn refuses_a_newer_format() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("FORMAT"), "shoebox-data-format 2\ninstance x\n").unwrap();
+        fs::write(
+            dir.path().join("FORMAT"),
+            "shoebox-data-format 2\ninstance x\n",
+        )
+        .unwrap();
         let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
         assert!(err.contains("newer Shoebox"), "{err}");
     }

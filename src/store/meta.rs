@@ -52,7 +52,9 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
 fn sled_error(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io) => StoreError::io("sled", io),
-        sled::Error::Corruption { .. } => StoreError::Corrupt(format!("the metadata database is corrupt: {e}")),
+        sled::Error::Corruption { .. } => {
+            StoreError::Corrupt(format!("the metadata database is corrupt: {e}"))
+        }
         other => StoreError::Database(other.to_string()),
     }
 }
@@ -100,11 +102,13 @@ fn visibility_byte(v: Visibility) -> &'static [u8] {
 }
 
 fn decode(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("a media record does not parse: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("a media record does not parse: {e}")))
 }
 
 fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("a media record does not serialise: {e}")))
+    serde_json::to_vec(record)
+        .map_err(|e| StoreError::Corrupt(format!("a media record does not serialise: {e}")))
 }
 
 fn count_of(v: Option<IVec>) -> u64 {
@@ -123,7 +127,8 @@ struct Indexes<'a> {
 
 impl Indexes<'_> {
     fn add(&self, r: &MediaRecord) -> Abortable<()> {
-        self.by_hash.insert(hash_key(&r.hash, r.id), visibility_byte(r.visibility))?;
+        self.by_hash
+            .insert(hash_key(&r.hash, r.id), visibility_byte(r.visibility))?;
         if let Some(c) = &r.collection {
             self.by_collection.insert(text_key(c, Some(r.id)), &[])?;
         }
@@ -156,10 +161,12 @@ impl MetaStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(format!(
-                    "the metadata database in {} is in use by another Shoebox process",
-                    path.display()
-                )),
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(format!(
+                        "the metadata database in {} is in use by another Shoebox process",
+                        path.display()
+                    ))
+                }
                 other => sled_error(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
@@ -178,12 +185,30 @@ impl MetaStore {
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
     pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
         let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-        (&self.media, &self.refs, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+        (
+            &self.media,
+            &self.refs,
+            &self.by_hash,
+            &self.by_collection,
+            &self.by_tag,
+            &self.by_kind,
+        )
             .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                let idx = Indexes {
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                };
                 for (record, bytes) in records.iter().zip(&encoded) {
-                    if media.insert(&record.id.to_key(), bytes.as_slice())?.is_some() {
-                        return abort(StoreError::Corrupt(format!("media id {} already exists", record.id)));
+                    if media
+                        .insert(&record.id.to_key(), bytes.as_slice())?
+                        .is_some()
+                    {
+                        return abort(StoreError::Corrupt(format!(
+                            "media id {} already exists",
+                            record.id
+                        )));
                     }
                     let count = count_of(refs.get(record.hash.as_bytes())?);
                     refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
@@ -208,9 +233,20 @@ impl MetaStore {
         id: MediaId,
         change: impl Fn(&mut MediaRecord) -> Result<(), StoreError>,
     ) -> Result<MediaRecord, StoreError> {
-        (&self.media, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+        (
+            &self.media,
+            &self.by_hash,
+            &self.by_collection,
+            &self.by_tag,
+            &self.by_kind,
+        )
             .transaction(|(media, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                let idx = Indexes {
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                };
                 let Some(bytes) = media.get(id.to_key())? else {
                     return abort(StoreError::NotFound);
                 };
@@ -228,9 +264,21 @@ impl MetaStore {
     /// Removes a record and its index entries and decrements its blob's count, in one
     /// transaction. Returns the record and the blob's remaining count.
     pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
-        (&self.media, &self.refs, &self.by_hash, &self.by_collection, &self.by_tag, &self.by_kind)
+        (
+            &self.media,
+            &self.refs,
+            &self.by_hash,
+            &self.by_collection,
+            &self.by_tag,
+            &self.by_kind,
+        )
             .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes { by_hash, by_collection, by_tag, by_kind };
+                let idx = Indexes {
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                };
                 let Some(bytes) = media.remove(&id.to_key())? else {
                     return Ok(None);
                 };
@@ -248,7 +296,9 @@ impl MetaStore {
     }
 
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
-        Ok(count_of(self.refs.get(hash.as_bytes()).map_err(sled_error)?))
+        Ok(count_of(
+            self.refs.get(hash.as_bytes()).map_err(sled_error)?,
+        ))
     }
 
     /// A record that uses this blob, preferring a public one: the blob is public exactly when
@@ -289,26 +339,34 @@ impl MetaStore {
             None => tree.scan_prefix(&prefix),
         };
         let mut items = Vec::new();
-        let mut scanned = 0;
         let mut last_seen = None;
-        for entry in iter.rev() {
+        for (scanned, entry) in iter.rev().enumerate() {
             let (key, value) = entry.map_err(sled_error)?;
             let id = MediaId::from_key(&key[prefix.len()..])
                 .ok_or_else(|| StoreError::Corrupt("an index key has a malformed id".into()))?;
             if items.len() == q.limit {
-                return Ok(ListPage { items, next: last_seen });
+                return Ok(ListPage {
+                    items,
+                    next: last_seen,
+                });
             }
             if scanned == MAX_SCAN {
-                return Ok(ListPage { items, next: last_seen });
+                return Ok(ListPage {
+                    items,
+                    next: last_seen,
+                });
             }
-            scanned += 1;
             last_seen = Some(id);
             let record = if prefix.is_empty() {
                 decode(&value)?
             } else {
                 match self.get(id)? {
                     Some(r) => r,
-                    None => return Err(StoreError::Corrupt(format!("an index names media {id}, which does not exist"))),
+                    None => {
+                        return Err(StoreError::Corrupt(format!(
+                            "an index names media {id}, which does not exist"
+                        )))
+                    }
                 }
             };
             if q.matches(&record) {
@@ -320,7 +378,9 @@ impl MetaStore {
 
     /// Every record, in id order; for verification and rebuilds.
     pub fn all(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
-        self.media.iter().map(|e| e.map_err(sled_error).and_then(|(_, v)| decode(&v)))
+        self.media
+            .iter()
+            .map(|e| e.map_err(sled_error).and_then(|(_, v)| decode(&v)))
     }
 
     pub fn media_count(&self) -> usize {
@@ -341,7 +401,9 @@ impl MetaStore {
         let read = self.state.get(key).map_err(sled_error)?;
         self.state.remove(key).map_err(sled_error)?;
         if read.as_deref() != Some(&value[..]) {
-            return Err(StoreError::Corrupt("the health probe read back different bytes".into()));
+            return Err(StoreError::Corrupt(
+                "the health probe read back different bytes".into(),
+            ));
         }
         Ok(())
     }
@@ -356,7 +418,13 @@ mod tests {
     use super::*;
     use crate::store::record::{now, RECORD_SCHEMA};
 
-    fn record(n: u64, hash: u8, collection: Option<&str>, tags: &[&str], visibility: Visibility) -> MediaRecord {
+    fn record(
+        n: u64,
+        hash: u8,
+        collection: Option<&str>,
+        tags: &[&str],
+        visibility: Visibility,
+    ) -> MediaRecord {
         MediaRecord {
             schema: RECORD_SCHEMA,
             id: MediaId(ulid::Ulid::from_parts(1_000 + n, n as u128)),
@@ -386,7 +454,10 @@ mod tests {
     }
 
     fn ids(page: &ListPage) -> Vec<u64> {
-        page.items.iter().map(|r| r.id.0.timestamp_ms() - 1_000).collect()
+        page.items
+            .iter()
+            .map(|r| r.id.0.timestamp_ms() - 1_000)
+            .collect()
     }
 
     #[test]
@@ -396,14 +467,21 @@ mod tests {
         let b = record(2, 7, None, &[], Visibility::Private);
         meta.insert(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(meta.refcount(&a.hash).unwrap(), 2);
-        assert_eq!(meta.representative(&a.hash).unwrap(), Some(a.id), "the public user is preferred");
+        assert_eq!(
+            meta.representative(&a.hash).unwrap(),
+            Some(a.id),
+            "the public user is preferred"
+        );
         assert_eq!(meta.delete(a.id).unwrap().map(|(_, n)| n), Some(1));
         assert_eq!(meta.representative(&a.hash).unwrap(), Some(b.id));
         assert_eq!(meta.delete(b.id).unwrap().map(|(_, n)| n), Some(0));
         assert_eq!(meta.refcount(&a.hash).unwrap(), 0);
         assert_eq!(meta.representative(&a.hash).unwrap(), None);
         assert!(meta.delete(b.id).unwrap().is_none());
-        assert!(meta.insert(&[a.clone(), a]).is_err(), "a duplicate id aborts the whole batch");
+        assert!(
+            meta.insert(&[a.clone(), a]).is_err(),
+            "a duplicate id aborts the whole batch"
+        );
         assert_eq!(meta.media_count(), 0);
     }
 
@@ -411,19 +489,42 @@ mod tests {
     fn lists_newest_first_through_indexes_with_cursors() {
         let (_d, meta) = open();
         for n in 0..10 {
-            let coll = if n % 2 == 0 { Some("stories") } else { Some("other") };
-            let vis = if n == 4 { Visibility::Private } else { Visibility::Public };
-            meta.insert(&[record(n, n as u8, coll, &["t"], vis)]).unwrap();
+            let coll = if n % 2 == 0 {
+                Some("stories")
+            } else {
+                Some("other")
+            };
+            let vis = if n == 4 {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            };
+            meta.insert(&[record(n, n as u8, coll, &["t"], vis)])
+                .unwrap();
         }
-        let mut q = ListQuery { collection: Some("stories".into()), limit: 2, ..ListQuery::default() };
+        let mut q = ListQuery {
+            collection: Some("stories".into()),
+            limit: 2,
+            ..ListQuery::default()
+        };
         let first = meta.list(&q).unwrap();
         assert_eq!(ids(&first), vec![8, 6]);
         q.before = first.next;
         let second = meta.list(&q).unwrap();
-        assert_eq!(ids(&second), vec![2, 0], "private media are skipped without authority");
+        assert_eq!(
+            ids(&second),
+            vec![2, 0],
+            "private media are skipped without authority"
+        );
         assert!(second.next.is_none(), "the last page says so");
 
-        let all = meta.list(&ListQuery { include_private: true, limit: 100, ..ListQuery::default() }).unwrap();
+        let all = meta
+            .list(&ListQuery {
+                include_private: true,
+                limit: 100,
+                ..ListQuery::default()
+            })
+            .unwrap();
         assert_eq!(ids(&all), (0..10).rev().collect::<Vec<_>>());
         assert!(all.next.is_none());
     }
@@ -432,7 +533,7 @@ mod tests {
     fn updates_move_index_entries() {
         let (_d, meta) = open();
         let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
-        meta.insert(&[r.clone()]).unwrap();
+        meta.insert(std::slice::from_ref(&r)).unwrap();
         meta.update(r.id, |rec| {
             rec.collection = Some("b".into());
             rec.tags = vec!["y".into()];
@@ -440,13 +541,29 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let q = |c: &str| ListQuery { collection: Some(c.into()), include_private: true, limit: 10, ..ListQuery::default() };
+        let q = |c: &str| ListQuery {
+            collection: Some(c.into()),
+            include_private: true,
+            limit: 10,
+            ..ListQuery::default()
+        };
         assert!(meta.list(&q("a")).unwrap().items.is_empty());
         assert_eq!(meta.list(&q("b")).unwrap().items.len(), 1);
-        let by_tag = ListQuery { tag: Some("x".into()), include_private: true, limit: 10, ..ListQuery::default() };
+        let by_tag = ListQuery {
+            tag: Some("x".into()),
+            include_private: true,
+            limit: 10,
+            ..ListQuery::default()
+        };
         assert!(meta.list(&by_tag).unwrap().items.is_empty());
-        let private = meta.get(meta.representative(&r.hash).unwrap().unwrap()).unwrap().unwrap();
+        let private = meta
+            .get(meta.representative(&r.hash).unwrap().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(private.visibility, Visibility::Private);
-        assert!(matches!(meta.update(MediaId(ulid::Ulid::nil()), |_| Ok(())), Err(StoreError::NotFound)));
+        assert!(matches!(
+            meta.update(MediaId(ulid::Ulid::nil()), |_| Ok(())),
+            Err(StoreError::NotFound)
+        ));
     }
 }

@@ -24,7 +24,10 @@ use meta::MetaStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{field} must be {expected}")]
-    Invalid { field: &'static str, expected: String },
+    Invalid {
+        field: &'static str,
+        expected: String,
+    },
     #[error("no such media")]
     NotFound,
     #[error("could not {action}: {source}")]
@@ -49,7 +52,10 @@ impl StoreError {
     }
 
     pub fn invalid(field: &'static str, expected: &str) -> Self {
-        StoreError::Invalid { field, expected: expected.to_owned() }
+        StoreError::Invalid {
+            field,
+            expected: expected.to_owned(),
+        }
     }
 
     /// True when the disk itself is full (ENOSPC or EDQUOT).
@@ -75,7 +81,10 @@ pub struct ListQuery {
 impl ListQuery {
     pub fn matches(&self, r: &MediaRecord) -> bool {
         (self.include_private || r.is_public())
-            && self.collection.as_ref().is_none_or(|c| r.collection.as_ref() == Some(c))
+            && self
+                .collection
+                .as_ref()
+                .is_none_or(|c| r.collection.as_ref() == Some(c))
             && self.tag.as_ref().is_none_or(|t| r.tags.contains(t))
             && self.kind.is_none_or(|k| r.kind == k)
             && self.q.as_ref().is_none_or(|q| {
@@ -112,7 +121,9 @@ struct HashLocks {
 
 impl HashLocks {
     fn new(n: usize) -> Self {
-        HashLocks { stripes: (0..n).map(|_| Mutex::new(())).collect() }
+        HashLocks {
+            stripes: (0..n).map(|_| Mutex::new(())).collect(),
+        }
     }
 
     fn stripe(&self, hash: &ContentHash) -> usize {
@@ -121,7 +132,10 @@ impl HashLocks {
     }
 
     /// Locks every stripe the hashes fall in, in ascending order so two callers cannot deadlock.
-    fn lock_all<'a>(&'a self, hashes: impl Iterator<Item = &'a ContentHash>) -> Vec<MutexGuard<'a, ()>> {
+    fn lock_all<'a>(
+        &'a self,
+        hashes: impl Iterator<Item = &'a ContentHash>,
+    ) -> Vec<MutexGuard<'a, ()>> {
         let mut idx: Vec<usize> = hashes.map(|h| self.stripe(h)).collect();
         idx.sort_unstable();
         idx.dedup();
@@ -149,7 +163,10 @@ impl GroupCommit {
     fn new() -> Self {
         GroupCommit {
             committed: AtomicU64::new(0),
-            state: Mutex::new(FlushState { flushed: 0, flushing: false }),
+            state: Mutex::new(FlushState {
+                flushed: 0,
+                flushing: false,
+            }),
             done: Condvar::new(),
         }
     }
@@ -245,15 +262,22 @@ impl Store {
         let mut records = Vec::with_capacity(items.len());
         let mut staged = Vec::with_capacity(items.len());
         for item in items {
-            let content_type =
-                sniff::content_type(&item.blob.head, &item.filename, item.declared_type.as_deref());
+            let content_type = sniff::content_type(
+                &item.blob.head,
+                &item.filename,
+                item.declared_type.as_deref(),
+            );
             let kind = sniff::kind(&content_type);
             let filename = if item.filename.is_empty() {
                 format!("upload.{}", sniff::extension(&content_type))
             } else {
                 item.filename
             };
-            let dims = if kind == Kind::Image { sniff::dimensions(&item.blob.head) } else { None };
+            let dims = if kind == Kind::Image {
+                sniff::dimensions(&item.blob.head)
+            } else {
+                None
+            };
             let f = item.fields;
             records.push(MediaRecord {
                 schema: record::RECORD_SCHEMA,
@@ -372,9 +396,12 @@ impl Store {
             .and_then(|_| file.read_to_end(&mut read))
             .map_err(|e| StoreError::io("read the health probe file", e))?;
         if read != value {
-            return Err(StoreError::Corrupt("the health probe file read back different bytes".into()));
+            return Err(StoreError::Corrupt(
+                "the health probe file read back different bytes".into(),
+            ));
         }
-        file.close().map_err(|e| StoreError::io("remove the health probe file", e))
+        file.close()
+            .map_err(|e| StoreError::io("remove the health probe file", e))
     }
 
     pub fn probe_meta(&self) -> Result<(), StoreError> {
@@ -398,15 +425,22 @@ mod tests {
             blob: staged(store, bytes),
             filename: "a.txt".into(),
             declared_type: None,
-            fields: MediaFields::default() }
+            fields: MediaFields::default(),
+        }
     }
 
     #[test]
     fn deduplicates_and_removes_the_blob_with_its_last_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let a = store.create(vec![new(&store, b"same bytes")]).unwrap().remove(0);
-        let b = store.create(vec![new(&store, b"same bytes")]).unwrap().remove(0);
+        let a = store
+            .create(vec![new(&store, b"same bytes")])
+            .unwrap()
+            .remove(0);
+        let b = store
+            .create(vec![new(&store, b"same bytes")])
+            .unwrap()
+            .remove(0);
         assert_eq!(a.hash, b.hash);
         assert_eq!(store.refcount(&a.hash).unwrap(), 2);
         assert_eq!(store.blobs().list().unwrap().len(), 1);
@@ -440,7 +474,10 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for _ in 0..25 {
-                        let r = store.create(vec![new(&store, b"contended")]).unwrap().remove(0);
+                        let r = store
+                            .create(vec![new(&store, b"contended")])
+                            .unwrap()
+                            .remove(0);
                         assert!(store.blob_path(&r.hash).is_file());
                         store.delete(r.id).unwrap();
                     }

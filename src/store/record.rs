@@ -56,7 +56,9 @@ impl FromStr for MediaId {
         if s.len() != 26 {
             return Err(InvalidId);
         }
-        ulid::Ulid::from_string(s).map(MediaId).map_err(|_| InvalidId)
+        ulid::Ulid::from_string(s)
+            .map(MediaId)
+            .map_err(|_| InvalidId)
     }
 }
 
@@ -85,7 +87,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Image, Kind::Video, Kind::Audio, Kind::Document, Kind::Other];
+    pub const ALL: [Kind; 5] = [
+        Kind::Image,
+        Kind::Video,
+        Kind::Audio,
+        Kind::Document,
+        Kind::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,7 +112,9 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| StoreError::invalid("kind", "one of image, video, audio, document, other"))
+            .ok_or_else(|| {
+                StoreError::invalid("kind", "one of image, video, audio, document, other")
+            })
     }
 }
 
@@ -122,7 +132,10 @@ impl FromStr for Visibility {
         match s.trim() {
             "public" => Ok(Visibility::Public),
             "private" => Ok(Visibility::Private),
-            _ => Err(StoreError::invalid("visibility", "\"public\" or \"private\"")),
+            _ => Err(StoreError::invalid(
+                "visibility",
+                "\"public\" or \"private\"",
+            )),
         }
     }
 }
@@ -213,17 +226,24 @@ impl MediaPatch {
 }
 
 fn has_control(s: &str) -> bool {
-    s.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    s.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
 }
 
 /// A free-text field: trimmed, bounded, without control characters other than line breaks.
 pub fn text_field(field: &'static str, value: &str, max: usize) -> Result<String, StoreError> {
     let value = value.trim();
     if value.chars().count() > max {
-        return Err(StoreError::invalid(field, &format!("at most {max} characters")));
+        return Err(StoreError::invalid(
+            field,
+            &format!("at most {max} characters"),
+        ));
     }
     if has_control(value) {
-        return Err(StoreError::invalid(field, "text without control characters"));
+        return Err(StoreError::invalid(
+            field,
+            "text without control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -231,11 +251,18 @@ pub fn text_field(field: &'static str, value: &str, max: usize) -> Result<String
 /// A tag: trimmed, inner whitespace collapsed, lower-cased so that "Summer" and "summer" are
 /// one tag.
 pub fn tag(value: &str) -> Result<Option<String>, StoreError> {
-    let cleaned = value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let cleaned = value
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     if cleaned.is_empty() {
         return Ok(None);
     }
-    if cleaned.chars().count() > MAX_TAG || cleaned.chars().any(char::is_control) || cleaned.contains(',') {
+    if cleaned.chars().count() > MAX_TAG
+        || cleaned.chars().any(char::is_control)
+        || cleaned.contains(',')
+    {
         return Err(StoreError::invalid(
             "tags",
             &format!("tags of at most {MAX_TAG} characters, without commas or control characters"),
@@ -255,7 +282,10 @@ pub fn tags<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>
         }
     }
     if out.len() > MAX_TAGS {
-        return Err(StoreError::invalid("tags", &format!("at most {MAX_TAGS} tags")));
+        return Err(StoreError::invalid(
+            "tags",
+            &format!("at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(out)
 }
@@ -271,10 +301,15 @@ pub fn collection(value: &str) -> Result<Option<String>, StoreError> {
     if value.is_empty() {
         return Ok(None);
     }
-    if value.chars().count() > MAX_COLLECTION || value.chars().any(char::is_control) || value.contains('/') {
+    if value.chars().count() > MAX_COLLECTION
+        || value.chars().any(char::is_control)
+        || value.contains('/')
+    {
         return Err(StoreError::invalid(
             "collection",
-            &format!("a name of at most {MAX_COLLECTION} characters without '/' or control characters"),
+            &format!(
+                "a name of at most {MAX_COLLECTION} characters without '/' or control characters"
+            ),
         ));
     }
     Ok(Some(value.to_owned()))
@@ -284,7 +319,11 @@ pub fn collection(value: &str) -> Result<Option<String>, StoreError> {
 pub fn custom(value: Value) -> Result<Map<String, Value>, StoreError> {
     match value {
         Value::Object(map) => {
-            if serde_json::to_vec(&map).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_CUSTOM_BYTES {
+            if serde_json::to_vec(&map)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX)
+                > MAX_CUSTOM_BYTES
+            {
                 return Err(StoreError::invalid(
                     "custom",
                     &format!("a JSON object of at most {MAX_CUSTOM_BYTES} bytes"),
@@ -340,7 +379,10 @@ mod tests {
         assert!(a.to_key() < b.to_key());
         assert_eq!(MediaId::from_key(&a.to_key()), Some(a));
         assert_eq!(a.to_string().parse::<MediaId>().ok(), Some(a));
-        assert_eq!(a.to_string().to_uppercase().parse::<MediaId>().ok(), Some(a));
+        assert_eq!(
+            a.to_string().to_uppercase().parse::<MediaId>().ok(),
+            Some(a)
+        );
         assert!("not-an-id".parse::<MediaId>().is_err());
     }
 

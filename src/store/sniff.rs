@@ -56,7 +56,7 @@ fn looks_like_text(head: &[u8]) -> bool {
         Ok(_) => true,
         Err(e) => e.error_len().is_none(),
     };
-    valid && !head.iter().any(|&b| b == 0)
+    valid && !head.contains(&0)
 }
 
 /// The broad kind of a content type.
@@ -84,7 +84,12 @@ fn is_document(sub: &str) -> bool {
 /// Types that a browser would execute or render as an active document. Shoebox serves these
 /// under a sandboxing Content-Security-Policy so uploaded markup never runs on its origin.
 pub fn is_active(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     matches!(
         essence.as_str(),
         "text/html"
@@ -102,7 +107,10 @@ pub fn is_active(content_type: &str) -> bool {
 /// Width and height of an image, when its header is among the sniffed bytes.
 pub fn dimensions(head: &[u8]) -> Option<(u32, u32)> {
     let size = imagesize::blob_size(head).ok()?;
-    Some((u32::try_from(size.width).ok()?, u32::try_from(size.height).ok()?))
+    Some((
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -110,14 +118,17 @@ mod tests {
     use super::*;
 
     const PNG_1X1: &[u8] = &[
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 3,
-        0, 0, 0, 2, 8, 6, 0, 0, 0,
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0,
+        0, 3, 0, 0, 0, 2, 8, 6, 0, 0, 0,
     ];
 
     #[test]
     fn sniffing_wins_over_a_lying_extension() {
         assert_eq!(content_type(PNG_1X1, "holiday.txt", None), "image/png");
-        assert_eq!(content_type(b"<!DOCTYPE html><html><script>", "cat.jpg", None), "text/html");
+        assert_eq!(
+            content_type(b"<!DOCTYPE html><html><script>", "cat.jpg", None),
+            "text/html"
+        );
     }
 
     #[test]
@@ -126,8 +137,14 @@ mod tests {
         assert_eq!(content_type(svg, "logo.svg", None), "image/svg+xml");
         assert_eq!(content_type(b"a,b\n1,2\n", "table.csv", None), "text/csv");
         assert_eq!(content_type(b"just words", "notes", None), "text/plain");
-        assert_eq!(content_type(&[0, 1, 2, 3], "blob", None), "application/octet-stream");
-        assert_eq!(content_type(&[0, 1, 2, 3], "blob", Some("video/webm")), "video/webm");
+        assert_eq!(
+            content_type(&[0, 1, 2, 3], "blob", None),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(&[0, 1, 2, 3], "blob", Some("video/webm")),
+            "video/webm"
+        );
         assert_eq!(extension("image/jpeg"), "jpg");
     }
 

@@ -1,0 +1,345 @@
+//! `TestServer`: the real `shoebox` binary on a free loopback port with a temporary data
+//! directory, killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    /// Holds the temporary directory alive when the server owns it.
+    _temp: Option<Arc<tempfile::TempDir>>,
+    pub token: Option<String>,
+    args: Vec<String>,
+    output: Arc<Mutex<Vec<String>>>,
+    client: Client,
+}
+
+pub struct Builder {
+    data_dir: Option<PathBuf>,
+    temp: Option<Arc<tempfile::TempDir>>,
+    token: Option<String>,
+    args: Vec<String>,
+}
+
+impl Builder {
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+    pub fn no_token(mut self) -> Self {
+        self.token = None;
+        self
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+    pub fn start(self) -> TestServer {
+        let (data_dir, temp) = match self.data_dir {
+            Some(d) => (d, self.temp),
+            None => {
+                let t = Arc::new(tempfile::tempdir().expect("temp dir"));
+                (t.path().join("data"), Some(t))
+            }
+        };
+        TestServer::spawn(data_dir, temp, self.token, self.args).expect("server starts")
+    }
+    /// Runs the binary expecting it to refuse to start; returns its exit status and output.
+    pub fn start_expecting_failure(self) -> (ExitStatus, String) {
+        let data_dir = self.data_dir.expect("a data dir");
+        let mut cmd = base_command(&data_dir, self.token.as_deref(), &self.args);
+        let out = cmd.output().expect("run shoebox");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status, text)
+    }
+}
+
+fn base_command(data_dir: &Path, token: Option<&str>, args: &[String]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoebox"));
+    // A clean environment: the developer's own PORT or SHOEBOX_* must not leak in.
+    cmd.env_clear()
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .args(["--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args);
+    if let Some(t) = token {
+        cmd.env("SHOEBOX_ADMIN_TOKEN", t);
+    }
+    cmd
+}
+
+impl TestServer {
+    pub fn builder() -> Builder {
+        Builder {
+            data_dir: None,
+            temp: None,
+            token: Some(TOKEN.to_owned()),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn start() -> TestServer {
+        Self::builder().start()
+    }
+
+    fn spawn(
+        data_dir: PathBuf,
+        temp: Option<Arc<tempfile::TempDir>>,
+        token: Option<String>,
+        args: Vec<String>,
+    ) -> Result<TestServer, String> {
+        let mut cmd = base_command(&data_dir, token.as_deref(), &args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(pos) = line.find("listening on http://") {
+                        let addr = line[pos + "listening on ".len()..].trim().to_owned();
+                        let _ = tx.send(addr);
+                    }
+                    output.lock().expect("output lock").push(line);
+                }
+            });
+        }
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let log = output.lock().expect("output lock").join("\n");
+                return Err(format!("shoebox did not start:\n{log}"));
+            }
+        };
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let server = TestServer {
+            child: Some(child),
+            base,
+            data_dir,
+            _temp: temp,
+            token,
+            args,
+            output,
+            client,
+        };
+        server.wait_healthy();
+        Ok(server)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(self.url("/api/health")).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("shoebox never became healthy:\n{}", self.output());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output lock").join("\n")
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    /// A request carrying the admin token.
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let token = self.token.clone().unwrap_or_default();
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Uploads one file by multipart with extra text fields; panics unless 201.
+    pub fn upload(&self, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Value {
+        let res = self.upload_raw_response(filename, bytes, fields);
+        let status = res.status();
+        let body: Value = res.json().expect("json body");
+        assert_eq!(status, 201, "upload failed: {body}");
+        body["items"][0].clone()
+    }
+
+    pub fn upload_raw_response(
+        &self,
+        filename: &str,
+        bytes: &[u8],
+        fields: &[(&str, &str)],
+    ) -> Response {
+        let mut form = multipart::Form::new().part(
+            "file",
+            multipart::Part::bytes(bytes.to_vec()).file_name(filename.to_owned()),
+        );
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.authed(reqwest::Method::POST, "/api/media")
+            .multipart(form)
+            .send()
+            .expect("upload request")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path. Returns the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("shoebox did not stop within 40 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new process on the same data directory (after kill or terminate).
+    pub fn restart(mut self) -> TestServer {
+        self.kill();
+        let temp = self._temp.take();
+        TestServer::spawn(
+            self.data_dir.clone(),
+            temp,
+            self.token.clone(),
+            self.args.clone(),
+        )
+        .expect("restart")
+    }
+
+    pub fn tmp_entries(&self) -> Vec<String> {
+        entries(&self.data_dir.join("tmp"))
+    }
+
+    pub fn blob_path(&self, hash: &str) -> PathBuf {
+        self.data_dir
+            .join("blobs/sha256")
+            .join(&hash[0..2])
+            .join(&hash[2..4])
+            .join(hash)
+    }
+
+    pub fn blob_count(&self) -> usize {
+        let mut n = 0;
+        let root = self.data_dir.join("blobs/sha256");
+        for a in entries(&root) {
+            for b in entries(&root.join(&a)) {
+                n += entries(&root.join(&a).join(&b)).len();
+            }
+        }
+        n
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn entries(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls until `f` holds or the time runs out.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// The JSON error code of a response, asserting its status.
+pub fn error_code(res: Response, status: u16) -> String {
+    assert_eq!(res.status(), status, "unexpected status");
+    let v: Value = res.json().expect("error bodies are JSON");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    v["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
