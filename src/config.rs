@@ -29,6 +29,48 @@ pub enum Command {
     Serve(ServeArgs),
     /// Replace a generated admin token with a new one and print it (stop the server first).
     ResetAdminToken(DataDirArgs),
+    /// Re-hash every blob and check every record, count, index and record file; exit 1 on
+    /// damage. Run with the server stopped.
+    Verify {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Quarantine corrupt blobs and the records that lost their bytes, recreate counts
+        /// and indexes, rewrite record files.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove blobs and record files that no record uses, and stale derived files.
+    Gc {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Leave orphans younger than this alone (e.g. 30s, 15m, 2h).
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// Recreate the metadata database from the record files (the old one is moved aside).
+    Rebuild(DataDirArgs),
+}
+
+/// Parses a duration: seconds, or a number with s, m, h or d.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 15m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use s, m, h or d)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,6 +241,15 @@ mod tests {
         if std::env::var_os("SHOEBOX_DATA_DIR").is_none() {
             assert_eq!(cli.serve.data.data_dir, PathBuf::from("./data"));
         }
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3w").is_err());
     }
 
     #[test]

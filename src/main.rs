@@ -1,6 +1,8 @@
 //! The `shoebox` binary: parse the command line, start logging, dispatch, map errors to an
 //! exit code.
 
+mod commands;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +19,8 @@ fn init_tracing() {
         .init();
 }
 
+type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -24,22 +28,27 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::ResetAdminToken(args)) => reset_admin_token(&args.data_dir),
+        Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
+        Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),
+        Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("shoebox: {e}");
-            ExitCode::FAILURE
+            // 1 is reserved for "verify found damage".
+            ExitCode::from(2)
         }
     }
 }
 
-fn serve(args: shoebox::config::ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(args: shoebox::config::ServeArgs) -> Outcome {
     let config = Config::from_args(args)?;
-    actix_web::rt::System::new().block_on(shoebox::http::run(config))
+    actix_web::rt::System::new().block_on(shoebox::http::run(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn reset_admin_token(data_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn reset_admin_token(data_dir: &std::path::Path) -> Outcome {
     let layout = Layout::new(data_dir);
     layout.prepare()?;
     if let AdminToken::Generated(_, token) = secrets::reset_admin_token(&layout)? {
@@ -48,5 +57,5 @@ fn reset_admin_token(data_dir: &std::path::Path) -> Result<(), Box<dyn std::erro
             "The new admin token is above; the old one no longer works once Shoebox restarts."
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

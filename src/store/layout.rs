@@ -18,6 +18,8 @@ const KNOWN_ENTRIES: &[&str] = &[
     "blobs",
     "tmp",
     "meta",
+    "records",
+    "quarantine",
     "variants",
     "secrets",
     "lost+found",
@@ -49,6 +51,12 @@ impl Layout {
     pub fn meta(&self) -> PathBuf {
         self.root.join("meta")
     }
+    pub fn records(&self) -> PathBuf {
+        self.root.join("records")
+    }
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
     pub fn variants(&self) -> PathBuf {
         self.root.join("variants")
     }
@@ -76,6 +84,7 @@ impl Layout {
             self.blobs(),
             self.tmp(),
             self.meta(),
+            self.records(),
             self.variants(),
             self.secrets(),
         ] {

@@ -12,6 +12,7 @@
 //!
 //! Every change to a record, its indexes and its blob's count happens in one transaction.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -227,12 +228,10 @@ impl MetaStore {
             .transpose()
     }
 
-    /// Applies `change` to a record and re-indexes it in one transaction.
-    pub fn update(
-        &self,
-        id: MediaId,
-        change: impl Fn(&mut MediaRecord) -> Result<(), StoreError>,
-    ) -> Result<MediaRecord, StoreError> {
+    /// Replaces a record and re-indexes it in one transaction. Fails with `NotFound` when the
+    /// record is gone, and refuses to overwrite a record that is no longer `old`.
+    pub fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
+        let bytes = encode(new)?;
         (
             &self.media,
             &self.by_hash,
@@ -247,16 +246,19 @@ impl MetaStore {
                     by_tag,
                     by_kind,
                 };
-                let Some(bytes) = media.get(id.to_key())? else {
+                let Some(current) = media.get(old.id.to_key())? else {
                     return abort(StoreError::NotFound);
                 };
-                let old = decode(&bytes).or_else(abort)?;
-                let mut new = old.clone();
-                change(&mut new).or_else(abort)?;
-                idx.remove(&old)?;
-                idx.add(&new)?;
-                media.insert(&id.to_key(), encode(&new).or_else(abort)?)?;
-                Ok(new)
+                if decode(&current).or_else(abort)? != *old {
+                    return abort(StoreError::Corrupt(format!(
+                        "media {} changed during an edit",
+                        old.id
+                    )));
+                }
+                idx.remove(old)?;
+                idx.add(new)?;
+                media.insert(&new.id.to_key(), bytes.as_slice())?;
+                Ok(())
             })
             .map_err(tx_error)
     }
@@ -381,6 +383,123 @@ impl MetaStore {
         self.media
             .iter()
             .map(|e| e.map_err(sled_error).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// Every stored reference count.
+    pub fn refcounts(&self) -> Result<Vec<(ContentHash, u64)>, StoreError> {
+        self.refs
+            .iter()
+            .map(|e| {
+                let (k, v) = e.map_err(sled_error)?;
+                let hash = ContentHash::from_slice(&k).ok_or_else(|| {
+                    StoreError::Corrupt("a reference count key is not a hash".into())
+                })?;
+                Ok((hash, count_of(Some(v))))
+            })
+            .collect()
+    }
+
+    /// The index entries and counts these records imply, tree by tree.
+    fn expected(records: &[MediaRecord]) -> [(&'static str, BTreeMap<Vec<u8>, Vec<u8>>); 5] {
+        let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let (mut h, mut c, mut t, mut k) = (
+            BTreeMap::new(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
+        for r in records {
+            *refs.entry(r.hash.as_bytes().to_vec()).or_default() += 1;
+            h.insert(
+                hash_key(&r.hash, r.id),
+                visibility_byte(r.visibility).to_vec(),
+            );
+            if let Some(coll) = &r.collection {
+                c.insert(text_key(coll, Some(r.id)), Vec::new());
+            }
+            for tag in &r.tags {
+                t.insert(text_key(tag, Some(r.id)), Vec::new());
+            }
+            k.insert(kind_key(r.kind, Some(r.id)), Vec::new());
+        }
+        let refs = refs
+            .into_iter()
+            .map(|(k, v)| (k, v.to_be_bytes().to_vec()))
+            .collect();
+        [
+            ("blob_refs", refs),
+            ("idx_hash", h),
+            ("idx_collection", c),
+            ("idx_tag", t),
+            ("idx_kind", k),
+        ]
+    }
+
+    fn derived_trees(&self) -> [&Tree; 5] {
+        [
+            &self.refs,
+            &self.by_hash,
+            &self.by_collection,
+            &self.by_tag,
+            &self.by_kind,
+        ]
+    }
+
+    /// Compares the counts and indexes with what the records imply; one line per difference.
+    pub fn derived_problems(&self, records: &[MediaRecord]) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        for ((name, expected), tree) in Self::expected(records)
+            .into_iter()
+            .zip(self.derived_trees())
+        {
+            let mut actual = BTreeMap::new();
+            for e in tree.iter() {
+                let (k, v) = e.map_err(sled_error)?;
+                actual.insert(k.to_vec(), v.to_vec());
+            }
+            for (k, v) in &expected {
+                match actual.get(k) {
+                    None => problems.push(format!("{name}: missing entry {}", hex::encode(k))),
+                    Some(a) if a != v => {
+                        problems.push(format!("{name}: wrong value for {}", hex::encode(k)))
+                    }
+                    _ => {}
+                }
+            }
+            for k in actual.keys().filter(|k| !expected.contains_key(*k)) {
+                problems.push(format!("{name}: stray entry {}", hex::encode(k)));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Recreates every count and index from the records. Offline repair only.
+    pub fn rederive(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        for ((_, expected), tree) in Self::expected(records)
+            .into_iter()
+            .zip(self.derived_trees())
+        {
+            tree.clear().map_err(sled_error)?;
+            for (k, v) in expected {
+                tree.insert(k, v).map_err(sled_error)?;
+            }
+        }
+        self.flush()
+    }
+
+    pub fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state
+            .get(key.as_bytes())
+            .map_err(sled_error)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.state
+            .insert(key.as_bytes(), value.as_bytes())
+            .map_err(sled_error)?;
+        Ok(())
     }
 
     pub fn media_count(&self) -> usize {
@@ -534,13 +653,15 @@ mod tests {
         let (_d, meta) = open();
         let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
         meta.insert(std::slice::from_ref(&r)).unwrap();
-        meta.update(r.id, |rec| {
-            rec.collection = Some("b".into());
-            rec.tags = vec!["y".into()];
-            rec.visibility = Visibility::Private;
-            Ok(())
-        })
-        .unwrap();
+        let mut changed = r.clone();
+        changed.collection = Some("b".into());
+        changed.tags = vec!["y".into()];
+        changed.visibility = Visibility::Private;
+        meta.replace(&r, &changed).unwrap();
+        assert!(
+            meta.replace(&r, &changed).is_err(),
+            "a stale edit is refused"
+        );
         let q = |c: &str| ListQuery {
             collection: Some(c.into()),
             include_private: true,
@@ -561,8 +682,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(private.visibility, Visibility::Private);
+        let mut ghost = r.clone();
+        ghost.id = MediaId(ulid::Ulid::nil());
         assert!(matches!(
-            meta.update(MediaId(ulid::Ulid::nil()), |_| Ok(())),
+            meta.replace(&ghost, &ghost),
             Err(StoreError::NotFound)
         ));
     }

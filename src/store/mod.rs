@@ -3,22 +3,27 @@
 //! on a blocking thread pool.
 
 pub mod blobs;
+pub mod check;
+mod commit;
 pub mod hash;
 pub mod layout;
+pub mod maintain;
 pub mod meta;
 pub mod record;
+pub mod records;
 pub mod sniff;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::Mutex;
 
 pub use blobs::{BlobStore, BlobWriter, StagedBlob};
 pub use hash::ContentHash;
 pub use layout::Layout;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 
+use commit::{GroupCommit, HashLocks};
 use meta::MetaStore;
+use records::RecordFiles;
 
 /// Everything that can go wrong below the HTTP layer.
 #[derive(Debug, thiserror::Error)]
@@ -112,101 +117,15 @@ pub struct NewMedia {
     pub fields: MediaFields,
 }
 
-/// Per-hash locks, striped. An upload holds its hash's lock from "does the blob exist?" until
-/// its reference is committed; a delete holds it from decrementing the count until the blob is
-/// unlinked. So a delete can never unlink a blob that a concurrent upload just deduplicated to.
-struct HashLocks {
-    stripes: Vec<Mutex<()>>,
-}
-
-impl HashLocks {
-    fn new(n: usize) -> Self {
-        HashLocks {
-            stripes: (0..n).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    fn stripe(&self, hash: &ContentHash) -> usize {
-        let b = hash.as_bytes();
-        (usize::from(b[0]) << 8 | usize::from(b[1])) % self.stripes.len()
-    }
-
-    /// Locks every stripe the hashes fall in, in ascending order so two callers cannot deadlock.
-    fn lock_all<'a>(
-        &'a self,
-        hashes: impl Iterator<Item = &'a ContentHash>,
-    ) -> Vec<MutexGuard<'a, ()>> {
-        let mut idx: Vec<usize> = hashes.map(|h| self.stripe(h)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
-            .collect()
-    }
-}
-
-/// Group commit for sled flushes: every writer's transaction is flushed before it is
-/// acknowledged, but writers that commit while a flush runs share the next one instead of
-/// queueing a flush each.
-struct GroupCommit {
-    committed: AtomicU64,
-    state: Mutex<FlushState>,
-    done: Condvar,
-}
-
-struct FlushState {
-    flushed: u64,
-    flushing: bool,
-}
-
-impl GroupCommit {
-    fn new() -> Self {
-        GroupCommit {
-            committed: AtomicU64::new(0),
-            state: Mutex::new(FlushState {
-                flushed: 0,
-                flushing: false,
-            }),
-            done: Condvar::new(),
-        }
-    }
-
-    /// Call after a transaction committed; returns once a flush that started after that commit
-    /// has finished.
-    fn wait_durable(&self, flush: impl Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
-        let mine = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if st.flushed >= mine {
-                return Ok(());
-            }
-            if st.flushing {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            st.flushing = true;
-            // Every commit numbered up to `target` happened before this flush starts.
-            let target = self.committed.load(Ordering::SeqCst);
-            drop(st);
-            let result = flush();
-            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.flushing = false;
-            if result.is_ok() {
-                st.flushed = st.flushed.max(target);
-            }
-            self.done.notify_all();
-            result?;
-        }
-    }
-}
-
 /// An open data directory.
 pub struct Store {
     layout: Layout,
     instance: String,
     blobs: BlobStore,
+    records: RecordFiles,
     meta: MetaStore,
-    locks: HashLocks,
+    hash_locks: HashLocks,
+    id_locks: HashLocks,
     commit: GroupCommit,
     ids: Mutex<ulid::Generator>,
 }
@@ -220,13 +139,17 @@ impl Store {
         if cleared > 0 {
             tracing::info!(cleared, "removed unfinished uploads from tmp/");
         }
+        let records = RecordFiles::new(layout.records());
+        records.clear_temp_files()?;
         let meta = MetaStore::open(&layout.meta())?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
+            records,
             layout,
             instance,
             meta,
-            locks: HashLocks::new(1024),
+            hash_locks: HashLocks::new(1024),
+            id_locks: HashLocks::new(256),
             commit: GroupCommit::new(),
             ids: Mutex::new(ulid::Generator::new()),
         })
@@ -244,6 +167,10 @@ impl Store {
         &self.blobs
     }
 
+    pub fn record_files(&self) -> &RecordFiles {
+        &self.records
+    }
+
     pub fn blob_path(&self, hash: &ContentHash) -> PathBuf {
         self.blobs.path_for(hash)
     }
@@ -255,8 +182,8 @@ impl Store {
     }
 
     /// Steps 3–5 of the write protocol for a batch of staged uploads: place the blobs (or
-    /// deduplicate), insert the records and bump the counts in one transaction, and return only
-    /// once sled has flushed them.
+    /// deduplicate), write the record files, insert the records and bump the counts in one
+    /// transaction, and return only once sled has flushed them.
     pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
         let now = record::now();
         let mut records = Vec::with_capacity(items.len());
@@ -302,9 +229,16 @@ impl Store {
             staged.push(item.blob);
         }
         {
-            let _guards = self.locks.lock_all(records.iter().map(|r| &r.hash));
+            let _guards = self
+                .hash_locks
+                .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
             for blob in staged {
                 self.blobs.place(blob)?;
+            }
+            // The record files come after their blobs, so a rebuild never finds a record whose
+            // blob was not yet in place.
+            for r in &records {
+                self.records.write(r)?;
             }
             self.meta.insert(&records)?;
         }
@@ -322,11 +256,17 @@ impl Store {
 
     /// Edits a record's editable fields; durable before it returns.
     pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
-        let record = self.meta.update(id, |r| {
-            patch.apply(r);
-            r.updated_at = record::now();
-            Ok(())
-        })?;
+        let record = {
+            let key = id.to_key();
+            let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
+            let mut record = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
+            let old = record.clone();
+            patch.apply(&mut record);
+            record.updated_at = record::now();
+            self.records.write(&record)?;
+            self.meta.replace(&old, &record)?;
+            record
+        };
         self.commit.wait_durable(|| self.meta.flush())?;
         Ok(record)
     }
@@ -334,16 +274,22 @@ impl Store {
     /// Deletes a record; the blob goes with its last reference. Returns false when there was no
     /// such record.
     pub fn delete(&self, id: MediaId) -> Result<bool, StoreError> {
+        let key = id.to_key();
+        let _id_guard = self.id_locks.lock_all(std::iter::once(&key[..]));
         let Some(existing) = self.meta.get(id)? else {
             return Ok(false);
         };
-        let _guard = self.locks.lock_all(std::iter::once(&existing.hash));
+        let _guard = self
+            .hash_locks
+            .lock_all(std::iter::once(&existing.hash.as_bytes()[..]));
         let Some((record, remaining)) = self.meta.delete(id)? else {
             return Ok(false);
         };
-        // The metadata change must be durable before the bytes go: a crash in between then
-        // leaves an orphan blob (collected by gc), never a record without its blob.
+        // The metadata change must be durable before the files go: a crash in between leaves
+        // a stale record file and maybe an orphan blob (both reported by verify and removed by
+        // gc), never a record without its blob.
         self.commit.wait_durable(|| self.meta.flush())?;
+        self.records.remove(id)?;
         if remaining == 0 {
             self.blobs.remove(&record.hash)?;
         }

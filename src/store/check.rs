@@ -1,0 +1,293 @@
+//! `verify` and `verify --repair`: re-hash every blob and check every record, count, index and
+//! record file against each other.
+//!
+//! Orphans (blobs or record files that no record in sled refers to) are the normal trace of a
+//! crash between the steps of the write protocol, not damage: they are listed and `gc` removes
+//! them. Damage — a missing or corrupt blob, a wrong count, an index or record file that
+//! disagrees with its record — makes the report fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::hash::ContentHash;
+use super::record::{MediaId, MediaRecord};
+use super::{Store, StoreError};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub records: usize,
+    pub blobs: usize,
+    pub bytes_hashed: u64,
+    /// Blobs whose bytes no longer hash to their name: (name, actual hash).
+    pub corrupt: Vec<(ContentHash, ContentHash)>,
+    /// Blobs that records need but that are not on disk, with those records.
+    pub missing: Vec<(ContentHash, Vec<MediaId>)>,
+    /// Counts and indexes that disagree with the records.
+    pub derived: Vec<String>,
+    /// Records in sled without a record file, or whose file says something else.
+    pub record_files: Vec<(MediaId, String)>,
+    /// Blob files no record uses (trace of a crash; `gc` removes them).
+    pub orphan_blobs: Vec<ContentHash>,
+    /// Record files for records sled does not have.
+    pub orphan_records: Vec<MediaId>,
+    /// Record files holding an edit that sled never committed (a crash mid-edit).
+    pub interrupted_edits: Vec<MediaId>,
+}
+
+impl Report {
+    pub fn is_damaged(&self) -> bool {
+        !(self.corrupt.is_empty()
+            && self.missing.is_empty()
+            && self.derived.is_empty()
+            && self.record_files.is_empty())
+    }
+
+    /// A human-readable report, one finding per line.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "checked {} records and {} blobs ({} bytes re-hashed)\n",
+            self.records, self.blobs, self.bytes_hashed
+        );
+        for (name, actual) in &self.corrupt {
+            out += &format!("DAMAGE corrupt blob {name}: its bytes hash to {actual}\n");
+        }
+        for (hash, ids) in &self.missing {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            out += &format!(
+                "DAMAGE missing blob {hash}, used by media {}\n",
+                ids.join(", ")
+            );
+        }
+        for line in &self.derived {
+            out += &format!("DAMAGE {line}\n");
+        }
+        for (id, problem) in &self.record_files {
+            out += &format!("DAMAGE record file {id}.json {problem}\n");
+        }
+        for hash in &self.orphan_blobs {
+            out += &format!("orphan blob {hash} (no record uses it; `shoebox gc` removes it)\n");
+        }
+        for id in &self.orphan_records {
+            out += &format!(
+                "orphan record file {id}.json (an interrupted write; `shoebox gc` removes it)\n"
+            );
+        }
+        for id in &self.interrupted_edits {
+            out += &format!(
+                "record file {id}.json holds an unfinished edit (`shoebox gc` restores it)\n"
+            );
+        }
+        out += if self.is_damaged() {
+            "result: DAMAGED — run `shoebox verify --repair`, or restore from a backup\n"
+        } else {
+            "result: ok\n"
+        };
+        out
+    }
+}
+
+/// Hashes a file in 1 MiB reads.
+pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((ContentHash(hasher.finalize().into()), total))
+}
+
+/// A progress line on stderr, only when stderr is a terminal, at most a few times a second.
+struct Progress {
+    on: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self, done: usize, total: usize, bytes: u64) {
+        if self.on && (self.last.elapsed().as_millis() > 200 || done == total) {
+            self.last = Instant::now();
+            let _ = write!(
+                std::io::stderr(),
+                "\rre-hashing blobs: {done}/{total} ({} MiB)",
+                bytes >> 20
+            );
+            if done == total {
+                let _ = writeln!(std::io::stderr());
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Every record in sled. A record that does not decode is reported as damage.
+    fn load_records(&self, report: &mut Report) -> Vec<MediaRecord> {
+        let mut records = Vec::new();
+        for r in self.meta.all() {
+            match r {
+                Ok(r) => records.push(r),
+                Err(e) => report
+                    .derived
+                    .push(format!("unreadable record in the database: {e}")),
+            }
+        }
+        report.records = records.len();
+        records
+    }
+
+    /// Checks the whole store. Read-only.
+    pub fn verify(&self) -> Result<Report, StoreError> {
+        let mut report = Report::default();
+        let records = self.load_records(&mut report);
+
+        let mut users: BTreeMap<ContentHash, Vec<MediaId>> = BTreeMap::new();
+        for r in &records {
+            users.entry(r.hash).or_default().push(r.id);
+        }
+
+        let blobs = self.blobs.list()?;
+        report.blobs = blobs.len();
+        let mut on_disk = BTreeSet::new();
+        let mut progress = Progress::new();
+        for (i, (name, path)) in blobs.iter().enumerate() {
+            let (actual, size) = hash_file(path).map_err(|e| StoreError::io("read a blob", e))?;
+            report.bytes_hashed += size;
+            if actual != *name {
+                report.corrupt.push((*name, actual));
+            }
+            on_disk.insert(*name);
+            if !users.contains_key(name) {
+                report.orphan_blobs.push(*name);
+            }
+            progress.tick(i + 1, blobs.len(), report.bytes_hashed);
+        }
+        for (hash, ids) in &users {
+            if !on_disk.contains(hash) {
+                report.missing.push((*hash, ids.clone()));
+            }
+        }
+
+        report.derived.extend(self.meta.derived_problems(&records)?);
+
+        let file_ids: BTreeSet<MediaId> = self.records.ids()?.into_iter().collect();
+        for r in &records {
+            match self.records.read(r.id) {
+                Ok(Some(file)) if file == *r => {}
+                // Written before sled was told, then the crash: an edit nobody was told about.
+                Ok(Some(file)) if file.updated_at > r.updated_at => {
+                    report.interrupted_edits.push(r.id)
+                }
+                Ok(Some(_)) => report
+                    .record_files
+                    .push((r.id, "disagrees with the database".into())),
+                Ok(None) => report.record_files.push((r.id, "is missing".into())),
+                Err(e) => report
+                    .record_files
+                    .push((r.id, format!("is unreadable: {e}"))),
+            }
+        }
+        let in_db: BTreeSet<MediaId> = records.iter().map(|r| r.id).collect();
+        report.orphan_records.extend(file_ids.difference(&in_db));
+        Ok(report)
+    }
+
+    /// Remembers when verify last ran and what it found, for `/api/status`.
+    pub fn record_verify(&self, report: &Report) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let outcome = if report.is_damaged() { "damaged" } else { "ok" };
+        self.meta
+            .set_state("last_verify", &format!("{now} {outcome}"))?;
+        self.meta.flush()
+    }
+
+    pub fn last_verify(&self) -> Option<String> {
+        self.meta.get_state("last_verify").ok().flatten()
+    }
+
+    /// Verifies, then repairs what can be repaired without losing anything silently: corrupt
+    /// blobs and the records that need a corrupt or missing blob are moved to `quarantine/`
+    /// (and named in the output), counts and indexes are recreated from the records, and record
+    /// files are rewritten from the database. Returns the report from before the repair and the
+    /// actions taken.
+    pub fn repair(&self) -> Result<(Report, Vec<String>), StoreError> {
+        let report = self.verify()?;
+        let mut actions = Vec::new();
+        let quarantine = self.layout.quarantine();
+        let q_blobs = quarantine.join("blobs");
+        let q_records = quarantine.join("records");
+
+        let mut lost: Vec<MediaId> = report
+            .missing
+            .iter()
+            .flat_map(|(_, ids)| ids.clone())
+            .collect();
+        for (name, _) in &report.corrupt {
+            fs::create_dir_all(&q_blobs).map_err(|e| StoreError::io("create quarantine/", e))?;
+            let target = q_blobs.join(name.to_hex());
+            fs::rename(self.blobs.path_for(name), &target)
+                .map_err(|e| StoreError::io("quarantine a blob", e))?;
+            actions.push(format!("moved corrupt blob {name} to {}", target.display()));
+            for r in self.meta.all().flatten().filter(|r| r.hash == *name) {
+                lost.push(r.id);
+            }
+        }
+        for id in lost {
+            let Some(record) = self.meta.get(id)? else {
+                continue;
+            };
+            fs::create_dir_all(&q_records).map_err(|e| StoreError::io("create quarantine/", e))?;
+            let target = q_records.join(format!("{id}.json"));
+            let json = serde_json::to_vec_pretty(&record)
+                .map_err(|e| StoreError::Corrupt(format!("a record does not serialise: {e}")))?;
+            fs::write(&target, json).map_err(|e| StoreError::io("quarantine a record", e))?;
+            self.meta.delete(id)?;
+            self.records.remove(id)?;
+            actions.push(format!(
+                "moved media {id} ({:?}, blob {}) to {}: its bytes are lost; restore them from a backup",
+                record.filename,
+                record.hash,
+                target.display()
+            ));
+        }
+
+        let mut ignored = Report::default();
+        let records = self.load_records(&mut ignored);
+        if !report.derived.is_empty() || !ignored.derived.is_empty() {
+            self.meta.rederive(&records)?;
+            actions.push(format!(
+                "recreated reference counts and indexes from {} records",
+                records.len()
+            ));
+        }
+        let to_rewrite: BTreeSet<MediaId> = report.record_files.iter().map(|(id, _)| *id).collect();
+        for r in records.iter().filter(|r| to_rewrite.contains(&r.id)) {
+            self.records.write(r)?;
+            actions.push(format!(
+                "rewrote record file {}.json from the database",
+                r.id
+            ));
+        }
+        self.meta.flush()?;
+        Ok((report, actions))
+    }
+}

@@ -1,0 +1,100 @@
+//! One JSON file per media record under `records/`, written atomically before sled is told.
+//!
+//! sled has known corruption and space-growth reports, so it is treated as an index that can be
+//! recreated: every field of every record is also in `records/<id>.json`, and `shoebox rebuild`
+//! recreates the whole database (records, indexes and reference counts) from these files.
+//! A file per record rather than a journal: each write is independent (a torn or damaged file
+//! affects one record, never those after it), there is nothing to compact, and a person can
+//! read the store with `cat`. The cost is one extra small fsync per write.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::layout::{fsync_dir, write_atomically};
+use super::record::{MediaId, MediaRecord};
+use super::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct RecordFiles {
+    dir: PathBuf,
+}
+
+impl RecordFiles {
+    pub fn new(dir: PathBuf) -> Self {
+        RecordFiles { dir }
+    }
+
+    pub fn path_for(&self, id: MediaId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Writes (or replaces) a record's file durably: temp file, fsync, rename, fsync the
+    /// directory.
+    pub fn write(&self, record: &MediaRecord) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(record)
+            .map_err(|e| StoreError::Corrupt(format!("a record does not serialise: {e}")))?;
+        bytes.push(b'\n');
+        write_atomically(&self.dir, &self.path_for(record.id), &bytes, 0o644)
+    }
+
+    /// Removes a record's file durably; a missing file is not an error.
+    pub fn remove(&self, id: MediaId) -> Result<(), StoreError> {
+        match fs::remove_file(self.path_for(id)) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove a record file", e)),
+        }
+    }
+
+    pub fn read(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
+        match fs::read(self.path_for(id)) {
+            Ok(bytes) => parse(&bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read a record file", e)),
+        }
+    }
+
+    /// The ids of every record file, sorted; names that are not `<id>.json` are skipped
+    /// (leftover `.tmp-*` files from a crash among them).
+    pub fn ids(&self) -> Result<Vec<MediaId>, StoreError> {
+        let mut ids = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(StoreError::io("list records/", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list records/", e))?;
+            let name = entry.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes temp files left by a write that a crash interrupted.
+    pub fn clear_temp_files(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let entries = fs::read_dir(&self.dir).map_err(|e| StoreError::io("list records/", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list records/", e))?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                fs::remove_file(entry.path())
+                    .map_err(|e| StoreError::io("remove a temp record file", e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("a record file does not parse: {e}")))
+}
