@@ -37,6 +37,9 @@ pub struct MetaStore {
     state: Tree,
 }
 
+/// The key-value pairs of one derived tree.
+type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+
 type Abortable<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 fn abort<T>(e: StoreError) -> Abortable<T> {
@@ -56,7 +59,7 @@ fn sled_error(e: sled::Error) -> StoreError {
         sled::Error::Corruption { .. } => {
             StoreError::Corrupt(format!("the metadata database is corrupt: {e}"))
         }
-        other => StoreError::Database(other.to_string()),
+        other => StoreError::Database(format!("metadata database error: {other}")),
     }
 }
 
@@ -162,13 +165,17 @@ impl MetaStore {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked(format!(
-                        "the metadata database in {} is in use by another Shoebox process",
-                        path.display()
-                    ))
-                }
-                other => sled_error(other),
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(format!(
+                    "the metadata database in {} is in use by another process (a running Shoebox?); \
+                     stop it first",
+                    path.display()
+                )),
+                other => StoreError::Database(format!(
+                    "the metadata database in {} could not be opened ({other}). The files and the \
+                     record files are intact: run `shoebox rebuild` to recreate it from records/ \
+                     (the damaged copy is kept aside)",
+                    path.display()
+                )),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         Ok(MetaStore {
@@ -400,7 +407,7 @@ impl MetaStore {
     }
 
     /// The index entries and counts these records imply, tree by tree.
-    fn expected(records: &[MediaRecord]) -> [(&'static str, BTreeMap<Vec<u8>, Vec<u8>>); 5] {
+    fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 5] {
         let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let (mut h, mut c, mut t, mut k) = (
             BTreeMap::new(),

@@ -47,7 +47,7 @@ pub enum StoreError {
     Locked(String),
     #[error("{0}")]
     Corrupt(String),
-    #[error("metadata database error: {0}")]
+    #[error("{0}")]
     Database(String),
 }
 

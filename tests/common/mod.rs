@@ -343,3 +343,40 @@ pub fn error_code(res: Response, status: u16) -> String {
     );
     v["error"]["code"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Runs a `shoebox` subcommand against a data directory; returns (exit code, stdout+stderr).
+pub fn run_cli(args: &[&str], data_dir: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoebox"))
+        .env_clear()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run shoebox");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Every record, newest first, through the API with the admin token.
+pub fn all_records(s: &TestServer) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..1000 {
+        let page: Value = s
+            .authed(
+                reqwest::Method::GET,
+                &format!("/api/media?limit=500&cursor={cursor}"),
+            )
+            .send()
+            .expect("list")
+            .json()
+            .expect("json");
+        out.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return out,
+        }
+    }
+    panic!("listing never ended");
+}

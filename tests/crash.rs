@@ -1,0 +1,223 @@
+//! The crash test: concurrent uploaders (and deleters) against the real binary, SIGKILLed at
+//! random moments, restarted each time. Every acknowledged upload must come back with its exact
+//! bytes, every acknowledged delete must stay deleted, nothing half-written may be visible, and
+//! `tmp/` must be empty after each start. `SHOEBOX_CRASH_ROUNDS` sets the number of kills (a
+//! longer soak); the default keeps CI well under two minutes.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{all_records, bytes, run_cli, sha256_hex, TestServer};
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::Value;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+    /// Sizes from 100 bytes to 4 MiB, spread evenly over the orders of magnitude.
+    fn size(&mut self) -> usize {
+        let exp = (self.next() % 1000) as f64 / 1000.0 * (4.0 * 1024.0 * 1024.0 / 100.0_f64).ln();
+        (100.0 * exp.exp()) as usize
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// id → (sha256, size) of every upload that got a 201.
+    acked: BTreeMap<String, (String, u64)>,
+    /// ids whose delete got a 204.
+    deleted: BTreeSet<String>,
+}
+
+fn uploader(base: &str, token: &str, seed: u64, ledger: &Mutex<Ledger>, stop: Instant) {
+    let client = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut rng = Rng(seed | 1);
+    // Bounded: the server is killed long before either limit.
+    for n in 0..10_000 {
+        if Instant::now() > stop {
+            return;
+        }
+        if n % 5 == 4 {
+            let victim = {
+                let l = ledger.lock().unwrap();
+                let k = (rng.next() % 8) as usize;
+                l.acked
+                    .keys()
+                    .rev()
+                    .filter(|id| !l.deleted.contains(*id))
+                    .nth(k)
+                    .cloned()
+            };
+            if let Some(id) = victim {
+                match client
+                    .delete(format!("{base}/api/media/{id}"))
+                    .bearer_auth(token)
+                    .send()
+                {
+                    Ok(r) if r.status() == 204 => {
+                        ledger.lock().unwrap().deleted.insert(id);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+                continue;
+            }
+        }
+        let data = bytes(rng.size(), rng.next());
+        let res = client
+            .post(format!("{base}/api/media?filename=f{n}.bin"))
+            .bearer_auth(token)
+            .body(data.clone())
+            .send();
+        match res {
+            Ok(r) if r.status() == 201 => {
+                let v: Value = match r.json() {
+                    Ok(v) => v,
+                    Err(_) => return, // killed while the body was in flight: not acknowledged
+                };
+                let id = v["items"][0]["id"].as_str().unwrap().to_owned();
+                assert_eq!(v["items"][0]["hash"].as_str().unwrap(), sha256_hex(&data));
+                ledger
+                    .lock()
+                    .unwrap()
+                    .acked
+                    .insert(id, (sha256_hex(&data), data.len() as u64));
+            }
+            Ok(r) => panic!("unexpected status {}", r.status()),
+            Err(_) => return, // the server died
+        }
+    }
+}
+
+/// After a restart: every acknowledged upload is there (its bytes re-read and re-hashed when
+/// `full`, or when it is new since the last check), every acknowledged delete stayed deleted,
+/// and every visible record has whole bytes.
+fn check(s: &TestServer, ledger: &Ledger, seen: &mut BTreeSet<String>, full: bool) {
+    assert!(s.tmp_entries().is_empty(), "tmp/ is emptied at start-up");
+    for (id, (hash, size)) in &ledger.acked {
+        if ledger.deleted.contains(id) {
+            let res = s
+                .authed(Method::GET, &format!("/api/media/{id}"))
+                .send()
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                404,
+                "an acknowledged delete of {id} came back"
+            );
+            continue;
+        }
+        let res = s
+            .authed(Method::GET, &format!("/api/media/{id}"))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200, "acknowledged upload {id} is gone");
+        let record: Value = res.json().unwrap();
+        assert_eq!(record["hash"].as_str(), Some(hash.as_str()));
+        assert_eq!(record["size"].as_u64(), Some(*size));
+        if full || seen.insert(id.clone()) {
+            let body = s
+                .authed(Method::GET, &format!("/m/{id}"))
+                .send()
+                .unwrap()
+                .bytes()
+                .unwrap();
+            assert_eq!(&sha256_hex(&body), hash, "bytes of {id} changed");
+        }
+    }
+    // Nothing half-written: every visible record's blob is whole (its length here, its hash by
+    // `verify` at the end).
+    for r in all_records(s) {
+        let hash = r["hash"].as_str().unwrap();
+        let res = s
+            .client()
+            .head(s.url(&format!("/f/{hash}")))
+            .bearer_auth(s.token.clone().unwrap())
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let len: u64 = res.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            len,
+            r["size"].as_u64().unwrap(),
+            "blob of {} is not whole",
+            r["id"]
+        );
+    }
+}
+
+#[test]
+fn sigkill_under_concurrent_load_never_loses_an_acknowledged_upload() {
+    let rounds: usize = std::env::var("SHOEBOX_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("crash test seed {seed}, {rounds} rounds");
+    let mut rng = Rng(seed | 1);
+    let ledger = Mutex::new(Ledger::default());
+    let mut seen = BTreeSet::new();
+    let mut s = TestServer::start();
+    for round in 0..rounds {
+        let base = s.base.clone();
+        let token = s.token.clone().unwrap();
+        let kill_after = Duration::from_millis(rng.range(150, 1500));
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (base, token, ledger) = (&base, &token, &ledger);
+                let seed = rng.next() ^ t;
+                scope.spawn(move || {
+                    uploader(
+                        base,
+                        token,
+                        seed,
+                        ledger,
+                        Instant::now() + Duration::from_secs(30),
+                    )
+                });
+            }
+            std::thread::sleep(kill_after);
+            s.kill();
+        });
+        s = s.restart();
+        let l = ledger.lock().unwrap();
+        eprintln!(
+            "round {round}: {} acknowledged uploads, {} deletes so far",
+            l.acked.len(),
+            l.deleted.len()
+        );
+        check(&s, &l, &mut seen, round + 1 == rounds);
+    }
+    assert!(
+        !ledger.lock().unwrap().acked.is_empty(),
+        "the load actually ran"
+    );
+    assert!(s.terminate().success());
+    let (code, out) = run_cli(&["verify"], &s.data_dir);
+    assert_eq!(
+        code, 0,
+        "after all the crashes the store verifies (orphans allowed):\n{out}"
+    );
+}
