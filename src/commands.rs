@@ -55,7 +55,7 @@ pub fn gc(data_dir: &Path, grace: Duration) -> Outcome {
 }
 
 pub fn rebuild(data_dir: &Path) -> Outcome {
-    let report = maintain::rebuild(data_dir)?;
+    let (store, report) = maintain::rebuild(data_dir)?;
     if let Some(aside) = &report.moved_aside {
         println!("moved the old database aside to {aside}");
     }
@@ -67,7 +67,6 @@ pub fn rebuild(data_dir: &Path) -> Outcome {
         report.records
     );
     // A rebuild ends with a check, so the operator sees at once whether every blob is there.
-    let store = Store::open(data_dir)?;
     let check = store.verify()?;
     print!("{}", check.render());
     store.record_verify(&check)?;

@@ -112,6 +112,22 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SHOEBOX_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Free space kept for the database and work in flight; uploads get 507 below it
+    /// (default: 5 % of the disk, at most 256MiB).
+    #[arg(long, env = "SHOEBOX_DISK_RESERVE", value_parser = parse_size)]
+    pub disk_reserve: Option<u64>,
+
+    /// Refuse to start unless the data directory is on a persistent disk of its own.
+    #[arg(
+        long,
+        env = "SHOEBOX_REQUIRE_PERSISTENT_DISK",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub require_persistent_disk: bool,
 }
 
 /// Parses a byte count: a plain number, or a number with a binary (KiB, MiB, GiB, TiB) or
@@ -154,6 +170,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     pub shutdown_timeout: Duration,
     pub workers: Option<usize>,
+    pub disk_reserve: Option<u64>,
+    pub require_persistent_disk: bool,
 }
 
 impl Config {
@@ -188,6 +206,8 @@ impl Config {
             max_upload_bytes: args.max_upload_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             workers: args.workers,
+            disk_reserve: args.disk_reserve,
+            require_persistent_disk: args.require_persistent_disk,
         })
     }
 }
@@ -216,9 +236,11 @@ mod tests {
             ("admin-token", "SHOEBOX_ADMIN_TOKEN"),
             ("bind", "SHOEBOX_BIND"),
             ("data-dir", "SHOEBOX_DATA_DIR"),
+            ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
             ("max-upload-bytes", "SHOEBOX_MAX_UPLOAD_BYTES"),
             ("port", "PORT"),
             ("public-url", "SHOEBOX_PUBLIC_URL"),
+            ("require-persistent-disk", "SHOEBOX_REQUIRE_PERSISTENT_DISK"),
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
             ("workers", "SHOEBOX_WORKERS"),
         ];

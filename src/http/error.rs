@@ -57,6 +57,7 @@ impl ApiError {
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => "invalid_field",
                 StoreError::NotFound => "not_found",
+                StoreError::NoSpace { .. } => "insufficient_storage",
                 e if e.is_disk_full() => "insufficient_storage",
                 StoreError::Io { .. }
                 | StoreError::Format(_)
@@ -73,6 +74,7 @@ impl ApiError {
             ApiError::Internal(_) => "internal error; the server log has details".into(),
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } | StoreError::NotFound => e.to_string(),
+                StoreError::NoSpace { .. } => e.to_string(),
                 e if e.is_disk_full() => ApiError::DiskFull.to_string(),
                 _ => "internal error; the server log has details".into(),
             },
@@ -95,6 +97,7 @@ impl ResponseError for ApiError {
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 StoreError::NotFound => StatusCode::NOT_FOUND,
+                StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
                 e if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::Io { .. }
                 | StoreError::Format(_)

@@ -6,6 +6,7 @@ mod error;
 mod files;
 mod health;
 mod media;
+mod status;
 mod upload;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::secrets::{self, AdminToken, TokenHash};
+use crate::store::disk::{self, Persistence};
 use crate::store::Store;
 
 /// Shared by every worker; read-only apart from the store itself.
@@ -28,16 +30,23 @@ pub struct AppState {
     pub admin: TokenHash,
     pub started: Instant,
     pub assets: assets::AssetIndex,
+    pub persistence: Persistence,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>, config: Config, admin: TokenHash) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        admin: TokenHash,
+        persistence: Persistence,
+    ) -> Self {
         AppState {
             store,
             config,
             admin,
             started: Instant::now(),
             assets: assets::AssetIndex::build(),
+            persistence,
         }
     }
 
@@ -98,6 +107,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/api/status")
+                .route(web::get().to(status::status))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/api/health")
                 .route(web::get().to(health::health))
                 .default_service(web::to(method_not_allowed)),
@@ -130,7 +144,9 @@ pub fn default_headers() -> DefaultHeaders {
 
 /// Opens the store and serves until SIGINT/SIGTERM, then drains requests and flushes.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    let persistence = disk::persistence(&config.data_dir);
+    check_persistence(&persistence, &config)?;
+    let store = Arc::new(Store::open(&config.data_dir)?.with_reserve(config.disk_reserve)?);
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
     let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
@@ -140,6 +156,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         config.clone(),
         admin.hash().clone(),
+        persistence,
     ));
 
     let mut server = HttpServer::new(move || {
@@ -163,6 +180,30 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     server.run().await?;
     web::block(move || store.flush()).await??;
     tracing::info!("stopped cleanly; metadata flushed");
+    Ok(())
+}
+
+/// Warns loudly when the data directory would not survive a redeploy; refuses to start then
+/// when SHOEBOX_REQUIRE_PERSISTENT_DISK is set.
+fn check_persistence(p: &Persistence, config: &Config) -> Result<(), String> {
+    if p.persistent {
+        tracing::info!(fs = %p.fs_type, mount = %p.mount_point, "{}", p.reason);
+        return Ok(());
+    }
+    let advice =
+        "put SHOEBOX_DATA_DIR on a persistent disk (on Render: add a disk to the service and \
+                  set SHOEBOX_DATA_DIR to its mount path, e.g. /var/data)";
+    if config.require_persistent_disk {
+        return Err(format!(
+            "refusing to start: {}. Uploads here would vanish. {advice}, or unset \
+             SHOEBOX_REQUIRE_PERSISTENT_DISK.",
+            p.reason
+        ));
+    }
+    tracing::warn!(
+        "NOT PERSISTENT: {}. Uploads may vanish on restart or redeploy; {advice}.",
+        p.reason
+    );
     Ok(())
 }
 

@@ -89,7 +89,7 @@ where
     let (tx, mut rx) = mpsc::channel::<Chunk>(16);
     let writer =
         actix_web::rt::task::spawn_blocking(move || -> Result<Option<StagedBlob>, StoreError> {
-            let mut w = store.blobs().writer()?;
+            let mut w = store.writer()?;
             while let Some(chunk) = rx.blocking_recv() {
                 match chunk {
                     Chunk::Data(bytes) => w.write(&bytes)?,
@@ -203,6 +203,10 @@ async fn raw(
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge { limit });
+    }
+    if let Err(e) = state.store.check_space(announced.unwrap_or(0)) {
+        drain(&mut payload).await;
+        return Err(e.into());
     }
     let mut builder = FieldsBuilder::default();
     let mut filename = String::new();

@@ -52,6 +52,8 @@ impl BlobStore {
             .tempfile_in(&self.tmp)
             .map_err(|e| StoreError::io("create a temp file in tmp/", e))?;
         Ok(BlobWriter {
+            guard: None,
+            since_check: 0,
             out: BufWriter::with_capacity(WRITE_BUFFER, temp),
             hasher: Sha256::new(),
             size: 0,
@@ -138,14 +140,38 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<(ContentHash, PathBuf)>) -> Resu
 
 /// An upload being written: bytes go to the temp file and the hasher in one pass.
 pub struct BlobWriter {
+    /// The data directory and the reserve to keep free there.
+    guard: Option<(PathBuf, u64)>,
+    since_check: u64,
     out: BufWriter<NamedTempFile>,
     hasher: Sha256,
     size: u64,
     head: Vec<u8>,
 }
 
+/// How often a long upload re-reads the free space.
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
+
 impl BlobWriter {
+    pub fn with_guard(mut self, dir: PathBuf, reserve: u64) -> Self {
+        self.guard = Some((dir, reserve));
+        self
+    }
+
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.since_check += data.len() as u64;
+        if self.since_check >= SPACE_CHECK_EVERY {
+            self.since_check = 0;
+            if let Some((dir, reserve)) = &self.guard {
+                let space = super::disk::space(dir)?;
+                if space.free_bytes < *reserve {
+                    return Err(StoreError::NoSpace {
+                        free: space.free_bytes,
+                        reserve: *reserve,
+                    });
+                }
+            }
+        }
         if self.head.len() < HEAD_BYTES {
             let take = (HEAD_BYTES - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::layout::{fsync_dir, Layout};
-use super::meta::MetaStore;
 use super::record::MediaRecord;
 use super::records::{self, RecordFiles};
 use super::{Store, StoreError};
@@ -135,8 +134,9 @@ pub struct RebuildReport {
 }
 
 /// Recreates the metadata database from `records/`. The old database, if any, is moved aside
-/// to `meta.damaged-<time>` rather than deleted. Run with the server stopped.
-pub fn rebuild(root: &Path) -> Result<RebuildReport, StoreError> {
+/// to `meta.damaged-<time>` rather than deleted. Run with the server stopped. Returns the
+/// opened store, so the caller can verify it without reopening the database.
+pub fn rebuild(root: &Path) -> Result<(Store, RebuildReport), StoreError> {
     let layout = Layout::new(root);
     layout.prepare()?;
     let mut report = RebuildReport::default();
@@ -153,7 +153,8 @@ pub fn rebuild(root: &Path) -> Result<RebuildReport, StoreError> {
         fsync_dir(root)?;
         report.moved_aside = Some(aside.display().to_string());
     }
-    let meta = MetaStore::open(&meta_dir)?;
+    let store = Store::open(root)?;
+    let meta = &store.meta;
     let files = RecordFiles::new(layout.records());
     let mut batch: Vec<MediaRecord> = Vec::new();
     for id in files.ids()? {
@@ -178,5 +179,5 @@ pub fn rebuild(root: &Path) -> Result<RebuildReport, StoreError> {
     report.records += batch.len();
     meta.insert(&batch)?;
     meta.flush()?;
-    Ok(report)
+    Ok((store, report))
 }

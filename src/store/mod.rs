@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod check;
 mod commit;
+pub mod disk;
 pub mod hash;
 pub mod layout;
 pub mod maintain;
@@ -41,6 +42,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the disk is nearly full ({} MiB free, {} MiB kept in reserve): new uploads are refused \
+         until space is freed; reads, edits and deletes keep working",
+        free >> 20, reserve >> 20
+    )]
+    NoSpace { free: u64, reserve: u64 },
     #[error("{0}")]
     Format(String),
     #[error("{0}")]
@@ -63,10 +70,13 @@ impl StoreError {
         }
     }
 
-    /// True when the disk itself is full (ENOSPC or EDQUOT).
+    /// True when the disk is full (ENOSPC or EDQUOT) or past the reserve.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. }
-            if matches!(source.raw_os_error(), Some(28) | Some(122)))
+        match self {
+            StoreError::NoSpace { .. } => true,
+            StoreError::Io { source, .. } => matches!(source.raw_os_error(), Some(28) | Some(122)),
+            _ => false,
+        }
     }
 }
 
@@ -107,6 +117,15 @@ pub struct ListPage {
     pub next: Option<MediaId>,
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub media_count: u64,
+    pub media_bytes: u64,
+    pub blob_count: u64,
+    pub blob_bytes: u64,
+    pub meta_bytes: u64,
+}
+
 /// A new upload: its staged bytes, the fields the caller gave, and what was learned from it.
 pub struct NewMedia {
     pub blob: StagedBlob,
@@ -128,6 +147,8 @@ pub struct Store {
     id_locks: HashLocks,
     commit: GroupCommit,
     ids: Mutex<ulid::Generator>,
+    /// Free bytes below which uploads are refused.
+    reserve: u64,
 }
 
 impl Store {
@@ -152,7 +173,43 @@ impl Store {
             id_locks: HashLocks::new(256),
             commit: GroupCommit::new(),
             ids: Mutex::new(ulid::Generator::new()),
+            reserve: 0,
         })
+    }
+
+    /// Sets the free-space reserve; `None` picks [`disk::default_reserve`] for this disk.
+    pub fn with_reserve(mut self, reserve: Option<u64>) -> Result<Self, StoreError> {
+        self.reserve = match reserve {
+            Some(r) => r,
+            None => disk::default_reserve(disk::space(self.layout.root())?.total_bytes),
+        };
+        Ok(self)
+    }
+
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Refuses new work that would eat into the reserve. `incoming` is what the caller is about
+    /// to write, when known.
+    pub fn check_space(&self, incoming: u64) -> Result<disk::Space, StoreError> {
+        let space = disk::space(self.layout.root())?;
+        if space.free_bytes < self.reserve.saturating_add(incoming) {
+            return Err(StoreError::NoSpace {
+                free: space.free_bytes,
+                reserve: self.reserve,
+            });
+        }
+        Ok(space)
+    }
+
+    /// Starts an upload in `tmp/`, watching the reserve while it is written.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        self.check_space(0)?;
+        Ok(self
+            .blobs
+            .writer()?
+            .with_guard(self.layout.root().to_owned(), self.reserve))
     }
 
     pub fn layout(&self) -> &Layout {
@@ -306,6 +363,23 @@ impl Store {
             Some(id) => self.meta.get(id),
             None => Ok(None),
         }
+    }
+
+    /// Counts and sizes for the status page: a scan of the records and the blob directory.
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        let mut stats = Stats {
+            meta_bytes: self.meta.size_on_disk(),
+            ..Stats::default()
+        };
+        for r in self.meta.all() {
+            stats.media_count += 1;
+            stats.media_bytes += r?.size;
+        }
+        for (_, path) in self.blobs.list()? {
+            stats.blob_count += 1;
+            stats.blob_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(stats)
     }
 
     pub fn media_count(&self) -> usize {
