@@ -74,7 +74,11 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             StoreError::NoSpace { .. } => true,
-            StoreError::Io { source, .. } => matches!(source.raw_os_error(), Some(28) | Some(122)),
+            // Kinds rather than errno alone: tempfile wraps its write errors with the path.
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
             _ => false,
         }
     }
