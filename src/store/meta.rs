@@ -656,6 +656,28 @@ mod tests {
     }
 
     #[test]
+    fn damaged_counts_and_indexes_are_found_and_rederived() {
+        let (_d, meta) = open();
+        let records = vec![
+            record(1, 1, Some("a"), &["x"], Visibility::Public),
+            record(2, 1, None, &[], Visibility::Private),
+        ];
+        meta.insert(&records).unwrap();
+        assert!(meta.derived_problems(&records).unwrap().is_empty());
+        meta.refs.insert(records[0].hash.as_bytes(), &5u64.to_be_bytes()).unwrap();
+        meta.by_collection.remove(text_key("a", Some(records[0].id))).unwrap();
+        meta.by_tag.insert(text_key("ghost", Some(records[1].id)), &[]).unwrap();
+        let problems = meta.derived_problems(&records).unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("blob_refs: wrong value")));
+        assert!(problems.iter().any(|p| p.starts_with("idx_collection: missing")));
+        assert!(problems.iter().any(|p| p.starts_with("idx_tag: stray")));
+        meta.rederive(&records).unwrap();
+        assert!(meta.derived_problems(&records).unwrap().is_empty());
+        assert_eq!(meta.refcount(&records[0].hash).unwrap(), 2);
+    }
+
+    #[test]
     fn updates_move_index_entries() {
         let (_d, meta) = open();
         let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
