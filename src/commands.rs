@@ -5,6 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::Write;
+
+use shoebox::store::archive;
+use shoebox::store::import::{ImportOptions, Outcome as Imported};
 use shoebox::store::{maintain, Store};
 
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
@@ -75,4 +79,157 @@ pub fn rebuild(data_dir: &Path) -> Outcome {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes to `path.partial`, fsyncs, then renames: a crash never leaves a half archive under
+/// the real name.
+fn write_durably(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)?;
+    let result = fill(&mut file).and_then(|_| Ok(file.sync_all()?));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&str>) -> Outcome {
+    if let Some(url) = url {
+        let token = token.ok_or("--url needs the admin token: --token or SHOEBOX_ADMIN_TOKEN")?;
+        let endpoint = format!("{}/api/backup", url.trim_end_matches('/'));
+        write_durably(output, |file| {
+            let res = ureq::get(&endpoint)
+                .header("Authorization", &format!("Bearer {token}"))
+                .call()
+                .map_err(|e| format!("GET {endpoint}: {e}"))?;
+            std::io::copy(&mut res.into_body().into_reader(), file)?;
+            Ok(())
+        })?;
+        // A connection cut mid-way looks like a short file: check the archive before saying so.
+        let (manifest, _) = archive::read_archive(std::fs::File::open(output)?, None)
+            .map_err(|e| format!("the downloaded archive is incomplete: {e}"))?;
+        println!(
+            "wrote {} ({} records, {} blobs)",
+            output.display(),
+            manifest.records,
+            manifest.blobs
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(data_dir).map_err(|e| match e {
+        shoebox::store::StoreError::Locked(_) => format!(
+            "{e}. While the server runs, fetch the backup from it: shoebox backup --url http://localhost:8080 --output {} (with SHOEBOX_ADMIN_TOKEN set)",
+            output.display()
+        ),
+        other => other.to_string(),
+    })?;
+    let mut manifest = None;
+    write_durably(output, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        manifest = Some(store.write_backup(&mut out)?);
+        out.flush()?;
+        Ok(())
+    })?;
+    store.flush()?;
+    if let Some(m) = manifest {
+        println!(
+            "wrote {} ({} records, {} blobs)",
+            output.display(),
+            m.records,
+            m.blobs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(data_dir: &Path, file: &Path) -> Outcome {
+    let input = std::io::BufReader::new(std::fs::File::open(file)?);
+    let report = archive::restore(input, data_dir)?;
+    println!(
+        "restored {} records and {} blobs ({} bytes) into {}; verify passed",
+        report.records,
+        report.blobs,
+        report.bytes,
+        data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(
+    data_dir: &Path,
+    dir: &Path,
+    collection: Option<String>,
+    url_prefix: Option<String>,
+    map: Option<&Path>,
+    public_url: Option<&str>,
+) -> Outcome {
+    let store = Store::open(data_dir)?;
+    let opts = ImportOptions {
+        collection,
+        url_prefix: url_prefix.clone(),
+    };
+    let items = store.import(dir, &opts)?;
+    store.flush()?;
+    let base = public_url.unwrap_or("").trim_end_matches('/');
+    let prefix = url_prefix.map(|p| format!("/{}", p.trim_matches('/')));
+    let rows: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| {
+            let (status, record) = match &item.outcome {
+                Imported::Imported(r) => ("imported".to_owned(), Some(r)),
+                Imported::AlreadyThere(r) => ("already imported".to_owned(), Some(r)),
+                Imported::Skipped(why) => (format!("skipped: {why}"), None),
+            };
+            serde_json::json!({
+                "path": item.path,
+                "old_url": prefix.as_ref().map(|p| format!("{}/{}", p.trim_end_matches('/'), item.path)),
+                "new_url": record.map(|r| format!("{base}/m/{}", r.id)),
+                "id": record.map(|r| r.id.to_string()),
+                "status": status,
+            })
+        })
+        .collect();
+    let as_json = map.is_some_and(|p| p.extension().is_some_and(|e| e == "json"));
+    let mut text = Vec::new();
+    if as_json {
+        serde_json::to_writer_pretty(&mut text, &rows)?;
+        text.push(b'\n');
+    } else {
+        let mut w = csv::Writer::from_writer(&mut text);
+        w.write_record(["path", "old_url", "new_url", "id", "status"])?;
+        for r in &rows {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            w.write_record([
+                field("path"),
+                field("old_url"),
+                field("new_url"),
+                field("id"),
+                field("status"),
+            ])?;
+        }
+        w.flush()?;
+        drop(w);
+    }
+    match map {
+        Some(path) => write_durably(path, |f| Ok(f.write_all(&text)?))?,
+        None => std::io::stdout().write_all(&text)?,
+    }
+    let count = |f: fn(&Imported) -> bool| items.iter().filter(|i| f(&i.outcome)).count();
+    eprintln!(
+        "imported {}, already there {}, skipped {}",
+        count(|o| matches!(o, Imported::Imported(_))),
+        count(|o| matches!(o, Imported::AlreadyThere(_))),
+        count(|o| matches!(o, Imported::Skipped(_)))
+    );
+    for item in &items {
+        if let Imported::Skipped(why) = &item.outcome {
+            eprintln!("skipped {}: {why}", item.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

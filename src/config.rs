@@ -49,6 +49,48 @@ pub enum Command {
     },
     /// Recreate the metadata database from the record files (the old one is moved aside).
     Rebuild(DataDirArgs),
+    /// Write a backup archive: from the data directory when the server is stopped, or from a
+    /// running server with --url.
+    Backup {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Where to write the archive (a tar file).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Fetch the archive from a running Shoebox at this base URL instead.
+        #[arg(long)]
+        url: Option<String>,
+        /// The admin token, for --url.
+        #[arg(long, env = "SHOEBOX_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Restore a backup archive into an empty or new data directory, checking every file.
+    Restore {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The archive written by `shoebox backup` or GET /api/backup.
+        file: PathBuf,
+    },
+    /// Adopt every file under DIR as media, keeping old paths so old URLs keep working.
+    Import {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The uploads folder to adopt.
+        dir: PathBuf,
+        /// Put every imported file in this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// The URL path the folder was served under (e.g. /uploads); the server then answers
+        /// GET <prefix>/<old path> with the file.
+        #[arg(long)]
+        url_prefix: Option<String>,
+        /// Write the old-path-to-new-URL mapping here (.csv or .json); default: CSV on stdout.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Base URL for absolute links in the mapping.
+        #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
 }
 
 /// Parses a duration: seconds, or a number with s, m, h or d.

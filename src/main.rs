@@ -33,6 +33,28 @@ fn main() -> ExitCode {
         Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
         Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),
         Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
+        Some(Command::Backup {
+            data,
+            output,
+            url,
+            token,
+        }) => commands::backup(&data.data_dir, &output, url.as_deref(), token.as_deref()),
+        Some(Command::Restore { data, file }) => commands::restore(&data.data_dir, &file),
+        Some(Command::Import {
+            data,
+            dir,
+            collection,
+            url_prefix,
+            map,
+            public_url,
+        }) => commands::import(
+            &data.data_dir,
+            &dir,
+            collection,
+            url_prefix,
+            map.as_deref(),
+            public_url.as_deref(),
+        ),
     };
     match result {
         Ok(code) => code,

@@ -210,6 +210,42 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
     Ok(serve(req, &state, serve_spec).await)
 }
 
+/// Anything no route matched: an old URL of imported media (`shoebox import --url-prefix`), or
+/// a JSON 404.
+pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let is_read = matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    );
+    let path = percent_encoding::percent_decode_str(req.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    let found = match (is_read, state_of(&req)) {
+        (true, Ok(state)) => match state.store.by_legacy_path(&path) {
+            Ok(Some(r)) if r.is_public() => Some((state, r)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((state, record)) = found else {
+        return Ok(error(req, ApiError::NotFound("route")));
+    };
+    let active = sniff::is_active(&record.content_type);
+    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
+    let kind = if attachment {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
+    };
+    let spec = Serve {
+        hash: record.hash,
+        content_type: &record.content_type,
+        disposition: disposition(kind, Some(&record.filename)),
+        cache: PUBLIC_SHORT,
+    };
+    Ok(serve(req, &state, spec).await)
+}
+
 /// `GET /f/{hash}`: bytes by content address, public when any public record uses the blob.
 pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {

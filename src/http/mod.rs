@@ -2,6 +2,7 @@
 
 mod assets;
 mod auth;
+mod backup;
 mod error;
 mod files;
 mod health;
@@ -59,10 +60,6 @@ impl AppState {
     }
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("route"))
-}
-
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))
 }
@@ -107,6 +104,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/api/backup")
+                .route(web::get().to(backup::backup))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/api/status")
                 .route(web::get().to(status::status))
                 .default_service(web::to(method_not_allowed)),
@@ -134,7 +136,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .default_service(web::to(method_not_allowed)),
         )
-        .default_service(web::to(not_found));
+        .default_service(actix_web::dev::fn_service(files::legacy_or_not_found));
 }
 
 /// Headers on every response.

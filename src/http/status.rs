@@ -47,6 +47,6 @@ pub async fn status(
             "blobs": { "count": stats.blob_count, "bytes": stats.blob_bytes },
             "meta_bytes": stats.meta_bytes,
             "last_verify": state.store.last_verify(),
-            "last_backup": serde_json::Value::Null,
+            "last_backup": state.store.last_backup(),
         })))
 }

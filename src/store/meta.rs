@@ -34,6 +34,7 @@ pub struct MetaStore {
     by_collection: Tree,
     by_tag: Tree,
     by_kind: Tree,
+    by_legacy: Tree,
     state: Tree,
 }
 
@@ -127,6 +128,7 @@ struct Indexes<'a> {
     by_collection: &'a TransactionalTree,
     by_tag: &'a TransactionalTree,
     by_kind: &'a TransactionalTree,
+    by_legacy: &'a TransactionalTree,
 }
 
 impl Indexes<'_> {
@@ -140,6 +142,9 @@ impl Indexes<'_> {
             self.by_tag.insert(text_key(t, Some(r.id)), &[])?;
         }
         self.by_kind.insert(kind_key(r.kind, Some(r.id)), &[])?;
+        if let Some(p) = &r.legacy_path {
+            self.by_legacy.insert(p.as_bytes(), &r.id.to_key())?;
+        }
         Ok(())
     }
 
@@ -152,6 +157,9 @@ impl Indexes<'_> {
             self.by_tag.remove(text_key(t, Some(r.id)))?;
         }
         self.by_kind.remove(kind_key(r.kind, Some(r.id)))?;
+        if let Some(p) = &r.legacy_path {
+            self.by_legacy.remove(p.as_bytes())?;
+        }
         Ok(())
     }
 }
@@ -185,6 +193,7 @@ impl MetaStore {
             by_collection: tree("idx_collection")?,
             by_tag: tree("idx_tag")?,
             by_kind: tree("idx_kind")?,
+            by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
             db,
         })
@@ -200,30 +209,34 @@ impl MetaStore {
             &self.by_collection,
             &self.by_tag,
             &self.by_kind,
+            &self.by_legacy,
         )
-            .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes {
-                    by_hash,
-                    by_collection,
-                    by_tag,
-                    by_kind,
-                };
-                for (record, bytes) in records.iter().zip(&encoded) {
-                    if media
-                        .insert(&record.id.to_key(), bytes.as_slice())?
-                        .is_some()
-                    {
-                        return abort(StoreError::Corrupt(format!(
-                            "media id {} already exists",
-                            record.id
-                        )));
+            .transaction(
+                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                    let idx = Indexes {
+                        by_hash,
+                        by_collection,
+                        by_tag,
+                        by_kind,
+                        by_legacy,
+                    };
+                    for (record, bytes) in records.iter().zip(&encoded) {
+                        if media
+                            .insert(&record.id.to_key(), bytes.as_slice())?
+                            .is_some()
+                        {
+                            return abort(StoreError::Corrupt(format!(
+                                "media id {} already exists",
+                                record.id
+                            )));
+                        }
+                        let count = count_of(refs.get(record.hash.as_bytes())?);
+                        refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
+                        idx.add(record)?;
                     }
-                    let count = count_of(refs.get(record.hash.as_bytes())?);
-                    refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
-                    idx.add(record)?;
-                }
-                Ok(())
-            })
+                    Ok(())
+                },
+            )
             .map_err(tx_error)
     }
 
@@ -245,28 +258,32 @@ impl MetaStore {
             &self.by_collection,
             &self.by_tag,
             &self.by_kind,
+            &self.by_legacy,
         )
-            .transaction(|(media, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes {
-                    by_hash,
-                    by_collection,
-                    by_tag,
-                    by_kind,
-                };
-                let Some(current) = media.get(old.id.to_key())? else {
-                    return abort(StoreError::NotFound);
-                };
-                if decode(&current).or_else(abort)? != *old {
-                    return abort(StoreError::Corrupt(format!(
-                        "media {} changed during an edit",
-                        old.id
-                    )));
-                }
-                idx.remove(old)?;
-                idx.add(new)?;
-                media.insert(&new.id.to_key(), bytes.as_slice())?;
-                Ok(())
-            })
+            .transaction(
+                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                    let idx = Indexes {
+                        by_hash,
+                        by_collection,
+                        by_tag,
+                        by_kind,
+                        by_legacy,
+                    };
+                    let Some(current) = media.get(old.id.to_key())? else {
+                        return abort(StoreError::NotFound);
+                    };
+                    if decode(&current).or_else(abort)? != *old {
+                        return abort(StoreError::Corrupt(format!(
+                            "media {} changed during an edit",
+                            old.id
+                        )));
+                    }
+                    idx.remove(old)?;
+                    idx.add(new)?;
+                    media.insert(&new.id.to_key(), bytes.as_slice())?;
+                    Ok(())
+                },
+            )
             .map_err(tx_error)
     }
 
@@ -280,27 +297,31 @@ impl MetaStore {
             &self.by_collection,
             &self.by_tag,
             &self.by_kind,
+            &self.by_legacy,
         )
-            .transaction(|(media, refs, by_hash, by_collection, by_tag, by_kind)| {
-                let idx = Indexes {
-                    by_hash,
-                    by_collection,
-                    by_tag,
-                    by_kind,
-                };
-                let Some(bytes) = media.remove(&id.to_key())? else {
-                    return Ok(None);
-                };
-                let record = decode(&bytes).or_else(abort)?;
-                idx.remove(&record)?;
-                let remaining = count_of(refs.get(record.hash.as_bytes())?).saturating_sub(1);
-                if remaining == 0 {
-                    refs.remove(record.hash.as_bytes())?;
-                } else {
-                    refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
-                }
-                Ok(Some((record, remaining)))
-            })
+            .transaction(
+                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                    let idx = Indexes {
+                        by_hash,
+                        by_collection,
+                        by_tag,
+                        by_kind,
+                        by_legacy,
+                    };
+                    let Some(bytes) = media.remove(&id.to_key())? else {
+                        return Ok(None);
+                    };
+                    let record = decode(&bytes).or_else(abort)?;
+                    idx.remove(&record)?;
+                    let remaining = count_of(refs.get(record.hash.as_bytes())?).saturating_sub(1);
+                    if remaining == 0 {
+                        refs.remove(record.hash.as_bytes())?;
+                    } else {
+                        refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
+                    }
+                    Ok(Some((record, remaining)))
+                },
+            )
             .map_err(tx_error)
     }
 
@@ -407,9 +428,10 @@ impl MetaStore {
     }
 
     /// The index entries and counts these records imply, tree by tree.
-    fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 5] {
+    fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 6] {
         let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        let (mut h, mut c, mut t, mut k) = (
+        let (mut h, mut c, mut t, mut k, mut l) = (
+            BTreeMap::new(),
             BTreeMap::new(),
             BTreeMap::new(),
             BTreeMap::new(),
@@ -428,6 +450,9 @@ impl MetaStore {
                 t.insert(text_key(tag, Some(r.id)), Vec::new());
             }
             k.insert(kind_key(r.kind, Some(r.id)), Vec::new());
+            if let Some(p) = &r.legacy_path {
+                l.insert(p.as_bytes().to_vec(), r.id.to_key().to_vec());
+            }
         }
         let refs = refs
             .into_iter()
@@ -439,17 +464,28 @@ impl MetaStore {
             ("idx_collection", c),
             ("idx_tag", t),
             ("idx_kind", k),
+            ("idx_legacy", l),
         ]
     }
 
-    fn derived_trees(&self) -> [&Tree; 5] {
+    fn derived_trees(&self) -> [&Tree; 6] {
         [
             &self.refs,
             &self.by_hash,
             &self.by_collection,
             &self.by_tag,
             &self.by_kind,
+            &self.by_legacy,
         ]
+    }
+
+    /// The media adopted from an old path, if any.
+    pub fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError> {
+        Ok(self
+            .by_legacy
+            .get(path.as_bytes())
+            .map_err(sled_error)?
+            .and_then(|v| MediaId::from_key(&v)))
     }
 
     /// Compares the counts and indexes with what the records imply; one line per difference.
@@ -566,6 +602,7 @@ mod tests {
             collection: collection.map(str::to_owned),
             visibility,
             custom: Default::default(),
+            legacy_path: None,
             width: None,
             height: None,
             created_at: now(),
@@ -664,13 +701,23 @@ mod tests {
         ];
         meta.insert(&records).unwrap();
         assert!(meta.derived_problems(&records).unwrap().is_empty());
-        meta.refs.insert(records[0].hash.as_bytes(), &5u64.to_be_bytes()).unwrap();
-        meta.by_collection.remove(text_key("a", Some(records[0].id))).unwrap();
-        meta.by_tag.insert(text_key("ghost", Some(records[1].id)), &[]).unwrap();
+        meta.refs
+            .insert(records[0].hash.as_bytes(), &5u64.to_be_bytes())
+            .unwrap();
+        meta.by_collection
+            .remove(text_key("a", Some(records[0].id)))
+            .unwrap();
+        meta.by_tag
+            .insert(text_key("ghost", Some(records[1].id)), &[])
+            .unwrap();
         let problems = meta.derived_problems(&records).unwrap();
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("blob_refs: wrong value")));
-        assert!(problems.iter().any(|p| p.starts_with("idx_collection: missing")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("blob_refs: wrong value")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("idx_collection: missing")));
         assert!(problems.iter().any(|p| p.starts_with("idx_tag: stray")));
         meta.rederive(&records).unwrap();
         assert!(meta.derived_problems(&records).unwrap().is_empty());

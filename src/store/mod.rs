@@ -2,11 +2,13 @@
 //! durable write protocol. Nothing here knows about HTTP; callers run these blocking methods
 //! on a blocking thread pool.
 
+pub mod archive;
 pub mod blobs;
 pub mod check;
 mod commit;
 pub mod disk;
 pub mod hash;
+pub mod import;
 pub mod layout;
 pub mod maintain;
 pub mod meta;
@@ -153,6 +155,9 @@ pub struct Store {
     ids: Mutex<ulid::Generator>,
     /// Free bytes below which uploads are refused.
     reserve: u64,
+    /// Backups in progress; while any runs, blobs whose last record goes wait in `deferred`.
+    backups: std::sync::atomic::AtomicUsize,
+    deferred: Mutex<Vec<ContentHash>>,
 }
 
 impl Store {
@@ -178,6 +183,8 @@ impl Store {
             commit: GroupCommit::new(),
             ids: Mutex::new(ulid::Generator::new()),
             reserve: 0,
+            backups: std::sync::atomic::AtomicUsize::new(0),
+            deferred: Mutex::new(Vec::new()),
         })
     }
 
@@ -267,9 +274,17 @@ impl Store {
                 None
             };
             let f = item.fields;
+            let (id, created_at) = match f.created_at {
+                // Ids sort by time; an imported file keeps its place in history.
+                Some(t) => {
+                    let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                    (MediaId(ulid::Ulid::from_parts(ms, rand::random())), t)
+                }
+                None => (self.new_id(), now),
+            };
             records.push(MediaRecord {
                 schema: record::RECORD_SCHEMA,
-                id: self.new_id(),
+                id,
                 hash: item.blob.hash,
                 size: item.blob.size,
                 content_type,
@@ -282,9 +297,10 @@ impl Store {
                 collection: f.collection,
                 visibility: f.visibility,
                 custom: f.custom,
+                legacy_path: f.legacy_path,
                 width: dims.map(|d| d.0),
                 height: dims.map(|d| d.1),
-                created_at: now,
+                created_at,
                 updated_at: now,
             });
             staged.push(item.blob);
@@ -352,9 +368,32 @@ impl Store {
         self.commit.wait_durable(|| self.meta.flush())?;
         self.records.remove(id)?;
         if remaining == 0 {
-            self.blobs.remove(&record.hash)?;
+            if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                // A backup may have read the record already; it still needs the bytes.
+                self.deferred
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(record.hash);
+            } else {
+                self.blobs.remove(&record.hash)?;
+            }
         }
         Ok(true)
+    }
+
+    /// Unlinks blobs whose deletion waited for a backup, if still unused.
+    fn unlink_deferred(&self) {
+        let hashes = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for hash in hashes {
+            let _guard = self
+                .hash_locks
+                .lock_all(std::iter::once(&hash.as_bytes()[..]));
+            if self.meta.refcount(&hash).ok() == Some(0) {
+                if let Err(e) = self.blobs.remove(&hash) {
+                    tracing::warn!(%hash, error = %e, "could not remove a blob after a backup; gc will");
+                }
+            }
+        }
     }
 
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
@@ -384,6 +423,14 @@ impl Store {
             stats.blob_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         }
         Ok(stats)
+    }
+
+    /// The media adopted from this old path by `import`.
+    pub fn by_legacy_path(&self, path: &str) -> Result<Option<MediaRecord>, StoreError> {
+        match self.meta.by_legacy_path(path)? {
+            Some(id) => self.meta.get(id),
+            None => Ok(None),
+        }
     }
 
     pub fn media_count(&self) -> usize {

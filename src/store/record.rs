@@ -157,6 +157,10 @@ pub struct MediaRecord {
     pub collection: Option<String>,
     pub visibility: Visibility,
     pub custom: Map<String, Value>,
+    /// The file's old URL path (or path inside the imported folder), for media adopted by
+    /// `shoebox import`; the server answers that path with this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,9 @@ pub struct MediaFields {
     pub collection: Option<String>,
     pub visibility: Visibility,
     pub custom: Map<String, Value>,
+    /// For imports: the old path, and the file's own time instead of now.
+    pub legacy_path: Option<String>,
+    pub created_at: Option<OffsetDateTime>,
 }
 
 /// A change to the editable fields; `None` leaves a field as it is.

@@ -1,0 +1,441 @@
+//! Backup archives: a plain tar that any tool can list, holding every record file and every
+//! blob, with a manifest (the last entry) naming every file with its sha256 and size.
+//!
+//! ```text
+//! shoebox-backup/FORMAT.json              {"format": "shoebox-backup", "version": 1, …}
+//! shoebox-backup/records/<id>.json        one per media record, as in records/
+//! shoebox-backup/blobs/<sha256>           one per blob
+//! shoebox-backup/MANIFEST.json            {"format", "version", "records", "blobs", "files": [{"path", "sha256", "size"}]}
+//! ```
+//!
+//! A backup is consistent while the server keeps working: records are read from the database
+//! one by one, and a record is only ever visible once its blob is in place; while a backup runs,
+//! deletes leave the blob file for the backup and unlink it when the backup ends.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::hash::ContentHash;
+use super::layout::{fsync_dir, Layout};
+use super::record::MediaId;
+use super::{records, Store, StoreError};
+
+pub const ARCHIVE_FORMAT: &str = "shoebox-backup";
+pub const ARCHIVE_VERSION: u32 = 1;
+const PREFIX: &str = "shoebox-backup";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub created_at: String,
+    pub instance: String,
+    pub records: usize,
+    pub blobs: usize,
+    pub files: Vec<ManifestEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FormatHeader {
+    format: String,
+    version: u32,
+    created_at: String,
+    instance: String,
+}
+
+fn tar_err(e: io::Error) -> StoreError {
+    StoreError::io("write the backup archive", e)
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    data: impl Read,
+) -> Result<(), StoreError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, data).map_err(tar_err)
+}
+
+/// Keeps blobs whose last record is deleted during a backup until the backup has read them.
+pub(crate) struct BackupPin<'a>(&'a Store);
+
+impl Drop for BackupPin<'_> {
+    fn drop(&mut self) {
+        if self.0.backups.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.unlink_deferred();
+        }
+    }
+}
+
+impl Store {
+    /// Writes a consistent archive of the whole store to `out`; returns its manifest.
+    pub fn write_backup<W: Write>(&self, out: W) -> Result<Manifest, StoreError> {
+        self.backups.fetch_add(1, Ordering::SeqCst);
+        let _pin = BackupPin(self);
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut tar = tar::Builder::new(out);
+        let header = serde_json::to_vec_pretty(&FormatHeader {
+            format: ARCHIVE_FORMAT.into(),
+            version: ARCHIVE_VERSION,
+            created_at: now.clone(),
+            instance: self.instance.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        append(
+            &mut tar,
+            &format!("{PREFIX}/FORMAT.json"),
+            header.len() as u64,
+            header.as_slice(),
+        )?;
+
+        let mut files = Vec::new();
+        let mut blobs_done: HashSet<ContentHash> = HashSet::new();
+        let mut records_done = 0;
+        for record in self.meta.all() {
+            let record = record?;
+            let mut json = serde_json::to_vec_pretty(&record)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            json.push(b'\n');
+            let path = format!("{PREFIX}/records/{}.json", record.id);
+            files.push(ManifestEntry {
+                path: path.clone(),
+                sha256: hex::encode(Sha256::digest(&json)),
+                size: json.len() as u64,
+            });
+            append(&mut tar, &path, json.len() as u64, json.as_slice())?;
+            records_done += 1;
+            if blobs_done.insert(record.hash) {
+                let file = fs::File::open(self.blobs.path_for(&record.hash))
+                    .map_err(|e| StoreError::io("open a blob for the backup", e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| StoreError::io("stat a blob", e))?
+                    .len();
+                let path = format!("{PREFIX}/blobs/{}", record.hash);
+                // The name is the content's sha256; the restore re-hashes to prove it.
+                files.push(ManifestEntry {
+                    path: path.clone(),
+                    sha256: record.hash.to_hex(),
+                    size,
+                });
+                append(&mut tar, &path, size, file)?;
+            }
+        }
+        let manifest = Manifest {
+            format: ARCHIVE_FORMAT.into(),
+            version: ARCHIVE_VERSION,
+            created_at: now.clone(),
+            instance: self.instance.clone(),
+            records: records_done,
+            blobs: blobs_done.len(),
+            files,
+        };
+        let json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        append(
+            &mut tar,
+            &format!("{PREFIX}/MANIFEST.json"),
+            json.len() as u64,
+            json.as_slice(),
+        )?;
+        tar.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(tar_err)?;
+        self.meta.set_state("last_backup", &now)?;
+        Ok(manifest)
+    }
+
+    pub fn last_backup(&self) -> Option<String> {
+        self.meta.get_state("last_backup").ok().flatten()
+    }
+}
+
+/// What an archive entry is, from its path.
+enum Entry {
+    Format,
+    Record(MediaId),
+    Blob(ContentHash),
+    Manifest,
+}
+
+fn classify(path: &str) -> Option<Entry> {
+    let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    match rest {
+        "FORMAT.json" => Some(Entry::Format),
+        "MANIFEST.json" => Some(Entry::Manifest),
+        _ => {
+            if let Some(name) = rest
+                .strip_prefix("records/")
+                .and_then(|n| n.strip_suffix(".json"))
+            {
+                name.parse().ok().map(Entry::Record)
+            } else {
+                rest.strip_prefix("blobs/")
+                    .and_then(|n| n.parse().ok())
+                    .map(Entry::Blob)
+            }
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> StoreError {
+    StoreError::Format(format!("not a valid Shoebox backup: {}", msg.into()))
+}
+
+/// Copies an entry to `sink` while hashing it.
+fn copy_hashing(mut input: impl Read, mut sink: impl Write) -> Result<(String, u64), StoreError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(|e| bad(format!("the archive is unreadable or truncated ({e})")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        sink.write_all(&buf[..n])
+            .map_err(|e| StoreError::io("write a restored file", e))?;
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub records: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// Reads a whole archive, checking every file against the manifest. With `target`, files are
+/// written under it (as `records/…` and `blobs/sha256/…`); without, the archive is only checked.
+pub fn read_archive(
+    input: impl Read,
+    target: Option<&Path>,
+) -> Result<(Manifest, RestoreReport), StoreError> {
+    let mut archive = tar::Archive::new(input);
+    let mut seen: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut manifest: Option<Manifest> = None;
+    let mut report = RestoreReport::default();
+    let mut first = true;
+    let progress = std::io::stderr().is_terminal() && target.is_some();
+    let layout = target.map(Layout::new);
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("unreadable ({e})")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| bad(format!("unreadable or truncated ({e})")))?;
+        let path = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        if manifest.is_some() {
+            return Err(bad(format!("{path} comes after the manifest")));
+        }
+        let kind = classify(&path).ok_or_else(|| bad(format!("unexpected entry {path:?}")))?;
+        if first != matches!(kind, Entry::Format) {
+            return Err(bad("it must start with FORMAT.json"));
+        }
+        first = false;
+        match kind {
+            Entry::Format => {
+                let mut text = Vec::new();
+                let (sum, size) = copy_hashing(entry, &mut text)?;
+                let header: FormatHeader =
+                    serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+                if header.format != ARCHIVE_FORMAT {
+                    return Err(bad(format!("format {:?}", header.format)));
+                }
+                if header.version > ARCHIVE_VERSION {
+                    return Err(StoreError::Format(format!(
+                        "this backup has archive version {}; this Shoebox reads up to {ARCHIVE_VERSION}: upgrade it",
+                        header.version
+                    )));
+                }
+                let _ = (sum, size);
+            }
+            Entry::Manifest => {
+                let mut text = Vec::new();
+                copy_hashing(entry, &mut text)?;
+                manifest = Some(
+                    serde_json::from_slice(&text)
+                        .map_err(|e| bad(format!("its manifest does not parse ({e})")))?,
+                );
+            }
+            Entry::Record(id) => {
+                let mut text = Vec::new();
+                let (sum, size) = copy_hashing(entry, &mut text)?;
+                let record = records::parse(&text)?;
+                if record.id != id {
+                    return Err(bad(format!("{path} holds media {}", record.id)));
+                }
+                if let Some(l) = &layout {
+                    write_file(&l.records().join(format!("{id}.json")), &text)?;
+                }
+                seen.insert(path, (sum, size));
+                report.records += 1;
+            }
+            Entry::Blob(hash) => {
+                let (sum, size) = match &layout {
+                    Some(l) => {
+                        let blobs = super::BlobStore::new(l.blobs(), l.tmp());
+                        let dest = blobs.path_for(&hash);
+                        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+                        fs::create_dir_all(&dir)
+                            .map_err(|e| StoreError::io("create a blob directory", e))?;
+                        let mut file = fs::File::create(&dest)
+                            .map_err(|e| StoreError::io("create a restored blob", e))?;
+                        let r = copy_hashing(entry, &mut file)?;
+                        file.sync_all()
+                            .map_err(|e| StoreError::io("fsync a restored blob", e))?;
+                        r
+                    }
+                    None => copy_hashing(entry, io::sink())?,
+                };
+                if sum != hash.to_hex() {
+                    return Err(bad(format!(
+                        "blob {hash} is damaged: its bytes hash to {sum}"
+                    )));
+                }
+                report.bytes += size;
+                report.blobs += 1;
+                seen.insert(path, (sum, size));
+            }
+        }
+        if progress && (report.records + report.blobs) % 100 == 0 {
+            eprint!(
+                "\rrestored {} records, {} blobs ({} MiB)",
+                report.records,
+                report.blobs,
+                report.bytes >> 20
+            );
+        }
+    }
+    if progress {
+        eprintln!(
+            "\rrestored {} records, {} blobs ({} MiB)",
+            report.records,
+            report.blobs,
+            report.bytes >> 20
+        );
+    }
+    let manifest = manifest.ok_or_else(|| bad("it has no manifest: the archive is truncated"))?;
+    let listed: BTreeMap<String, (String, u64)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), (f.sha256.clone(), f.size)))
+        .collect();
+    for (path, expected) in &listed {
+        match seen.get(path) {
+            None => {
+                return Err(bad(format!(
+                    "{path} is in the manifest but not in the archive"
+                )))
+            }
+            Some(got) if got != expected => {
+                return Err(bad(format!("{path} does not match the manifest")))
+            }
+            _ => {}
+        }
+    }
+    if let Some(extra) = seen.keys().find(|p| !listed.contains_key(*p)) {
+        return Err(bad(format!("{extra} is not in the manifest")));
+    }
+    if manifest.records != report.records || manifest.blobs != report.blobs {
+        return Err(bad("the manifest's counts do not match its files"));
+    }
+    Ok((manifest, report))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut f = fs::File::create(path).map_err(|e| StoreError::io("create a restored file", e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io("write a restored file", e))
+}
+
+/// Restores an archive into `root`, which must be absent or empty (a fresh disk's `lost+found`
+/// is fine). Everything is written and checked in `root/.restore-partial` first; only a complete,
+/// verified store is moved into place, `FORMAT` last. On any failure nothing is left behind.
+pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreError> {
+    fs::create_dir_all(root).map_err(|e| StoreError::io("create the data directory", e))?;
+    for entry in fs::read_dir(root).map_err(|e| StoreError::io("list the data directory", e))? {
+        let name = entry
+            .map_err(|e| StoreError::io("list the data directory", e))?
+            .file_name();
+        if name != "lost+found" {
+            return Err(StoreError::Format(format!(
+                "{} is not empty (found {:?}); restore only into an empty or new directory",
+                root.display(),
+                name
+            )));
+        }
+    }
+    let staging = root.join(".restore-partial");
+    let result = (|| {
+        let layout = Layout::new(&staging);
+        layout.prepare()?;
+        let (_, report) = read_archive(input, Some(&staging))?;
+        let (store, rebuilt) = super::maintain::rebuild(&staging)?;
+        if !rebuilt.unreadable.is_empty() {
+            return Err(bad(rebuilt.unreadable.join("; ")));
+        }
+        let check = store.verify()?;
+        if check.is_damaged() {
+            return Err(bad(format!(
+                "the restored store does not verify:\n{}",
+                check.render()
+            )));
+        }
+        store.record_verify(&check)?;
+        drop(store);
+        Ok(report)
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    // Move everything but FORMAT, then FORMAT: a directory without FORMAT is never taken for a
+    // store, and the leftover `.restore-partial` makes the server refuse it rather than start
+    // empty.
+    let mut names: Vec<PathBuf> = fs::read_dir(&staging)
+        .map_err(|e| StoreError::io("list the restored store", e))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().into()))
+        .collect();
+    names.sort_by_key(|n: &PathBuf| n.as_os_str() == "FORMAT");
+    for name in names {
+        fs::rename(staging.join(&name), root.join(&name))
+            .map_err(|e| StoreError::io("move the restored store into place", e))?;
+    }
+    fsync_dir(root)?;
+    fs::remove_dir(&staging)
+        .map_err(|e| StoreError::io("remove the restore staging directory", e))?;
+    fsync_dir(root)?;
+    Ok(report)
+}

@@ -1,0 +1,335 @@
+//! Black-box tests of backup, restore and import.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{all_records, bytes, run_cli, sha256_hex, TestServer, TOKEN};
+use reqwest::Method;
+use serde_json::Value;
+
+fn fetch_backup(s: &TestServer, path: &std::path::Path) {
+    let mut res = s.authed(Method::GET, "/api/backup").send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-tar");
+    let mut file = std::fs::File::create(path).unwrap();
+    res.copy_to(&mut file).unwrap();
+}
+
+fn by_id(records: Vec<Value>) -> BTreeMap<String, Value> {
+    records
+        .into_iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+#[test]
+fn a_backup_taken_during_uploads_restores_to_an_identical_store() {
+    let s = TestServer::start();
+    for i in 0..12 {
+        let fields = [
+            ("title", format!("t{i}")),
+            ("tags", "a,b".into()),
+            ("collection", "c".into()),
+            ("custom", format!(r#"{{"n": {i}}}"#)),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.upload(
+            &format!("f{i}.bin"),
+            &bytes(1000 + i * 50_000, i as u64),
+            &fields,
+        );
+    }
+    s.upload(
+        "private.bin",
+        &bytes(3000, 77),
+        &[("visibility", "private")],
+    );
+    let before = by_id(all_records(&s));
+    assert_eq!(s.get("/api/backup").send().unwrap().status(), 401);
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Uploads and deletes keep landing while the backup streams (bounded).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && n < 500 {
+                let item = s.upload("during.bin", &bytes(20_000, 1000 + n), &[]);
+                if n % 3 == 0 {
+                    let id = item["id"].as_str().unwrap();
+                    s.authed(Method::DELETE, &format!("/api/media/{id}"))
+                        .send()
+                        .unwrap();
+                }
+                n += 1;
+            }
+        });
+        fetch_backup(&s, &archive);
+        stop.store(true, Ordering::SeqCst);
+    });
+
+    let restored_dir = dir.path().join("restored");
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &restored_dir);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_cli(&["verify"], &restored_dir);
+    assert_eq!(code, 0, "{out}");
+
+    let r = TestServer::builder().data_dir(&restored_dir).start();
+    let after = by_id(all_records(&r));
+    for (id, record) in &before {
+        let restored = after
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} missing from the restore"));
+        let mut a = record.clone();
+        let mut b = restored.clone();
+        for v in [&mut a, &mut b] {
+            v.as_object_mut().unwrap().remove("url");
+        }
+        assert_eq!(a, b, "every field identical");
+        let body = r
+            .authed(Method::GET, &format!("/m/{id}"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert_eq!(
+            sha256_hex(&body),
+            record["hash"].as_str().unwrap(),
+            "every byte identical"
+        );
+    }
+    // Uploads that raced the backup are wholly in (bytes and all) or wholly out.
+    for (id, record) in &after {
+        let body = r
+            .authed(Method::GET, &format!("/m/{id}"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert_eq!(sha256_hex(&body), record["hash"].as_str().unwrap());
+    }
+    let status: Value = s
+        .authed(Method::GET, "/api/status")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(status["last_backup"].as_str().is_some());
+}
+
+#[test]
+fn restore_refuses_a_store_a_truncated_archive_and_a_flipped_byte() {
+    let mut s = TestServer::start();
+    s.upload("a.bin", &bytes(200_000, 1), &[("title", "a")]);
+    s.upload("b.bin", &bytes(300_000, 2), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    fetch_backup(&s, &archive);
+    let good = std::fs::read(&archive).unwrap();
+
+    // Into a directory that holds a store.
+    assert!(s.terminate().success());
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &s.data_dir);
+    assert_ne!(code, 0);
+    assert!(out.contains("not empty"), "{out}");
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("without its manifest", good[..good.len() - 4096].to_vec()),
+        ("flipped byte", {
+            let mut v = good.clone();
+            // Inside the first blob's data (after the FORMAT and first record entries).
+            let at = good.len() / 3;
+            v[at] ^= 0x40;
+            v
+        }),
+    ];
+    for (what, data) in cases {
+        let bad = dir.path().join(format!("{what}.tar"));
+        std::fs::write(&bad, &data).unwrap();
+        let target = dir
+            .path()
+            .join(format!("target-{}", what.replace(' ', "-")));
+        let (code, out) = run_cli(&["restore", bad.to_str().unwrap()], &target);
+        assert_ne!(code, 0, "{what} must be refused:\n{out}");
+        assert!(
+            out.contains("not a valid Shoebox backup") || out.contains("does not"),
+            "{what}: {out}"
+        );
+        assert!(
+            common::entries(&target).is_empty(),
+            "{what}: nothing left behind: {:?}",
+            common::entries(&target)
+        );
+    }
+
+    // The good archive restores, into a fresh disk with lost+found.
+    let target = dir.path().join("good");
+    std::fs::create_dir_all(target.join("lost+found")).unwrap();
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &target);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("restored 2 records and 2 blobs"), "{out}");
+}
+
+#[test]
+fn the_command_line_backup_reads_a_stopped_store_or_fetches_from_a_running_one() {
+    let mut s = TestServer::start();
+    s.upload("a.bin", &bytes(5000, 1), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("cli.tar");
+
+    let (code, out) = run_cli(
+        &["backup", "--output", out_file.to_str().unwrap()],
+        &s.data_dir,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--url"),
+        "says what to do while the server runs: {out}"
+    );
+
+    let fetched = dir.path().join("fetched.tar");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoebox"))
+        .env_clear()
+        .env("SHOEBOX_ADMIN_TOKEN", TOKEN)
+        .args([
+            "backup",
+            "--url",
+            &s.base,
+            "--output",
+            fetched.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 records, 1 blobs"));
+
+    assert!(s.terminate().success());
+    let (code, out) = run_cli(
+        &["backup", "--output", out_file.to_str().unwrap()],
+        &s.data_dir,
+    );
+    assert_eq!(code, 0, "{out}");
+    for archive in [&out_file, &fetched] {
+        let target = dir.path().join(format!(
+            "r-{}",
+            archive.file_name().unwrap().to_string_lossy()
+        ));
+        let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &target);
+        assert_eq!(code, 0, "{out}");
+    }
+}
+
+#[test]
+fn import_adopts_a_folder_serves_old_urls_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("cat.jpg", bytes(3000, 1)),
+        ("2023/summer trip/beach day.png", bytes(4000, 2)),
+        ("2023/été/crème brûlée.txt", b"d\xc3\xa9licieux".to_vec()),
+        ("a/b/c/d/e/f/deep file (1).pdf", b"%PDF-1.4 tiny".to_vec()),
+        ("copies/cat again.jpg", bytes(3000, 1)),
+    ];
+    for (path, data) in &files {
+        let p = uploads.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+    }
+    let outside = dir.path().join("secret.txt");
+    std::fs::write(&outside, b"must not be imported").unwrap();
+    std::os::unix::fs::symlink(&outside, uploads.join("escape.txt")).unwrap();
+
+    let data_dir = dir.path().join("data");
+    let map = dir.path().join("map.csv");
+    let run = || {
+        run_cli(
+            &[
+                "import",
+                uploads.to_str().unwrap(),
+                "--collection",
+                "legacy",
+                "--url-prefix",
+                "/uploads",
+                "--map",
+                map.to_str().unwrap(),
+            ],
+            &data_dir,
+        )
+    };
+    let (code, out) = run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 5, already there 0, skipped 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("escape.txt") && out.contains("leaves the imported folder"),
+        "{out}"
+    );
+    let mapping = std::fs::read_to_string(&map).unwrap();
+    for (path, _) in &files {
+        assert!(
+            mapping.contains(path),
+            "the mapping names {path}:\n{mapping}"
+        );
+    }
+    assert!(!mapping.contains("must not be imported"));
+
+    let (code, out) = run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 0, already there 5"),
+        "re-running adds nothing: {out}"
+    );
+
+    let s = TestServer::builder().data_dir(&data_dir).start();
+    let listed: Value = s
+        .get("/api/media?collection=legacy&limit=100")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 5);
+    for (path, data) in &files {
+        let encoded: String = path
+            .split('/')
+            .map(|seg| {
+                seg.replace(' ', "%20")
+                    .replace('(', "%28")
+                    .replace(')', "%29")
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for url in [format!("/uploads/{path}"), format!("/uploads/{encoded}")] {
+            let res = s.get(&url).send().unwrap();
+            assert_eq!(res.status(), 200, "{url}");
+            assert_eq!(res.bytes().unwrap().as_ref(), data.as_slice(), "{url}");
+        }
+    }
+    assert_eq!(s.get("/uploads/escape.txt").send().unwrap().status(), 404);
+    assert_eq!(s.get("/uploads/nothing.jpg").send().unwrap().status(), 404);
+    // The mapping's new URLs work too.
+    let mut reader = csv_rows(&mapping);
+    let row = reader.find(|r| r[0] == "cat.jpg").unwrap();
+    assert_eq!(row[1], "/uploads/cat.jpg");
+    let res = s.get(&row[2]).send().unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+fn csv_rows(text: &str) -> impl Iterator<Item = Vec<String>> + '_ {
+    csv::Reader::from_reader(text.as_bytes())
+        .into_records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
