@@ -233,3 +233,33 @@ pub fn import(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Exit 0 when `GET {url}/api/health` answers 200 (healthy or degraded), 1 otherwise.
+pub fn health(url: &str, timeout: Duration) -> Outcome {
+    let endpoint = format!("{}/api/health", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent.get(&endpoint).call() {
+        Ok(res) => {
+            let status = res.status();
+            let body = res.into_body().read_to_string().unwrap_or_default();
+            let verdict = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            println!("{endpoint}: {} {verdict}", status.as_u16());
+            Ok(if status.as_u16() == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Err(e) => {
+            println!("{endpoint}: unreachable ({e})");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -49,6 +49,16 @@ pub enum Command {
     },
     /// Recreate the metadata database from the record files (the old one is moved aside).
     Rebuild(DataDirArgs),
+    /// Ask a running Shoebox whether it is healthy; exit 0 when it is, 1 when not (for
+    /// container health checks, which have no curl).
+    Health {
+        /// Base URL of the server (default: this machine on $PORT, else 8080).
+        #[arg(long, env = "SHOEBOX_HEALTH_URL", default_value_t = default_health_url())]
+        url: String,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Write a backup archive: from the data directory when the server is stopped, or from a
     /// running server with --url.
     Backup {
@@ -91,6 +101,14 @@ pub enum Command {
         #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
         public_url: Option<String>,
     },
+}
+
+fn default_health_url() -> String {
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Parses a duration: seconds, or a number with s, m, h or d.
@@ -170,6 +188,14 @@ pub struct ServeArgs {
         default_value = "false"
     )]
     pub require_persistent_disk: bool,
+
+    /// A token that may read /metrics only (the admin token always may).
+    #[arg(long, env = "SHOEBOX_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Log format: text (for terminals) or json (one object per line).
+    #[arg(long, env = "SHOEBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 /// Parses a byte count: a plain number, or a number with a binary (KiB, MiB, GiB, TiB) or
@@ -214,6 +240,7 @@ pub struct Config {
     pub workers: Option<usize>,
     pub disk_reserve: Option<u64>,
     pub require_persistent_disk: bool,
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -250,6 +277,7 @@ impl Config {
             workers: args.workers,
             disk_reserve: args.disk_reserve,
             require_persistent_disk: args.require_persistent_disk,
+            metrics_token: args.metrics_token.filter(|t| !t.trim().is_empty()),
         })
     }
 }
@@ -279,6 +307,8 @@ mod tests {
             ("bind", "SHOEBOX_BIND"),
             ("data-dir", "SHOEBOX_DATA_DIR"),
             ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
+            ("log-format", "SHOEBOX_LOG_FORMAT"),
+            ("metrics-token", "SHOEBOX_METRICS_TOKEN"),
             ("max-upload-bytes", "SHOEBOX_MAX_UPLOAD_BYTES"),
             ("port", "PORT"),
             ("public-url", "SHOEBOX_PUBLIC_URL"),

@@ -11,21 +11,33 @@ use shoebox::config::{Cli, Command, Config};
 use shoebox::secrets::{self, AdminToken};
 use shoebox::store::Layout;
 
-fn init_tracing() {
+fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        // One JSON object per line, fields at the top level, for log pipelines.
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let json = match &cli.command {
+        None => cli.serve.log_format == "json",
+        Some(Command::Serve(args)) => args.log_format == "json",
+        Some(_) => std::env::var("SHOEBOX_LOG_FORMAT").is_ok_and(|v| v == "json"),
+    };
+    init_tracing(json);
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
@@ -33,6 +45,7 @@ fn main() -> ExitCode {
         Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
         Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),
         Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
+        Some(Command::Health { url, timeout }) => commands::health(&url, timeout),
         Some(Command::Backup {
             data,
             output,

@@ -7,6 +7,7 @@ mod error;
 mod files;
 mod health;
 mod media;
+mod observe;
 mod status;
 mod upload;
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
 
 pub use error::ApiError;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub started: Instant,
     pub assets: assets::AssetIndex,
     pub persistence: Persistence,
+    pub metrics: observe::Metrics,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             started: Instant::now(),
             assets: assets::AssetIndex::build(),
             persistence,
+            metrics: observe::Metrics::new(),
         }
     }
 
@@ -109,6 +112,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/metrics")
+                .route(web::get().to(observe::metrics))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/api/status")
                 .route(web::get().to(status::status))
                 .default_service(web::to(method_not_allowed)),
@@ -165,7 +173,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         App::new()
             .app_data(state.clone())
             .wrap(default_headers())
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms").exclude("/api/health"))
+            .wrap(actix_web::middleware::from_fn(observe::middleware))
             .configure(routes)
     })
     // Without TCP_NODELAY every small response waits ~40 ms for Nagle against delayed ACKs.

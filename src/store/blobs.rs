@@ -195,8 +195,7 @@ impl BlobWriter {
             .out
             .into_inner()
             .map_err(|e| StoreError::io("flush an upload", e.into_error()))?;
-        temp.as_file()
-            .sync_all()
+        super::timing::fsync(|| temp.as_file().sync_all())
             .map_err(|e| StoreError::io("fsync an upload", e))?;
         Ok(StagedBlob {
             temp,

@@ -181,8 +181,7 @@ fn parse_format(text: &str, path: &Path) -> Result<String, StoreError> {
 /// fsync a directory so that a rename or unlink inside it survives a power loss.
 /// Linux needs this: a file's own fsync does not persist its directory entry.
 pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    super::timing::fsync(|| File::open(dir).and_then(|d| d.sync_all()))
         .map_err(|e| StoreError::io("fsync a directory", e))
 }
 
@@ -200,7 +199,7 @@ pub fn write_atomically(
         .map_err(|e| StoreError::io("create a temp file", e))?;
     set_mode(tmp.path(), mode)?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+        .and_then(|_| super::timing::fsync(|| tmp.as_file().sync_all()))
         .map_err(|e| StoreError::io("write a temp file", e))?;
     tmp.persist(target)
         .map_err(|e| StoreError::io("rename a temp file into place", e.error))?;

@@ -551,7 +551,9 @@ impl MetaStore {
 
     /// Makes every committed transaction durable. Blocking: call it off the async runtime.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(sled_error)
+        super::timing::fsync(|| self.db.flush())
+            .map(|_| ())
+            .map_err(sled_error)
     }
 
     /// Writes, flushes, reads back and removes a probe key.

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod record;
 pub mod records;
 pub mod sniff;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -158,6 +159,15 @@ pub struct Store {
     /// Backups in progress; while any runs, blobs whose last record goes wait in `deferred`.
     backups: std::sync::atomic::AtomicUsize,
     deferred: Mutex<Vec<ContentHash>>,
+    counters: Counters,
+}
+
+/// Running totals since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub uploads: std::sync::atomic::AtomicU64,
+    pub dedup_hits: std::sync::atomic::AtomicU64,
+    pub bytes_stored: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -185,6 +195,7 @@ impl Store {
             reserve: 0,
             backups: std::sync::atomic::AtomicUsize::new(0),
             deferred: Mutex::new(Vec::new()),
+            counters: Counters::default(),
         })
     }
 
@@ -233,6 +244,10 @@ impl Store {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn record_files(&self) -> &RecordFiles {
@@ -310,7 +325,16 @@ impl Store {
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
             for blob in staged {
-                self.blobs.place(blob)?;
+                let size = blob.size;
+                if self.blobs.place(blob)? {
+                    self.counters
+                        .bytes_stored
+                        .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    self.counters
+                        .dedup_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             // The record files come after their blobs, so a rebuild never finds a record whose
             // blob was not yet in place.
@@ -320,6 +344,9 @@ impl Store {
             self.meta.insert(&records)?;
         }
         self.commit.wait_durable(|| self.meta.flush())?;
+        self.counters
+            .uploads
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(records)
     }
 

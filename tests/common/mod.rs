@@ -120,7 +120,11 @@ impl TestServer {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(pos) = line.find("listening on http://") {
-                        let addr = line[pos + "listening on ".len()..].trim().to_owned();
+                        // Text or JSON logs: the URL runs until a quote or a space.
+                        let addr: String = line[pos + "listening on ".len()..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != '"')
+                            .collect();
                         let _ = tx.send(addr);
                     }
                     output.lock().expect("output lock").push(line);

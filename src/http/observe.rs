@@ -1,0 +1,281 @@
+//! Observability: one log line per request with a request id (echoed in `X-Request-Id`), and
+//! Prometheus metrics at `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::auth::{self, Caller};
+use super::error::ApiError;
+use super::AppState;
+use crate::secrets::TokenHash;
+use crate::store::{disk, timing};
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOnly {
+    route: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    bytes_in: Family<RouteOnly, Counter>,
+    bytes_out: Family<RouteOnly, Counter>,
+    uploads: Counter<u64, AtomicU64>,
+    dedup_hits: Counter<u64, AtomicU64>,
+    blob_count: Gauge,
+    blob_bytes: Gauge,
+    media_count: Gauge,
+    free_bytes: Gauge,
+    meta_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("shoebox");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+        });
+        let bytes_in = Family::<RouteOnly, Counter>::default();
+        let bytes_out = Family::<RouteOnly, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "http_request_bytes",
+            "Request body bytes received (by Content-Length)",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes sent (sized bodies)",
+            bytes_out.clone(),
+        );
+        let m = Metrics {
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            uploads: Counter::default(),
+            dedup_hits: Counter::default(),
+            blob_count: Gauge::default(),
+            blob_bytes: Gauge::default(),
+            media_count: Gauge::default(),
+            free_bytes: Gauge::default(),
+            meta_bytes: Gauge::default(),
+            registry,
+        };
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register("uploads", "Media created since start", m.uploads.clone());
+        r.register(
+            "dedup_hits",
+            "Uploads whose bytes were already stored",
+            m.dedup_hits.clone(),
+        );
+        r.register("blobs", "Blob files on disk", m.blob_count.clone());
+        r.register("blob_bytes", "Bytes in blob files", m.blob_bytes.clone());
+        r.register("media", "Media records", m.media_count.clone());
+        r.register(
+            "disk_free_bytes",
+            "Free bytes on the data directory's disk",
+            m.free_bytes.clone(),
+        );
+        r.register(
+            "sled_bytes",
+            "Size of the metadata database on disk",
+            m.meta_bytes.clone(),
+        );
+        r.register(
+            "fsync_duration_seconds",
+            "Duration of fsyncs and database flushes",
+            timing::FSYNC_SECONDS.clone(),
+        );
+        m
+    }
+
+    fn observe(
+        &self,
+        method: &str,
+        route: &str,
+        status: u16,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let labels = RouteLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+        let route = RouteOnly {
+            route: route.to_owned(),
+        };
+        self.bytes_in.get_or_create(&route).inc_by(bytes_in);
+        self.bytes_out.get_or_create(&route).inc_by(bytes_out);
+    }
+}
+
+/// A client's request id when it is short and plain, otherwise a new one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// Logs and measures every request.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let bytes_in = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let mut res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    let status = res.status().as_u16();
+    let bytes_out = match res.response().body().size() {
+        BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    let elapsed = start.elapsed();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    if let Some(state) = state {
+        state.metrics.observe(
+            &method,
+            &route,
+            status,
+            elapsed.as_secs_f64(),
+            bytes_in,
+            bytes_out,
+        );
+    }
+    // The path is logged, never headers or bodies: tokens travel in headers.
+    tracing::info!(
+        target: "shoebox::access",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        path = %path,
+        status,
+        bytes_in,
+        bytes_out,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+/// `GET /metrics`: the admin token, or SHOEBOX_METRICS_TOKEN, may scrape.
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let metrics_token = state.config.metrics_token.as_deref().map(TokenHash::of);
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let allowed = match (&metrics_token, &presented) {
+        (Some(h), Some(t)) if h.matches(t) => true,
+        _ => auth::require_token(req.headers(), &state)? == Caller::Admin,
+    };
+    if !allowed {
+        return Err(ApiError::Unauthorized(
+            "this needs the admin or metrics token",
+        ));
+    }
+    let store = state.store.clone();
+    let (stats, space) = web::block(move || {
+        let stats = store.stats()?;
+        let space = disk::space(store.layout().root())?;
+        Ok::<_, crate::store::StoreError>((stats, space))
+    })
+    .await??;
+    let m = &state.metrics;
+    let c = state.store.counters();
+    // Counters mirror the store's running totals.
+    let sync = |counter: &Counter<u64, AtomicU64>, total: u64| {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    };
+    sync(&m.uploads, c.uploads.load(Ordering::Relaxed));
+    sync(&m.dedup_hits, c.dedup_hits.load(Ordering::Relaxed));
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    m.blob_count.set(as_i64(stats.blob_count));
+    m.blob_bytes.set(as_i64(stats.blob_bytes));
+    m.media_count.set(as_i64(stats.media_count));
+    m.free_bytes.set(as_i64(space.free_bytes));
+    m.meta_bytes.set(as_i64(stats.meta_bytes));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &m.registry)
+        .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text))
+}

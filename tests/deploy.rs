@@ -1,0 +1,263 @@
+//! The deployment files checked against the binary they deploy: render.yaml's fields as Render
+//! documents them, the Dockerfile's stages, user, volume and health check, the systemd unit.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn shoebox(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shoebox"))
+        .env_clear()
+        .args(args)
+        .output()
+        .expect("run shoebox")
+}
+
+/// Every environment variable `shoebox serve` reads, from its own --help.
+fn env_names() -> BTreeSet<String> {
+    let help = String::from_utf8_lossy(&shoebox(&["serve", "--help"]).stdout).into_owned();
+    let names: BTreeSet<String> = help
+        .match_indices("[env: ")
+        .map(|(i, _)| {
+            help[i + 6..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert!(
+        names.contains("SHOEBOX_DATA_DIR") && names.contains("PORT"),
+        "{help}"
+    );
+    names
+}
+
+fn repo_file(name: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+        .expect(name)
+}
+
+#[test]
+fn render_blueprint_matches_the_spec_and_the_binary() {
+    let docs = YamlLoader::load_from_str(&repo_file("render.yaml")).expect("render.yaml parses");
+    let services = docs[0]["services"].as_vec().expect("services list");
+    assert_eq!(services.len(), 1);
+    let web = &services[0];
+    assert_eq!(web["type"].as_str(), Some("web"));
+    assert_eq!(web["runtime"].as_str(), Some("docker"));
+    assert!(web["name"].as_str().is_some());
+    let plan = web["plan"].as_str().expect("a plan");
+    assert_ne!(plan, "free", "disks need a paid plan");
+    assert_eq!(web["healthCheckPath"].as_str(), Some("/api/health"));
+    assert_eq!(web["dockerfilePath"].as_str(), Some("./Dockerfile"));
+    assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("Dockerfile")
+        .is_file());
+
+    let disk = &web["disk"];
+    assert!(disk["name"].as_str().is_some());
+    let mount = disk["mountPath"].as_str().expect("disk.mountPath");
+    assert!(
+        disk["sizeGB"].as_i64().is_some_and(|n| n >= 1),
+        "disk.sizeGB is a whole number of GB"
+    );
+
+    let known = env_names();
+    let mut seen = BTreeSet::new();
+    for var in web["envVars"].as_vec().expect("envVars") {
+        let key = var["key"].as_str().expect("envVars[].key");
+        assert!(
+            known.contains(key),
+            "{key} is not read by shoebox serve (reads {known:?})"
+        );
+        let sources = [
+            !var["value"].is_badvalue(),
+            var["generateValue"] == Yaml::Boolean(true),
+            var["sync"] == Yaml::Boolean(false),
+        ];
+        assert_eq!(
+            sources.iter().filter(|s| **s).count(),
+            1,
+            "{key}: exactly one of value, generateValue, sync: false"
+        );
+        seen.insert(key.to_owned());
+        match key {
+            "SHOEBOX_DATA_DIR" => assert_eq!(
+                var["value"].as_str(),
+                Some(mount),
+                "the data dir is the disk"
+            ),
+            "SHOEBOX_ADMIN_TOKEN" => assert_eq!(
+                var["generateValue"],
+                Yaml::Boolean(true),
+                "a generated secret"
+            ),
+            "SHOEBOX_REQUIRE_PERSISTENT_DISK" => assert_eq!(var["value"].as_str(), Some("1")),
+            _ => {}
+        }
+    }
+    for needed in [
+        "SHOEBOX_DATA_DIR",
+        "SHOEBOX_ADMIN_TOKEN",
+        "SHOEBOX_REQUIRE_PERSISTENT_DISK",
+    ] {
+        assert!(seen.contains(needed), "{needed} is set");
+    }
+    assert!(!seen.contains("PORT"), "Render sets PORT itself");
+
+    // The platform waits at least as long as the server drains.
+    let delay = web["maxShutdownDelaySeconds"]
+        .as_i64()
+        .expect("maxShutdownDelaySeconds");
+    let drain: i64 = web["envVars"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["key"].as_str() == Some("SHOEBOX_SHUTDOWN_TIMEOUT"))
+        .and_then(|v| v["value"].as_str())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    assert!(
+        (1..=300).contains(&delay) && delay > drain,
+        "maxShutdownDelaySeconds {delay} vs drain {drain}"
+    );
+}
+
+/// Dockerfile instructions with continuation lines joined.
+fn instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || t.is_empty() {
+            continue;
+        }
+        if let Some(body) = t.strip_suffix('\\') {
+            current.push_str(body);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(t);
+        let (op, rest) = current.split_once(' ').unwrap_or((current.as_str(), ""));
+        out.push((op.to_uppercase(), rest.trim().to_owned()));
+        current.clear();
+    }
+    out
+}
+
+#[test]
+fn dockerfile_stages_user_volume_and_healthcheck_fit_the_binary() {
+    let ins = instructions(&repo_file("Dockerfile"));
+    let froms: Vec<&String> = ins
+        .iter()
+        .filter(|(op, _)| op == "FROM")
+        .map(|(_, a)| a)
+        .collect();
+    assert!(froms.len() >= 2, "multi-stage");
+    let bases: Vec<&str> = froms
+        .iter()
+        .map(|f| f.split_whitespace().next().unwrap())
+        .filter(|b| b.contains(':'))
+        .collect();
+    assert!(
+        bases.iter().all(|b| b.contains("bookworm")),
+        "builder and runtime on one Debian release: {bases:?}"
+    );
+    assert!(
+        ins.iter()
+            .any(|(op, a)| op == "RUN" && a.contains("cargo chef cook")),
+        "a cached dependency layer"
+    );
+
+    // The runtime stage: everything after the last FROM.
+    let last = ins.iter().rposition(|(op, _)| op == "FROM").unwrap();
+    let runtime = &ins[last..];
+    let get = |name: &str| {
+        runtime
+            .iter()
+            .filter(|(op, _)| op == name)
+            .map(|(_, a)| a.clone())
+            .collect::<Vec<_>>()
+    };
+    let user = get("USER").pop().expect("a USER");
+    assert!(user != "root" && user != "0", "runs as non-root");
+    assert!(
+        runtime
+            .iter()
+            .any(|(op, a)| op == "RUN" && a.contains("chown") && a.contains("/var/data")),
+        "the user owns the volume"
+    );
+    assert_eq!(get("VOLUME"), vec!["/var/data".to_owned()]);
+    let expose = get("EXPOSE").pop().expect("EXPOSE");
+    let env = get("ENV").join(" ");
+    assert!(
+        env.contains(&format!("PORT={expose}")),
+        "EXPOSE matches PORT: {env}"
+    );
+    assert!(env.contains("SHOEBOX_DATA_DIR=/var/data"));
+    let known = env_names();
+    for assignment in env.split_whitespace() {
+        let name = assignment.split('=').next().unwrap();
+        assert!(known.contains(name), "ENV {name} is read by the binary");
+    }
+
+    // HEALTHCHECK runs a real subcommand with flags it accepts: against a dead port it reports
+    // unhealthy (1), not a usage error (2).
+    let hc = get("HEALTHCHECK").pop().expect("HEALTHCHECK");
+    let cmd = &hc[hc.find("CMD").expect("HEALTHCHECK CMD") + 3..];
+    let args: Vec<String> = serde_json::from_str(cmd.trim()).expect("exec-form CMD");
+    assert_eq!(args[0], "shoebox");
+    let out = Command::new(env!("CARGO_BIN_EXE_shoebox"))
+        .env_clear()
+        .env("PORT", "9") // discard: nothing listens
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let entry: Vec<String> = serde_json::from_str(&get("ENTRYPOINT").pop().unwrap()).unwrap();
+    let cmd: Vec<String> = serde_json::from_str(&get("CMD").pop().unwrap()).unwrap();
+    assert_eq!(entry, vec!["shoebox"]);
+    let sub: Vec<&str> = cmd.iter().map(String::as_str).chain(["--help"]).collect();
+    assert!(
+        shoebox(&sub).status.success(),
+        "CMD {cmd:?} is a real subcommand"
+    );
+
+    let ignore = repo_file(".dockerignore");
+    assert!(
+        ignore.lines().any(|l| l.trim_end_matches('/') == "target"),
+        "the build context skips target/"
+    );
+}
+
+#[test]
+fn the_systemd_unit_runs_a_real_command_and_waits_for_the_drain() {
+    let unit = repo_file("deploy/shoebox.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut parts = exec.split_whitespace();
+    assert!(parts.next().unwrap().ends_with("/shoebox"));
+    let sub: Vec<&str> = parts.chain(["--help"]).collect();
+    assert!(shoebox(&sub).status.success());
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(stop > 25, "systemd waits longer than the 25 s drain");
+    let known = env_names();
+    for l in unit.lines().filter_map(|l| l.strip_prefix("Environment=")) {
+        let name = l.split('=').next().unwrap();
+        assert!(known.contains(name), "{name} is read by the binary");
+    }
+}
