@@ -316,10 +316,11 @@ mod tests {
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
             ("workers", "SHOEBOX_WORKERS"),
         ];
-        let expected: Vec<(String, String)> = expected
+        let mut expected: Vec<(String, String)> = expected
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
+        expected.sort();
         assert_eq!(envs, expected);
         cmd.debug_assert();
     }

@@ -166,25 +166,40 @@ impl Indexes<'_> {
 
 impl MetaStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            // Durability comes from explicit flushes before every acknowledgement; the
-            // background flush only bounds how much unacknowledged work a crash can lose.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StoreError::Locked(format!(
-                    "the metadata database in {} is in use by another process (a running Shoebox?); \
-                     stop it first",
-                    path.display()
-                )),
-                other => StoreError::Database(format!(
-                    "the metadata database in {} could not be opened ({other}). The files and the \
-                     record files are intact: run `shoebox rebuild` to recreate it from records/ \
-                     (the damaged copy is kept aside)",
-                    path.display()
-                )),
-            })?;
+        // sled releases its file lock from a background thread after the last handle drops,
+        // so a reopen in the same process can briefly find it held: retry for up to a second.
+        let mut attempts = 0;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                // Durability comes from explicit flushes before every acknowledgement; the
+                // background flush only bounds how much unacknowledged work a crash can lose.
+                .flush_every_ms(Some(1000))
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    if attempts < 50 {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    return Err(StoreError::Locked(format!(
+                        "the metadata database in {} is in use by another process (a running \
+                         Shoebox?); stop it first",
+                        path.display()
+                    )));
+                }
+                Err(other) => {
+                    return Err(StoreError::Database(format!(
+                        "the metadata database in {} could not be opened ({other}). The files and \
+                         the record files are intact: run `shoebox rebuild` to recreate it from \
+                         records/ (the damaged copy is kept aside)",
+                        path.display()
+                    )))
+                }
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         Ok(MetaStore {
             media: tree("media")?,
