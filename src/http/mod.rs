@@ -2,10 +2,12 @@
 
 mod assets;
 mod auth;
+mod collection;
 mod error;
 mod files;
 mod health;
 mod media;
+mod session;
 mod upload;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
 pub use error::ApiError;
 
 use crate::config::Config;
-use crate::secrets::{self, AdminToken, TokenHash};
+use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
 use crate::store::Store;
 
 /// Shared by every worker; read-only apart from the store itself.
@@ -26,16 +28,24 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub config: Config,
     pub admin: TokenHash,
+    /// Signs the web app's session cookies.
+    pub session_key: SessionKey,
     pub started: Instant,
     pub assets: assets::AssetIndex,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>, config: Config, admin: TokenHash) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        admin: TokenHash,
+        session_key: SessionKey,
+    ) -> Self {
         AppState {
             store,
             config,
             admin,
+            session_key,
             started: Instant::now(),
             assets: assets::AssetIndex::build(),
         }
@@ -83,6 +93,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/assets/{version}/{path:.*}")
                 .route(web::route().guard(get_or_head()).to(assets::asset)),
+        )
+        .service(
+            web::resource("/c/{collection}")
+                .route(web::route().guard(get_or_head()).to(collection::page))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/session")
+                .route(web::get().to(session::show))
+                .route(web::post().to(session::create))
+                .route(web::delete().to(session::delete))
+                .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/api/media")
@@ -136,10 +158,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config);
     }
+    let session_key = secrets::load_or_create_session_key(store.layout())?;
     let state = web::Data::new(AppState::new(
         store.clone(),
         config.clone(),
         admin.hash().clone(),
+        session_key,
     ));
 
     let mut server = HttpServer::new(move || {
