@@ -74,6 +74,7 @@ export class Gallery {
     const filters = $("filters");
     const refilter = debounce(() => this.reload(), 250);
     filters.addEventListener("input", refilter);
+    filters.addEventListener("change", refilter);
     filters.addEventListener("submit", (e) => {
       e.preventDefault();
       this.reload();
@@ -139,6 +140,12 @@ export class Gallery {
       this.cursor = page.next_cursor;
       this.loaded = !page.next_cursor;
       this.showState();
+      // The observer fires only when the sentinel comes into view; if a short page left it in
+      // view, keep going.
+      const sentinel = $("gallery-sentinel").getBoundingClientRect();
+      if (!this.loaded && !$("view-gallery").hidden && sentinel.top < window.innerHeight + 600) {
+        setTimeout(() => this.more(), 0);
+      }
     } catch (err) {
       if (generation !== this.generation) return;
       if (err instanceof ApiError && err.status === 401) {
@@ -179,7 +186,8 @@ export class Gallery {
   card(record) {
     const open = () => this.details.open(record.id);
     const top = record.kind === "image"
-      ? h("button", { type: "button", class: "card-preview", onclick: open, "aria-label": `Open ${displayName(record)}` }, preview(record))
+      // The title button is the keyboard's way in; the picture is a larger target for pointers.
+      ? h("button", { type: "button", class: "card-preview", onclick: open, tabindex: "-1", "aria-label": `Open ${displayName(record)}` }, preview(record))
       : h("div", { class: "card-preview" }, preview(record));
     const badges = [];
     if (record.visibility === "private") {
@@ -195,7 +203,7 @@ export class Gallery {
           h("span", { "aria-hidden": "true" }, "·"),
           h("time", { datetime: record.created_at }, formatDate(record.created_at))),
         badges.length ? h("div", { class: "card-badges" }, badges) : null,
-        h("button", { type: "button", class: "card-edit icon-button", onclick: open, "aria-label": `Edit ${displayName(record)}` }, icon("edit"))));
+        h("button", { type: "button", class: "card-edit icon-button", onclick: open, tabindex: "-1", "aria-label": `Edit ${displayName(record)}` }, icon("edit"))));
   }
 
   add(record) {
