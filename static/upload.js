@@ -8,12 +8,32 @@ const $ = (id) => document.getElementById(id);
 /** Files sent at once: enough to keep a connection busy, few enough to finish in order. */
 const PARALLEL = 2;
 
+/** A file's own fields; empty ones fall back to the shared ones. */
 const PER_FILE = [
   ["title", "Title", "input"],
   ["description", "Description", "textarea"],
   ["alt", "Alt text", "input"],
   ["tags", "Tags (comma separated)", "input"],
+  ["collection", "Collection", "input"],
+  ["visibility", "Visibility", "select"],
 ];
+
+function perFileControl(name, tag, id) {
+  if (tag === "select") {
+    return h("select", { id, name },
+      h("option", { value: "" }, "As for every file"),
+      h("option", { value: "public" }, "Public"),
+      h("option", { value: "private" }, "Private"));
+  }
+  return h(tag, {
+    id,
+    name,
+    type: tag === "input" ? "text" : undefined,
+    rows: tag === "textarea" ? "2" : undefined,
+    list: { tags: "known-tags", collection: "known-collections" }[name],
+    autocomplete: name === "tags" || name === "collection" ? "off" : undefined,
+  });
+}
 
 /** A message for a failed upload that says what to do next. */
 function explain(err, limit) {
@@ -121,18 +141,20 @@ export class Uploader {
       "aria-expanded": "false",
       "aria-controls": detailsId,
     }, "Details");
-    const fields = h("div", { class: "item-fields", id: detailsId, hidden: true },
+    const panel = h("div", { class: "item-fields", id: detailsId, hidden: true },
       PER_FILE.map(([name, label, tag]) => {
         const id = `file-${item.id}-${name}`;
-        const control = h(tag, { id, name, type: tag === "input" ? "text" : undefined, rows: tag === "textarea" ? "2" : undefined });
-        control.addEventListener("input", () => {
+        const control = perFileControl(name, tag, id);
+        const keep = () => {
           item.fields[name] = control.value;
-        });
+        };
+        control.addEventListener("input", keep);
+        control.addEventListener("change", keep);
         return h("div", { class: "field" }, h("label", { for: id }, label), control);
       }));
     toggle.addEventListener("click", () => {
-      const open = fields.hidden;
-      fields.hidden = !open;
+      const open = panel.hidden;
+      panel.hidden = !open;
       toggle.setAttribute("aria-expanded", String(open));
     });
 
@@ -145,8 +167,8 @@ export class Uploader {
         progress,
         h("div", { class: "item-line" }, statusText, actions),
         result,
-        fields));
-    Object.assign(item, { progress, statusText, actions, result, toggle, fields });
+        panel));
+    Object.assign(item, { progress, statusText, actions, result, toggle, panel });
     this.paint(item);
     return el;
   }
@@ -205,7 +227,7 @@ export class Uploader {
         h("a", { class: "button subtle small", href: link, target: "_blank", rel: "noopener" }, icon("external"), "Open"));
     }
     if (item.state !== "ready") {
-      item.fields.hidden = true;
+      item.panel.hidden = true;
       item.toggle.setAttribute("aria-expanded", "false");
     }
   }

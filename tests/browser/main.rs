@@ -483,3 +483,94 @@ fn gallery_pages_as_you_scroll_filters_and_works_from_the_keyboard() {
     });
     assert_no_page_errors(&errors);
 }
+
+#[test]
+fn upload_errors_are_explained_per_file() {
+    let Some(b) = Browser::start("upload_errors_are_explained_per_file") else {
+        return;
+    };
+    let mut s = TestServer::builder()
+        .arg("--max-upload-bytes")
+        .arg("64KB")
+        .start();
+    let token = s.token.clone().unwrap_or_default();
+    let big = b.dir.path().join("too-big.png");
+    let small = b.dir.path().join("small.png");
+    let late = b.dir.path().join("late.png");
+    std::fs::write(&big, fixtures::landscape(1)).unwrap();
+    let tile = fixtures::png(40, 30, |x, y| [200, (x * 6) as u8, (y * 8) as u8]);
+    std::fs::write(&small, &tile).unwrap();
+    std::fs::write(&late, &tile).unwrap();
+
+    let mut errors = b.block(async {
+        sign_in(&b, &s.base, &token).await;
+        b.visible("#app").await;
+        b.client()
+            .goto(&format!("{}/#upload", s.base))
+            .await
+            .unwrap();
+        b.text_contains("#upload-limit", "64 KB").await;
+        let input = b.client().find(Locator::Css("#file-input")).await.unwrap();
+        input
+            .send_keys(&format!("{}\n{}", big.display(), small.display()))
+            .await
+            .unwrap();
+        // Too large is known before sending, and says what the limit is.
+        b.text_contains(
+            ".upload-item[data-state=error] .item-status",
+            "Too large: this server accepts files up to 64 KB",
+        )
+        .await;
+        // A file's own fields: open its details and give it a title.
+        b.visible(".upload-item[data-state=ready] [aria-controls]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.visible(".upload-item[data-state=ready] input[name=title]")
+            .await
+            .send_keys("Own title")
+            .await
+            .unwrap();
+        b.screenshot("upload-errors").await;
+        b.client()
+            .find(Locator::Css("#start-upload"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.visible(".upload-item[data-state=done]").await;
+        b.page_errors().await
+    });
+    let listed: Value = s
+        .authed(reqwest::Method::GET, "/api/media")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["title"], "Own title");
+
+    // The server goes away: the next upload reports a lost connection.
+    s.kill();
+    errors.extend(b.block(async {
+        let input = b.client().find(Locator::Css("#file-input")).await.unwrap();
+        input.send_keys(&late.display().to_string()).await.unwrap();
+        b.visible("#start-upload").await.click().await.unwrap();
+        b.text_contains(
+            ".upload-item[data-state=error]:last-child .item-status",
+            "network connection was lost",
+        )
+        .await;
+        b.visible(".upload-item[data-state=error]:last-child .item-actions button")
+            .await;
+        b.text_contains(
+            ".upload-item[data-state=error]:last-child .item-actions",
+            "Retry",
+        )
+        .await;
+        b.page_errors().await
+    }));
+    assert_no_page_errors(&errors);
+}
