@@ -72,7 +72,11 @@ export class Gallery {
     this.details = new Details(this);
 
     const filters = $("filters");
-    const refilter = debounce(() => this.reload(), 250);
+    // Typing fires "input", leaving the field fires "change": reload only when the filters
+    // really changed, so a late "change" does not rebuild the grid under the user.
+    const refilter = debounce(() => {
+      if (JSON.stringify(this.filters()) !== this.shown) this.reload();
+    }, 250);
     filters.addEventListener("input", refilter);
     filters.addEventListener("change", refilter);
     filters.addEventListener("submit", (e) => {
@@ -112,6 +116,7 @@ export class Gallery {
 
   async reload() {
     this.stale = false;
+    this.shown = JSON.stringify(this.filters());
     this.generation += 1;
     this.cursor = null;
     this.loaded = false;

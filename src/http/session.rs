@@ -48,16 +48,14 @@ fn rfc3339(unix: u64) -> Option<String> {
 }
 
 fn describe(caller: Caller, credential: Credential, state: &AppState) -> serde_json::Value {
-    let expires = match credential {
-        Credential::Session { expires } => rfc3339(expires),
-        Credential::None | Credential::Bearer => None,
+    let (via, expires) = match credential {
+        Credential::Session { expires } => ("cookie", rfc3339(expires)),
+        Credential::Bearer => ("bearer", None),
+        Credential::None => ("none", None),
     };
     json!({
         "role": caller.role(),
-        "via": match credential {
-            Credential::Session { .. } => "cookie",
-            Credential::Bearer | Credential::None => "bearer",
-        },
+        "via": via,
         "expires_at": expires,
         "max_upload_bytes": state.config.max_upload_bytes,
     })
