@@ -32,6 +32,8 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--no-first-run",
     "--disable-default-apps",
     "--disable-extensions",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
     "--mute-audio",
     "--window-size=1280,900",
 ];
@@ -77,6 +79,10 @@ impl Browser {
         let log = std::fs::File::create(dir.path().join("chromedriver.log")).expect("log file");
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            // Chromium's config, cache and crash database go to the temp dir too, so that its
+            // helpers can be recognised (and ended) by that path, and nothing lands in $HOME.
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -237,10 +243,15 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Closing the session lets chromedriver shut the browser down properly. It must not
+        // panic here, or the group below would never be killed.
         if let Some(client) = self.client.take() {
-            let _ = self.rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), client.close()).await
-            });
+            let rt = &self.rt;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(10), client.close()).await
+                })
+            }));
         }
         // The whole group: chromedriver and any browser it left behind.
         let pgid = self.driver.id() as i32;
@@ -248,7 +259,29 @@ impl Drop for Browser {
             libc::kill(-pgid, libc::SIGKILL);
         }
         let _ = self.driver.wait();
+        // Chromium's crash handler leaves the group; it names our temp dir on its command line.
+        for pid in processes_mentioning(self.dir.path()) {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
+}
+
+/// Ids of the processes whose command line contains `path`.
+fn processes_mentioning(path: &Path) -> Vec<i32> {
+    let needle = path.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// chromedriver's log endpoint: `POST /session/{id}/se/log {"type": "browser"}`.
