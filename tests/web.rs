@@ -400,3 +400,16 @@ fn collection_page_has_an_empty_state_and_pages() {
     assert!(!second.contains("rel=\"next\""));
     assert!(second.contains(">Newest</a>"));
 }
+
+#[test]
+fn an_impossible_collection_name_is_a_404_page() {
+    let s = TestServer::start();
+    let long = "x".repeat(101);
+    let res = s.get(&format!("/c/{long}")).send().unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.text().unwrap().contains("no collection with that name"));
+}

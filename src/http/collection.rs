@@ -19,6 +19,7 @@ use crate::store::{Kind, ListQuery, MediaId, MediaRecord};
 
 /// Items per page; the "More" link continues from the last one.
 const PAGE_SIZE: usize = 24;
+const EMPTY_FIRST_PAGE: &str = "Nothing has been published in this collection yet.";
 
 #[derive(Deserialize)]
 pub struct PageParams {
@@ -176,11 +177,12 @@ pub fn render(
         url_encode(collection)
     );
     if items.is_empty() {
-        out.push_str(if continued {
-            "<p class=\"empty\">There is nothing more in this collection.</p>\n"
+        let message = if continued {
+            "There is nothing more in this collection."
         } else {
-            "<p class=\"empty\">Nothing has been published in this collection yet.</p>\n"
-        });
+            EMPTY_FIRST_PAGE
+        };
+        let _ = writeln!(out, "<p class=\"empty\">{message}</p>");
     } else {
         out.push_str("<ul class=\"gallery\">");
         for r in items {
@@ -222,7 +224,8 @@ pub async fn page(
 ) -> Result<HttpResponse, ApiError> {
     let prefix = state.assets.prefix();
     let Ok(Some(name)) = record::collection(&collection) else {
-        let body = render(&prefix, "Not found", &[], None, false);
+        let body = render(&prefix, "Not found", &[], None, false)
+            .replace(EMPTY_FIRST_PAGE, "There is no collection with that name.");
         return Ok(html(actix_web::http::StatusCode::NOT_FOUND, body));
     };
     let before = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
