@@ -1,9 +1,12 @@
-//! The admin token. Only a sha256 of it is stored (`secrets/admin_token.sha256`, mode 0600);
-//! presented tokens are hashed and compared in constant time.
+//! Secrets under `secrets/` (mode 0600). The admin token: only a sha256 of it is stored
+//! (`admin_token.sha256`); presented tokens are hashed and compared in constant time. The session
+//! key (`session_key`): 32 random bytes that sign the web app's session cookies, so sessions need
+//! no server-side table and survive restarts.
 
 use std::fs;
 use std::path::PathBuf;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -11,6 +14,9 @@ use crate::store::layout::{write_atomically, Layout};
 use crate::store::StoreError;
 
 const ADMIN_TOKEN_FILE: &str = "admin_token.sha256";
+const SESSION_KEY_FILE: &str = "session_key";
+/// Bumped if the cookie's signed text ever changes shape, so old cookies fail cleanly.
+const SESSION_FORMAT: &str = "s1";
 
 /// A token's hash, compared in constant time.
 #[derive(Clone)]
@@ -24,6 +30,10 @@ impl TokenHash {
     pub fn matches(&self, presented: &str) -> bool {
         let presented = TokenHash::of(presented);
         self.0.ct_eq(&presented.0).into()
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
@@ -97,6 +107,90 @@ pub fn reset_admin_token(layout: &Layout) -> Result<AdminToken, StoreError> {
     Ok(AdminToken::Generated(hash, token))
 }
 
+fn session_key_file(layout: &Layout) -> PathBuf {
+    layout.secrets().join(SESSION_KEY_FILE)
+}
+
+/// Signs and checks session cookies: `s1.<role>.<expires unix seconds>.<hex HMAC-SHA256>`.
+///
+/// The MAC also covers the hash of the token that signed in (`binding`), so replacing the admin
+/// token signs every browser out without a session table.
+#[derive(Clone)]
+pub struct SessionKey([u8; 32]);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(…)")
+    }
+}
+
+impl SessionKey {
+    pub fn random() -> Self {
+        SessionKey(rand::random())
+    }
+
+    fn mac(&self, role: &str, expires: u64, binding: &[u8]) -> Hmac<Sha256> {
+        // new_from_slice accepts keys of any length for HMAC; 32 bytes always fits.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(format!("{SESSION_FORMAT}.{role}.{expires}.").as_bytes());
+        mac.update(binding);
+        mac
+    }
+
+    /// A cookie value for `role` that is valid until `expires` (unix seconds).
+    pub fn sign(&self, role: &str, expires: u64, binding: &[u8]) -> String {
+        let tag = self.mac(role, expires, binding).finalize().into_bytes();
+        format!("{SESSION_FORMAT}.{role}.{expires}.{}", hex::encode(tag))
+    }
+
+    /// The role and expiry of a genuine, unexpired cookie value; `None` for anything else.
+    /// The tag is compared in constant time.
+    pub fn verify(&self, value: &str, now: u64, binding: &[u8]) -> Option<(String, u64)> {
+        let mut parts = value.split('.');
+        let (format, role, expires, tag) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || format != SESSION_FORMAT {
+            return None;
+        }
+        if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return None;
+        }
+        let expires: u64 = expires.parse().ok()?;
+        let tag = hex::decode(tag).ok()?;
+        self.mac(role, expires, binding).verify_slice(&tag).ok()?;
+        (expires > now).then(|| (role.to_owned(), expires))
+    }
+}
+
+/// Loads the session key, generating and storing one on first start.
+pub fn load_or_create_session_key(layout: &Layout) -> Result<SessionKey, StoreError> {
+    let path = session_key_file(layout);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut bytes = [0u8; 32];
+            match hex::decode_to_slice(text.trim(), &mut bytes) {
+                Ok(()) => return Ok(SessionKey(bytes)),
+                // A damaged key costs only the current sessions: replace it.
+                Err(_) => tracing::warn!(
+                    "{} is damaged; making a new one (browsers must sign in again)",
+                    path.display()
+                ),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("read the session key", e)),
+    }
+    let key = SessionKey::random();
+    write_atomically(
+        &layout.secrets(),
+        &path,
+        hex::encode(key.0).as_bytes(),
+        0o600,
+    )?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +231,58 @@ mod tests {
         assert!(matches!(t, AdminToken::Configured(_)));
         assert!(t.hash().matches("a-configured-token"));
         assert!(!token_file(&layout).exists());
+    }
+
+    #[test]
+    fn session_key_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.prepare().unwrap();
+        let key = load_or_create_session_key(&layout).unwrap();
+        let mode = fs::metadata(session_key_file(&layout))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = load_or_create_session_key(&layout).unwrap();
+        assert_eq!(key.0, again.0, "the key survives a restart");
+    }
+
+    #[test]
+    fn session_cookies_verify_only_when_genuine_and_fresh() {
+        let key = SessionKey::random();
+        let binding = TokenHash::of("the-admin-token").0;
+        let cookie = key.sign("admin", 1_000, &binding);
+        assert_eq!(
+            key.verify(&cookie, 999, &binding),
+            Some(("admin".to_owned(), 1_000))
+        );
+        assert_eq!(key.verify(&cookie, 1_000, &binding), None, "expired");
+        let other_token = TokenHash::of("a-new-admin-token").0;
+        assert_eq!(
+            key.verify(&cookie, 999, &other_token),
+            None,
+            "a new admin token signs everyone out"
+        );
+        assert_eq!(
+            SessionKey::random().verify(&cookie, 999, &binding),
+            None,
+            "another key"
+        );
+        let forged_expiry = cookie.replace(".1000.", ".9999.");
+        assert_eq!(key.verify(&forged_expiry, 999, &binding), None);
+        let forged_role = cookie.replace("admin", "root");
+        assert_eq!(key.verify(&forged_role, 999, &binding), None);
+        for junk in [
+            "",
+            "s1",
+            "s1.admin.1000",
+            "s1.admin.x.00",
+            "s2.admin.1000.00",
+        ] {
+            assert_eq!(key.verify(junk, 0, &binding), None, "{junk:?}");
+        }
+        assert_eq!(key.verify(&format!("{cookie}.extra"), 999, &binding), None);
     }
 }

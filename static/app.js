@@ -1,28 +1,118 @@
-// Minimal upload form: posts the chosen files and fields to /api/media with the token.
-const form = document.getElementById("upload");
-const result = document.getElementById("result");
+// Shoebox web app: sign in, then upload, browse and edit media, and watch the store's health.
+import { ApiError, session } from "./api.js";
+import { Gallery } from "./gallery.js";
+import { StatusPanel } from "./status.js";
+import { Uploader } from "./upload.js";
+import { formatBytes, icon } from "./util.js";
 
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const data = new FormData();
-  for (const file of form.file.files) data.append("file", file);
-  for (const name of ["title", "tags", "collection"]) {
-    if (form[name].value) data.append(name, form[name].value);
-  }
-  data.append("visibility", form.private.checked ? "private" : "public");
-  result.className = "";
-  result.textContent = "Uploading…";
-  try {
-    const res = await fetch("/api/media", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${form.token.value}` },
-      body: data,
-    });
-    const body = await res.json();
-    if (!res.ok) throw new Error(body.error?.message ?? res.statusText);
-    result.textContent = body.items.map((m) => `${m.filename}: ${location.origin}${m.url}`).join("\n");
-  } catch (err) {
-    result.className = "error";
-    result.textContent = `Upload failed: ${err.message}`;
-  }
+const $ = (id) => document.getElementById(id);
+
+const views = ["upload", "gallery", "status"];
+let current = null;
+const gallery = new Gallery({ onSignedOut: () => showSignIn("Your session has ended. Sign in again.") });
+const statusPanel = new StatusPanel();
+const uploader = new Uploader({
+  onUploaded: () => gallery.markStale(),
+  onSignedOut: () => showSignIn("Your session has ended. Sign in again."),
 });
+
+function show(view) {
+  if (!views.includes(view)) view = "gallery";
+  for (const name of views) {
+    $(`view-${name}`).hidden = name !== view;
+    const link = document.querySelector(`.tabs a[data-view="${name}"]`);
+    if (name === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (view === "gallery") gallery.open();
+  if (view === "status") statusPanel.load();
+  if (current !== null && current !== view) $("main").focus({ preventScroll: true });
+  current = view;
+}
+
+function route() {
+  show(location.hash.slice(1) || "gallery");
+}
+
+function showSignIn(message) {
+  $("loading").hidden = true;
+  $("app").hidden = true;
+  $("sign-in").hidden = false;
+  const error = $("sign-in-error");
+  error.hidden = !message;
+  error.textContent = message ?? "";
+  $("token").focus();
+}
+
+function showApp(me) {
+  $("loading").hidden = true;
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  $("role").textContent = me.role === "admin" ? "Admin" : "Uploader";
+  uploader.setLimit(me.max_upload_bytes);
+  $("upload-limit").textContent = me.max_upload_bytes
+    ? `Up to ${formatBytes(me.max_upload_bytes)} per file`
+    : "";
+  statusPanel.load();
+  route();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $("token");
+  const button = $("sign-in-button");
+  const error = $("sign-in-error");
+  const token = input.value.trim();
+  if (!token) {
+    error.textContent = "Enter your token.";
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return;
+  }
+  button.disabled = true;
+  button.textContent = "Signing in…";
+  try {
+    const me = await session.signIn(token);
+    input.value = "";
+    input.removeAttribute("aria-invalid");
+    error.hidden = true;
+    showApp(me);
+  } catch (err) {
+    error.textContent = err instanceof ApiError && err.status === 401
+      ? "That token is not valid. Check it and try again."
+      : err.message;
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.select();
+  } finally {
+    button.disabled = false;
+    button.textContent = "Sign in";
+  }
+}
+
+async function signOut() {
+  try {
+    await session.signOut();
+  } catch {
+    // Signed out locally either way.
+  }
+  uploader.cancelAll();
+  gallery.reset();
+  showSignIn();
+}
+
+async function start() {
+  $("dropzone").querySelector(".dropzone-icon").append(icon("upload"));
+  $("details-close").append(icon("close"));
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  window.addEventListener("hashchange", route);
+  try {
+    showApp(await session.current());
+  } catch (err) {
+    showSignIn(err instanceof ApiError && err.status === 401 ? null : err.message);
+  }
+}
+
+start();

@@ -537,14 +537,23 @@ fn the_web_page_and_its_assets_are_embedded_and_versioned() {
         .unwrap()
         .contains("frame-ancestors 'none'"));
     let html = res.text().unwrap();
-    let start = html.find("/assets/").expect("versioned asset link");
-    let path: String = html[start..].chars().take_while(|c| *c != '"').collect();
-    assert!(path.ends_with(".css") || path.ends_with(".js"), "{path}");
-    let res = s.get(&path).send().unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.headers()["cache-control"],
-        "public, max-age=31536000, immutable"
-    );
+    let paths: Vec<String> = html
+        .match_indices("/assets/")
+        .map(|(start, _)| html[start..].chars().take_while(|c| *c != '"').collect())
+        .collect();
+    assert!(paths.iter().any(|p| p.ends_with("/app.css")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.ends_with("/app.js")), "{paths:?}");
+    for path in &paths {
+        let res = s.get(path).send().unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    // The app's modules import each other relatively, so they share the versioned prefix.
+    let app_js = paths.iter().find(|p| p.ends_with("/app.js")).unwrap();
+    let module = app_js.replace("/app.js", "/upload.js");
+    assert_eq!(s.get(&module).send().unwrap().status(), 200);
     assert_eq!(s.get("/assets/v0/missing.js").send().unwrap().status(), 404);
 }

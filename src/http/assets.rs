@@ -22,12 +22,24 @@ const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data: blob:; media-sr
                         script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; \
                         base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Public collection pages: the same policy, except that any site may frame them. They are made
+/// to be embedded, hold nothing but public media, and change nothing, so there is nothing to
+/// clickjack; the session cookie is SameSite=Strict and so absent inside a cross-site frame.
+const EMBED_CSP: &str = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
+                         script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; \
+                         base-uri 'none'; form-action 'self'; frame-ancestors *";
+
 pub struct AssetIndex {
     version: String,
     index_html: String,
 }
 
 impl AssetIndex {
+    /// Where this build's assets live: `/assets/<version>`.
+    pub fn prefix(&self) -> String {
+        format!("/assets/{}", self.version)
+    }
+
     pub fn build() -> Self {
         let mut digest = Sha256::new();
         let mut names: Vec<Cow<'static, str>> = Static::iter().collect();
@@ -53,6 +65,12 @@ impl AssetIndex {
 fn page_headers(res: &mut actix_web::HttpResponseBuilder) {
     res.insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"));
+}
+
+/// Headers for the public, embeddable collection pages.
+pub fn embed_page_headers(res: &mut actix_web::HttpResponseBuilder) {
+    res.insert_header((header::CONTENT_SECURITY_POLICY, EMBED_CSP))
         .insert_header((header::REFERRER_POLICY, "same-origin"));
 }
 
@@ -94,4 +112,30 @@ pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
                 },
         );
     Ok(res.body(file.data.into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embed_policy_differs_from_the_page_policy_only_in_framing() {
+        assert_eq!(
+            EMBED_CSP.split_whitespace().collect::<Vec<_>>().join(" "),
+            PAGE_CSP
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace("frame-ancestors 'none'", "frame-ancestors *")
+        );
+    }
+
+    #[test]
+    fn index_links_to_versioned_assets() {
+        let assets = AssetIndex::build();
+        assert!(assets
+            .index_html
+            .contains(&format!("{}/app.js", assets.prefix())));
+        assert!(!assets.index_html.contains("{{ASSETS}}"));
+    }
 }

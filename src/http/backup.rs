@@ -50,7 +50,7 @@ pub async fn backup(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if auth::require_token(req.headers(), &state)? != Caller::Admin {
+    if auth::require_token(&req, &state)? != Caller::Admin {
         return Err(ApiError::Unauthorized("this needs the admin token"));
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);

@@ -15,6 +15,12 @@ pub enum ApiError {
     InvalidField { field: String, expected: String },
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Authenticated, or not needing to be, but refused all the same; `code` says why.
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("this route does not accept the {0} method")]
@@ -48,6 +54,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge { .. } => "payload_too_large",
@@ -88,6 +95,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,6 +154,13 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(v["error"]["code"], "payload_too_large");
         assert!(v["error"]["message"].as_str().unwrap().contains("10 bytes"));
+
+        let (status, v) = body(ApiError::Forbidden {
+            code: "cross_site",
+            message: "refused",
+        });
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(v["error"]["code"], "cross_site");
 
         let (status, v) = body(StoreError::invalid("tags", "short").into());
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -182,7 +182,7 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
     };
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     let lookup = parse_id(&id)
-        .and_then(|id| auth::caller(req.headers(), &state).map(|c| (id, c)))
+        .and_then(|id| auth::caller(req.request(), &state).map(|c| (id, c)))
         .and_then(|(id, caller)| visible(&state, id, caller));
     let record = match lookup {
         Ok(r) => r,
@@ -256,7 +256,7 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     let Ok(hash) = raw.parse::<ContentHash>() else {
         return Ok(error(req, ApiError::NotFound("blob")));
     };
-    let caller = match auth::caller(req.headers(), &state) {
+    let caller = match auth::caller(req.request(), &state) {
         Ok(c) => c,
         Err(e) => return Ok(error(req, e)),
     };

@@ -103,7 +103,7 @@ pub async fn list(
     params: web::Query<ListParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::caller(req.headers(), &state)?;
+    let caller = auth::caller(&req, &state)?;
     let query = params.into_inner().into_query(caller)?;
     let store = state.store.clone();
     let page = web::block(move || store.list(&query)).await??;
@@ -125,7 +125,7 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::caller(req.headers(), &state)?;
+    let caller = auth::caller(&req, &state)?;
     let record = visible(&state, parse_id(&id)?, caller)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -206,7 +206,7 @@ pub async fn patch(
     body: web::Json<PatchBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(req.headers(), &state)?;
+    auth::require_token(&req, &state)?;
     let id = parse_id(&id)?;
     let patch = body.into_inner().validate()?;
     let store = state.store.clone();
@@ -219,7 +219,7 @@ pub async fn delete(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(req.headers(), &state)?;
+    auth::require_token(&req, &state)?;
     let id = parse_id(&id)?;
     let store = state.store.clone();
     if web::block(move || store.delete(id)).await?? {

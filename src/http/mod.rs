@@ -3,11 +3,13 @@
 mod assets;
 mod auth;
 mod backup;
+mod collection;
 mod error;
 mod files;
 mod health;
 mod media;
 mod observe;
+mod session;
 mod status;
 mod upload;
 
@@ -21,7 +23,7 @@ use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
 pub use error::ApiError;
 
 use crate::config::Config;
-use crate::secrets::{self, AdminToken, TokenHash};
+use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
 use crate::store::disk::{self, Persistence};
 use crate::store::Store;
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub config: Config,
     pub admin: TokenHash,
+    /// Signs the web app's session cookies.
+    pub session_key: SessionKey,
     pub started: Instant,
     pub assets: assets::AssetIndex,
     pub persistence: Persistence,
@@ -42,11 +46,13 @@ impl AppState {
         config: Config,
         admin: TokenHash,
         persistence: Persistence,
+        session_key: SessionKey,
     ) -> Self {
         AppState {
             store,
             config,
             admin,
+            session_key,
             started: Instant::now(),
             assets: assets::AssetIndex::build(),
             persistence,
@@ -92,6 +98,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/assets/{version}/{path:.*}")
                 .route(web::route().guard(get_or_head()).to(assets::asset)),
+        )
+        .service(
+            web::resource("/c/{collection}")
+                .route(web::route().guard(get_or_head()).to(collection::page))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/session")
+                .route(web::get().to(session::show))
+                .route(web::post().to(session::create))
+                .route(web::delete().to(session::delete))
+                .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/api/media")
@@ -162,11 +180,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config);
     }
+    let session_key = secrets::load_or_create_session_key(store.layout())?;
     let state = web::Data::new(AppState::new(
         store.clone(),
         config.clone(),
         admin.hash().clone(),
         persistence,
+        session_key,
     ));
 
     let mut server = HttpServer::new(move || {

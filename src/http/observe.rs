@@ -240,7 +240,7 @@ pub async fn metrics(
         .map(|(_, t)| t.trim().to_owned());
     let allowed = match (&metrics_token, &presented) {
         (Some(h), Some(t)) if h.matches(t) => true,
-        _ => auth::require_token(req.headers(), &state)? == Caller::Admin,
+        _ => auth::require_token(&req, &state)? == Caller::Admin,
     };
     if !allowed {
         return Err(ApiError::Unauthorized(

@@ -13,7 +13,7 @@ pub async fn status(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if auth::require_token(req.headers(), &state)? != Caller::Admin {
+    if auth::require_token(&req, &state)? != Caller::Admin {
         return Err(ApiError::Unauthorized("this needs the admin token"));
     }
     let store = state.store.clone();

@@ -155,7 +155,7 @@ pub async fn create(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(req.headers(), &state)?;
+    auth::require_token(&req, &state)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
