@@ -135,6 +135,7 @@ mod tests {
             store,
             config,
             TokenHash::of(TOKEN),
+            crate::store::disk::persistence(dir),
             SessionKey::random(),
         ))
     }
