@@ -76,25 +76,25 @@ pub fn verdict(mountinfo: &str, path: &Path) -> Persistence {
     let Some((mount_point, fs_type)) = best else {
         return Persistence {
             persistent: false,
-            reason: "no mount table entry covers the data directory".into(),
+            reason: "No mount table entry covers the data directory".into(),
             fs_type: "unknown".into(),
             mount_point: String::new(),
         };
     };
     let (persistent, reason) = if let Some((_, why)) = VOLATILE.iter().find(|(t, _)| *t == fs_type)
     {
-        (false, format!("the data directory is on {fs_type}: {why}"))
+        (false, format!("The data directory is on {fs_type}: {why}"))
     } else if mount_point == "/" {
         (
             false,
-            "the data directory is on the root filesystem, not on a disk of its own; in a container \
+            "The data directory is on the root filesystem, not on a disk of its own; in a container \
              that is lost on every redeploy (on a VM's own disk this warning is harmless)"
                 .to_owned(),
         )
     } else {
         (
             true,
-            format!("the data directory is on its own {fs_type} mount at {mount_point}"),
+            format!("The data directory is on its own {fs_type} mount at {mount_point}"),
         )
     };
     Persistence {
