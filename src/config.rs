@@ -193,6 +193,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// Origins allowed to read files and public listings from other sites: a comma list of
+    /// origins (https://example.com), or * for any. Never applies to writes or credentials.
+    #[arg(long, env = "SHOEBOX_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Content types accepted for upload, e.g. image/*,video/*,application/pdf (default: any).
+    #[arg(long, env = "SHOEBOX_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Vec<String>,
+
+    /// Reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed for rate limiting.
+    #[arg(long, env = "SHOEBOX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Log format: text (for terminals) or json (one object per line).
     #[arg(long, env = "SHOEBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -227,6 +240,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+fn clean_list(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Validated settings for a running server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -241,6 +262,31 @@ pub struct Config {
     pub disk_reserve: Option<u64>,
     pub require_persistent_disk: bool,
     pub metrics_token: Option<String>,
+    /// Empty: no CORS; `["*"]`: any origin.
+    pub cors_origins: Vec<String>,
+    /// Lower-case patterns like `image/*` or `application/pdf`; empty allows everything.
+    pub allowed_types: Vec<String>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Config {
+    /// Whether a content type may be uploaded.
+    pub fn type_allowed(&self, content_type: &str) -> bool {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        self.allowed_types.is_empty()
+            || self
+                .allowed_types
+                .iter()
+                .any(|p| match p.strip_suffix("/*") {
+                    Some(top) => ct.split('/').next() == Some(top),
+                    None => *p == ct,
+                })
+    }
 }
 
 impl Config {
@@ -264,6 +310,23 @@ impl Config {
         if args.max_upload_bytes == 0 {
             return Err("SHOEBOX_MAX_UPLOAD_BYTES must be greater than zero".into());
         }
+        for t in clean_list(&args.allowed_types) {
+            let ok = t
+                .split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains('*'));
+            if !ok {
+                return Err(format!(
+                    "SHOEBOX_ALLOWED_TYPES: {t:?} is not a type like image/* or application/pdf"
+                ));
+            }
+        }
+        for o in clean_list(&args.cors_origins) {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(format!(
+                    "SHOEBOX_CORS_ORIGINS: {o:?} is not an origin like https://example.com, or *"
+                ));
+            }
+        }
         if args.workers == Some(0) {
             return Err("SHOEBOX_WORKERS must be at least 1".into());
         }
@@ -278,6 +341,21 @@ impl Config {
             disk_reserve: args.disk_reserve,
             require_persistent_disk: args.require_persistent_disk,
             metrics_token: args.metrics_token.filter(|t| !t.trim().is_empty()),
+            cors_origins: clean_list(&args.cors_origins),
+            allowed_types: clean_list(&args.allowed_types)
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+            trusted_proxies: clean_list(&args.trusted_proxies)
+                .iter()
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            format!("SHOEBOX_TRUSTED_PROXIES: {p:?} is not an IP address or CIDR")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -304,7 +382,10 @@ mod tests {
         envs.sort();
         let expected = [
             ("admin-token", "SHOEBOX_ADMIN_TOKEN"),
+            ("allowed-types", "SHOEBOX_ALLOWED_TYPES"),
             ("bind", "SHOEBOX_BIND"),
+            ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
+            ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),
             ("data-dir", "SHOEBOX_DATA_DIR"),
             ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
             ("log-format", "SHOEBOX_LOG_FORMAT"),

@@ -10,5 +10,9 @@ pub mod config;
 pub mod http;
 /// Admin token generation, hashing and constant-time checks.
 pub mod secrets;
+/// Signed, expiring URLs for private media.
+pub mod signing;
 /// The data directory: content-addressed blobs, sled metadata, the durable write protocol.
 pub mod store;
+/// Named, scoped API tokens kept as hashes.
+pub mod tokens;

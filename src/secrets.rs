@@ -153,7 +153,11 @@ impl SessionKey {
         if parts.next().is_some() || format != SESSION_FORMAT {
             return None;
         }
-        if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        if role.is_empty()
+            || !role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return None;
         }
         let expires: u64 = expires.parse().ok()?;

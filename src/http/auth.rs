@@ -15,34 +15,149 @@ use actix_web::HttpRequest;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::store::MediaRecord;
+use crate::tokens::Scope;
 
 /// The web app's session cookie.
 pub const SESSION_COOKIE: &str = "shoebox_session";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Anonymous,
+    /// The admin token.
     Admin,
+    /// An API token.
+    Token {
+        id: String,
+        scope: Scope,
+    },
 }
 
 impl Caller {
-    pub fn can_see_private(self) -> bool {
-        self == Caller::Admin
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Caller::Admin
+                | Caller::Token {
+                    scope: Scope::Admin,
+                    ..
+                }
+        )
+    }
+
+    /// May read every private record (admin and read tokens).
+    pub fn can_see_private(&self) -> bool {
+        self.is_admin()
+            || matches!(
+                self,
+                Caller::Token {
+                    scope: Scope::Read,
+                    ..
+                }
+            )
+    }
+
+    pub fn can_upload(&self) -> bool {
+        self.is_admin()
+            || matches!(
+                self,
+                Caller::Token {
+                    scope: Scope::Upload,
+                    ..
+                }
+            )
+    }
+
+    /// The owner recorded on media this caller uploads, and whose private media it may see.
+    pub fn owner(&self) -> Option<String> {
+        match self {
+            Caller::Token { id, .. } => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    fn owns(&self, r: &MediaRecord) -> bool {
+        self.owner().is_some() && r.owner == self.owner()
+    }
+
+    pub fn can_read(&self, r: &MediaRecord) -> bool {
+        r.is_public() || self.can_see_private() || self.owns(r)
+    }
+
+    /// Admins edit everything; upload tokens only what they uploaded.
+    pub fn can_edit(&self, r: &MediaRecord) -> bool {
+        self.is_admin()
+            || (matches!(
+                self,
+                Caller::Token {
+                    scope: Scope::Upload,
+                    ..
+                }
+            ) && self.owns(r))
     }
 
     /// The role named in session cookies and `GET /api/session`.
-    pub fn role(self) -> Option<&'static str> {
+    pub fn role(&self) -> Option<String> {
         match self {
             Caller::Anonymous => None,
-            Caller::Admin => Some("admin"),
+            Caller::Admin => Some("admin".into()),
+            Caller::Token { id, .. } => Some(format!("token_{id}")),
         }
     }
 
-    fn from_role(role: &str) -> Option<Caller> {
-        match role {
-            "admin" => Some(Caller::Admin),
-            _ => None,
+    pub fn scope_name(&self) -> Option<&'static str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Admin
+            | Caller::Token {
+                scope: Scope::Admin,
+                ..
+            } => Some("admin"),
+            Caller::Token {
+                scope: Scope::Upload,
+                ..
+            } => Some("upload"),
+            Caller::Token {
+                scope: Scope::Read, ..
+            } => Some("read"),
         }
+    }
+
+    /// The caller a session cookie's role names, with the bytes its signature is bound to:
+    /// the admin token's hash, or the API token's, so replacing or revoking the token ends the
+    /// session.
+    fn from_role(role: &str, state: &AppState) -> Option<(Caller, Vec<u8>)> {
+        if role == "admin" {
+            return Some((Caller::Admin, state.admin.as_bytes().to_vec()));
+        }
+        let t = state.tokens.by_id(role.strip_prefix("token_")?)?;
+        Some((
+            Caller::Token {
+                id: t.id,
+                scope: t.scope,
+            },
+            t.hash.into_bytes(),
+        ))
+    }
+}
+
+/// What a session for this caller is bound to (see `Caller::from_role`).
+pub fn session_binding(caller: &Caller, state: &AppState) -> Option<Vec<u8>> {
+    let role = caller.role()?;
+    Caller::from_role(&role, state).map(|(_, b)| b)
+}
+
+/// Refuses a caller without the needed authority: 401 for nobody, 403 for too little.
+pub fn require(caller: &Caller, allowed: bool, what: &'static str) -> Result<(), ApiError> {
+    match (caller, allowed) {
+        (_, true) => Ok(()),
+        (Caller::Anonymous, false) => Err(ApiError::Unauthorized(
+            "this needs a token: Authorization: Bearer <token>, or sign in on the web page",
+        )),
+        (_, false) => Err(ApiError::Forbidden {
+            code: "insufficient_scope",
+            message: what,
+        }),
     }
 }
 
@@ -84,13 +199,24 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Checks a presented token; the same check for bearer headers and for signing in.
-pub fn check_token(token: &str, state: &AppState) -> Result<Caller, ApiError> {
+/// Checks a presented token; the same check for bearer headers and for signing in. Failures
+/// count against the client's address, and too many in a row are refused outright (429).
+pub fn check_token(token: &str, req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let client = state.limiter.client(req, &state.config.trusted_proxies);
+    state.limiter.check(client)?;
     if state.admin.matches(token) {
-        Ok(Caller::Admin)
-    } else {
-        Err(ApiError::Unauthorized("the token is not valid"))
+        return Ok(Caller::Admin);
     }
+    if let Some(t) = state.tokens.verify(token) {
+        return Ok(Caller::Token {
+            id: t.id,
+            scope: t.scope,
+        });
+    }
+    state.limiter.failed(client);
+    Err(ApiError::Unauthorized(
+        "the token is not valid (wrong, expired or revoked)",
+    ))
 }
 
 /// The value of our cookie among the request's `Cookie` headers.
@@ -108,10 +234,10 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 /// a stale cookie must not break reading public media.
 fn session(headers: &HeaderMap, state: &AppState) -> Option<(Caller, u64)> {
     let value = session_cookie(headers)?;
-    let (role, expires) = state
-        .session_key
-        .verify(value, unix_now(), state.admin.as_bytes())?;
-    Some((Caller::from_role(&role)?, expires))
+    let role = value.split('.').nth(1)?;
+    let (caller, binding) = Caller::from_role(role, state)?;
+    let (_, expires) = state.session_key.verify(value, unix_now(), &binding)?;
+    Some((caller, expires))
 }
 
 fn cross_site() -> ApiError {
@@ -173,7 +299,7 @@ pub fn require_same_origin(req: &HttpRequest, state: &AppState) -> Result<(), Ap
 /// that anonymous callers may use: silently downgrading would hide the client's mistake.
 pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(Caller, Credential), ApiError> {
     if let Some(token) = bearer(req.headers())? {
-        return check_token(token, state).map(|c| (c, Credential::Bearer));
+        return check_token(token, req, state).map(|c| (c, Credential::Bearer));
     }
     let Some((caller, expires)) = session(req.headers(), state) else {
         return Ok((Caller::Anonymous, Credential::None));

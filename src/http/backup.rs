@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::auth::{self, Caller};
+use super::auth;
 use super::error::ApiError;
 use super::AppState;
 
@@ -50,9 +50,8 @@ pub async fn backup(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if auth::require_token(&req, &state)? != Caller::Admin {
-        return Err(ApiError::Unauthorized("this needs the admin token"));
-    }
+    let caller = auth::require_token(&req, &state)?;
+    auth::require(&caller, caller.is_admin(), "this needs an admin token")?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
     let store = state.store.clone();
     actix_web::rt::task::spawn_blocking(move || {

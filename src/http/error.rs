@@ -23,6 +23,10 @@ pub enum ApiError {
     },
     #[error("no such {0}")]
     NotFound(&'static str),
+    #[error("too many failed attempts from this address; try again in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
+    #[error("the client sent nothing for {0} s; the upload was abandoned")]
+    RequestTimeout(u64),
     #[error("this route does not accept the {0} method")]
     MethodNotAllowed(String),
     #[error("the file is larger than the limit of {limit} bytes")]
@@ -56,6 +60,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -96,6 +102,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,6 +132,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"shoebox\""));
+        }
+        if let ApiError::TooManyRequests { retry_after } = self {
+            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         res.json(json!({ "error": { "code": self.code(), "message": self.public_message() } }))

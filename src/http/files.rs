@@ -11,11 +11,12 @@ use actix_web::http::header::{
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 
-use super::auth::{self, Caller};
+use super::auth;
 use super::error::ApiError;
-use super::media::{parse_id, visible};
+use super::media::parse_id;
 use super::AppState;
-use crate::store::{sniff, ContentHash};
+use crate::signing::{self, Verdict};
+use crate::store::{sniff, ContentHash, MediaRecord};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -174,40 +175,79 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
     ServiceResponse::new(req, res)
 }
 
+/// How a record's file is served: inline under its own name (a download for markup other than
+/// SVG, or with `?download=1`), cached briefly when public.
+fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> Serve<'a> {
+    let active = sniff::is_active(&record.content_type);
+    // Markup other than SVG is downloaded, never rendered, even sandboxed.
+    let attachment = wants_download(req) || (active && record.content_type != "image/svg+xml");
+    let kind = if attachment {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
+    };
+    Serve {
+        hash: record.hash,
+        content_type: &record.content_type,
+        disposition: disposition(kind, Some(&record.filename)),
+        cache: if record.is_public() {
+            PUBLIC_SHORT
+        } else {
+            PRIVATE
+        },
+    }
+}
+
+/// Whether a signed URL in the query grants this request; `Err` for one that is present but
+/// expired or not genuine, so its holder learns why.
+fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiError> {
+    match signing::parse(req.query_string()) {
+        None => Ok(false),
+        Some(Err(())) => Err(ApiError::Forbidden {
+            code: "invalid_signature",
+            message: "the signed URL is malformed",
+        }),
+        // HEAD is GET without a body, so a GET signature covers it.
+        Some(Ok(sig)) => match state
+            .url_keys
+            .verify("GET", req.path(), &sig, auth::unix_now())
+        {
+            Verdict::Valid => Ok(true),
+            Verdict::Expired => Err(ApiError::Forbidden {
+                code: "expired_signature",
+                message: "the signed URL has expired",
+            }),
+            Verdict::Invalid => Err(ApiError::Forbidden {
+                code: "invalid_signature",
+                message: "the signed URL is not valid for this path",
+            }),
+        },
+    }
+}
+
 /// `GET /m/{id}`: the record's file under its original name; `?download=1` for an attachment.
+/// Private media need a token that may read them, or a valid signed URL.
 pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {
         Ok(s) => s,
         Err(e) => return Ok(error(req, e)),
     };
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
-    let lookup = parse_id(&id)
-        .and_then(|id| auth::caller(req.request(), &state).map(|c| (id, c)))
-        .and_then(|(id, caller)| visible(&state, id, caller));
+    let lookup = parse_id(&id).and_then(|id| {
+        let caller = auth::caller(req.request(), &state)?;
+        let record = state.store.get(id)?.ok_or(ApiError::NotFound("media"))?;
+        if caller.can_read(&record) || signature_grants(&req, &state)? {
+            Ok(record)
+        } else {
+            Err(ApiError::NotFound("media"))
+        }
+    });
     let record = match lookup {
         Ok(r) => r,
         Err(e) => return Ok(error(req, e)),
     };
-    let active = sniff::is_active(&record.content_type);
-    // Markup other than SVG is downloaded, never rendered, even sandboxed.
-    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
-    let kind = if attachment {
-        DispositionType::Attachment
-    } else {
-        DispositionType::Inline
-    };
-    let cache = if record.is_public() {
-        PUBLIC_SHORT
-    } else {
-        PRIVATE
-    };
-    let serve_spec = Serve {
-        hash: record.hash,
-        content_type: &record.content_type,
-        disposition: disposition(kind, Some(&record.filename)),
-        cache,
-    };
-    Ok(serve(req, &state, serve_spec).await)
+    let spec = record_spec(&req, &record);
+    Ok(serve(req, &state, spec).await)
 }
 
 /// Anything no route matched: an old URL of imported media (`shoebox import --url-prefix`), or
@@ -230,19 +270,7 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
     let Some((state, record)) = found else {
         return Ok(error(req, ApiError::NotFound("route")));
     };
-    let active = sniff::is_active(&record.content_type);
-    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
-    let kind = if attachment {
-        DispositionType::Attachment
-    } else {
-        DispositionType::Inline
-    };
-    let spec = Serve {
-        hash: record.hash,
-        content_type: &record.content_type,
-        disposition: disposition(kind, Some(&record.filename)),
-        cache: PUBLIC_SHORT,
-    };
+    let spec = record_spec(&req, &record);
     Ok(serve(req, &state, spec).await)
 }
 
@@ -265,7 +293,7 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
         Err(e) => return Ok(error(req, e.into())),
     };
     let record = match representative {
-        Some(r) if r.is_public() || caller == Caller::Admin => r,
+        Some(r) if r.is_public() || caller.can_see_private() => r,
         // A blob used only by private records does not exist for anonymous callers.
         _ => return Ok(error(req, ApiError::NotFound("blob"))),
     };

@@ -39,9 +39,9 @@ pub fn parse_id(raw: &str) -> Result<MediaId, ApiError> {
 
 /// Loads a record the caller may see; private media are "not found" to anonymous callers so
 /// that their existence does not leak.
-pub fn visible(state: &AppState, id: MediaId, caller: Caller) -> Result<MediaRecord, ApiError> {
+pub fn visible(state: &AppState, id: MediaId, caller: &Caller) -> Result<MediaRecord, ApiError> {
     match state.store.get(id)? {
-        Some(r) if r.is_public() || caller.can_see_private() => Ok(r),
+        Some(r) if caller.can_read(&r) => Ok(r),
         _ => Err(ApiError::NotFound("media")),
     }
 }
@@ -58,7 +58,7 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn into_query(self, caller: Caller) -> Result<ListQuery, ApiError> {
+    fn into_query(self, caller: &Caller) -> Result<ListQuery, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ApiError::invalid(
@@ -92,6 +92,7 @@ impl ListParams {
                 .map(|q| q.trim().to_lowercase())
                 .filter(|q| !q.is_empty()),
             include_private: caller.can_see_private(),
+            owner: caller.owner(),
             limit,
             before,
         })
@@ -104,7 +105,7 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::caller(&req, &state)?;
-    let query = params.into_inner().into_query(caller)?;
+    let query = params.into_inner().into_query(&caller)?;
     let store = state.store.clone();
     let page = web::block(move || store.list(&query)).await??;
     let items: Vec<MediaView> = page
@@ -126,7 +127,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::caller(&req, &state)?;
-    let record = visible(&state, parse_id(&id)?, caller)?;
+    let record = visible(&state, parse_id(&id)?, &caller)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .json(MediaView::new(&record, &state)))
@@ -206,8 +207,9 @@ pub async fn patch(
     body: web::Json<PatchBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(&req, &state)?;
+    let caller = auth::require_token(&req, &state)?;
     let id = parse_id(&id)?;
+    editable(&state, id, &caller)?;
     let patch = body.into_inner().validate()?;
     let store = state.store.clone();
     let record = web::block(move || store.update(id, &patch)).await??;
@@ -219,12 +221,68 @@ pub async fn delete(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(&req, &state)?;
+    let caller = auth::require_token(&req, &state)?;
     let id = parse_id(&id)?;
+    editable(&state, id, &caller)?;
     let store = state.store.clone();
     if web::block(move || store.delete(id)).await?? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("media"))
     }
+}
+
+/// Checks that the caller may change this record: 404 when it may not even see it, 403 when it
+/// may see but not change it (a read token, or an upload token and someone else's media).
+fn editable(state: &AppState, id: MediaId, caller: &Caller) -> Result<MediaRecord, ApiError> {
+    let record = visible(state, id, caller)?;
+    auth::require(
+        caller,
+        caller.can_edit(&record),
+        "this token may only change media it uploaded",
+    )?;
+    Ok(record)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlParams {
+    expires_in: Option<u64>,
+}
+
+/// Longest lifetime of a signed URL: a week.
+const MAX_EXPIRES_IN: u64 = 7 * 24 * 3600;
+
+/// `GET /api/media/{id}/url?expires_in=`: a signed URL that serves the file to anyone holding
+/// it until it expires (default one hour).
+pub async fn signed_url(
+    req: HttpRequest,
+    id: web::Path<String>,
+    params: web::Query<UrlParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::require_token(&req, &state)?;
+    let record = visible(&state, parse_id(&id)?, &caller)?;
+    let expires_in = params.expires_in.unwrap_or(3600);
+    if expires_in == 0 || expires_in > MAX_EXPIRES_IN {
+        return Err(ApiError::invalid(
+            "expires_in",
+            format!("between 1 and {MAX_EXPIRES_IN} seconds"),
+        ));
+    }
+    let exp = auth::unix_now() + expires_in;
+    let path = format!("/m/{}", record.id);
+    let query = state.url_keys.sign("GET", &path, exp);
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(exp as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "url": state.link(&format!("{path}?{query}")),
+            "expires_at": expires_at,
+        })))
 }

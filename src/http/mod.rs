@@ -4,13 +4,16 @@ mod assets;
 mod auth;
 mod backup;
 mod collection;
+mod cors;
 mod error;
 mod files;
 mod health;
+mod limits;
 mod media;
 mod observe;
 mod session;
 mod status;
+mod tokens;
 mod upload;
 
 use std::sync::Arc;
@@ -24,8 +27,10 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
+use crate::signing::UrlKeys;
 use crate::store::disk::{self, Persistence};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::tokens::Tokens;
 
 /// Shared by every worker; read-only apart from the store itself.
 pub struct AppState {
@@ -38,6 +43,12 @@ pub struct AppState {
     pub assets: assets::AssetIndex,
     pub persistence: Persistence,
     pub metrics: observe::Metrics,
+    /// API tokens (hashes), re-read when the file changes.
+    pub tokens: Tokens,
+    /// Keys for signed URLs.
+    pub url_keys: UrlKeys,
+    /// Failed sign-ins per client address.
+    pub limiter: limits::Limiter,
 }
 
 impl AppState {
@@ -47,8 +58,10 @@ impl AppState {
         admin: TokenHash,
         persistence: Persistence,
         session_key: SessionKey,
-    ) -> Self {
-        AppState {
+    ) -> Result<Self, StoreError> {
+        Ok(AppState {
+            tokens: Tokens::open(store.layout())?,
+            url_keys: UrlKeys::load_or_create(store.layout())?,
             store,
             config,
             admin,
@@ -57,7 +70,8 @@ impl AppState {
             assets: assets::AssetIndex::build(),
             persistence,
             metrics: observe::Metrics::new(),
-        }
+            limiter: limits::Limiter::default(),
+        })
     }
 
     /// An absolute URL when SHOEBOX_PUBLIC_URL is set, otherwise a root-relative one.
@@ -115,6 +129,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/api/media")
                 .route(web::get().to(media::list))
                 .route(web::post().to(upload::create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/media/{id}/url")
+                .route(web::get().to(media::signed_url))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/tokens")
+                .route(web::get().to(tokens::list))
+                .route(web::post().to(tokens::create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/tokens/{id}")
+                .route(web::delete().to(tokens::revoke))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
@@ -187,12 +217,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         admin.hash().clone(),
         persistence,
         session_key,
-    ));
+    )?);
 
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(default_headers())
+            .wrap(actix_web::middleware::from_fn(cors::middleware))
             .wrap(actix_web::middleware::from_fn(observe::middleware))
             .configure(routes)
     })

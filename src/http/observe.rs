@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::auth::{self, Caller};
+use super::auth;
 use super::error::ApiError;
 use super::AppState;
 use crate::secrets::TokenHash;
@@ -240,7 +240,15 @@ pub async fn metrics(
         .map(|(_, t)| t.trim().to_owned());
     let allowed = match (&metrics_token, &presented) {
         (Some(h), Some(t)) if h.matches(t) => true,
-        _ => auth::require_token(&req, &state)? == Caller::Admin,
+        _ => {
+            let caller = auth::require_token(&req, &state)?;
+            auth::require(
+                &caller,
+                caller.is_admin(),
+                "this needs an admin or metrics token",
+            )?;
+            true
+        }
     };
     if !allowed {
         return Err(ApiError::Unauthorized(

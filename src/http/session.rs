@@ -55,6 +55,7 @@ fn describe(caller: Caller, credential: Credential, state: &AppState) -> serde_j
     };
     json!({
         "role": caller.role(),
+        "scope": caller.scope_name(),
         "via": via,
         "expires_at": expires,
         "max_upload_bytes": state.config.max_upload_bytes,
@@ -71,14 +72,13 @@ pub async fn create(
     if req.headers().contains_key(ORIGIN) {
         auth::require_same_origin(&req, &state)?;
     }
-    let caller = auth::check_token(body.token.trim(), &state)?;
-    let Some(role) = caller.role() else {
+    let caller = auth::check_token(body.token.trim(), &req, &state)?;
+    let (Some(role), Some(binding)) = (caller.role(), auth::session_binding(&caller, &state))
+    else {
         return Err(ApiError::Unauthorized("the token is not valid"));
     };
     let expires = auth::unix_now() + SESSION_SECONDS;
-    let value = state
-        .session_key
-        .sign(role, expires, state.admin.as_bytes());
+    let value = state.session_key.sign(&role, expires, &binding);
     Ok(HttpResponse::Ok()
         .insert_header((
             header::SET_COOKIE,
@@ -131,13 +131,16 @@ mod tests {
         }
         let config = Config::from_args(Cli::try_parse_from(args).unwrap().serve).unwrap();
         let store = Arc::new(Store::open(dir).unwrap());
-        web::Data::new(AppState::new(
-            store,
-            config,
-            TokenHash::of(TOKEN),
-            crate::store::disk::persistence(dir),
-            SessionKey::random(),
-        ))
+        web::Data::new(
+            AppState::new(
+                store,
+                config,
+                TokenHash::of(TOKEN),
+                crate::store::disk::persistence(dir),
+                SessionKey::random(),
+            )
+            .unwrap(),
+        )
     }
 
     fn cookie_of(res: &actix_web::dev::ServiceResponse) -> String {

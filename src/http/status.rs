@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::auth::{self, Caller};
+use super::auth;
 use super::error::ApiError;
 use super::AppState;
 use crate::store::disk;
@@ -13,9 +13,8 @@ pub async fn status(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if auth::require_token(&req, &state)? != Caller::Admin {
-        return Err(ApiError::Unauthorized("this needs the admin token"));
-    }
+    let caller = auth::require_token(&req, &state)?;
+    auth::require(&caller, caller.is_admin(), "this needs an admin token")?;
     let store = state.store.clone();
     let (stats, space) = web::block(move || {
         let stats = store.stats()?;

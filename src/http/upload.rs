@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::media::MediaView;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
+use crate::store::{sniff, MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
 
 /// Bounds on the non-file parts of a multipart request.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -29,6 +29,8 @@ const MAX_FILES: usize = 100;
 /// this much so the client sees the JSON error instead of a reset connection.
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// How long an upload may go without a single byte arriving.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Text fields shared by every file in one request.
 #[derive(Default)]
@@ -101,7 +103,12 @@ where
         });
     let mut received: u64 = 0;
     let streamed: Result<(), ApiError> = async {
-        while let Some(chunk) = stream.next().await {
+        loop {
+            // A client that stops sending mid-body would otherwise hold a worker slot forever.
+            let Ok(next) = tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await else {
+                return Err(ApiError::RequestTimeout(IDLE_TIMEOUT.as_secs()));
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk
                 .map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
             received += chunk.len() as u64;
@@ -155,7 +162,12 @@ pub async fn create(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::require_token(&req, &state)?;
+    let caller = auth::require_token(&req, &state)?;
+    auth::require(
+        &caller,
+        caller.can_upload(),
+        "this token may not upload (it has the read scope)",
+    )?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -178,6 +190,27 @@ pub async fn create(
         )
         .await?
     };
+    let mut items = items;
+    for item in &mut items {
+        let ct = sniff::content_type(
+            &item.blob.head,
+            &item.filename,
+            item.declared_type.as_deref(),
+        );
+        if !state.config.type_allowed(&ct) {
+            // Dropping `items` removes every staged file of this request.
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "{} is {ct}, which this server does not accept (allowed: {})",
+                if item.filename.is_empty() {
+                    "the file"
+                } else {
+                    &item.filename
+                },
+                state.config.allowed_types.join(", ")
+            )));
+        }
+        item.fields.owner = caller.owner();
+    }
     let store = state.store.clone();
     let records = web::block(move || store.create(items)).await??;
     let views: Vec<MediaView> = records.iter().map(|r| MediaView::new(r, &state)).collect();

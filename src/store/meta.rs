@@ -620,6 +620,7 @@ mod tests {
             visibility,
             custom: Default::default(),
             legacy_path: None,
+            owner: None,
             width: None,
             height: None,
             created_at: now(),

@@ -96,13 +96,15 @@ pub struct ListQuery {
     /// Case-insensitive text searched in title, description and filename; lower-cased.
     pub q: Option<String>,
     pub include_private: bool,
+    /// Private media owned by this token are visible too.
+    pub owner: Option<String>,
     pub limit: usize,
     pub before: Option<MediaId>,
 }
 
 impl ListQuery {
     pub fn matches(&self, r: &MediaRecord) -> bool {
-        (self.include_private || r.is_public())
+        (self.include_private || r.is_public() || (self.owner.is_some() && r.owner == self.owner))
             && self
                 .collection
                 .as_ref()
@@ -313,6 +315,7 @@ impl Store {
                 visibility: f.visibility,
                 custom: f.custom,
                 legacy_path: f.legacy_path,
+                owner: f.owner,
                 width: dims.map(|d| d.0),
                 height: dims.map(|d| d.1),
                 created_at,

@@ -161,6 +161,9 @@ pub struct MediaRecord {
     /// `shoebox import`; the server answers that path with this file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_path: Option<String>,
+    /// The id of the API token that uploaded it; none for the admin token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +193,8 @@ pub struct MediaFields {
     /// For imports: the old path, and the file's own time instead of now.
     pub legacy_path: Option<String>,
     pub created_at: Option<OffsetDateTime>,
+    /// The uploading token's id, when it is not the admin.
+    pub owner: Option<String>,
 }
 
 /// A change to the editable fields; `None` leaves a field as it is.

@@ -1,0 +1,81 @@
+//! `/api/tokens` (admin): create, list and revoke API tokens. A new token's value is in the
+//! creation response only.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth;
+use super::error::ApiError;
+use super::AppState;
+use crate::tokens::Scope;
+
+const MAX_EXPIRY_DAYS: u64 = 3650;
+
+fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let caller = auth::require_token(req, state)?;
+    auth::require(
+        &caller,
+        caller.is_admin(),
+        "managing tokens needs an admin token",
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    scope: Scope,
+    /// Days until the token stops working; absent for no expiry.
+    expires_in_days: Option<u64>,
+}
+
+pub async fn create(
+    req: HttpRequest,
+    body: web::Json<NewToken>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&req, &state)?;
+    let body = body.into_inner();
+    let expires_at = match body.expires_in_days {
+        Some(0) => return Err(ApiError::invalid("expires_in_days", "at least 1")),
+        Some(d) if d > MAX_EXPIRY_DAYS => {
+            return Err(ApiError::invalid(
+                "expires_in_days",
+                format!("at most {MAX_EXPIRY_DAYS}"),
+            ))
+        }
+        Some(d) => Some(time::OffsetDateTime::now_utc() + time::Duration::days(d as i64)),
+        None => None,
+    };
+    let (token, plain) = state.tokens.create(&body.name, body.scope, expires_at)?;
+    tracing::info!(id = %token.id, name = %token.name, scope = ?token.scope, "API token created");
+    let mut view =
+        serde_json::to_value(token.public()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    view["token"] = json!(plain);
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(view))
+}
+
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    admin(&req, &state)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "items": state.tokens.list() })))
+}
+
+pub async fn revoke(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&req, &state)?;
+    if state.tokens.revoke(&id)? {
+        tracing::info!(id = %id, "API token revoked");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound("token"))
+    }
+}

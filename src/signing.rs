@@ -1,0 +1,269 @@
+//! Signed, expiring URLs: `…?exp=<unix seconds>&kid=<key id>&sig=<hex>` where `sig` is
+//! HMAC-SHA256 over the method, the path, the expiry and the key id. Keys live in
+//! `secrets/url_keys.json` (mode 0600); the newest signs, every listed key verifies, so a
+//! rotation (`shoebox rotate-url-key`) does not break URLs already handed out until old keys are
+//! dropped.
+
+use std::fs;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::store::layout::{write_atomically, Layout};
+use crate::store::StoreError;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct UrlKey {
+    kid: String,
+    /// 32 bytes, hex.
+    key: String,
+    created_at: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct KeyFile {
+    keys: Vec<UrlKey>,
+}
+
+/// The keys that sign and verify URLs.
+pub struct UrlKeys {
+    keys: Vec<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for UrlKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlKeys")
+            .field("kids", &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A signature parsed from a query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub exp: u64,
+    pub kid: String,
+    pub sig: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Expired,
+    Invalid,
+}
+
+fn key_file(layout: &Layout) -> std::path::PathBuf {
+    layout.secrets().join("url_keys.json")
+}
+
+fn read(layout: &Layout) -> Result<KeyFile, StoreError> {
+    match fs::read(key_file(layout)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| StoreError::Format(format!("url_keys.json does not parse: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
+        Err(e) => Err(StoreError::io("read the URL signing keys", e)),
+    }
+}
+
+fn new_key() -> UrlKey {
+    UrlKey {
+        kid: hex::encode(rand::random::<[u8; 4]>()),
+        key: hex::encode(rand::random::<[u8; 32]>()),
+        created_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    }
+}
+
+fn write(layout: &Layout, file: &KeyFile) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec_pretty(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    write_atomically(&layout.secrets(), &key_file(layout), &bytes, 0o600)
+}
+
+/// Adds a new signing key; with `keep` > 0, only the newest `keep` keys stay valid.
+/// Returns the new key id.
+pub fn rotate(layout: &Layout, keep: Option<usize>) -> Result<String, StoreError> {
+    let mut file = read(layout)?;
+    let key = new_key();
+    let kid = key.kid.clone();
+    file.keys.push(key);
+    if let Some(keep) = keep.filter(|k| *k > 0) {
+        let drop = file.keys.len().saturating_sub(keep);
+        file.keys.drain(..drop);
+    }
+    write(layout, &file)?;
+    Ok(kid)
+}
+
+impl UrlKeys {
+    /// Loads the keys, making the first one on first start.
+    pub fn load_or_create(layout: &Layout) -> Result<UrlKeys, StoreError> {
+        let mut file = read(layout)?;
+        if file.keys.is_empty() {
+            file.keys.push(new_key());
+            write(layout, &file)?;
+        }
+        let mut keys = Vec::new();
+        for k in file.keys {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(&k.key, &mut bytes).map_err(|_| {
+                StoreError::Format(format!("URL key {} is not 32 hex bytes", k.kid))
+            })?;
+            keys.push((k.kid, bytes));
+        }
+        Ok(UrlKeys { keys })
+    }
+
+    pub fn from_keys(keys: Vec<(String, [u8; 32])>) -> UrlKeys {
+        UrlKeys { keys }
+    }
+
+    fn mac(key: &[u8; 32], method: &str, path: &str, exp: u64, kid: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(format!("{method}\n{path}\n{exp}\n{kid}").as_bytes());
+        mac
+    }
+
+    /// The query string that makes `method path` valid until `exp`.
+    pub fn sign(&self, method: &str, path: &str, exp: u64) -> String {
+        let Some((kid, key)) = self.keys.last() else {
+            return String::new();
+        };
+        let sig = Self::mac(key, method, path, exp, kid)
+            .finalize()
+            .into_bytes();
+        format!("exp={exp}&kid={kid}&sig={}", hex::encode(sig))
+    }
+
+    /// Checks a signature for `method path` at time `now`, in constant time.
+    pub fn verify(&self, method: &str, path: &str, s: &Signature, now: u64) -> Verdict {
+        let Some((_, key)) = self.keys.iter().find(|(kid, _)| *kid == s.kid) else {
+            return Verdict::Invalid;
+        };
+        if Self::mac(key, method, path, s.exp, &s.kid)
+            .verify_slice(&s.sig)
+            .is_err()
+        {
+            return Verdict::Invalid;
+        }
+        if s.exp <= now {
+            Verdict::Expired
+        } else {
+            Verdict::Valid
+        }
+    }
+}
+
+/// Finds `exp`, `kid` and `sig` in a query string. `None` when none of them is there;
+/// `Some(Err)` when they are there but malformed or repeated.
+pub fn parse(query: &str) -> Option<Result<Signature, ()>> {
+    let (mut exp, mut kid, mut sig) = (None, None, None);
+    let mut seen = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "exp" => &mut exp,
+            "kid" => &mut kid,
+            "sig" => &mut sig,
+            _ => continue,
+        };
+        seen = true;
+        if slot.replace(v).is_some() {
+            return Some(Err(()));
+        }
+    }
+    if !seen {
+        return None;
+    }
+    let parsed = (|| {
+        let exp = exp?;
+        if exp.is_empty() || exp.len() > 20 || !exp.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let kid = kid?;
+        if kid.is_empty() || kid.len() > 32 || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let sig = sig?;
+        if sig.len() != 64 {
+            return None;
+        }
+        Some(Signature {
+            exp: exp.parse().ok()?,
+            kid: kid.to_owned(),
+            sig: hex::decode(sig).ok()?,
+        })
+    })();
+    Some(parsed.ok_or(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> UrlKeys {
+        UrlKeys::from_keys(vec![("old1".into(), [1; 32]), ("new2".into(), [2; 32])])
+    }
+
+    #[test]
+    fn signed_urls_verify_until_they_expire_and_only_for_their_path() {
+        let k = keys();
+        let q = k.sign("GET", "/m/abc", 1000);
+        assert!(q.contains("kid=new2"), "the newest key signs");
+        let s = parse(&format!("download=1&{q}")).unwrap().unwrap();
+        assert_eq!(k.verify("GET", "/m/abc", &s, 999), Verdict::Valid);
+        assert_eq!(k.verify("GET", "/m/abc", &s, 1000), Verdict::Expired);
+        assert_eq!(k.verify("GET", "/m/other", &s, 10), Verdict::Invalid);
+        assert_eq!(k.verify("DELETE", "/m/abc", &s, 10), Verdict::Invalid);
+        let only_new = UrlKeys::from_keys(vec![("new2".into(), [2; 32])]);
+        assert_eq!(only_new.verify("GET", "/m/abc", &s, 10), Verdict::Valid);
+        let rotated_out = UrlKeys::from_keys(vec![("new3".into(), [3; 32])]);
+        assert_eq!(
+            rotated_out.verify("GET", "/m/abc", &s, 10),
+            Verdict::Invalid
+        );
+    }
+
+    #[test]
+    fn malformed_signatures_are_told_apart_from_absent_ones() {
+        assert_eq!(parse("download=1"), None);
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("exp=1&kid=a"), Some(Err(())));
+        assert_eq!(
+            parse(&format!("exp=1&exp=2&kid=a&sig={}", "0".repeat(64))),
+            Some(Err(()))
+        );
+        assert_eq!(
+            parse(&format!("exp=-1&kid=a&sig={}", "0".repeat(64))),
+            Some(Err(()))
+        );
+        assert_eq!(
+            parse(&format!("exp=1&kid=a/b&sig={}", "0".repeat(64))),
+            Some(Err(()))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(q in ".{0,200}") {
+            let _ = parse(&q);
+        }
+
+        #[test]
+        fn any_change_to_a_signed_url_breaks_it(exp in 1u64..u64::MAX / 2, path in "/m/[a-z0-9]{1,26}", flip in 0usize..64) {
+            let k = keys();
+            let q = k.sign("GET", &path, exp);
+            let s = parse(&q).unwrap().unwrap();
+            prop_assert_eq!(k.verify("GET", &path, &s, 0), Verdict::Valid);
+            let mut bad = s.clone();
+            bad.sig[flip / 2] ^= 1 << (flip % 8);
+            prop_assert_eq!(k.verify("GET", &path, &bad, 0), Verdict::Invalid);
+            let later = Signature { exp: exp + 1, ..s.clone() };
+            prop_assert_eq!(k.verify("GET", &path, &later, 0), Verdict::Invalid);
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! API tokens: named, scoped, optionally expiring credentials that an admin creates, lists and
+//! revokes. Only a sha256 of each token is kept, in `secrets/tokens.json` (mode 0600, written
+//! atomically); a new token is shown once. The server re-reads the file when it changes, so
+//! tokens made or revoked with the command line take effect within a second.
+
+use std::fs;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::store::layout::{write_atomically, Layout};
+use crate::store::StoreError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Create media, and edit or delete only the media it created.
+    Upload,
+    /// Read private media (list, fetch, sign URLs).
+    Read,
+    /// Everything, as the admin token.
+    Admin,
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "upload" => Ok(Scope::Upload),
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope {other:?}: use upload, read or admin"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiToken {
+    /// Public identifier (16 hex digits); also the owner of the media the token creates.
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// sha256 of the token, hex.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl ApiToken {
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+
+    /// The token without its hash, for listings.
+    pub fn public(&self) -> ApiToken {
+        ApiToken {
+            hash: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct TokenFile {
+    tokens: Vec<ApiToken>,
+}
+
+pub struct Tokens {
+    path: PathBuf,
+    dir: PathBuf,
+    cache: RwLock<(Option<SystemTime>, Vec<ApiToken>)>,
+    last_check: Mutex<Instant>,
+}
+
+const MAX_NAME: usize = 100;
+
+impl Tokens {
+    pub fn open(layout: &Layout) -> Result<Tokens, StoreError> {
+        let t = Tokens {
+            path: layout.secrets().join("tokens.json"),
+            dir: layout.secrets(),
+            cache: RwLock::new((None, Vec::new())),
+            last_check: Mutex::new(Instant::now()),
+        };
+        t.reload()?;
+        Ok(t)
+    }
+
+    fn read_file(&self) -> Result<(Option<SystemTime>, Vec<ApiToken>), StoreError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => {
+                let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+                let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    StoreError::Format(format!("{} does not parse: {e}", self.path.display()))
+                })?;
+                Ok((mtime, file.tokens))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Vec::new())),
+            Err(e) => Err(StoreError::io("read the token file", e)),
+        }
+    }
+
+    fn reload(&self) -> Result<(), StoreError> {
+        let fresh = self.read_file()?;
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Picks up changes made by another process, checking the file at most once a second.
+    fn refresh(&self) {
+        let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).0;
+        if mtime != cached {
+            if let Err(e) = self.reload() {
+                tracing::error!(error = %e, "could not reload API tokens; keeping the previous set");
+            }
+        }
+    }
+
+    fn save(&self, tokens: Vec<ApiToken>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(&TokenFile { tokens })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        write_atomically(&self.dir, &self.path, &bytes, 0o600)?;
+        self.reload()
+    }
+
+    /// Creates a token and returns it with its plain value, which is never stored.
+    pub fn create(
+        &self,
+        name: &str,
+        scope: Scope,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<(ApiToken, String), StoreError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
+            return Err(StoreError::invalid("name", "a name of 1 to 100 characters"));
+        }
+        let plain = crate::secrets::generate_token();
+        let token = ApiToken {
+            id: hex::encode(rand::random::<[u8; 8]>()),
+            name: name.to_owned(),
+            scope,
+            hash: hex::encode(Sha256::digest(plain.as_bytes())),
+            created_at: crate::store::record::now(),
+            expires_at,
+            revoked_at: None,
+        };
+        let (_, mut all) = self.read_file()?;
+        all.push(token.clone());
+        self.save(all)?;
+        Ok((token, plain))
+    }
+
+    pub fn list(&self) -> Vec<ApiToken> {
+        self.refresh();
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .iter()
+            .map(ApiToken::public)
+            .collect()
+    }
+
+    /// Revokes a token; false when there is no such (unrevoked) token.
+    pub fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+        let (_, mut all) = self.read_file()?;
+        let Some(t) = all
+            .iter_mut()
+            .find(|t| t.id == id && t.revoked_at.is_none())
+        else {
+            return Ok(false);
+        };
+        t.revoked_at = Some(crate::store::record::now());
+        self.save(all)?;
+        Ok(true)
+    }
+
+    /// The active token with this value, compared in constant time.
+    pub fn verify(&self, presented: &str) -> Option<ApiToken> {
+        self.refresh();
+        let digest = Sha256::digest(presented.as_bytes());
+        let now = OffsetDateTime::now_utc();
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let mut found = None;
+        // Every token is compared, so the time taken does not say which one matched.
+        for t in &cache.1 {
+            let mut stored = [0u8; 32];
+            if hex::decode_to_slice(&t.hash, &mut stored).is_ok()
+                && bool::from(stored.ct_eq(digest.as_slice()))
+            {
+                found = Some(t.clone());
+            }
+        }
+        found.filter(|t| t.is_active(now))
+    }
+
+    /// The active token with this id (for session cookies naming it).
+    pub fn by_id(&self, id: &str) -> Option<ApiToken> {
+        self.refresh();
+        let now = OffsetDateTime::now_utc();
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache
+            .1
+            .iter()
+            .find(|t| t.id == id && t.is_active(now))
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_can_expire_and_be_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.prepare().unwrap();
+        let tokens = Tokens::open(&layout).unwrap();
+        let (t, plain) = tokens.create("ci uploader", Scope::Upload, None).unwrap();
+        let file = fs::read_to_string(layout.secrets().join("tokens.json")).unwrap();
+        assert!(!file.contains(&plain[4..]), "only the hash is stored");
+        assert_eq!(tokens.verify(&plain).map(|v| v.id), Some(t.id.clone()));
+        assert!(tokens.verify("sbx_wrong").is_none());
+        assert!(tokens.list()[0].hash.is_empty(), "listings carry no hashes");
+
+        let past = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let (_, expired) = tokens.create("old", Scope::Read, Some(past)).unwrap();
+        assert!(tokens.verify(&expired).is_none());
+
+        assert!(tokens.revoke(&t.id).unwrap());
+        assert!(!tokens.revoke(&t.id).unwrap());
+        assert!(tokens.verify(&plain).is_none());
+        assert!(tokens.create("", Scope::Read, None).is_err());
+        // Another process (the command line) sees the same file.
+        let again = Tokens::open(&layout).unwrap();
+        assert_eq!(again.list().len(), 2);
+    }
+}
