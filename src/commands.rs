@@ -263,3 +263,55 @@ pub fn health(url: &str, timeout: Duration) -> Outcome {
         }
     }
 }
+
+pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
+    use shoebox::config::TokenCommand;
+    use shoebox::tokens::Tokens;
+    let open = |dir: &Path| -> Result<Tokens, Box<dyn std::error::Error>> {
+        let layout = shoebox::store::Layout::new(dir);
+        layout.prepare()?;
+        Ok(Tokens::open(&layout)?)
+    };
+    match cmd {
+        TokenCommand::Create {
+            data,
+            name,
+            scope,
+            expires_in,
+        } => {
+            let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
+            let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
+            println!("{plain}");
+            eprintln!(
+                "Created token {} ({:?}, scope {:?}); the value above is shown only once.",
+                t.id, t.name, t.scope
+            );
+        }
+        TokenCommand::List(data) => {
+            for t in open(&data.data_dir)?.list() {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked".to_owned(),
+                    (None, Some(e)) if e <= time::OffsetDateTime::now_utc() => "expired".to_owned(),
+                    (None, Some(e)) => format!("expires {e}"),
+                    (None, None) => "active".to_owned(),
+                };
+                println!("{}\t{:?}\t{}\t{}", t.id, t.scope, t.name, state);
+            }
+        }
+        TokenCommand::Revoke { data, id } => {
+            if !open(&data.data_dir)?.revoke(&id)? {
+                return Err(format!("no active token with id {id}").into());
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rotate_url_key(data_dir: &Path, keep: Option<usize>) -> Outcome {
+    let layout = shoebox::store::Layout::new(data_dir);
+    layout.prepare()?;
+    let kid = shoebox::signing::rotate(&layout, keep)?;
+    println!("new URL-signing key {kid}; restart Shoebox to sign with it");
+    Ok(ExitCode::SUCCESS)
+}

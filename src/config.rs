@@ -49,6 +49,19 @@ pub enum Command {
     },
     /// Recreate the metadata database from the record files (the old one is moved aside).
     Rebuild(DataDirArgs),
+    /// Manage API tokens (works on the data directory; a running server picks changes up
+    /// within a second).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Add a new URL-signing key; existing signed URLs keep working unless --keep drops their
+    /// key. Restart the server to sign with the new key.
+    RotateUrlKey {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Keep only this many newest keys (e.g. 1 invalidates every URL signed before).
+        #[arg(long)]
+        keep: Option<usize>,
+    },
     /// Ask a running Shoebox whether it is healthy; exit 0 when it is, 1 when not (for
     /// container health checks, which have no curl).
     Health {
@@ -109,6 +122,32 @@ fn default_health_url() -> String {
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(8080);
     format!("http://127.0.0.1:{port}")
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown once).
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// What the token is for, e.g. "blog uploader".
+        #[arg(long)]
+        name: String,
+        /// upload (create media, change only its own), read (read private media) or admin.
+        #[arg(long)]
+        scope: crate::tokens::Scope,
+        /// Stop working after this long (e.g. 30d, 12h).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List tokens (never their values).
+    List(DataDirArgs),
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        data: DataDirArgs,
+        id: String,
+    },
 }
 
 /// Parses a duration: seconds, or a number with s, m, h or d.

@@ -46,6 +46,10 @@ fn main() -> ExitCode {
         Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),
         Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
         Some(Command::Health { url, timeout }) => commands::health(&url, timeout),
+        Some(Command::Token(cmd)) => commands::token(cmd),
+        Some(Command::RotateUrlKey { data, keep }) => {
+            commands::rotate_url_key(&data.data_dir, keep)
+        }
         Some(Command::Backup {
             data,
             output,

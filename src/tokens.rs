@@ -74,6 +74,16 @@ impl ApiToken {
     }
 }
 
+/// Identifies one version of the token file: every save is a new file renamed into place, so
+/// its inode changes even when two saves share a coarse modification time.
+type FileVersion = (u64, Option<SystemTime>, u64);
+
+fn version_of(path: &std::path::Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok(), m.len()))
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct TokenFile {
     tokens: Vec<ApiToken>,
@@ -82,7 +92,7 @@ struct TokenFile {
 pub struct Tokens {
     path: PathBuf,
     dir: PathBuf,
-    cache: RwLock<(Option<SystemTime>, Vec<ApiToken>)>,
+    cache: RwLock<(Option<FileVersion>, Vec<ApiToken>)>,
     last_check: Mutex<Instant>,
 }
 
@@ -100,10 +110,12 @@ impl Tokens {
         Ok(t)
     }
 
-    fn read_file(&self) -> Result<(Option<SystemTime>, Vec<ApiToken>), StoreError> {
+    fn read_file(&self) -> Result<(Option<FileVersion>, Vec<ApiToken>), StoreError> {
+        // The version is taken before reading: a change in between is then seen next time.
+        let version = version_of(&self.path);
         match fs::read(&self.path) {
             Ok(bytes) => {
-                let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+                let mtime = version;
                 let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
                     StoreError::Format(format!("{} does not parse: {e}", self.path.display()))
                 })?;
@@ -127,9 +139,9 @@ impl Tokens {
             return;
         }
         *last = Instant::now();
-        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let current = version_of(&self.path);
         let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).0;
-        if mtime != cached {
+        if current != cached {
             if let Err(e) = self.reload() {
                 tracing::error!(error = %e, "could not reload API tokens; keeping the previous set");
             }

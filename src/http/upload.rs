@@ -288,8 +288,17 @@ async fn multipart(
 ) -> Result<Vec<NewMedia>, ApiError> {
     let mut form = Multipart::new(req.headers(), payload);
     let result = read_form(&mut form, state).await;
-    if result.is_err() {
-        // Discard the rest so the client reads our error rather than a reset.
+    // Refusals of a well-formed body (too large, disk full, a bad field) discard the rest so the
+    // client reads our error rather than a reset. A body the parser rejected is not read
+    // further: actix-multipart must not be polled after it returned an error.
+    let drainable = matches!(
+        &result,
+        Err(ApiError::TooLarge { .. }
+            | ApiError::InvalidField { .. }
+            | ApiError::DiskFull
+            | ApiError::Store(_))
+    );
+    if drainable {
         let mut form = form;
         let start = Instant::now();
         while start.elapsed() < DRAIN_TIME {

@@ -419,6 +419,41 @@ mod tests {
         assert!(filename(&"é".repeat(300)).len() <= MAX_FILENAME);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn cursors_never_panic_and_round_trip(s in ".{0,40}", n in proptest::prelude::any::<u128>()) {
+            let _ = s.parse::<MediaId>();
+            let id = MediaId(ulid::Ulid(n));
+            proptest::prop_assert_eq!(id.to_string().parse::<MediaId>().ok(), Some(id));
+        }
+
+        #[test]
+        fn tag_lists_never_panic_and_keep_their_invariants(s in "\\PC{0,300}") {
+            if let Ok(tags) = tag_list(&s) {
+                proptest::prop_assert!(tags.len() <= MAX_TAGS);
+                for t in &tags {
+                    proptest::prop_assert!(!t.is_empty() && t.chars().count() <= MAX_TAG);
+                    proptest::prop_assert!(!t.contains(',') && !t.chars().any(char::is_control));
+                    proptest::prop_assert_eq!(t.trim(), t.as_str());
+                    proptest::prop_assert_eq!(t.to_lowercase(), t.clone());
+                }
+                let mut unique = tags.clone();
+                unique.dedup();
+                proptest::prop_assert_eq!(unique.len(), tags.len());
+                // Normalising is idempotent.
+                proptest::prop_assert_eq!(tag_list(&tags.join(",")).ok(), Some(tags.clone()));
+            }
+        }
+
+        #[test]
+        fn filenames_never_carry_a_path(s in "\\PC{0,300}") {
+            let f = filename(&s);
+            proptest::prop_assert!(!f.contains('/') && !f.contains('\\') && !f.chars().any(char::is_control));
+            proptest::prop_assert!(f.len() <= MAX_FILENAME);
+            proptest::prop_assert!(f != "." && f != "..");
+        }
+    }
+
     #[test]
     fn fields_are_validated() {
         assert!(collection("a/b").is_err());

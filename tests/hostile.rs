@@ -1,0 +1,650 @@
+//! A battery of hostile requests against the real binary. Every case states the status it must
+//! get and proves that nothing leaked and nothing was written.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bytes, run_cli, TestServer};
+use reqwest::blocking::multipart::{Form, Part};
+use reqwest::blocking::RequestBuilder;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// What the store holds, to prove a refused request changed nothing.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    blobs: usize,
+    tmp: Vec<String>,
+    records: Vec<Value>,
+}
+
+fn footprint(s: &TestServer) -> Footprint {
+    Footprint {
+        blobs: s.blob_count(),
+        tmp: s.tmp_entries(),
+        records: common::all_records(s),
+    }
+}
+
+fn status_and_body(req: RequestBuilder) -> (u16, String) {
+    let res = req.send().expect("request");
+    let status = res.status().as_u16();
+    (status, res.text().unwrap_or_default())
+}
+
+/// Runs `cases` (name, request, expected statuses), asserting each leaves the store unchanged
+/// and never answers with a secret or a server error.
+fn refused(s: &TestServer, cases: Vec<(&str, RequestBuilder, &[u16])>) {
+    let before = footprint(s);
+    for (name, req, expected) in cases {
+        eprintln!("case: {name}");
+        let (status, body) = status_and_body(req);
+        assert!(
+            expected.contains(&status),
+            "{name}: got {status}, expected {expected:?}: {body}"
+        );
+        assert!(
+            !body.contains("shoebox-data-format") && !body.contains(common::TOKEN),
+            "{name} leaked: {body}"
+        );
+        // Collection pages answer people, in HTML; everything else answers in JSON.
+        if status >= 400 && !body.is_empty() && !body.starts_with("<!doctype html>") {
+            let v: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|_| panic!("{name}: error is not JSON: {body}"));
+            assert!(v["error"]["code"].is_string(), "{name}: {body}");
+        }
+    }
+    assert_eq!(footprint(s), before, "a refused request changed the store");
+}
+
+#[test]
+fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
+    let s = TestServer::builder()
+        .arg("--max-upload-bytes")
+        .arg("64KiB")
+        .start();
+    let item = s.upload("ok.txt", b"fine", &[]);
+    let id = item["id"].as_str().unwrap().to_owned();
+    let raw = |path: &str| s.client().get(format!("{}{}", s.base, path));
+    let post = |ct: &str, body: Vec<u8>| {
+        s.authed(Method::POST, "/api/media")
+            .header("content-type", ct)
+            .body(body)
+    };
+    let big_form = Form::new().part("file", Part::bytes(bytes(200_000, 1)).file_name("big.bin"));
+    refused(
+        &s,
+        vec![
+            ("dot-dot in /f", raw("/f/../../FORMAT"), &[404]),
+            ("encoded dot-dot in /f", raw("/f/%2e%2e%2f%2e%2e%2fFORMAT"), &[404]),
+            ("encoded dot-dot in /m", raw("/m/..%2f..%2fFORMAT"), &[404]),
+            ("dot-dot in assets", raw("/assets/x/../../Cargo.toml"), &[404]),
+            ("encoded dot-dot in assets", raw("/assets/x/%2e%2e%2f%2e%2e%2fsecrets%2fsession_key"), &[404]),
+            ("secrets by path", raw("/secrets/admin_token.sha256"), &[404]),
+            ("collection traversal", raw("/c/..%2f..%2fsecrets"), &[404]),
+            ("short hash", raw("/f/abc"), &[404]),
+            ("long hash", raw(&format!("/f/{}", "a".repeat(65))), &[404]),
+            ("upper-case hash", raw(&format!("/f/{}", "A".repeat(64))), &[404]),
+            ("bad id", raw("/api/media/!!!"), &[404]),
+            ("id too long", raw(&format!("/api/media/{id}x")), &[404]),
+            ("bad id in /m", raw("/m/00000000000000000000000000"), &[404]),
+            ("multipart without boundary", post("multipart/form-data", b"--x\r\n".to_vec()), &[400]),
+            (
+                "multipart with a wrong boundary",
+                post("multipart/form-data; boundary=zzz", b"--aaa\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nhi\r\n--aaa--\r\n".to_vec()),
+                &[400],
+            ),
+            (
+                "truncated multipart",
+                post("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nno end".to_vec()),
+                &[400],
+            ),
+            (
+                "garbage part headers",
+                post("multipart/form-data; boundary=b", b"--b\r\n\x00\x01\x02\r\n\r\nx\r\n--b--\r\n".to_vec()),
+                &[400],
+            ),
+            ("oversize raw body", s.authed(Method::POST, "/api/media?filename=a.bin").body(bytes(200_000, 2)), &[413]),
+            ("oversize multipart", s.authed(Method::POST, "/api/media").multipart(big_form), &[413]),
+            (
+                "huge JSON",
+                s.authed(Method::PATCH, &format!("/api/media/{id}")).header("content-type", "application/json").body(format!(r#"{{"title": "{}"}}"#, "x".repeat(1_000_000))),
+                &[400, 413],
+            ),
+            ("JSON that is not an object", s.authed(Method::PATCH, &format!("/api/media/{id}")).json(&json!([1, 2])), &[400]),
+            ("bad Range unit", raw(&format!("/m/{id}")).header("range", "pages=1-2"), &[200, 416]),
+            ("backwards Range", raw(&format!("/m/{id}")).header("range", "bytes=5-2"), &[200, 416]),
+            ("Range past the end", raw(&format!("/m/{id}")).header("range", "bytes=100-200"), &[416]),
+            ("garbage Range", raw(&format!("/m/{id}")).header("range", "bytes=--1,x-"), &[200, 400, 416]),
+            ("many Ranges", raw(&format!("/m/{id}")).header("range", format!("bytes={}", (0..500).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(","))), &[200, 206, 416]),
+            ("too many fields", s.authed(Method::POST, "/api/media").multipart((0..70).fold(Form::new(), |f, i| f.text(format!("custom.k{i}"), "v"))), &[400]),
+        ],
+    );
+    // Names with paths and control characters are kept only as metadata.
+    let raw_named = |q: &str| -> Value {
+        let res = s
+            .authed(Method::POST, &format!("/api/media?filename={q}"))
+            .body("named")
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 201, "{q}");
+        res.json::<Value>().unwrap()["items"][0].clone()
+    };
+    let mut stored_items: Vec<Value> = [
+        "../../etc/passwd",
+        "..\\..\\boot.ini",
+        "/abs/path.txt",
+        "CON",
+        "...",
+    ]
+    .iter()
+    .map(|name| s.upload(name, b"named", &[]))
+    .collect();
+    stored_items.push(raw_named("a%07b%0A.txt"));
+    stored_items.push(raw_named("%2e%2e%2f%2e%2e%2fsecrets%2fx"));
+    for item in &stored_items {
+        let name = item["filename"].as_str().unwrap();
+        let stored = name;
+        assert!(
+            !stored.contains('/')
+                && !stored.contains('\\')
+                && !stored.chars().any(char::is_control),
+            "{name:?} → {stored:?}"
+        );
+    }
+    let mut top: Vec<String> = common::entries(&s.data_dir);
+    top.sort();
+    assert_eq!(
+        top,
+        ["FORMAT", "blobs", "meta", "records", "secrets", "tmp", "variants"],
+        "nothing written outside the layout"
+    );
+}
+
+#[test]
+fn scoped_tokens_see_and_change_only_what_they_may() {
+    let s = TestServer::start();
+    let create = |name: &str, scope: &str| -> String {
+        let res = s
+            .authed(Method::POST, "/api/tokens")
+            .json(&json!({"name": name, "scope": scope}))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        res.json::<Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let uploader = create("uploader", "upload");
+    let other_uploader = create("other", "upload");
+    let reader = create("reader", "read");
+    let as_token =
+        |t: &str, m: Method, path: &str| s.client().request(m, s.url(path)).bearer_auth(t);
+
+    let admins = s.upload("admins.txt", b"admin's", &[("visibility", "private")]);
+    let admins_id = admins["id"].as_str().unwrap();
+    let form = Form::new()
+        .part("file", Part::bytes(b"mine".to_vec()).file_name("mine.txt"))
+        .text("visibility", "private");
+    let res = as_token(&uploader, Method::POST, "/api/media")
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let mine: Value = res.json::<Value>().unwrap()["items"][0].clone();
+    let mine_id = mine["id"].as_str().unwrap();
+    assert!(mine["owner"].is_string());
+
+    refused(
+        &s,
+        vec![
+            (
+                "upload token edits the admin's media",
+                as_token(&uploader, Method::PATCH, &format!("/api/media/{admins_id}"))
+                    .json(&json!({"title": "x"})),
+                &[404],
+            ),
+            (
+                "other uploader edits mine",
+                as_token(
+                    &other_uploader,
+                    Method::PATCH,
+                    &format!("/api/media/{mine_id}"),
+                )
+                .json(&json!({"title": "x"})),
+                &[404],
+            ),
+            (
+                "other uploader deletes mine",
+                as_token(
+                    &other_uploader,
+                    Method::DELETE,
+                    &format!("/api/media/{mine_id}"),
+                ),
+                &[404],
+            ),
+            (
+                "reader edits",
+                as_token(&reader, Method::PATCH, &format!("/api/media/{mine_id}"))
+                    .json(&json!({"title": "x"})),
+                &[403],
+            ),
+            (
+                "reader uploads",
+                as_token(&reader, Method::POST, "/api/media?filename=r.txt").body("r"),
+                &[403],
+            ),
+            (
+                "uploader lists tokens",
+                as_token(&uploader, Method::GET, "/api/tokens"),
+                &[403],
+            ),
+            (
+                "uploader makes a token",
+                as_token(&uploader, Method::POST, "/api/tokens")
+                    .json(&json!({"name": "x", "scope": "admin"})),
+                &[403],
+            ),
+            (
+                "uploader reads status",
+                as_token(&uploader, Method::GET, "/api/status"),
+                &[403],
+            ),
+            (
+                "uploader takes a backup",
+                as_token(&uploader, Method::GET, "/api/backup"),
+                &[403],
+            ),
+            (
+                "other uploader reads my private file",
+                as_token(&other_uploader, Method::GET, &format!("/m/{mine_id}")),
+                &[404],
+            ),
+            (
+                "anonymous reads private by id",
+                s.get(&format!("/api/media/{admins_id}")),
+                &[404],
+            ),
+            (
+                "anonymous reads private by hash",
+                s.get(&format!("/f/{}", admins["hash"].as_str().unwrap())),
+                &[404],
+            ),
+            (
+                "wrong token",
+                s.get("/api/media").bearer_auth("sbx_not-a-real-token"),
+                &[401],
+            ),
+            (
+                "empty bearer",
+                s.get("/api/media").header("authorization", "Bearer "),
+                &[401],
+            ),
+        ],
+    );
+    // What they may do.
+    let res = as_token(&uploader, Method::PATCH, &format!("/api/media/{mine_id}"))
+        .json(&json!({"title": "mine"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let listed: Value = as_token(&uploader, Method::GET, "/api/media")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![mine_id],
+        "an uploader lists its own private media, not others'"
+    );
+    let listed: Value = as_token(&reader, Method::GET, "/api/media")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        2,
+        "a reader sees every private record"
+    );
+    assert_eq!(
+        as_token(&reader, Method::GET, &format!("/m/{admins_id}"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        s.get("/api/media").send().unwrap().json::<Value>().unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Revoked and expired tokens stop working.
+    let list: Value = s
+        .authed(Method::GET, "/api/tokens")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        !list.to_string().contains(&uploader[4..]),
+        "listings never show token values"
+    );
+    let uploader_id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "uploader")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.authed(Method::DELETE, &format!("/api/tokens/{uploader_id}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        as_token(&uploader, Method::GET, "/api/media")
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    let (code, out) = run_cli(
+        &[
+            "token",
+            "create",
+            "--name",
+            "brief",
+            "--scope",
+            "read",
+            "--expires-in",
+            "4s",
+        ],
+        &s.data_dir,
+    );
+    assert_eq!(code, 0, "{out}");
+    let brief = out.lines().next().unwrap().trim().to_owned();
+    // The server re-reads the token file at most once a second. Each try is spaced out so
+    // failures do not trip the sign-in throttle.
+    let created = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        as_token(&brief, Method::GET, "/api/media")
+            .send()
+            .unwrap()
+            .status(),
+        200,
+        "a token from the command line works"
+    );
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(created.elapsed()));
+    assert_eq!(
+        as_token(&brief, Method::GET, "/api/media")
+            .send()
+            .unwrap()
+            .status(),
+        401,
+        "expired"
+    );
+}
+
+#[test]
+fn signed_urls_open_private_media_until_they_expire_and_only_there() {
+    let s = TestServer::start();
+    let a = s.upload("a.bin", &bytes(1000, 1), &[("visibility", "private")]);
+    let b = s.upload("b.bin", &bytes(1000, 2), &[("visibility", "private")]);
+    let sign = |id: &str, secs: u64| -> String {
+        let v: Value = s
+            .authed(
+                Method::GET,
+                &format!("/api/media/{id}/url?expires_in={secs}"),
+            )
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["url"].as_str().unwrap().to_owned()
+    };
+    let a_id = a["id"].as_str().unwrap();
+    let b_id = b["id"].as_str().unwrap();
+    let url = sign(a_id, 600);
+    assert_eq!(
+        s.get(&url).send().unwrap().status(),
+        200,
+        "anyone holding it may fetch"
+    );
+    assert_eq!(s.client().head(s.url(&url)).send().unwrap().status(), 200);
+    let query = url.split_once('?').unwrap().1;
+    let flipped = {
+        let (head, sig) = query.rsplit_once("sig=").unwrap();
+        let mut sig = sig.to_owned();
+        let c = if sig.starts_with('0') { "1" } else { "0" };
+        sig.replace_range(0..1, c);
+        format!("{head}sig={sig}")
+    };
+    let later = query.replacen("exp=", "exp=9", 1);
+    let short = sign(a_id, 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    refused(
+        &s,
+        vec![
+            (
+                "tampered signature",
+                s.get(&format!("/m/{a_id}?{flipped}")),
+                &[403],
+            ),
+            (
+                "extended expiry",
+                s.get(&format!("/m/{a_id}?{later}")),
+                &[403],
+            ),
+            ("another path", s.get(&format!("/m/{b_id}?{query}")), &[403]),
+            ("expired", s.get(&short), &[403]),
+            ("no signature", s.get(&format!("/m/{a_id}")), &[404]),
+            (
+                "signature on /f",
+                s.get(&format!("/f/{}?{query}", a["hash"].as_str().unwrap())),
+                &[404],
+            ),
+            (
+                "too long a lifetime",
+                s.authed(
+                    Method::GET,
+                    &format!("/api/media/{a_id}/url?expires_in=99999999"),
+                ),
+                &[400],
+            ),
+            (
+                "anonymous signing",
+                s.get(&format!("/api/media/{a_id}/url")),
+                &[401],
+            ),
+        ],
+    );
+    let (status, body) = status_and_body(s.get(&short));
+    assert_eq!(status, 403);
+    assert!(body.contains("expired_signature"), "{body}");
+}
+
+#[test]
+fn cors_shares_public_reads_with_allowed_origins_only() {
+    let s = TestServer::builder()
+        .arg("--cors-origins")
+        .arg("https://good.example")
+        .start();
+    let item = s.upload("a.txt", b"shared", &[]);
+    let file = format!("/f/{}", item["hash"].as_str().unwrap());
+    let acao = |req: RequestBuilder| {
+        req.send()
+            .unwrap()
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        acao(s.get(&file).header("origin", "https://good.example")).as_deref(),
+        Some("https://good.example")
+    );
+    assert_eq!(
+        acao(s.get("/api/media").header("origin", "https://good.example")).as_deref(),
+        Some("https://good.example")
+    );
+    assert_eq!(
+        acao(s.get(&file).header("origin", "https://evil.example")),
+        None
+    );
+    let preflight = s
+        .client()
+        .request(Method::OPTIONS, s.url(&file))
+        .header("origin", "https://good.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "range")
+        .send()
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert!(preflight
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let write_preflight = s
+        .client()
+        .request(Method::OPTIONS, s.url("/api/media"))
+        .header("origin", "https://good.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_ne!(write_preflight.status(), 204);
+    assert!(write_preflight
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let write = s
+        .authed(Method::POST, "/api/media?filename=w.txt")
+        .header("origin", "https://good.example")
+        .body("w");
+    assert_eq!(acao(write), None, "writes never get CORS headers");
+    assert_eq!(
+        acao(
+            s.authed(Method::GET, "/api/tokens")
+                .header("origin", "https://good.example")
+        ),
+        None
+    );
+}
+
+#[test]
+fn cross_site_cookie_writes_and_disallowed_types_are_refused() {
+    let s = TestServer::builder()
+        .arg("--allowed-types")
+        .arg("image/*,text/plain")
+        .start();
+    let res = s
+        .client()
+        .post(s.url("/api/session"))
+        .json(&json!({"token": common::TOKEN}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
+    refused(
+        &s,
+        vec![
+            (
+                "cross-site form post with the cookie",
+                s.client()
+                    .post(s.url("/api/media?filename=x.txt"))
+                    .header("cookie", &cookie)
+                    .header("origin", "https://evil.example")
+                    .body("x"),
+                &[403],
+            ),
+            (
+                "cookie write without Origin or Sec-Fetch-Site",
+                s.client()
+                    .post(s.url("/api/media?filename=x.txt"))
+                    .header("cookie", &cookie)
+                    .body("x"),
+                &[403],
+            ),
+            (
+                "HTML when only images and text are allowed",
+                s.authed(Method::POST, "/api/media?filename=page.txt")
+                    .body(html),
+                &[415],
+            ),
+            (
+                "PDF when only images and text are allowed",
+                s.authed(Method::POST, "/api/media?filename=a.pdf")
+                    .body("%PDF-1.4 x"),
+                &[415],
+            ),
+        ],
+    );
+    assert_eq!(
+        s.authed(Method::POST, "/api/media?filename=x.txt")
+            .body("plain")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+}
+
+#[test]
+fn repeated_bad_tokens_are_throttled() {
+    let s = TestServer::start();
+    for _ in 0..10 {
+        assert_eq!(
+            s.get("/api/media")
+                .bearer_auth("sbx_guess-guess-guess")
+                .send()
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    let res = s
+        .get("/api/media")
+        .bearer_auth("sbx_guess-guess-guess")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(
+        res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    let res = s
+        .client()
+        .post(s.url("/api/session"))
+        .json(&json!({"token": "wrong"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 429, "sign-in shares the budget");
+    // Anonymous reads still work for everyone.
+    assert_eq!(s.get("/api/media").send().unwrap().status(), 200);
+}
