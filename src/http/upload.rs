@@ -2,11 +2,16 @@
 //! `?filename=`. Bodies are streamed to `tmp/` on a blocking thread while they arrive; no file
 //! is ever held whole in memory.
 
+use std::cell::RefCell;
 use std::fmt::Display;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_multipart::Multipart;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -248,23 +253,33 @@ async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<Str
         .map_err(|_| ApiError::bad_request(format!("field {name:?} is not UTF-8 text")))
 }
 
+/// The request body behind a shared handle: the multipart parser reads through one clone and,
+/// after a refusal, `drain` reads what the parser left through another. The parser cannot be
+/// drained itself once it has failed (a missing boundary fails before it reads anything), and
+/// a body left unread makes the connection close with a reset that hides our JSON error.
+#[derive(Clone)]
+struct SharedBody(Rc<RefCell<web::Payload>>);
+
+impl Stream for SharedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_next(cx)
+    }
+}
+
 async fn multipart(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Vec<NewMedia>, ApiError> {
-    let mut form = Multipart::new(req.headers(), payload);
+    let body = SharedBody(Rc::new(RefCell::new(payload)));
+    let mut form = Multipart::new(req.headers(), body.clone());
     let result = read_form(&mut form, state).await;
     if result.is_err() {
         // Discard the rest so the client reads our error rather than a reset.
-        let mut form = form;
-        let start = Instant::now();
-        while start.elapsed() < DRAIN_TIME {
-            match form.try_next().await {
-                Ok(Some(mut field)) => drain(&mut field).await,
-                _ => break,
-            }
-        }
+        drop(form);
+        drain(body).await;
     }
     result
 }
