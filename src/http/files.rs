@@ -14,8 +14,10 @@ use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::media::{parse_id, visible};
+use super::openapi::responses::{NotFound, ServerError, Unauthorized};
+use super::openapi::Binary;
 use super::AppState;
-use crate::store::{sniff, ContentHash};
+use crate::store::{sniff, ContentHash, MediaId};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -174,7 +176,45 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
     ServiceResponse::new(req, res)
 }
 
-/// `GET /m/{id}`: the record's file under its original name; `?download=1` for an attachment.
+/// A record's file under its original name.
+///
+/// `?download=1` makes it an attachment. Served with its sniffed `Content-Type`, a strong `ETag` (its
+/// sha256), `Range` and conditional requests. HTML, SVG, XML and scripts carry a sandboxing
+/// `Content-Security-Policy`, and all but SVG are served as attachments. Private media need a
+/// token and are `404` without one.
+#[utoipa::path(
+    method(get, head),
+    path = "/m/{id}",
+    operation_id = "media_file",
+    tag = "files",
+    params(
+        ("id" = MediaId, Path, description = "The media id"),
+        ("download" = Option<String>, Query,
+         description = "Any value but `0` or `false` serves the file as an attachment"),
+        ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
+        ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
+    ),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*",
+         body = inline(Binary), headers(
+            ("ETag" = String, description = "The content hash, quoted: a strong validator"),
+            ("Content-Disposition" = String, description = "`inline` or `attachment`, with the filename"),
+            ("Cache-Control" = String, description = "`public, max-age=300`, or `private, no-cache` for private media"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+         )),
+        (status = 206, description = "The requested range", content_type = "*/*",
+         body = inline(Binary), headers(("Content-Range" = String))),
+        (status = 304, description = "Not modified: the client's copy is current"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 412, description = "`If-Match` names another version"),
+        (status = 416, description = "The range lies outside the file",
+         headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {
         Ok(s) => s,
@@ -246,7 +286,42 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
     Ok(serve(req, &state, spec).await)
 }
 
-/// `GET /f/{hash}`: bytes by content address, public when any public record uses the blob.
+/// The bytes by content address.
+///
+/// Public when any public record uses the blob. The bytes by their sha256, cached forever (`immutable`) when public. A blob that only
+/// private media use is `404` without a token.
+#[utoipa::path(
+    method(get, head),
+    path = "/f/{hash}",
+    operation_id = "blob_file",
+    tag = "files",
+    params(
+        ("hash" = ContentHash, Path, description = "The sha256 of the bytes, lowercase hex"),
+        ("download" = Option<String>, Query,
+         description = "Any value but `0` or `false` serves the bytes as an attachment"),
+        ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
+        ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
+    ),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The bytes", content_type = "*/*",
+         body = inline(Binary), headers(
+            ("ETag" = String, description = "The content hash, quoted"),
+            ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`, or `private, no-cache`"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+         )),
+        (status = 206, description = "The requested range", content_type = "*/*",
+         body = inline(Binary), headers(("Content-Range" = String))),
+        (status = 304, description = "Not modified: the client's copy is current"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 412, description = "`If-Match` names another version"),
+        (status = 416, description = "The range lies outside the file",
+         headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {
         Ok(s) => s,

@@ -9,6 +9,7 @@ mod files;
 mod health;
 mod media;
 mod observe;
+pub mod openapi;
 mod session;
 mod status;
 mod upload;
@@ -107,8 +108,8 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
 /// the method's guard.
 type Serve = fn(Route) -> Route;
 
-/// Every route, in matching order: `routes()` registers exactly these and `route_table()` lists
-/// them, so the list cannot drift from what is served.
+/// Every route, in matching order: `routes()` registers exactly these, `route_table()` lists
+/// them, and the OpenAPI document is checked against them, so none can be served undescribed.
 /// Entries for one path stay together; each path becomes one resource that answers any other
 /// method with `405`.
 static ENDPOINTS: &[(Method, &str, Serve)] = &[
@@ -134,6 +135,9 @@ static ENDPOINTS: &[(Method, &str, Serve)] = &[
     (Method::GET, "/metrics", |r| r.to(observe::metrics)),
     (Method::GET, "/api/status", |r| r.to(status::status)),
     (Method::GET, "/api/health", |r| r.to(health::health)),
+    (Method::GET, "/api/openapi.json", |r| {
+        r.to(openapi::openapi_json)
+    }),
     (Method::GET, "/m/{id}", |r| {
         r.service(fn_service(files::media_file))
     }),

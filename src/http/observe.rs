@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
+use super::openapi::responses::{ServerError, Unauthorized};
 use super::AppState;
 use crate::secrets::TokenHash;
 use crate::store::{disk, timing};
@@ -225,7 +226,24 @@ pub async fn middleware(
     Ok(res)
 }
 
-/// `GET /metrics`: the admin token, or SHOEBOX_METRICS_TOKEN, may scrape.
+/// Prometheus metrics.
+///
+/// The admin token, or SHOEBOX_METRICS_TOKEN, may scrape. OpenMetrics text: requests, latency and bytes by route, uploads,
+/// deduplicated uploads, blobs, media, free disk space, database size and fsync latency.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The metrics",
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+         body = String),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -16,12 +16,18 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth;
 use super::error::ApiError;
 use super::media::MediaView;
+use super::openapi::responses::{
+    BadRequest, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError, Unauthorized,
+};
+use super::openapi::Binary;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
 use crate::store::{MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
@@ -34,6 +40,66 @@ const MAX_FILES: usize = 100;
 /// this much so the client sees the JSON error instead of a reset connection.
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// The records an upload created, in the order of the files.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MediaItems)]
+pub struct MediaItems<'a> {
+    items: Vec<MediaView<'a>>,
+}
+
+/// A multipart upload, as the OpenAPI document describes it (the handler streams the parts and
+/// never builds this). The text fields apply to every file; a unit test below checks that each
+/// one is a field the handler accepts.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// One or more files: repeat the part. `files`, `file[]` and `files[]` work too, as does
+    /// any part that has a filename.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    file: Vec<Vec<u8>>,
+    /// At most 500 characters.
+    #[schema(nullable = false)]
+    title: Option<String>,
+    /// At most 10000 characters.
+    #[schema(nullable = false)]
+    description: Option<String>,
+    /// At most 2000 characters.
+    #[schema(nullable = false)]
+    alt: Option<String>,
+    /// Comma-separated; may be repeated (also as `tags[]`).
+    #[schema(nullable = false)]
+    tags: Option<String>,
+    #[schema(nullable = false)]
+    collection: Option<String>,
+    #[schema(nullable = false)]
+    visibility: Option<Visibility>,
+    /// A JSON object of your own keys. Fields named `custom.KEY` add single string keys.
+    #[schema(nullable = false)]
+    custom: Option<String>,
+}
+
+/// The fields of a raw-body upload, as query parameters. `custom.KEY=value` adds one key.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct UploadQuery {
+    /// The file's name (raw bodies only; multipart parts carry their own).
+    filename: Option<String>,
+    /// At most 500 characters.
+    title: Option<String>,
+    /// At most 10000 characters.
+    description: Option<String>,
+    /// At most 2000 characters.
+    alt: Option<String>,
+    /// Comma-separated.
+    tags: Option<String>,
+    collection: Option<String>,
+    #[param(value_type = Option<Visibility>)]
+    visibility: Option<String>,
+    /// A JSON object of your own keys.
+    custom: Option<String>,
+}
 
 /// Text fields shared by every file in one request.
 #[derive(Default)]
@@ -154,6 +220,38 @@ fn declared_type(value: Option<&str>) -> Option<String> {
     (m.essence_str() != "application/octet-stream").then(|| m.essence_str().to_owned())
 }
 
+/// Upload one or more files.
+///
+/// Either a `multipart/form-data` body with one or more `file` parts and text fields, or any
+/// other body taken as the file itself, with its fields as query parameters. The bytes are
+/// durable (fsynced, and the record flushed) before the `201`. Type and kind are sniffed from
+/// the bytes; identical bytes are stored once.
+#[utoipa::path(
+    post,
+    path = "/api/media",
+    operation_id = "upload_media",
+    tag = "media",
+    params(UploadQuery),
+    request_body(
+        description = "A multipart form, or the raw file",
+        content(
+            (inline(UploadForm) = "multipart/form-data"),
+            (inline(Binary) = "application/octet-stream"),
+        ),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Stored; the records in the order of the files",
+         body = MediaItems,
+         headers(("Location" = String, description = "`/api/media/{id}` when one file was sent"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = ServerError),
+        (status = 507, response = InsufficientStorage),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -190,7 +288,7 @@ pub async fn create(
     if let [one] = records.as_slice() {
         res.insert_header((header::LOCATION, format!("/api/media/{}", one.id)));
     }
-    Ok(res.json(serde_json::json!({ "items": views })))
+    Ok(res.json(MediaItems { items: views }))
 }
 
 async fn raw(
@@ -338,4 +436,50 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
             fields: fields.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::{IntoParams, PartialSchema};
+
+    use super::*;
+
+    fn sample(field: &str) -> &'static str {
+        match field {
+            "visibility" => "private",
+            "custom" => r#"{"message_id": 42}"#,
+            _ => "summer",
+        }
+    }
+
+    /// The document's upload fields are described by hand-written types (the handler streams
+    /// the parts), so check them against the handler: each one is accepted, and the raw-body
+    /// query parameters are the form's text fields plus `filename`.
+    #[test]
+    fn every_documented_upload_field_is_accepted() {
+        let form = serde_json::to_value(UploadForm::schema()).unwrap();
+        let fields: Vec<String> = form["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "file")
+            .cloned()
+            .collect();
+        assert_eq!(fields.len(), 7, "{fields:?}");
+        for field in &fields {
+            let mut builder = FieldsBuilder::default();
+            assert!(builder.set(field, sample(field)).is_ok(), "{field}");
+            assert!(builder.finish().is_ok(), "{field}");
+        }
+        let mut query: Vec<String> = UploadQuery::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .filter(|n| n != "filename")
+            .collect();
+        query.sort();
+        let mut fields = fields;
+        fields.sort();
+        assert_eq!(query, fields);
+        assert!(FieldsBuilder::default().set("colour", "red").is_err());
+    }
 }
