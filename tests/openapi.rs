@@ -1,12 +1,15 @@
 //! The OpenAPI document at `/api/openapi.json`, fetched from the real binary: structurally valid
-//! OpenAPI 3, and describing exactly the routes the server registers (`shoebox::http::route_table`,
-//! the list `routes()` registers from).
+//! OpenAPI 3, describing exactly the routes the server registers (`shoebox::http::route_table`,
+//! the list `routes()` registers from), and honest enough that schemathesis, fuzzing every
+//! operation from it, finds no server error.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{TestServer, TOKEN};
 use serde_json::Value;
 
 const METHODS: [&str; 8] = [
@@ -323,4 +326,101 @@ fn answers_are_the_ones_the_document_lists() {
             assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string());
         }
     }
+}
+
+/// The schemathesis command line: `st`, `schemathesis`, or the module.
+fn schemathesis() -> Option<Vec<String>> {
+    let candidates: [&[&str]; 3] = [
+        &["st"],
+        &["schemathesis"],
+        &["python3", "-m", "schemathesis.cli"],
+    ];
+    candidates.iter().find_map(|argv| {
+        let ok = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| argv.iter().map(|s| s.to_string()).collect())
+    })
+}
+
+/// Fuzzes every operation from the document with the admin token (examples, coverage, fuzzing
+/// and stateful phases) and fails on any 5xx, and on any request the server drops. Bounded:
+/// `--max-examples 20` per operation, 10 s per request, 150 s in all (about 15 s here).
+#[test]
+fn schemathesis_finds_no_server_errors() {
+    let Some(argv) = schemathesis() else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "schemathesis is not installed; CI must run this test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: schemathesis is not installed (pip install schemathesis)");
+        return;
+    };
+    let server = TestServer::start();
+    // Hypothesis keeps state in the working directory: give it a temporary one.
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .arg("run")
+        .arg(server.url("/api/openapi.json"))
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-examples", "20"])
+        .args(["--request-timeout", "10"])
+        .args(["--generation-database", "none"])
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .arg("--no-color")
+        .current_dir(work.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start schemathesis");
+    let output = {
+        // Read both pipes on threads so a chatty run cannot block on a full pipe.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        let deadline = Instant::now() + Duration::from_secs(150);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
+        (status, text)
+    };
+    let (status, text) = output;
+    let Some(status) = status else {
+        panic!("schemathesis ran past 150 s:\n{text}");
+    };
+    assert!(
+        status.success(),
+        "schemathesis found problems (exit {status}):\n{text}\n--- server log ---\n{}",
+        server.output()
+    );
+    assert!(
+        text.contains("passed"),
+        "schemathesis ran no test cases:\n{text}"
+    );
 }
