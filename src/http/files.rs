@@ -9,7 +9,7 @@ use actix_web::http::header::{
     Header, HeaderValue, IfMatch, IfNoneMatch, IfRange,
 };
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse};
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
@@ -35,7 +35,8 @@ fn state_of(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
 
 fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse {
     let (req, _) = req.into_parts();
-    ServiceResponse::new(req, e.error_response())
+    // `from_err` keeps the error on the response, for the access log.
+    ServiceResponse::from_err(e, req)
 }
 
 fn wants_download(req: &ServiceRequest) -> bool {

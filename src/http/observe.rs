@@ -197,6 +197,9 @@ pub async fn middleware(
         _ => 0,
     };
     let elapsed = start.elapsed();
+    // The cause of an error answer goes on the same line as its request id, so a `500` that
+    // told the client only "the server log has details" can be found by its X-Request-Id.
+    let error = res.response().error().map(ToString::to_string);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID.clone(), v);
     }
@@ -221,6 +224,7 @@ pub async fn middleware(
         bytes_in,
         bytes_out,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
+        error = error.as_deref(),
         "request"
     );
     Ok(res)
