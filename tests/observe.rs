@@ -134,7 +134,12 @@ fn request_ids_are_echoed_or_made() {
         .unwrap();
     let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 16);
-    assert!(s.output().contains(&made), "the log line carries the id");
+    // The response can arrive before the reader thread has collected the log line.
+    common::eventually(
+        "the log line carries the id",
+        std::time::Duration::from_secs(5),
+        || s.output().contains(&made),
+    );
 }
 
 #[test]
