@@ -18,7 +18,7 @@ use crate::store::layout::{write_atomically, Layout};
 use crate::store::StoreError;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Create media, and edit or delete only the media it created.
@@ -43,7 +43,8 @@ impl FromStr for Scope {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// An API token as listed; `token` (the value) appears only in the creation response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ApiToken {
     /// Public identifier (16 hex digits); also the owner of the media the token creates.
     pub id: String,
@@ -51,6 +52,7 @@ pub struct ApiToken {
     pub scope: Scope,
     /// sha256 of the token, hex.
     #[serde(skip_serializing_if = "String::is_empty", default)]
+    #[schema(ignore)]
     pub hash: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

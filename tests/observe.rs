@@ -134,7 +134,12 @@ fn request_ids_are_echoed_or_made() {
         .unwrap();
     let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 16);
-    assert!(s.output().contains(&made), "the log line carries the id");
+    // The response can arrive before the reader thread has collected the log line.
+    common::eventually(
+        "the log line carries the id",
+        std::time::Duration::from_secs(5),
+        || s.output().contains(&made),
+    );
 }
 
 #[test]
@@ -169,6 +174,50 @@ fn json_logs_are_one_object_per_line_without_secrets() {
         !out.contains(common::TOKEN),
         "the token never reaches the log"
     );
+}
+
+/// A 500 tells the client only that the log has details; the access line with the request's
+/// id carries them.
+#[test]
+fn an_error_answer_is_logged_with_its_cause_on_its_request_line() {
+    let s = TestServer::builder()
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    let item = s.upload("a.txt", b"soon gone", &[]);
+    std::fs::remove_file(s.blob_path(item["hash"].as_str().unwrap())).unwrap();
+    let res = s
+        .get(&format!("/m/{}", item["id"].as_str().unwrap()))
+        .header("x-request-id", "find-the-cause")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert!(
+        !res.text().unwrap().contains("unreadable"),
+        "details stay in the log"
+    );
+    common::eventually("the access line", std::time::Duration::from_secs(5), || {
+        s.output().contains("find-the-cause")
+    });
+    let out = s.output();
+    let line: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["request_id"] == "find-the-cause")
+        .expect("the access line");
+    assert_eq!(line["status"], 500);
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreadable")),
+        "{line}"
+    );
+    let ok: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["status"] == 201)
+        .expect("the upload's access line");
+    assert!(ok.get("error").is_none(), "{ok}");
 }
 
 #[test]

@@ -74,6 +74,40 @@ fn range_requests_get_206_or_416() {
     }
 }
 
+/// Found by schemathesis: `Range: bytes=-1` on an empty file crashed the request (an underflow
+/// in actix-files) and the client got a dropped connection.
+#[test]
+fn a_range_on_an_empty_file_gets_the_whole_empty_file() {
+    let s = TestServer::start();
+    let res = s
+        .authed(Method::POST, "/api/media?filename=empty.txt")
+        .body(Vec::new())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let item: serde_json::Value = res.json().unwrap();
+    let item = &item["items"][0];
+    assert_eq!(item["size"], 0);
+    for path in [
+        format!("/m/{}", item["id"].as_str().unwrap()),
+        format!("/f/{}", item["hash"].as_str().unwrap()),
+    ] {
+        for range in ["bytes=-1", "bytes=-500", "bytes=0-", "bytes=0-0"] {
+            for method in [Method::GET, Method::HEAD] {
+                let res = s
+                    .client()
+                    .request(method.clone(), s.url(&path))
+                    .header("range", range)
+                    .send()
+                    .unwrap_or_else(|e| panic!("{method} {path} {range}: {e}"));
+                assert_eq!(res.status(), 200, "{method} {path} {range}");
+                assert_eq!(header(res.headers(), "content-length"), "0");
+                assert!(res.bytes().unwrap().is_empty());
+            }
+        }
+    }
+}
+
 #[test]
 fn head_and_conditional_requests() {
     let s = TestServer::start();

@@ -10,6 +10,8 @@ use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::openapi::responses::NotFound;
+use super::openapi::Binary;
 use super::AppState;
 
 #[derive(RustEmbed)]
@@ -74,6 +76,20 @@ pub fn embed_page_headers(res: &mut actix_web::HttpResponseBuilder) {
         .insert_header((header::REFERRER_POLICY, "same-origin"));
 }
 
+/// The web app.
+///
+/// Sign in, upload, browse and edit media, see the storage status. Under a strict
+/// `Content-Security-Policy`; it cannot be framed.
+#[utoipa::path(
+    method(get, head),
+    path = "/",
+    operation_id = "web_app",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html; charset=utf-8",
+         body = String),
+    )
+)]
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
     let mut res = HttpResponse::Ok();
     page_headers(&mut res);
@@ -82,6 +98,24 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
         .body(state.assets.index_html.clone())
 }
 
+/// A file of the web app.
+///
+/// Scripts, styles and icons embedded in the binary. Under this build's version they are cached
+/// forever; under any other version they are served uncached.
+#[utoipa::path(
+    method(get, head),
+    path = "/assets/{version}/{path}",
+    operation_id = "web_asset",
+    tag = "pages",
+    params(
+        ("version" = String, Path, description = "The build's asset version (in the page's links)"),
+        ("path" = String, Path, description = "The file, e.g. `app.js`"),
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*", body = inline(Binary)),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let version = req.match_info().get("version").unwrap_or_default();
     let path = req.match_info().get("path").unwrap_or_default();

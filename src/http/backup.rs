@@ -9,6 +9,8 @@ use tokio::sync::mpsc;
 
 use super::auth;
 use super::error::ApiError;
+use super::openapi::responses::{ServerError, Unauthorized};
+use super::openapi::Binary;
 use super::AppState;
 
 /// A `Write` that hands 256 KiB chunks to the response body. Writing fails once the client has
@@ -46,6 +48,27 @@ impl Write for ChannelWriter {
     }
 }
 
+/// A backup archive (admin).
+///
+/// A consistent tar of every record and blob with a checksummed manifest, streamed while the
+/// server keeps working. If the backup fails part way, the connection is cut, so the archive is
+/// truncated and `shoebox restore` refuses it.
+#[utoipa::path(
+    get,
+    path = "/api/backup",
+    operation_id = "backup",
+    tag = "operations",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The archive", content_type = "application/x-tar",
+         body = inline(Binary), headers(
+            ("Content-Disposition" = String,
+             description = "`attachment; filename=\"shoebox-backup-<unix time>.tar\"`"),
+         )),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn backup(
     req: HttpRequest,
     state: web::Data<AppState>,

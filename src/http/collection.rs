@@ -10,9 +10,11 @@ use std::fmt::Write;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::assets;
 use super::error::ApiError;
+use super::openapi::responses::{BadRequest, ServerError};
 use super::AppState;
 use crate::store::record;
 use crate::store::{Kind, ListQuery, MediaId, MediaRecord};
@@ -21,8 +23,11 @@ use crate::store::{Kind, ListQuery, MediaId, MediaRecord};
 const PAGE_SIZE: usize = 24;
 const EMPTY_FIRST_PAGE: &str = "Nothing has been published in this collection yet.";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// From the page's "More" link.
+    #[param(value_type = Option<MediaId>)]
     cursor: Option<String>,
 }
 
@@ -215,8 +220,29 @@ fn html(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
-/// `GET /c/{collection}`: 200 with the page, also when the collection has nothing public yet
-/// (an empty state, so a site can link to a collection before its first upload).
+/// A collection's public media as an HTML page.
+///
+/// A plain, script-free gallery that a site can link to or frame; `200` also when the
+/// collection has nothing public yet (an empty state, so a site can link to a collection before
+/// its first upload). `GET /api/media?collection=` is the same as JSON.
+#[utoipa::path(
+    method(get, head),
+    path = "/c/{collection}",
+    operation_id = "collection_page",
+    tag = "pages",
+    params(
+        ("collection" = String, Path, description = "The collection's name"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html; charset=utf-8",
+         body = String),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "Not a possible collection name: an HTML page saying so",
+         content_type = "text/html; charset=utf-8", body = String),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn page(
     collection: web::Path<String>,
     params: web::Query<PageParams>,

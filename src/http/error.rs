@@ -3,9 +3,27 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
+
+/// Every error response's body.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no such media"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `bad_request`, `invalid_field`, `unauthorized`,
+    /// `cross_site`, `not_found`, `method_not_allowed`, `payload_too_large`,
+    /// `unsupported_media_type`, `insufficient_storage`, `internal`.
+    pub code: String,
+    /// For people; may change between versions.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -137,7 +155,12 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
-        res.json(json!({ "error": { "code": self.code(), "message": self.public_message() } }))
+        res.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.public_message(),
+            },
+        })
     }
 }
 

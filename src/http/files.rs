@@ -9,14 +9,16 @@ use actix_web::http::header::{
     Header, HeaderValue, IfMatch, IfNoneMatch, IfRange,
 };
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse};
 
 use super::auth;
 use super::error::ApiError;
 use super::media::parse_id;
+use super::openapi::responses::{Forbidden, NotFound, ServerError, Unauthorized};
+use super::openapi::Binary;
 use super::AppState;
 use crate::signing::{self, Verdict};
-use crate::store::{sniff, ContentHash, MediaRecord};
+use crate::store::{sniff, ContentHash, MediaId, MediaRecord};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -34,7 +36,8 @@ fn state_of(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
 
 fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse {
     let (req, _) = req.into_parts();
-    ServiceResponse::new(req, e.error_response())
+    // `from_err` keeps the error on the response, for the access log.
+    ServiceResponse::from_err(e, req)
 }
 
 fn wants_download(req: &ServiceRequest) -> bool {
@@ -169,6 +172,14 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         .prefer_utf8(true)
         .set_content_type(mime)
         .set_content_disposition(s.disposition);
+    if file.metadata().len() == 0 {
+        // actix-files turns a suffix range (`bytes=-N`) on an empty file into a 0-byte range
+        // and underflows computing its last byte: a panic (and a dropped connection) in debug
+        // builds, a bogus 206 in release. No byte of an empty file can be sent anyway, and a
+        // server may ignore Range (RFC 9110 §14.2): answer 200 with the empty body. Found by
+        // schemathesis.
+        req.headers_mut().remove(header::RANGE);
+    }
     let (req, _) = req.into_parts();
     let mut res = file.into_response(&req);
     set_common(&mut res);
@@ -225,8 +236,50 @@ fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiE
     }
 }
 
-/// `GET /m/{id}`: the record's file under its original name; `?download=1` for an attachment.
-/// Private media need a token that may read them, or a valid signed URL.
+/// A record's file under its original name.
+///
+/// `?download=1` makes it an attachment. Served with its sniffed `Content-Type`, a strong `ETag` (its
+/// sha256), `Range` and conditional requests. HTML, SVG, XML and scripts carry a sandboxing
+/// `Content-Security-Policy`, and all but SVG are served as attachments. Private media need a
+/// token that may read them, or a valid signed URL (`exp`, `kid`, `sig` from
+/// `GET /api/media/{id}/url`), and are `404` without either.
+#[utoipa::path(
+    method(get, head),
+    path = "/m/{id}",
+    operation_id = "media_file",
+    tag = "files",
+    params(
+        ("id" = MediaId, Path, description = "The media id"),
+        ("exp" = Option<u64>, Query, description = "Signed URLs: expiry, unix seconds"),
+        ("kid" = Option<String>, Query, description = "Signed URLs: the signing key's id"),
+        ("sig" = Option<String>, Query, description = "Signed URLs: HMAC-SHA256, hex"),
+        ("download" = Option<String>, Query,
+         description = "Any value but `0` or `false` serves the file as an attachment"),
+        ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
+        ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
+    ),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*",
+         body = inline(Binary), headers(
+            ("ETag" = String, description = "The content hash, quoted: a strong validator"),
+            ("Content-Disposition" = String, description = "`inline` or `attachment`, with the filename"),
+            ("Cache-Control" = String, description = "`public, max-age=300`, or `private, no-cache` for private media"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+         )),
+        (status = 206, description = "The requested range", content_type = "*/*",
+         body = inline(Binary), headers(("Content-Range" = String))),
+        (status = 304, description = "Not modified: the client's copy is current"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 412, description = "`If-Match` names another version"),
+        (status = 416, description = "The range lies outside the file",
+         headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {
         Ok(s) => s,
@@ -274,7 +327,42 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
     Ok(serve(req, &state, spec).await)
 }
 
-/// `GET /f/{hash}`: bytes by content address, public when any public record uses the blob.
+/// The bytes by content address.
+///
+/// Public when any public record uses the blob. The bytes by their sha256, cached forever (`immutable`) when public. A blob that only
+/// private media use is `404` without a token.
+#[utoipa::path(
+    method(get, head),
+    path = "/f/{hash}",
+    operation_id = "blob_file",
+    tag = "files",
+    params(
+        ("hash" = ContentHash, Path, description = "The sha256 of the bytes, lowercase hex"),
+        ("download" = Option<String>, Query,
+         description = "Any value but `0` or `false` serves the bytes as an attachment"),
+        ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
+        ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
+    ),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The bytes", content_type = "*/*",
+         body = inline(Binary), headers(
+            ("ETag" = String, description = "The content hash, quoted"),
+            ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`, or `private, no-cache`"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+         )),
+        (status = 206, description = "The requested range", content_type = "*/*",
+         body = inline(Binary), headers(("Content-Range" = String))),
+        (status = 304, description = "Not modified: the client's copy is current"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 412, description = "`If-Match` names another version"),
+        (status = 416, description = "The range lies outside the file",
+         headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
     let state = match state_of(&req) {
         Ok(s) => s,

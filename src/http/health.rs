@@ -3,29 +3,106 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::openapi::responses::ServerError;
 use super::AppState;
+use crate::store::StoreError;
 
+/// The health report, with `200` or `503`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `fail` (503) when the disk or the database refuses durable writes; `degraded` when the
+    /// disk is past its reserve, so uploads are refused but everything else works.
+    status: HealthStatus,
+    version: &'static str,
+    checks: HealthChecks,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+    Fail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthChecks {
+    /// A probe file written, fsynced, read back and removed in the data directory.
+    data_dir: Check,
+    /// A probe key written, flushed and read back in the database.
+    metadata: Check,
+    free_space: SpaceCheck,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Check {
+    fn of(r: &Result<(), StoreError>) -> Check {
+        Check {
+            ok: r.is_ok(),
+            error: r.as_ref().err().map(ToString::to_string),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SpaceCheck {
+    /// False when free space is below the reserve.
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    free_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    reserve_bytes: u64,
+}
+
+/// Deep health check.
+///
+/// Writes, fsyncs, reads back and removes a probe in the data directory and in the database.
+/// Platforms should use it as their health check.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    operation_id = "health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy (`ok`), or `degraded`: past the disk reserve",
+         body = Health),
+        (status = 503, description = "The data directory or the database refuses writes",
+         body = Health),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let (disk, meta, space) =
         web::block(move || (store.probe_disk(), store.probe_meta(), store.check_space(0))).await?;
-    let check = |r: &Result<(), crate::store::StoreError>| match r {
-        Ok(()) => json!({ "ok": true }),
-        Err(e) => json!({ "ok": false, "error": e.to_string() }),
-    };
     let ok = disk.is_ok() && meta.is_ok();
     // Past the reserve the service still reads, edits and deletes: degraded, not down, so a
     // platform health check does not restart it in a loop.
+    let reserve_bytes = state.store.reserve();
     let space_check = match &space {
-        Ok(s) => {
-            json!({ "ok": true, "free_bytes": s.free_bytes, "reserve_bytes": state.store.reserve() })
-        }
-        Err(e) => {
-            json!({ "ok": false, "error": e.to_string(), "reserve_bytes": state.store.reserve() })
-        }
+        Ok(s) => SpaceCheck {
+            ok: true,
+            free_bytes: Some(s.free_bytes),
+            error: None,
+            reserve_bytes,
+        },
+        Err(e) => SpaceCheck {
+            ok: false,
+            free_bytes: None,
+            error: Some(e.to_string()),
+            reserve_bytes,
+        },
     };
     for err in [disk.as_ref().err(), meta.as_ref().err()]
         .into_iter()
@@ -33,11 +110,21 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     {
         tracing::error!(error = %err, "health check failed");
     }
-    let body = json!({
-        "status": if !ok { "fail" } else if space.is_err() { "degraded" } else { "ok" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "checks": { "data_dir": check(&disk), "metadata": check(&meta), "free_space": space_check },
-    });
+    let body = Health {
+        status: if !ok {
+            HealthStatus::Fail
+        } else if space.is_err() {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Ok
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        checks: HealthChecks {
+            data_dir: Check::of(&disk),
+            metadata: Check::of(&meta),
+            free_space: space_check,
+        },
+    };
     let mut res = if ok {
         HttpResponse::Ok()
     } else {

@@ -4,9 +4,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
+use super::openapi::responses::{
+    BadRequest, Forbidden, InsufficientStorage, NotFound, PayloadTooLarge, ServerError,
+    Unauthorized, UnsupportedMediaType,
+};
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
 use crate::store::{Kind, ListQuery, MediaId, MediaPatch, MediaRecord, Visibility};
@@ -15,12 +20,27 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
 /// A record as the API shows it: its fields plus its stable URL and its content address.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Media)]
 pub struct MediaView<'a> {
     #[serde(flatten)]
     record: &'a MediaRecord,
+    /// The file's stable address, `/m/{id}`; absolute when SHOEBOX_PUBLIC_URL is set.
+    #[schema(examples("/m/01jd8x4w9k6t2m3n4p5q6r7s8t"))]
     url: String,
+    /// The bytes by content address, `/f/{hash}`, cached forever.
+    #[schema(examples("/f/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"))]
     blob_url: String,
+}
+
+/// One page of a listing, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MediaPage)]
+pub struct MediaPage<'a> {
+    items: Vec<MediaView<'a>>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 impl<'a> MediaView<'a> {
@@ -46,14 +66,24 @@ pub fn visible(state: &AppState, id: MediaId, caller: &Caller) -> Result<MediaRe
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only media in this collection.
     collection: Option<String>,
+    /// Only media with this tag (compared lower-cased).
     tag: Option<String>,
+    /// Only media of this kind.
+    #[param(value_type = Option<Kind>)]
     kind: Option<String>,
+    /// Text found, ignoring case, in the title, description or file name.
     q: Option<String>,
+    /// Items per page.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<MediaId>)]
     cursor: Option<String>,
 }
 
@@ -99,6 +129,23 @@ impl ListParams {
     }
 }
 
+/// List media, newest first.
+///
+/// Anonymous callers see public media only; a token (or a signed-in session) sees everything.
+#[utoipa::path(
+    get,
+    path = "/api/media",
+    operation_id = "list_media",
+    tag = "media",
+    params(ListParams),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "One page of media", body = MediaPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn list(
     req: HttpRequest,
     params: web::Query<ListParams>,
@@ -115,12 +162,29 @@ pub async fn list(
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(serde_json::json!({
-            "items": items,
-            "next_cursor": page.next.map(|id| id.to_string()),
-        })))
+        .json(MediaPage {
+            items,
+            next_cursor: page.next.map(|id| id.to_string()),
+        }))
 }
 
+/// One media record.
+///
+/// Private media are `404` to anonymous callers, so that their existence does not leak.
+#[utoipa::path(
+    get,
+    path = "/api/media/{id}",
+    operation_id = "get_media",
+    tag = "media",
+    params(("id" = MediaId, Path, description = "The media id")),
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The record", body = MediaView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn get(
     req: HttpRequest,
     id: web::Path<String>,
@@ -138,24 +202,36 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// Tags as a list, or as one comma-separated string.
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum TagsInput {
     List(Vec<String>),
     Text(String),
 }
 
-#[derive(Deserialize)]
+/// The editable fields; each one present replaces the stored value, absent ones stay.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Pier at sunset", "tags": ["summer"], "collection": null}))]
 pub struct PatchBody {
+    /// A new file name (metadata only).
     filename: Option<String>,
+    /// At most 500 characters.
     title: Option<String>,
+    /// At most 10000 characters.
     description: Option<String>,
+    /// At most 2000 characters.
     alt: Option<String>,
+    /// Replaces all tags.
     tags: Option<TagsInput>,
+    /// `null` or `""` takes the record out of its collection; absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     collection: Option<Option<String>>,
     visibility: Option<Visibility>,
+    /// Replaces the whole object; `null` empties it.
+    #[schema(value_type = Option<Object>)]
     custom: Option<Value>,
 }
 
@@ -201,6 +277,27 @@ impl PatchBody {
     }
 }
 
+/// Edit a record's editable fields.
+#[utoipa::path(
+    patch,
+    path = "/api/media/{id}",
+    operation_id = "edit_media",
+    tag = "media",
+    params(("id" = MediaId, Path, description = "The media id")),
+    request_body = PatchBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The edited record", body = MediaView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = ServerError),
+        (status = 507, response = InsufficientStorage),
+    )
+)]
 pub async fn patch(
     req: HttpRequest,
     id: web::Path<String>,
@@ -216,6 +313,22 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(MediaView::new(&record, &state)))
 }
 
+/// Delete a record; its file goes with its last record.
+#[utoipa::path(
+    delete,
+    path = "/api/media/{id}",
+    operation_id = "delete_media",
+    tag = "media",
+    params(("id" = MediaId, Path, description = "The media id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     id: web::Path<String>,
@@ -244,17 +357,45 @@ fn editable(state: &AppState, id: MediaId, caller: &Caller) -> Result<MediaRecor
     Ok(record)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UrlParams {
+    /// Seconds until the URL stops working: 1 to 604800 (a week); default 3600.
     expires_in: Option<u64>,
+}
+
+/// A signed URL and when it stops working.
+#[derive(Serialize, ToSchema)]
+pub struct SignedUrl {
+    /// `/m/{id}?exp=…&kid=…&sig=…`, absolute when SHOEBOX_PUBLIC_URL is set.
+    url: String,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 /// Longest lifetime of a signed URL: a week.
 const MAX_EXPIRES_IN: u64 = 7 * 24 * 3600;
 
-/// `GET /api/media/{id}/url?expires_in=`: a signed URL that serves the file to anyone holding
-/// it until it expires (default one hour).
+/// A signed URL for a file.
+///
+/// The URL serves the file to anyone holding it until it expires (default one hour), private
+/// media included. Needs a token that may read the record.
+#[utoipa::path(
+    get,
+    path = "/api/media/{id}/url",
+    operation_id = "sign_media_url",
+    tag = "media",
+    params(("id" = MediaId, Path, description = "The media id"), UrlParams),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The signed URL", body = SignedUrl),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn signed_url(
     req: HttpRequest,
     id: web::Path<String>,
@@ -281,8 +422,8 @@ pub async fn signed_url(
         });
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "url": state.link(&format!("{path}?{query}")),
-            "expires_at": expires_at,
-        })))
+        .json(SignedUrl {
+            url: state.link(&format!("{path}?{query}")),
+            expires_at,
+        }))
 }

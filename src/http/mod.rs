@@ -11,17 +11,20 @@ mod health;
 mod limits;
 mod media;
 mod observe;
+pub mod openapi;
 mod session;
 mod status;
 mod tokens;
 mod upload;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use actix_web::http::header;
+use actix_web::dev::fn_service;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::{header, Method};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{guard, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Route};
 
 pub use error::ApiError;
 
@@ -91,7 +94,18 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(64 * 1024)
-            .error_handler(|e, _| ApiError::bad_request(format!("invalid JSON body: {e}")).into()),
+            .error_handler(|e, _| match e {
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+                    "send a JSON body (Content-Type: application/json)".into(),
+                )
+                .into(),
+                JsonPayloadError::Overflow { limit }
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::TooLarge {
+                    limit: limit as u64,
+                }
+                .into(),
+                e => ApiError::bad_request(format!("invalid JSON body: {e}")).into(),
+            }),
     )
     .app_data(
         web::QueryConfig::default().error_handler(|e, _| {
@@ -104,95 +118,83 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// How one method on one path is served: the handler, attached to a route that already has
+/// the method's guard.
+type Serve = fn(Route) -> Route;
+
+/// Every route, in matching order: `routes()` registers exactly these, `route_table()` lists
+/// them, and the OpenAPI document is checked against them, so none can be served undescribed.
+/// Entries for one path stay together; each path becomes one resource that answers any other
+/// method with `405`.
+static ENDPOINTS: &[(Method, &str, Serve)] = &[
+    (Method::GET, "/", |r| r.to(assets::index)),
+    (Method::HEAD, "/", |r| r.to(assets::index)),
+    (Method::GET, "/assets/{version}/{path:.*}", |r| {
+        r.to(assets::asset)
+    }),
+    (Method::HEAD, "/assets/{version}/{path:.*}", |r| {
+        r.to(assets::asset)
+    }),
+    (Method::GET, "/c/{collection}", |r| r.to(collection::page)),
+    (Method::HEAD, "/c/{collection}", |r| r.to(collection::page)),
+    (Method::GET, "/api/session", |r| r.to(session::show)),
+    (Method::POST, "/api/session", |r| r.to(session::create)),
+    (Method::DELETE, "/api/session", |r| r.to(session::delete)),
+    (Method::GET, "/api/media", |r| r.to(media::list)),
+    (Method::POST, "/api/media", |r| r.to(upload::create)),
+    (Method::GET, "/api/media/{id}/url", |r| {
+        r.to(media::signed_url)
+    }),
+    (Method::GET, "/api/tokens", |r| r.to(tokens::list)),
+    (Method::POST, "/api/tokens", |r| r.to(tokens::create)),
+    (Method::DELETE, "/api/tokens/{id}", |r| r.to(tokens::revoke)),
+    (Method::GET, "/api/media/{id}", |r| r.to(media::get)),
+    (Method::PATCH, "/api/media/{id}", |r| r.to(media::patch)),
+    (Method::DELETE, "/api/media/{id}", |r| r.to(media::delete)),
+    (Method::GET, "/api/backup", |r| r.to(backup::backup)),
+    (Method::GET, "/metrics", |r| r.to(observe::metrics)),
+    (Method::GET, "/api/status", |r| r.to(status::status)),
+    (Method::GET, "/api/health", |r| r.to(health::health)),
+    (Method::GET, "/api/openapi.json", |r| {
+        r.to(openapi::openapi_json)
+    }),
+    (Method::GET, "/m/{id}", |r| {
+        r.service(fn_service(files::media_file))
+    }),
+    (Method::HEAD, "/m/{id}", |r| {
+        r.service(fn_service(files::media_file))
+    }),
+    (Method::GET, "/f/{hash}", |r| {
+        r.service(fn_service(files::blob_file))
+    }),
+    (Method::HEAD, "/f/{hash}", |r| {
+        r.service(fn_service(files::blob_file))
+    }),
+];
+
+/// Every (method, path pattern) the server registers, in actix's pattern syntax
+/// (`{path:.*}` is a parameter that may contain slashes).
+pub fn route_table() -> &'static [(&'static str, &'static str)] {
+    static TABLE: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        ENDPOINTS
+            .iter()
+            .map(|(method, path, _)| (method.as_str(), *path))
+            .collect()
+    })
+}
+
 /// Every route. Shared by the server and the in-process tests.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
     json_error_handlers(cfg);
-    cfg.service(web::resource("/").route(web::route().guard(get_or_head()).to(assets::index)))
-        .service(
-            web::resource("/assets/{version}/{path:.*}")
-                .route(web::route().guard(get_or_head()).to(assets::asset)),
-        )
-        .service(
-            web::resource("/c/{collection}")
-                .route(web::route().guard(get_or_head()).to(collection::page))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/session")
-                .route(web::get().to(session::show))
-                .route(web::post().to(session::create))
-                .route(web::delete().to(session::delete))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/media")
-                .route(web::get().to(media::list))
-                .route(web::post().to(upload::create))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/media/{id}/url")
-                .route(web::get().to(media::signed_url))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/tokens")
-                .route(web::get().to(tokens::list))
-                .route(web::post().to(tokens::create))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/tokens/{id}")
-                .route(web::delete().to(tokens::revoke))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/media/{id}")
-                .route(web::get().to(media::get))
-                .route(web::patch().to(media::patch))
-                .route(web::delete().to(media::delete))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/backup")
-                .route(web::get().to(backup::backup))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/metrics")
-                .route(web::get().to(observe::metrics))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/status")
-                .route(web::get().to(status::status))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/health")
-                .route(web::get().to(health::health))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/m/{id}")
-                .route(
-                    web::route()
-                        .guard(get_or_head())
-                        .service(actix_web::dev::fn_service(files::media_file)),
-                )
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/f/{hash}")
-                .route(
-                    web::route()
-                        .guard(get_or_head())
-                        .service(actix_web::dev::fn_service(files::blob_file)),
-                )
-                .default_service(web::to(method_not_allowed)),
-        )
-        .default_service(actix_web::dev::fn_service(files::legacy_or_not_found));
+    for group in ENDPOINTS.chunk_by(|a, b| a.1 == b.1) {
+        let mut resource = web::resource(group[0].1);
+        for (method, _, serve) in group {
+            resource = resource.route(serve(web::route().method(method.clone())));
+        }
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+    cfg.default_service(fn_service(files::legacy_or_not_found));
 }
 
 /// Headers on every response.
@@ -274,4 +276,153 @@ fn announce_generated_token(token: &str, config: &Config) {
     println!(
         "\n  Shoebox generated an admin token. It is shown only this once; only its hash is stored.\n\n      {token}\n\n  Use it as a bearer token, e.g.\n      curl -H \"Authorization: Bearer {token}\" -F file=@photo.jpg http://localhost:{port}/api/media\n  or paste it into the sign-in box of the web page. Lost it? Stop Shoebox and run\n  `shoebox reset-admin-token`, or set SHOEBOX_ADMIN_TOKEN.\n"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use actix_web::dev::Service;
+    use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+    use actix_web::test as atest;
+    use actix_web::App;
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Cli;
+    use crate::secrets::{SessionKey, TokenHash};
+
+    const TOKEN: &str = "in-process-admin-token";
+    const PROBED: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+
+    /// A concrete path for a pattern: every `{name}` or `{name:regex}` filled with a sample.
+    fn sample(pattern: &str) -> String {
+        let mut out = String::new();
+        let mut rest = pattern;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}').unwrap() + open;
+            let name = rest[open + 1..close].split(':').next().unwrap();
+            out.push_str(match name {
+                "id" => "01jd8x4w9k6t2m3n4p5q6r7s8t",
+                "hash" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "path" => "app.js",
+                other => other,
+            });
+            rest = &rest[close + 1..];
+        }
+        out + rest
+    }
+
+    #[test]
+    fn each_path_is_listed_in_one_run_of_the_table() {
+        let runs = ENDPOINTS.chunk_by(|a, b| a.1 == b.1).count();
+        let paths: BTreeSet<&str> = ENDPOINTS.iter().map(|e| e.1).collect();
+        assert_eq!(runs, paths.len(), "a path is split across the table");
+        let pairs: BTreeSet<(&str, &str)> = route_table().iter().copied().collect();
+        assert_eq!(pairs.len(), ENDPOINTS.len(), "a method is listed twice");
+    }
+
+    fn state(dir: &std::path::Path) -> web::Data<AppState> {
+        let args = ["shoebox", "--data-dir", dir.to_str().unwrap()];
+        let config = Config::from_args(Cli::try_parse_from(args).unwrap().serve).unwrap();
+        let store = Arc::new(Store::open(dir).unwrap());
+        web::Data::new(AppState::new(
+            store,
+            config,
+            TokenHash::of(TOKEN),
+            disk::persistence(dir),
+            SessionKey::random(),
+        )
+        .unwrap())
+    }
+
+    #[actix_web::test]
+    async fn json_bodies_of_the_wrong_type_or_size_get_415_and_413() {
+        let dir = tempfile::tempdir().unwrap();
+        let app =
+            atest::init_service(App::new().app_data(state(dir.path())).configure(routes)).await;
+        let cases = [
+            ("text/plain", "{\"token\": \"x\"}".to_owned(), 415),
+            (
+                "application/json",
+                format!("{{\"token\": \"{}\"}}", "x".repeat(70_000)),
+                413,
+            ),
+            ("application/json", "{\"token\": ".to_owned(), 400),
+        ];
+        for (content_type, body, status) in cases {
+            let req = atest::TestRequest::post()
+                .uri("/api/session")
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .set_payload(body)
+                .to_request();
+            let res = atest::call_service(&app, req).await;
+            assert_eq!(res.status().as_u16(), status, "{content_type}");
+        }
+    }
+
+    /// Walks the real `App`: every (method, path) of the table reaches a resource with exactly
+    /// that pattern and is served; every other method on it answers 405.
+    #[actix_web::test]
+    async fn the_app_serves_exactly_the_route_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let app = atest::init_service(
+            App::new()
+                .app_data(state)
+                .wrap_fn(|req, srv| {
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        let pattern = res.request().match_pattern().unwrap_or_default();
+                        if let Ok(v) = HeaderValue::from_str(&pattern) {
+                            res.headers_mut()
+                                .insert(HeaderName::from_static("x-pattern"), v);
+                        }
+                        Ok(res)
+                    }
+                })
+                .configure(routes),
+        )
+        .await;
+        let table: BTreeSet<(&str, &str)> = route_table().iter().copied().collect();
+        let paths: BTreeSet<&str> = table.iter().map(|(_, p)| *p).collect();
+        for path in paths {
+            for method in PROBED {
+                let req = atest::TestRequest::default()
+                    .method(method.clone())
+                    .uri(&sample(path))
+                    .insert_header((AUTHORIZATION, format!("Bearer {TOKEN}")))
+                    .to_request();
+                let res = atest::call_service(&app, req).await;
+                let matched = res
+                    .headers()
+                    .get("x-pattern")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                assert_eq!(matched, path, "{method} {}", sample(path));
+                let registered = table.contains(&(method.as_str(), path));
+                assert_eq!(
+                    res.status() != actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                    registered,
+                    "{method} {path} answered {}",
+                    res.status()
+                );
+            }
+        }
+        let req = atest::TestRequest::get().uri("/no/such/route").to_request();
+        let res = atest::call_service(&app, req).await;
+        assert_eq!(res.status(), actix_web::http::StatusCode::NOT_FOUND);
+        assert!(res.headers().get("x-pattern").is_none_or(|v| v.is_empty()));
+    }
 }

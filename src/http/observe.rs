@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use super::auth;
 use super::error::ApiError;
+use super::openapi::responses::{ServerError, Unauthorized};
 use super::AppState;
 use crate::secrets::TokenHash;
 use crate::store::{disk, timing};
@@ -196,6 +197,9 @@ pub async fn middleware(
         _ => 0,
     };
     let elapsed = start.elapsed();
+    // The cause of an error answer goes on the same line as its request id, so a `500` that
+    // told the client only "the server log has details" can be found by its X-Request-Id.
+    let error = res.response().error().map(ToString::to_string);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID.clone(), v);
     }
@@ -220,12 +224,30 @@ pub async fn middleware(
         bytes_in,
         bytes_out,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
+        error = error.as_deref(),
         "request"
     );
     Ok(res)
 }
 
-/// `GET /metrics`: the admin token, or SHOEBOX_METRICS_TOKEN, may scrape.
+/// Prometheus metrics.
+///
+/// The admin token, or SHOEBOX_METRICS_TOKEN, may scrape. OpenMetrics text: requests, latency and bytes by route, uploads,
+/// deduplicated uploads, blobs, media, free disk space, database size and fsync latency.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The metrics",
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+         body = String),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -6,21 +6,52 @@
 
 use actix_web::http::header::{self, ORIGIN};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::auth::{self, Caller, Credential, SESSION_COOKIE};
 use super::error::ApiError;
+use super::openapi::responses::{
+    BadRequest, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
+};
 use super::AppState;
 
 /// How long a sign-in lasts.
 pub const SESSION_SECONDS: u64 = 7 * 24 * 60 * 60;
 
-#[derive(Deserialize)]
+/// Signing in.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
+    /// The admin token.
     token: String,
+}
+
+/// Who is signed in, and how.
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// `admin`, or `token_<id>` for an API token.
+    #[schema(required = true)]
+    role: Option<String>,
+    /// `admin`, `upload` or `read`.
+    #[schema(required = true)]
+    scope: Option<&'static str>,
+    via: Via,
+    /// When a cookie session ends (RFC 3339); `null` for bearer tokens.
+    #[schema(format = DateTime, required = true)]
+    expires_at: Option<String>,
+    /// The largest file the server accepts, for the upload form.
+    max_upload_bytes: u64,
+}
+
+/// How the caller authenticated.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Cookie,
+    Bearer,
+    None,
 }
 
 /// `Secure` when the browser reached us over https, directly or through a proxy that says so,
@@ -47,22 +78,41 @@ fn rfc3339(unix: u64) -> Option<String> {
         .ok()
 }
 
-fn describe(caller: Caller, credential: Credential, state: &AppState) -> serde_json::Value {
-    let (via, expires) = match credential {
-        Credential::Session { expires } => ("cookie", rfc3339(expires)),
-        Credential::Bearer => ("bearer", None),
-        Credential::None => ("none", None),
+fn describe(caller: Caller, credential: Credential, state: &AppState) -> SessionInfo {
+    let (via, expires_at) = match credential {
+        Credential::Session { expires } => (Via::Cookie, rfc3339(expires)),
+        Credential::Bearer => (Via::Bearer, None),
+        Credential::None => (Via::None, None),
     };
-    json!({
-        "role": caller.role(),
-        "scope": caller.scope_name(),
-        "via": via,
-        "expires_at": expires,
-        "max_upload_bytes": state.config.max_upload_bytes,
-    })
+    SessionInfo {
+        role: caller.role(),
+        scope: caller.scope_name(),
+        via,
+        expires_at,
+        max_upload_bytes: state.config.max_upload_bytes,
+    }
 }
 
-/// `POST /api/session` with `{"token": "…"}`: 200 with the session and its cookie, or 401.
+/// Sign the web app in.
+///
+/// With `{"token": "…"}`: 200 with the session and its cookie, or 401. Answers with an `HttpOnly`, `SameSite=Strict` session cookie valid for
+/// 7 days (`Secure` over https). A request carrying an `Origin` must name this host.
+#[utoipa::path(
+    post,
+    path = "/api/session",
+    operation_id = "sign_in",
+    tag = "session",
+    request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in", body = SessionInfo,
+         headers(("Set-Cookie" = String, description = "`shoebox_session=…; Path=/; Max-Age=604800; HttpOnly; SameSite=Strict`"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     body: web::Json<SignIn>,
@@ -88,7 +138,20 @@ pub async fn create(
         .json(describe(caller, Credential::Session { expires }, &state)))
 }
 
-/// `GET /api/session`: who is signed in, or 401.
+/// Who is signed in.
+///
+/// The caller of a session cookie or a bearer token.
+#[utoipa::path(
+    get,
+    path = "/api/session",
+    operation_id = "show_session",
+    tag = "session",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller", body = SessionInfo),
+        (status = 401, response = Unauthorized),
+    )
+)]
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match auth::authenticate(&req, &state)? {
         (Caller::Anonymous, _) => Err(ApiError::Unauthorized("not signed in")),
@@ -98,8 +161,20 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     }
 }
 
-/// `DELETE /api/session`: signs out by expiring the cookie. Always 204; signing out needs no
-/// proof, and a forged sign-out costs the victim only a sign-in.
+/// Sign out.
+///
+/// Expires the session cookie. Always 204; signing out needs no proof, and a forged sign-out
+/// costs the victim only a sign-in.
+#[utoipa::path(
+    delete,
+    path = "/api/session",
+    operation_id = "sign_out",
+    tag = "session",
+    responses(
+        (status = 204, description = "Signed out",
+         headers(("Set-Cookie" = String, description = "The cookie, expired"))),
+    )
+)]
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::SET_COOKIE, set_cookie(&req, &state, "", 0)))
@@ -119,6 +194,7 @@ mod tests {
     use crate::store::Store;
 
     use super::*;
+    use serde_json::json;
 
     const TOKEN: &str = "in-process-admin-token";
 

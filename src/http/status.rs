@@ -2,13 +2,69 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth;
 use super::error::ApiError;
+use super::openapi::responses::{ServerError, Unauthorized};
 use super::AppState;
-use crate::store::disk;
+use crate::store::disk::{self, Persistence};
 
+/// Storage facts.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    version: &'static str,
+    uptime_seconds: u64,
+    /// The data directory, resolved.
+    data_dir: String,
+    /// The store's instance id, from its `FORMAT` file.
+    instance: String,
+    /// Whether the data directory would survive a restart or redeploy, and why.
+    persistent: Persistence,
+    disk: DiskStatus,
+    media: Totals,
+    blobs: Totals,
+    /// Size of the metadata database on disk.
+    meta_bytes: u64,
+    /// When `shoebox verify` last ran, and its outcome.
+    #[schema(required = true)]
+    last_verify: Option<String>,
+    /// When the last backup was taken.
+    #[schema(required = true)]
+    last_backup: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DiskStatus {
+    free_bytes: u64,
+    total_bytes: u64,
+    /// Free space kept for the database; uploads get `507` below it.
+    reserve_bytes: u64,
+    accepting_uploads: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Totals {
+    count: u64,
+    bytes: u64,
+}
+
+/// Storage status (admin).
+///
+/// Persistence verdict, free space and reserve, counts and sizes, last verify and backup.
+#[utoipa::path(
+    get,
+    path = "/api/status",
+    operation_id = "status",
+    tag = "operations",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Storage facts", body = Status),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -30,22 +86,28 @@ pub async fn status(
     let reserve = state.store.reserve();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": state.started.elapsed().as_secs(),
-            "data_dir": data_dir.display().to_string(),
-            "instance": state.store.instance(),
-            "persistent": state.persistence,
-            "disk": {
-                "free_bytes": space.free_bytes,
-                "total_bytes": space.total_bytes,
-                "reserve_bytes": reserve,
-                "accepting_uploads": space.free_bytes >= reserve,
+        .json(Status {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: state.started.elapsed().as_secs(),
+            data_dir: data_dir.display().to_string(),
+            instance: state.store.instance().to_owned(),
+            persistent: state.persistence.clone(),
+            disk: DiskStatus {
+                free_bytes: space.free_bytes,
+                total_bytes: space.total_bytes,
+                reserve_bytes: reserve,
+                accepting_uploads: space.free_bytes >= reserve,
             },
-            "media": { "count": stats.media_count, "bytes": stats.media_bytes },
-            "blobs": { "count": stats.blob_count, "bytes": stats.blob_bytes },
-            "meta_bytes": stats.meta_bytes,
-            "last_verify": state.store.last_verify(),
-            "last_backup": state.store.last_backup(),
-        })))
+            media: Totals {
+                count: stats.media_count,
+                bytes: stats.media_bytes,
+            },
+            blobs: Totals {
+                count: stats.blob_count,
+                bytes: stats.blob_bytes,
+            },
+            meta_bytes: stats.meta_bytes,
+            last_verify: state.store.last_verify(),
+            last_backup: state.store.last_backup(),
+        }))
 }

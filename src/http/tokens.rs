@@ -5,11 +5,22 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth;
 use super::error::ApiError;
+use super::openapi::responses::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, ServerError, Unauthorized,
+    UnsupportedMediaType,
+};
 use super::AppState;
-use crate::tokens::Scope;
+use crate::tokens::{ApiToken, Scope};
+
+/// Every token.
+#[derive(serde::Serialize, ToSchema)]
+pub struct TokenList {
+    items: Vec<ApiToken>,
+}
 
 const MAX_EXPIRY_DAYS: u64 = 3650;
 
@@ -22,7 +33,7 @@ fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
@@ -31,6 +42,26 @@ pub struct NewToken {
     expires_in_days: Option<u64>,
 }
 
+/// Create an API token.
+///
+/// The response carries the token's value in `token`, the only time it is shown.
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body = NewToken,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "The new token, with its value", body = ApiToken),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     body: web::Json<NewToken>,
@@ -59,13 +90,44 @@ pub async fn create(
         .json(view))
 }
 
+/// List API tokens (never their values).
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Every token, revoked and expired ones included", body = TokenList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     admin(&req, &state)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "items": state.tokens.list() })))
+        .json(TokenList {
+            items: state.tokens.list(),
+        }))
 }
 
+/// Revoke an API token.
+#[utoipa::path(
+    delete,
+    path = "/api/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = ServerError),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     id: web::Path<String>,

@@ -2,21 +2,32 @@
 //! `?filename=`. Bodies are streamed to `tmp/` on a blocking thread while they arrive; no file
 //! is ever held whole in memory.
 
+use std::cell::RefCell;
 use std::fmt::Display;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_multipart::Multipart;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth;
 use super::error::ApiError;
 use super::media::MediaView;
+use super::openapi::responses::{
+    BadRequest, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError, Unauthorized,
+};
+use super::openapi::Binary;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
 use crate::store::{sniff, MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
@@ -31,6 +42,66 @@ const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// How long an upload may go without a single byte arriving.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The records an upload created, in the order of the files.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MediaItems)]
+pub struct MediaItems<'a> {
+    items: Vec<MediaView<'a>>,
+}
+
+/// A multipart upload, as the OpenAPI document describes it (the handler streams the parts and
+/// never builds this). The text fields apply to every file; a unit test below checks that each
+/// one is a field the handler accepts.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// One or more files: repeat the part. `files`, `file[]` and `files[]` work too, as does
+    /// any part that has a filename.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    file: Vec<Vec<u8>>,
+    /// At most 500 characters.
+    #[schema(nullable = false)]
+    title: Option<String>,
+    /// At most 10000 characters.
+    #[schema(nullable = false)]
+    description: Option<String>,
+    /// At most 2000 characters.
+    #[schema(nullable = false)]
+    alt: Option<String>,
+    /// Comma-separated; may be repeated (also as `tags[]`).
+    #[schema(nullable = false)]
+    tags: Option<String>,
+    #[schema(nullable = false)]
+    collection: Option<String>,
+    #[schema(nullable = false)]
+    visibility: Option<Visibility>,
+    /// A JSON object of your own keys. Fields named `custom.KEY` add single string keys.
+    #[schema(nullable = false)]
+    custom: Option<String>,
+}
+
+/// The fields of a raw-body upload, as query parameters. `custom.KEY=value` adds one key.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct UploadQuery {
+    /// The file's name (raw bodies only; multipart parts carry their own).
+    filename: Option<String>,
+    /// At most 500 characters.
+    title: Option<String>,
+    /// At most 10000 characters.
+    description: Option<String>,
+    /// At most 2000 characters.
+    alt: Option<String>,
+    /// Comma-separated.
+    tags: Option<String>,
+    collection: Option<String>,
+    #[param(value_type = Option<Visibility>)]
+    visibility: Option<String>,
+    /// A JSON object of your own keys.
+    custom: Option<String>,
+}
 
 /// Text fields shared by every file in one request.
 #[derive(Default)]
@@ -156,6 +227,38 @@ fn declared_type(value: Option<&str>) -> Option<String> {
     (m.essence_str() != "application/octet-stream").then(|| m.essence_str().to_owned())
 }
 
+/// Upload one or more files.
+///
+/// Either a `multipart/form-data` body with one or more `file` parts and text fields, or any
+/// other body taken as the file itself, with its fields as query parameters. The bytes are
+/// durable (fsynced, and the record flushed) before the `201`. Type and kind are sniffed from
+/// the bytes; identical bytes are stored once.
+#[utoipa::path(
+    post,
+    path = "/api/media",
+    operation_id = "upload_media",
+    tag = "media",
+    params(UploadQuery),
+    request_body(
+        description = "A multipart form, or the raw file",
+        content(
+            (inline(UploadForm) = "multipart/form-data"),
+            (inline(Binary) = "application/octet-stream"),
+        ),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Stored; the records in the order of the files",
+         body = MediaItems,
+         headers(("Location" = String, description = "`/api/media/{id}` when one file was sent"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = ServerError),
+        (status = 507, response = InsufficientStorage),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -218,7 +321,7 @@ pub async fn create(
     if let [one] = records.as_slice() {
         res.insert_header((header::LOCATION, format!("/api/media/{}", one.id)));
     }
-    Ok(res.json(serde_json::json!({ "items": views })))
+    Ok(res.json(MediaItems { items: views }))
 }
 
 async fn raw(
@@ -281,32 +384,33 @@ async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<Str
         .map_err(|_| ApiError::bad_request(format!("field {name:?} is not UTF-8 text")))
 }
 
+/// The request body behind a shared handle: the multipart parser reads through one clone and,
+/// after a refusal, `drain` reads what the parser left through another. The parser cannot be
+/// drained itself once it has failed (a missing boundary fails before it reads anything), and
+/// a body left unread makes the connection close with a reset that hides our JSON error.
+#[derive(Clone)]
+struct SharedBody(Rc<RefCell<web::Payload>>);
+
+impl Stream for SharedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_next(cx)
+    }
+}
+
 async fn multipart(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Vec<NewMedia>, ApiError> {
-    let mut form = Multipart::new(req.headers(), payload);
+    let body = SharedBody(Rc::new(RefCell::new(payload)));
+    let mut form = Multipart::new(req.headers(), body.clone());
     let result = read_form(&mut form, state).await;
-    // Refusals of a well-formed body (too large, disk full, a bad field) discard the rest so the
-    // client reads our error rather than a reset. A body the parser rejected is not read
-    // further: actix-multipart must not be polled after it returned an error.
-    let drainable = matches!(
-        &result,
-        Err(ApiError::TooLarge { .. }
-            | ApiError::InvalidField { .. }
-            | ApiError::DiskFull
-            | ApiError::Store(_))
-    );
-    if drainable {
-        let mut form = form;
-        let start = Instant::now();
-        while start.elapsed() < DRAIN_TIME {
-            match form.try_next().await {
-                Ok(Some(mut field)) => drain(&mut field).await,
-                _ => break,
-            }
-        }
+    if result.is_err() {
+        // Discard the rest so the client reads our error rather than a reset.
+        drop(form);
+        drain(body).await;
     }
     result
 }
@@ -365,4 +469,50 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
             fields: fields.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::{IntoParams, PartialSchema};
+
+    use super::*;
+
+    fn sample(field: &str) -> &'static str {
+        match field {
+            "visibility" => "private",
+            "custom" => r#"{"message_id": 42}"#,
+            _ => "summer",
+        }
+    }
+
+    /// The document's upload fields are described by hand-written types (the handler streams
+    /// the parts), so check them against the handler: each one is accepted, and the raw-body
+    /// query parameters are the form's text fields plus `filename`.
+    #[test]
+    fn every_documented_upload_field_is_accepted() {
+        let form = serde_json::to_value(UploadForm::schema()).unwrap();
+        let fields: Vec<String> = form["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "file")
+            .cloned()
+            .collect();
+        assert_eq!(fields.len(), 7, "{fields:?}");
+        for field in &fields {
+            let mut builder = FieldsBuilder::default();
+            assert!(builder.set(field, sample(field)).is_ok(), "{field}");
+            assert!(builder.finish().is_ok(), "{field}");
+        }
+        let mut query: Vec<String> = UploadQuery::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .filter(|n| n != "filename")
+            .collect();
+        query.sort();
+        let mut fields = fields;
+        fields.sort();
+        assert_eq!(query, fields);
+        assert!(FieldsBuilder::default().set("colour", "red").is_err());
+    }
 }

@@ -30,10 +30,13 @@ pub fn space(path: &Path) -> Result<Space, StoreError> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Whether the data directory would survive a restart or a redeploy, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Persistence {
     pub persistent: bool,
+    /// The verdict as a sentence.
     pub reason: String,
+    /// The filesystem type of the mount holding the data directory.
     pub fs_type: String,
     pub mount_point: String,
 }

@@ -54,6 +54,22 @@ impl FromStr for ContentHash {
     }
 }
 
+/// Described for the OpenAPI document (see `http::openapi`): 64 lowercase hex digits.
+impl utoipa::PartialSchema for ContentHash {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "The sha256 of a blob's bytes as 64 lowercase hex digits.",
+            ))
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .examples(["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ContentHash {}
+
 impl Serialize for ContentHash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())

@@ -62,6 +62,23 @@ impl FromStr for MediaId {
     }
 }
 
+/// Described for the OpenAPI document (see `http::openapi`): a ULID string.
+impl utoipa::PartialSchema for MediaId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "A media id: a 26-character ULID (Crockford base 32), lower case; sorts by \
+                 creation time.",
+            ))
+            .pattern(Some("^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"))
+            .examples(["01jd8x4w9k6t2m3n4p5q6r7s8t"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MediaId {}
+
 impl Serialize for MediaId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -76,7 +93,7 @@ impl<'de> Deserialize<'de> for MediaId {
 }
 
 /// What a file is, broadly; derived from its content type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Image,
@@ -118,7 +135,8 @@ impl FromStr for Kind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Who may see a record: anyone, or only callers with a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     #[default]
@@ -141,21 +159,33 @@ impl FromStr for Visibility {
 }
 
 /// One stored media item.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Its derived `ToSchema` is the record's shape in the OpenAPI document; the store itself never
+/// uses it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaRecord {
+    /// Version of the record's JSON shape.
     pub schema: u32,
     pub id: MediaId,
     pub hash: ContentHash,
+    /// Bytes.
     pub size: u64,
+    /// Sniffed from the bytes, not trusted from the name.
     pub content_type: String,
     pub kind: Kind,
+    /// The original file name (metadata only); may be empty.
     pub filename: String,
     pub title: String,
     pub description: String,
     pub alt: String,
+    /// Lower-cased, without duplicates.
     pub tags: Vec<String>,
+    /// Always present; `null` outside any collection.
+    #[schema(required = true)]
     pub collection: Option<String>,
     pub visibility: Visibility,
+    /// The caller's own keys.
+    #[schema(value_type = Object)]
     pub custom: Map<String, Value>,
     /// The file's old URL path (or path inside the imported folder), for media adopted by
     /// `shoebox import`; the server answers that path with this file.

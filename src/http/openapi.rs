@@ -1,0 +1,230 @@
+//! The OpenAPI 3 description of the HTTP surface, served at `GET /api/openapi.json`.
+//!
+//! It is generated from the code: each handler carries a `#[utoipa::path]` attribute next to its
+//! body, and request and response bodies derive `ToSchema` from the very types that are
+//! (de)serialized. Tests check that every route `routes()` registers is described here.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::auth::SESSION_COOKIE;
+use super::{
+    assets, backup, collection, error, files, health, media, observe, session, status, tokens,
+    upload,
+};
+
+/// Error responses shared by many operations, each `{"error": {"code", "message"}}`.
+pub mod responses {
+    // These types only describe responses; `ApiError` builds the real ones.
+    #![allow(dead_code)]
+
+    use utoipa::ToResponse;
+
+    use crate::http::error::ErrorBody;
+
+    /// The request is malformed: a bad query string, JSON body, multipart body or field value.
+    #[derive(ToResponse)]
+    #[response(
+        description = "The request is malformed or a field is invalid (`bad_request`, `invalid_field`)",
+        example = json!({"error": {"code": "invalid_field", "message": "limit must be between 1 and 500"}})
+    )]
+    pub struct BadRequest(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "No valid credential: the route needs a token, or the one presented is wrong \
+                       (`unauthorized`)",
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"shoebox\"`")),
+        example = json!({"error": {"code": "unauthorized", "message": "the token is not valid"}})
+    )]
+    pub struct Unauthorized(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "A write riding on the session cookie did not come from Shoebox's own pages \
+                       (`cross_site`); send `Authorization: Bearer` instead",
+        example = json!({"error": {"code": "cross_site", "message": "this request did not come from Shoebox's own pages"}})
+    )]
+    pub struct Forbidden(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "Nothing here, or nothing this caller may see (`not_found`)",
+        example = json!({"error": {"code": "not_found", "message": "no such media"}})
+    )]
+    pub struct NotFound(ErrorBody);
+
+    /// Every route answers `405` for a method it does not serve.
+    #[derive(ToResponse)]
+    #[response(
+        description = "The route exists but not with this method (`method_not_allowed`)",
+        example = json!({"error": {"code": "method_not_allowed", "message": "this route does not accept the PUT method"}})
+    )]
+    pub struct MethodNotAllowed(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "The body is larger than allowed (`payload_too_large`)",
+        example = json!({"error": {"code": "payload_too_large", "message": "the file is larger than the limit of 1073741824 bytes"}})
+    )]
+    pub struct PayloadTooLarge(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "The body is not of a type this route reads (`unsupported_media_type`)",
+        example = json!({"error": {"code": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"}})
+    )]
+    pub struct UnsupportedMediaType(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "The disk is past its reserve (`insufficient_storage`): uploads are refused \
+                       while reads, edits and deletes keep working",
+        example = json!({"error": {"code": "insufficient_storage", "message": "the disk is full; delete media or grow the disk, reads keep working"}})
+    )]
+    pub struct InsufficientStorage(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "Damage or an I/O failure on the server (`internal`); the server log has \
+                       the cause under the response's `X-Request-Id`",
+        example = json!({"error": {"code": "internal", "message": "internal error; the server log has details"}})
+    )]
+    pub struct ServerError(ErrorBody);
+}
+
+/// Raw bytes, for file bodies.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(#[allow(dead_code)] Vec<u8>);
+
+/// The bearer and cookie security schemes.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token (set with SHOEBOX_ADMIN_TOKEN, or generated and printed \
+                         on first start). `/metrics` also takes SHOEBOX_METRICS_TOKEN.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "The web app's session, from `POST /api/session`. Writes that ride on it must \
+                 carry an `Origin` naming this host.",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Shoebox",
+        description = "A single-binary media store: durable uploads, direct serving and a \
+                       metadata API.\n\nErrors are JSON, `{\"error\": {\"code\", \"message\"}}`. \
+                       Every route answers `405` (`method_not_allowed`) to a method it does not \
+                       serve, and any path that no route matches answers `404` unless it is the \
+                       old URL of media adopted by `shoebox import --url-prefix`, which serves \
+                       that file. Every response carries `X-Request-Id`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        media::list,
+        upload::create,
+        media::get,
+        media::patch,
+        media::delete,
+        media::signed_url,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        files::media_file,
+        files::blob_file,
+        session::show,
+        session::create,
+        session::delete,
+        health::health,
+        status::status,
+        backup::backup,
+        observe::metrics,
+        openapi_json,
+        collection::page,
+        assets::index,
+        assets::asset,
+    ),
+    components(
+        schemas(error::ErrorBody),
+        responses(
+            responses::BadRequest,
+            responses::Unauthorized,
+            responses::Forbidden,
+            responses::NotFound,
+            responses::MethodNotAllowed,
+            responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
+            responses::InsufficientStorage,
+            responses::ServerError,
+        )
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "media", description = "Upload, list, read, edit and delete media"),
+        (name = "files", description = "The bytes, with Range and conditional requests"),
+        (name = "session", description = "The web app's sign-in"),
+        (name = "tokens", description = "API tokens: create, list, revoke (admin)"),
+        (name = "operations", description = "Health, status, backup, metrics and this document"),
+        (name = "pages", description = "HTML pages and the web app's assets"),
+    )
+)]
+struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        // `method(get, head)` gives both operations the handler's id; ids must be unique.
+        for item in doc.paths.paths.values_mut() {
+            if let Some(id) = item.head.as_mut().and_then(|op| op.operation_id.as_mut()) {
+                id.push_str("_head");
+            }
+        }
+        // Serializing a document of plain maps and strings cannot fail; fall back to an empty
+        // object rather than panic on a request path.
+        doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+    })
+}
+
+/// This document: the OpenAPI 3 description of every route.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json",
+         body = Object),
+    )
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type(mime::APPLICATION_JSON)
+        .body(document())
+}
