@@ -335,14 +335,16 @@ mod tests {
         let args = ["shoebox", "--data-dir", dir.to_str().unwrap()];
         let config = Config::from_args(Cli::try_parse_from(args).unwrap().serve).unwrap();
         let store = Arc::new(Store::open(dir).unwrap());
-        web::Data::new(AppState::new(
-            store,
-            config,
-            TokenHash::of(TOKEN),
-            disk::persistence(dir),
-            SessionKey::random(),
+        web::Data::new(
+            AppState::new(
+                store,
+                config,
+                TokenHash::of(TOKEN),
+                disk::persistence(dir),
+                SessionKey::random(),
+            )
+            .unwrap(),
         )
-        .unwrap())
     }
 
     #[actix_web::test]
