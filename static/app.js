@@ -1,16 +1,17 @@
-// Shoebox web app: sign in, then upload, browse and edit media, and watch the store's health.
-// What is shown follows the session's scope; the server enforces it anyway.
+// Shoebox web app: sign in, then upload, browse and edit media, manage tokens, and watch the
+// store's health. What is shown follows the session's scope; the server enforces it anyway.
 import { ApiError, session } from "./api.js";
 import { Gallery } from "./gallery.js";
 import { StatusPanel } from "./status.js";
+import { TokensPanel } from "./tokens.js";
 import { Uploader } from "./upload.js";
 import { formatBytes, h, icon } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
-const views = ["upload", "gallery", "status"];
+const views = ["upload", "gallery", "tokens", "status"];
 
-/** The views each scope may use: status is admin-only, reading is not uploading. */
+/** The views each scope may use: tokens and status are admin-only, reading is not uploading. */
 const SCOPES = {
   admin: { label: "Admin", views },
   upload: { label: "Uploader", views: ["upload", "gallery"] },
@@ -22,6 +23,7 @@ let allowed = ["gallery"];
 const sessionEnded = () => showSignIn("Your session has ended. Sign in again.");
 const gallery = new Gallery({ onSignedOut: sessionEnded });
 const statusPanel = new StatusPanel();
+const tokensPanel = new TokensPanel({ onSignedOut: sessionEnded });
 const uploader = new Uploader({
   onUploaded: () => gallery.markStale(),
   onSignedOut: sessionEnded,
@@ -41,6 +43,7 @@ function show(view) {
   }
   if (view === "gallery") gallery.open();
   if (view === "status") statusPanel.load();
+  if (view === "tokens") tokensPanel.load();
   if (current !== null && current !== view) $("main").focus({ preventScroll: true });
   current = view;
 }
@@ -53,6 +56,8 @@ function showSignIn(message) {
   $("loading").hidden = true;
   $("app").hidden = true;
   $("sign-in").hidden = false;
+  // Nothing of the last session stays on the page, a new token's value least of all.
+  tokensPanel.reset();
   const error = $("sign-in-error");
   error.hidden = !message;
   error.textContent = message ?? "";
