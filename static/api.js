@@ -56,6 +56,13 @@ export const media = {
 
 export const status = () => api("GET", "/api/status");
 
+/** API tokens (admin only). A created token's value is in the creation answer only. */
+export const tokens = {
+  list: () => api("GET", "/api/tokens"),
+  create: (fields) => api("POST", "/api/tokens", fields),
+  revoke: (id) => api("DELETE", `/api/tokens/${encodeURIComponent(id)}`),
+};
+
 /**
  * Uploads one file with its fields through XMLHttpRequest, whose upload events give real
  * progress. Returns { promise, abort }; the promise resolves to the created record.

@@ -1,23 +1,40 @@
-// Shoebox web app: sign in, then upload, browse and edit media, and watch the store's health.
+// Shoebox web app: sign in, then upload, browse and edit media, manage tokens, and watch the
+// store's health. What is shown follows the session's scope; the server enforces it anyway.
 import { ApiError, session } from "./api.js";
 import { Gallery } from "./gallery.js";
 import { StatusPanel } from "./status.js";
+import { TokensPanel } from "./tokens.js";
 import { Uploader } from "./upload.js";
-import { formatBytes, icon } from "./util.js";
+import { formatBytes, h, icon } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
-const views = ["upload", "gallery", "status"];
+const views = ["upload", "gallery", "tokens", "status"];
+
+/** The views each scope may use: tokens and status are admin-only, reading is not uploading. */
+const SCOPES = {
+  admin: { label: "Admin", views },
+  upload: { label: "Uploader", views: ["upload", "gallery"] },
+  read: { label: "Reader", views: ["gallery"] },
+};
+
 let current = null;
-const gallery = new Gallery({ onSignedOut: () => showSignIn("Your session has ended. Sign in again.") });
+let allowed = ["gallery"];
+const sessionEnded = () => showSignIn("Your session has ended. Sign in again.");
+const gallery = new Gallery({ onSignedOut: sessionEnded });
 const statusPanel = new StatusPanel();
+const tokensPanel = new TokensPanel({ onSignedOut: sessionEnded });
 const uploader = new Uploader({
   onUploaded: () => gallery.markStale(),
-  onSignedOut: () => showSignIn("Your session has ended. Sign in again."),
+  onSignedOut: sessionEnded,
 });
 
 function show(view) {
-  if (!views.includes(view)) view = "gallery";
+  if (!allowed.includes(view)) {
+    view = "gallery";
+    // A bookmark or link to a view this session cannot use lands on the gallery, and says so.
+    if (location.hash && location.hash !== "#gallery") history.replaceState(null, "", "#gallery");
+  }
   for (const name of views) {
     $(`view-${name}`).hidden = name !== view;
     const link = document.querySelector(`.tabs a[data-view="${name}"]`);
@@ -26,6 +43,7 @@ function show(view) {
   }
   if (view === "gallery") gallery.open();
   if (view === "status") statusPanel.load();
+  if (view === "tokens") tokensPanel.load();
   if (current !== null && current !== view) $("main").focus({ preventScroll: true });
   current = view;
 }
@@ -38,6 +56,8 @@ function showSignIn(message) {
   $("loading").hidden = true;
   $("app").hidden = true;
   $("sign-in").hidden = false;
+  // Nothing of the last session stays on the page, a new token's value least of all.
+  tokensPanel.reset();
   const error = $("sign-in-error");
   error.hidden = !message;
   error.textContent = message ?? "";
@@ -48,12 +68,23 @@ function showApp(me) {
   $("loading").hidden = true;
   $("sign-in").hidden = true;
   $("app").hidden = false;
-  $("role").textContent = me.role === "admin" ? "Admin" : "Uploader";
+  // Servers from before scoped tokens name only the role.
+  const scope = SCOPES[me.scope] ? me.scope : me.role === "admin" ? "admin" : "upload";
+  allowed = SCOPES[scope].views;
+  for (const name of views) {
+    document.querySelector(`.tabs a[data-view="${name}"]`).hidden = !allowed.includes(name);
+  }
+  const role = $("role");
+  role.replaceChildren(h("span", { class: "visually-hidden" }, "Signed in as "), SCOPES[scope].label);
+  role.dataset.scope = scope;
+  gallery.setSession(me.role, scope);
   uploader.setLimit(me.max_upload_bytes);
   $("upload-limit").textContent = me.max_upload_bytes
     ? `Up to ${formatBytes(me.max_upload_bytes)} per file`
     : "";
-  statusPanel.load();
+  // Status is admin-only: other sessions would only be refused.
+  if (scope === "admin") statusPanel.load();
+  else statusPanel.banner(null);
   route();
 }
 

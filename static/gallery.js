@@ -8,6 +8,9 @@ import {
 const $ = (id) => document.getElementById(id);
 const PAGE = 30;
 
+/** The details dialog's text fields, read-only for records this session may not change. */
+const EDITABLE = ["details-title", "details-description", "details-alt", "details-tags", "details-collection"];
+
 /** Remembers collections and tags seen, to suggest them in the inputs. */
 const known = { collections: new Set(), tags: new Set() };
 
@@ -69,6 +72,8 @@ export class Gallery {
     this.stale = true;
     this.generation = 0;
     this.grid = $("grid");
+    this.role = null;
+    this.scope = null;
     this.details = new Details(this);
 
     const filters = $("filters");
@@ -104,6 +109,22 @@ export class Gallery {
     this.records.clear();
     this.grid.replaceChildren();
     this.stale = true;
+  }
+
+  /** Who is signed in: the session's role ("admin", "token_<id>") and scope. */
+  setSession(role, scope) {
+    if (role !== this.role || scope !== this.scope) this.reset();
+    this.role = role;
+    this.scope = scope;
+  }
+
+  /**
+   * Whether this session may change a record, as the server decides: admins change anything,
+   * upload tokens only what they uploaded (the record's owner is the token's id).
+   */
+  canEdit(record) {
+    if (this.scope === "admin") return true;
+    return this.scope === "upload" && !!record.owner && this.role === `token_${record.owner}`;
   }
 
   filters() {
@@ -183,7 +204,7 @@ export class Gallery {
         : h("div", {}, icon("image", "icon big"),
           h("p", { class: "empty-title" }, "Nothing here yet"),
           h("p", { class: "muted" }, "Files you upload appear here, newest first."),
-          h("a", { class: "button primary", href: "#upload" }, "Upload files")));
+          this.scope === "read" ? null : h("a", { class: "button primary", href: "#upload" }, "Upload files")));
     }
     $("load-more").hidden = this.loaded;
   }
@@ -208,7 +229,9 @@ export class Gallery {
           h("span", { "aria-hidden": "true" }, "·"),
           h("time", { datetime: record.created_at }, formatDate(record.created_at))),
         badges.length ? h("div", { class: "card-badges" }, badges) : null,
-        h("button", { type: "button", class: "card-edit icon-button", onclick: open, tabindex: "-1", "aria-label": `Edit ${displayName(record)}` }, icon("edit"))));
+        this.canEdit(record)
+          ? h("button", { type: "button", class: "card-edit icon-button", onclick: open, tabindex: "-1", "aria-label": `Edit ${displayName(record)}` }, icon("edit"))
+          : null));
   }
 
   add(record) {
@@ -239,6 +262,7 @@ class Details {
     this.dialog = $("details");
     this.form = $("details-form");
     this.record = null;
+    this.editable = false;
     this.opener = null;
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -278,11 +302,27 @@ class Details {
     $("details-tags").value = (record.tags ?? []).join(", ");
     $("details-collection").value = record.collection ?? "";
     for (const radio of this.form.elements.visibility) radio.checked = radio.value === record.visibility;
+    this.editable = this.gallery.canEdit(record);
+    // Fields stay readable and selectable when they cannot be changed.
+    for (const id of EDITABLE) $(id).readOnly = !this.editable;
+    for (const radio of this.form.elements.visibility) radio.disabled = !this.editable;
+    const note = $("details-readonly");
+    note.hidden = this.editable;
+    note.textContent = this.gallery.scope === "upload"
+      ? "Uploaded by someone else: you can view, copy and download it, but not change or delete it."
+      : "Your token can read media but not change or delete it.";
     $("details-error").hidden = true;
     $("confirm-delete").hidden = true;
     this.busy(false);
     this.dialog.showModal();
-    $("details-title").focus();
+    if (this.editable) {
+      $("details-title").focus();
+    } else {
+      // Nothing to change: start on the link, shown from its beginning.
+      linkInput.focus();
+      linkInput.setSelectionRange(0, 0);
+      linkInput.scrollLeft = 0;
+    }
   }
 
   close() {
@@ -297,7 +337,9 @@ class Details {
   }
 
   busy(on) {
-    for (const id of ["details-save", "details-delete", "confirm-yes"]) $(id).disabled = on;
+    for (const id of ["details-save", "details-delete", "confirm-yes"]) {
+      $(id).disabled = on || !this.editable;
+    }
   }
 
   fail(err) {
@@ -313,7 +355,7 @@ class Details {
 
   async save() {
     const record = this.record;
-    if (!record) return;
+    if (!record || !this.editable) return;
     const collection = $("details-collection").value.trim();
     const fields = {
       title: $("details-title").value,
@@ -340,7 +382,7 @@ class Details {
 
   askDelete() {
     const record = this.record;
-    if (!record) return;
+    if (!record || !this.editable) return;
     $("confirm-text").textContent =
       `Delete “${displayName(record)}”? Its link stops working and this cannot be undone.`;
     $("confirm-delete").hidden = false;
@@ -354,7 +396,7 @@ class Details {
 
   async remove() {
     const record = this.record;
-    if (!record) return;
+    if (!record || !this.editable) return;
     this.busy(true);
     try {
       await media.remove(record.id);
