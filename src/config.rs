@@ -217,6 +217,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_DISK_RESERVE", value_parser = parse_size)]
     pub disk_reserve: Option<u64>,
 
+    /// Memory for keeping small files (up to 256KiB each) ready to send; 0 turns it off.
+    #[arg(long, env = "SHOEBOX_FILE_CACHE", default_value = "16MiB", value_parser = parse_size)]
+    pub file_cache: u64,
+
     /// Refuse to start unless the data directory is on a persistent disk of its own.
     #[arg(
         long,
@@ -298,6 +302,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     pub shutdown_timeout: Duration,
     pub workers: Option<usize>,
+    /// Bytes of small files kept in memory.
+    pub file_cache: u64,
     pub disk_reserve: Option<u64>,
     pub require_persistent_disk: bool,
     pub metrics_token: Option<String>,
@@ -377,6 +383,7 @@ impl Config {
             max_upload_bytes: args.max_upload_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             workers: args.workers,
+            file_cache: args.file_cache,
             disk_reserve: args.disk_reserve,
             require_persistent_disk: args.require_persistent_disk,
             metrics_token: args.metrics_token.filter(|t| !t.trim().is_empty()),
@@ -427,6 +434,7 @@ mod tests {
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),
             ("data-dir", "SHOEBOX_DATA_DIR"),
             ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
+            ("file-cache", "SHOEBOX_FILE_CACHE"),
             ("log-format", "SHOEBOX_LOG_FORMAT"),
             ("metrics-token", "SHOEBOX_METRICS_TOKEN"),
             ("max-upload-bytes", "SHOEBOX_MAX_UPLOAD_BYTES"),

@@ -256,3 +256,116 @@ fn large_files_stream_back_intact() {
     assert_eq!(body.len(), data.len());
     assert_eq!(sha256_hex(&body), sha256_hex(&data));
 }
+
+/// The headers that describe a response, without the per-request ones.
+fn described(h: &HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = h
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Small files are sent from memory after their first read; the answer is the same, header
+/// for header, as from a server that streams every file from disk.
+#[test]
+fn files_from_memory_answer_like_files_from_disk() {
+    let cached = TestServer::start();
+    let streamed = TestServer::builder().arg("--file-cache").arg("0").start();
+    let files: [(&str, Vec<u8>); 4] = [
+        ("notes.txt", b"plain words\n".repeat(100)),
+        (
+            "logo.svg",
+            br#"<svg xmlns="http://www.w3.org/2000/svg"></svg>"#.to_vec(),
+        ),
+        ("data.bin", bytes(200_000, 4)),
+        ("big.bin", bytes(300_000, 5)),
+    ];
+    for (name, data) in &files {
+        let a = cached.upload(name, data, &[]);
+        let b = streamed.upload(name, data, &[]);
+        for (which, path_a, path_b) in [
+            (
+                "blob",
+                format!("/f/{}", a["hash"].as_str().unwrap()),
+                format!("/f/{}", b["hash"].as_str().unwrap()),
+            ),
+            (
+                "media",
+                format!("/m/{}", a["id"].as_str().unwrap()),
+                format!("/m/{}", b["id"].as_str().unwrap()),
+            ),
+        ] {
+            let expected = streamed.get(&path_b).send().unwrap();
+            let expected_headers = described(expected.headers());
+            assert_eq!(expected.bytes().unwrap().as_ref(), data.as_slice());
+            // The first read fills the cache, the second is served from it.
+            for round in 0..2 {
+                let res = cached.get(&path_a).send().unwrap();
+                assert_eq!(res.status(), 200);
+                let mut got = described(res.headers());
+                if which == "media" {
+                    // The two servers gave the record different ids; nothing else differs.
+                    got.retain(|(k, _)| k != "content-disposition");
+                }
+                let mut want = expected_headers.clone();
+                if which == "media" {
+                    want.retain(|(k, _)| k != "content-disposition");
+                }
+                assert_eq!(got, want, "{name} {which} round {round}");
+                assert_eq!(res.bytes().unwrap().as_ref(), data.as_slice(), "{name}");
+                let head = cached.client().head(cached.url(&path_a)).send().unwrap();
+                assert_eq!(
+                    header(head.headers(), "content-length"),
+                    data.len().to_string()
+                );
+                assert!(head.bytes().unwrap().is_empty());
+            }
+        }
+    }
+}
+
+/// A cached file follows its record at once: made private it is gone for anonymous readers,
+/// made public again it is back, deleted it is gone.
+#[test]
+fn cached_files_follow_their_records_visibility_at_once() {
+    let s = TestServer::start();
+    let data = bytes(4096, 11);
+    let item = s.upload("small.bin", &data, &[]);
+    let id = item["id"].as_str().unwrap();
+    let blob = format!("/f/{}", item["hash"].as_str().unwrap());
+    let media = format!("/m/{id}");
+    let anonymous = reqwest::blocking::Client::new();
+    let status = |path: &str| anonymous.get(s.url(path)).send().unwrap().status().as_u16();
+    for _ in 0..3 {
+        assert_eq!(status(&blob), 200);
+        assert_eq!(status(&media), 200);
+    }
+    let patch = |visibility: &str| {
+        let res = s
+            .authed(Method::PATCH, &format!("/api/media/{id}"))
+            .json(&serde_json::json!({ "visibility": visibility }))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    };
+    patch("private");
+    assert_eq!(status(&blob), 404);
+    assert_eq!(status(&media), 404);
+    let res = s.authed(Method::GET, &blob).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(res.headers(), "cache-control"), "private, no-cache");
+    assert_eq!(res.bytes().unwrap().as_ref(), data.as_slice());
+    patch("public");
+    assert_eq!(status(&blob), 200);
+    assert_eq!(status(&media), 200);
+    let res = s
+        .authed(Method::DELETE, &format!("/api/media/{id}"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(status(&blob), 404);
+    assert_eq!(status(&media), 404);
+}

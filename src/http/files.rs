@@ -1,8 +1,11 @@
 //! Byte serving: `/m/{id}` (a record's file, with its filename) and `/f/{hash}` (a blob by its
 //! content address). actix-files' `NamedFile` does the streaming and `Range`; conditional
-//! requests are answered here against the strong ETag made from the content hash.
+//! requests are answered here against the strong ETag made from the content hash. Small files
+//! are kept in memory (`FileCache`): content-addressed bytes never change, so a cached copy is
+//! always right, and sending it skips the open, stat and read of every request.
 
-use actix_files::NamedFile;
+use actix_files::{HttpRange, NamedFile};
+use actix_web::body::SizedStream;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
     self, Charset, ContentDisposition, DispositionParam, DispositionType, EntityTag, ExtendedValue,
@@ -10,15 +13,18 @@ use actix_web::http::header::{
 };
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpResponse};
+use bytes::Bytes;
+use quick_cache::sync::Cache;
 
 use super::auth;
+use super::blob_body::BlobBody;
 use super::error::ApiError;
 use super::media::parse_id;
 use super::openapi::responses::{Forbidden, NotFound, ServerError, Unauthorized};
 use super::openapi::Binary;
 use super::AppState;
 use crate::signing::{self, Verdict};
-use crate::store::{sniff, ContentHash, MediaId, MediaRecord};
+use crate::store::{sniff, ContentHash, MediaId, MediaRecord, Store};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -27,6 +33,73 @@ const PUBLIC_SHORT: &str = "public, max-age=300";
 const PRIVATE: &str = "private, no-cache";
 /// Uploaded active content (HTML, SVG, scripts) gets no scripts, no plugins, no network.
 const SANDBOX: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+
+/// Files up to this size are kept in memory once served.
+const MAX_CACHED_FILE: u64 = 256 * 1024;
+
+/// Small files by content hash, bounded by total bytes.
+pub struct FileCache {
+    entries: Option<Cache<ContentHash, Bytes, ByLength>>,
+    max_file: u64,
+}
+
+#[derive(Clone)]
+struct ByLength;
+
+impl quick_cache::Weighter<ContentHash, Bytes> for ByLength {
+    fn weight(&self, _: &ContentHash, bytes: &Bytes) -> u64 {
+        // Empty files still take an entry.
+        bytes.len().max(1) as u64
+    }
+}
+
+impl FileCache {
+    /// A cache holding at most `budget` bytes; 0 turns it off.
+    pub fn new(budget: u64) -> Self {
+        let max_file = MAX_CACHED_FILE.min(budget / 4);
+        let entries = (budget > 0 && max_file > 0).then(|| {
+            let items = usize::try_from(budget / 8192).unwrap_or(usize::MAX).max(16);
+            Cache::with_weighter(items, budget, ByLength)
+        });
+        FileCache { entries, max_file }
+    }
+
+    /// The bytes of a blob of this size, from memory or read now; `None` when the blob is too
+    /// large to keep, or unreadable (the streaming path then reports why).
+    async fn bytes(&self, store: &Store, hash: &ContentHash, size: u64) -> Option<Bytes> {
+        let entries = self.entries.as_ref().filter(|_| size <= self.max_file)?;
+        if let Some(b) = entries.get(hash) {
+            return Some(b);
+        }
+        let path = store.blob_path(hash);
+        let read = web::block(move || std::fs::read(path)).await.ok()?.ok()?;
+        // A blob whose length disagrees with its record is damage for `verify`, not for a cache.
+        if read.len() as u64 != size {
+            return None;
+        }
+        let bytes = Bytes::from(read);
+        entries.insert(*hash, bytes.clone());
+        Some(bytes)
+    }
+}
+
+/// The `Content-Type` sent for a stored type: text that has no charset is declared UTF-8.
+fn served_type(content_type: &str) -> HeaderValue {
+    const UTF8_TEXT: [&str; 6] = [
+        "text/plain",
+        "text/html",
+        "text/css",
+        "text/csv",
+        "text/tab-separated-values",
+        "application/javascript",
+    ];
+    let value = if UTF8_TEXT.contains(&content_type) {
+        format!("{content_type}; charset=utf-8")
+    } else {
+        content_type.to_owned()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
 
 fn state_of(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
@@ -123,6 +196,7 @@ fn preconditions(req: &mut ServiceRequest, etag: &EntityTag) -> Option<StatusCod
 
 struct Serve<'a> {
     hash: ContentHash,
+    size: u64,
     content_type: &'a str,
     disposition: ContentDisposition,
     cache: &'static str,
@@ -150,6 +224,18 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
+    if !req.headers().contains_key(header::RANGE) {
+        if let Some(bytes) = state.files.bytes(&state.store, &s.hash, s.size).await {
+            let mut res = HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, served_type(s.content_type)))
+                .insert_header((header::CONTENT_DISPOSITION, s.disposition.to_string()))
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .body(bytes);
+            set_common(&mut res);
+            let (req, _) = req.into_parts();
+            return ServiceResponse::new(req, res);
+        }
+    }
     let path = state.store.blob_path(&s.hash);
     let file = match NamedFile::open_async(&path).await {
         Ok(f) => f,
@@ -169,7 +255,6 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
     let file = file
         .use_etag(false)
         .use_last_modified(false)
-        .prefer_utf8(true)
         .set_content_type(mime)
         .set_content_disposition(s.disposition);
     if file.metadata().len() == 0 {
@@ -180,9 +265,32 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         // schemathesis.
         req.headers_mut().remove(header::RANGE);
     }
+    // actix-files decides the status and the headers; the bytes come from `BlobBody`, over
+    // the range it chose (the first one, by the same parser).
+    let size = file.metadata().len();
+    let reader = file.file().try_clone();
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| HttpRange::parse(v, size).ok())
+        .and_then(|r| r.first().copied());
     let (req, _) = req.into_parts();
-    let mut res = file.into_response(&req);
+    let res = file.into_response(&req);
+    let span = match res.status() {
+        StatusCode::OK => Some((0, size)),
+        StatusCode::PARTIAL_CONTENT => range.map(|r| (r.start, r.length)),
+        _ => None,
+    };
+    let mut res = match (span, reader) {
+        (Some((start, len)), Ok(reader)) => res
+            .map_body(|_, _| SizedStream::new(len, BlobBody::new(reader, start, len)))
+            .map_into_boxed_body(),
+        _ => res,
+    };
     set_common(&mut res);
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, served_type(s.content_type));
     ServiceResponse::new(req, res)
 }
 
@@ -199,6 +307,7 @@ fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> Serve<'a> {
     };
     Serve {
         hash: record.hash,
+        size: record.size,
         content_type: &record.content_type,
         disposition: disposition(kind, Some(&record.filename)),
         cache: if record.is_public() {
@@ -288,7 +397,10 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     let lookup = parse_id(&id).and_then(|id| {
         let caller = auth::caller(req.request(), &state)?;
-        let record = state.store.get(id)?.ok_or(ApiError::NotFound("media"))?;
+        let record = state
+            .store
+            .get_shared(id)?
+            .ok_or(ApiError::NotFound("media"))?;
         if caller.can_read(&record) || signature_grants(&req, &state)? {
             Ok(record)
         } else {
@@ -387,7 +499,6 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     };
     let active = sniff::is_active(&record.content_type);
     let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
-    let name = format!("{}.{}", hash, sniff::extension(&record.content_type));
     let kind = if attachment {
         DispositionType::Attachment
     } else {
@@ -400,8 +511,14 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     };
     let spec = Serve {
         hash,
+        size: record.size,
         content_type: &record.content_type,
-        disposition: disposition(kind, attachment.then_some(name.as_str())),
+        disposition: disposition(
+            kind,
+            attachment
+                .then(|| format!("{}.{}", hash, sniff::extension(&record.content_type)))
+                .as_deref(),
+        ),
         cache,
     };
     Ok(serve(req, &state, spec).await)

@@ -3,6 +3,7 @@
 mod assets;
 mod auth;
 mod backup;
+mod blob_body;
 mod collection;
 mod cors;
 mod error;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub url_keys: UrlKeys,
     /// Failed sign-ins per client address.
     pub limiter: limits::Limiter,
+    /// Small files kept in memory.
+    pub files: files::FileCache,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
         Ok(AppState {
             tokens: Tokens::open(store.layout())?,
             url_keys: UrlKeys::load_or_create(store.layout())?,
+            files: files::FileCache::new(config.file_cache),
             store,
             config,
             admin,
@@ -127,6 +131,19 @@ type Serve = fn(Route) -> Route;
 /// Entries for one path stay together; each path becomes one resource that answers any other
 /// method with `405`.
 static ENDPOINTS: &[(Method, &str, Serve)] = &[
+    // Files first: they are most of the traffic, and no other pattern overlaps them.
+    (Method::GET, "/m/{id}", |r| {
+        r.service(fn_service(files::media_file))
+    }),
+    (Method::HEAD, "/m/{id}", |r| {
+        r.service(fn_service(files::media_file))
+    }),
+    (Method::GET, "/f/{hash}", |r| {
+        r.service(fn_service(files::blob_file))
+    }),
+    (Method::HEAD, "/f/{hash}", |r| {
+        r.service(fn_service(files::blob_file))
+    }),
     (Method::GET, "/", |r| r.to(assets::index)),
     (Method::HEAD, "/", |r| r.to(assets::index)),
     (Method::GET, "/assets/{version}/{path:.*}", |r| {
@@ -157,18 +174,6 @@ static ENDPOINTS: &[(Method, &str, Serve)] = &[
     (Method::GET, "/api/health", |r| r.to(health::health)),
     (Method::GET, "/api/openapi.json", |r| {
         r.to(openapi::openapi_json)
-    }),
-    (Method::GET, "/m/{id}", |r| {
-        r.service(fn_service(files::media_file))
-    }),
-    (Method::HEAD, "/m/{id}", |r| {
-        r.service(fn_service(files::media_file))
-    }),
-    (Method::GET, "/f/{hash}", |r| {
-        r.service(fn_service(files::blob_file))
-    }),
-    (Method::HEAD, "/f/{hash}", |r| {
-        r.service(fn_service(files::blob_file))
     }),
 ];
 

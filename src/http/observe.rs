@@ -7,6 +7,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -170,6 +171,12 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// GET or HEAD of a stored file, by its route (or an imported file's old path).
+fn is_file_read(method: &Method, route: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+        && matches!(route, "/f/{hash}" | "/m/{id}" | "(unmatched)")
+}
+
 /// Logs and measures every request.
 pub async fn middleware(
     req: ServiceRequest,
@@ -177,8 +184,6 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.path().to_owned();
     let bytes_in = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -187,6 +192,7 @@ pub async fn middleware(
         .unwrap_or(0);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut res = next.call(req).await?;
+    let method = res.request().method().clone();
     let route = res
         .request()
         .match_pattern()
@@ -205,7 +211,7 @@ pub async fn middleware(
     }
     if let Some(state) = state {
         state.metrics.observe(
-            &method,
+            method.as_str(),
             &route,
             status,
             elapsed.as_secs_f64(),
@@ -214,19 +220,31 @@ pub async fn middleware(
         );
     }
     // The path is logged, never headers or bodies: tokens travel in headers.
-    tracing::info!(
-        target: "shoebox::access",
-        request_id = %id,
-        method = %method,
-        route = %route,
-        path = %path,
-        status,
-        bytes_in,
-        bytes_out,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        error = error.as_deref(),
-        "request"
-    );
+    macro_rules! access {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "shoebox::access",
+                request_id = %id,
+                method = %method,
+                route = %route,
+                path = %res.request().path(),
+                status,
+                bytes_in,
+                bytes_out,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                error = error.as_deref(),
+                "request"
+            )
+        };
+    }
+    // Files are read far more often than anything else happens; their successful reads are
+    // counted in the metrics and logged only at debug level (RUST_LOG=shoebox::access=debug),
+    // like a static file server's. Every other request, and every failed read, is logged.
+    if is_file_read(&method, &route) && status < 400 {
+        access!(debug);
+    } else {
+        access!(info);
+    }
     Ok(res)
 }
 

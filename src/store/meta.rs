@@ -14,10 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{IVec, Transactional, Tree};
 
+use super::cache::ReadCache;
 use super::hash::ContentHash;
 use super::record::{Kind, MediaId, MediaRecord, Visibility};
 use super::{ListPage, ListQuery, StoreError};
@@ -25,6 +27,9 @@ use super::{ListPage, ListQuery, StoreError};
 /// How many index entries one listing page may examine before it returns what it has and a
 /// cursor to continue: a filter that matches little cannot turn one request into a full scan.
 const MAX_SCAN: usize = 20_000;
+
+/// Decoded records kept for the file-serving paths, and which record stands for each blob.
+const CACHED_RECORDS: usize = 4096;
 
 pub struct MetaStore {
     db: sled::Db,
@@ -36,6 +41,8 @@ pub struct MetaStore {
     by_kind: Tree,
     by_legacy: Tree,
     state: Tree,
+    records: ReadCache<MediaId, Arc<MediaRecord>>,
+    representatives: ReadCache<ContentHash, MediaId>,
 }
 
 /// The key-value pairs of one derived tree.
@@ -211,13 +218,15 @@ impl MetaStore {
             by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
             db,
+            records: ReadCache::new(CACHED_RECORDS),
+            representatives: ReadCache::new(CACHED_RECORDS),
         })
     }
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
     pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
         let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-        (
+        let result = (
             &self.media,
             &self.refs,
             &self.by_hash,
@@ -252,22 +261,33 @@ impl MetaStore {
                     Ok(())
                 },
             )
-            .map_err(tx_error)
+            .map_err(tx_error);
+        // A new public record can make its blob public.
+        self.representatives.forget(records.iter().map(|r| &r.hash));
+        self.records.forget(records.iter().map(|r| &r.id));
+        result
     }
 
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
-        self.media
-            .get(id.to_key())
-            .map_err(sled_error)?
-            .map(|b| decode(&b))
-            .transpose()
+        Ok(self.get_shared(id)?.map(|r| (*r).clone()))
+    }
+
+    /// A record without copying it out of the cache.
+    pub fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
+        self.records.get_or_load(&id, || {
+            self.media
+                .get(id.to_key())
+                .map_err(sled_error)?
+                .map(|b| decode(&b).map(Arc::new))
+                .transpose()
+        })
     }
 
     /// Replaces a record and re-indexes it in one transaction. Fails with `NotFound` when the
     /// record is gone, and refuses to overwrite a record that is no longer `old`.
     pub fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
         let bytes = encode(new)?;
-        (
+        let result = (
             &self.media,
             &self.by_hash,
             &self.by_collection,
@@ -299,13 +319,16 @@ impl MetaStore {
                     Ok(())
                 },
             )
-            .map_err(tx_error)
+            .map_err(tx_error);
+        self.representatives.forget([&old.hash, &new.hash]);
+        self.records.forget([&old.id]);
+        result
     }
 
     /// Removes a record and its index entries and decrements its blob's count, in one
     /// transaction. Returns the record and the blob's remaining count.
     pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
-        (
+        let result = (
             &self.media,
             &self.refs,
             &self.by_hash,
@@ -337,7 +360,12 @@ impl MetaStore {
                     Ok(Some((record, remaining)))
                 },
             )
-            .map_err(tx_error)
+            .map_err(tx_error);
+        if let Ok(Some((record, _))) = &result {
+            self.representatives.forget([&record.hash]);
+        }
+        self.records.forget([&id]);
+        result
     }
 
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
@@ -349,6 +377,11 @@ impl MetaStore {
     /// A record that uses this blob, preferring a public one: the blob is public exactly when
     /// the returned record is.
     pub fn representative(&self, hash: &ContentHash) -> Result<Option<MediaId>, StoreError> {
+        self.representatives
+            .get_or_load(hash, || self.scan_representative(hash))
+    }
+
+    fn scan_representative(&self, hash: &ContentHash) -> Result<Option<MediaId>, StoreError> {
         let mut first = None;
         for entry in self.by_hash.scan_prefix(hash.as_bytes()) {
             let (key, v) = entry.map_err(sled_error)?;
@@ -542,6 +575,8 @@ impl MetaStore {
                 tree.insert(k, v).map_err(sled_error)?;
             }
         }
+        self.representatives.clear();
+        self.records.clear();
         self.flush()
     }
 

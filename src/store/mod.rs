@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod blobs;
+mod cache;
 pub mod check;
 mod commit;
 pub mod disk;
@@ -18,7 +19,7 @@ pub mod sniff;
 pub mod timing;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use blobs::{BlobStore, BlobWriter, StagedBlob};
 pub use hash::ContentHash;
@@ -357,6 +358,11 @@ impl Store {
         self.meta.get(id)
     }
 
+    /// A record as the read cache holds it, for paths that only look at it.
+    pub fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
+        self.meta.get_shared(id)
+    }
+
     pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         self.meta.list(q)
     }
@@ -431,9 +437,12 @@ impl Store {
     }
 
     /// A record using this blob, public if any public record uses it.
-    pub fn representative(&self, hash: &ContentHash) -> Result<Option<MediaRecord>, StoreError> {
+    pub fn representative(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<Option<Arc<MediaRecord>>, StoreError> {
         match self.meta.representative(hash)? {
-            Some(id) => self.meta.get(id),
+            Some(id) => self.meta.get_shared(id),
             None => Ok(None),
         }
     }
