@@ -255,6 +255,30 @@ fn large_files_stream_back_intact() {
     let body = s.get(&format!("/m/{id}")).send().unwrap().bytes().unwrap();
     assert_eq!(body.len(), data.len());
     assert_eq!(sha256_hex(&body), sha256_hex(&data));
+
+    // HEAD answers with the length and reads none of the file: the server's read count
+    // (/proc/PID/io `rchar`, every byte its read calls returned) barely moves.
+    let rchar = || {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", s.pid())).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = rchar();
+    for _ in 0..4 {
+        let res = s.client().head(s.url(&format!("/m/{id}"))).send().unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            header(res.headers(), "content-length"),
+            data.len().to_string()
+        );
+        assert!(res.bytes().unwrap().is_empty());
+    }
+    let read = rchar() - before;
+    assert!(read < 1 << 20, "four HEADs read {read} bytes");
 }
 
 /// The headers that describe a response, without the per-request ones.

@@ -275,6 +275,7 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         .and_then(|v| v.to_str().ok())
         .and_then(|v| HttpRange::parse(v, size).ok())
         .and_then(|r| r.first().copied());
+    let head = req.method() == actix_web::http::Method::HEAD;
     let (req, _) = req.into_parts();
     let res = file.into_response(&req);
     let span = match res.status() {
@@ -283,6 +284,15 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         _ => None,
     };
     let mut res = match (span, reader) {
+        // HEAD sends the length and no byte: nothing to read (actix would read and drop it).
+        (Some((_, len)), _) if head => res
+            .map_body(|_, _| {
+                SizedStream::new(
+                    len,
+                    futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
+                )
+            })
+            .map_into_boxed_body(),
         (Some((start, len)), Ok(reader)) => res
             .map_body(|_, _| SizedStream::new(len, BlobBody::new(reader, start, len)))
             .map_into_boxed_body(),
