@@ -9,6 +9,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
@@ -30,6 +31,12 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// Without this the kernel keeps it all in dirty pages until the final fsync, which then
 /// writes the whole file while the client waits.
 const WRITEBACK_STEP: u64 = 4 << 20;
+
+/// Uploads longer than this are hashed on a thread of their own, beside the thread that
+/// writes, so that a large upload is bound by the slower of the two rather than their sum.
+const PARALLEL_HASH_AFTER: u64 = 1 << 20;
+/// Chunks queued for that thread (network chunks, so at most a few MiB).
+const HASH_QUEUE: usize = 64;
 
 /// The blob directory tree.
 #[derive(Debug, Clone)]
@@ -65,7 +72,7 @@ impl BlobStore {
             since_check: 0,
             written_back: 0,
             out: BufWriter::with_capacity(WRITE_BUFFER, temp),
-            hasher: Sha256::new(),
+            hasher: Hashing::Here(Sha256::new()),
             size: 0,
             head: Vec::new(),
         })
@@ -173,9 +180,69 @@ pub struct BlobWriter {
     /// How many bytes the disk has been asked to write back so far.
     written_back: u64,
     out: BufWriter<NamedTempFile>,
-    hasher: Sha256,
+    hasher: Hashing,
     size: u64,
     head: Vec<u8>,
+}
+
+/// Where an upload's sha256 is computed.
+enum Hashing {
+    Here(Sha256),
+    Beside {
+        chunks: std::sync::mpsc::SyncSender<Bytes>,
+        thread: std::thread::JoinHandle<Sha256>,
+    },
+}
+
+impl Hashing {
+    fn update(&mut self, data: Bytes, size_so_far: u64) -> Result<(), StoreError> {
+        if let Hashing::Here(hasher) = self {
+            if size_so_far < PARALLEL_HASH_AFTER {
+                hasher.update(&data);
+                return Ok(());
+            }
+            let mut theirs = hasher.clone();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+            let started = std::thread::Builder::new()
+                .name("shoebox-hash".into())
+                .spawn(move || {
+                    for chunk in rx {
+                        theirs.update(&chunk);
+                    }
+                    theirs
+                });
+            // Without a thread to spare, hashing simply stays here.
+            if let Ok(thread) = started {
+                *self = Hashing::Beside { chunks: tx, thread };
+            }
+        }
+        match self {
+            Hashing::Here(hasher) => hasher.update(&data),
+            Hashing::Beside { chunks, .. } => chunks.send(data).map_err(|_| {
+                StoreError::io(
+                    "hash an upload",
+                    std::io::Error::other("the hashing thread stopped"),
+                )
+            })?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ContentHash, StoreError> {
+        let hasher = match self {
+            Hashing::Here(hasher) => hasher,
+            Hashing::Beside { chunks, thread } => {
+                drop(chunks);
+                thread.join().map_err(|_| {
+                    StoreError::io(
+                        "hash an upload",
+                        std::io::Error::other("the hashing thread panicked"),
+                    )
+                })?
+            }
+        };
+        Ok(ContentHash(hasher.finalize().into()))
+    }
 }
 
 /// How often a long upload re-reads the free space.
@@ -188,6 +255,12 @@ impl BlobWriter {
     }
 
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.write_bytes(Bytes::copy_from_slice(data))
+    }
+
+    /// Like [`write`](Self::write), for bytes that can be shared with the hashing thread
+    /// without a copy.
+    pub fn write_bytes(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.since_check += data.len() as u64;
         if self.since_check >= SPACE_CHECK_EVERY {
             self.since_check = 0;
@@ -205,11 +278,12 @@ impl BlobWriter {
             let take = (HEAD_BYTES - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
         }
-        self.hasher.update(data);
         self.out
-            .write_all(data)
+            .write_all(&data)
             .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
-        self.size += data.len() as u64;
+        let len = data.len() as u64;
+        self.hasher.update(data, self.size)?;
+        self.size += len;
         if self.size - self.written_back >= WRITEBACK_STEP {
             self.start_writeback()?;
         }
@@ -249,7 +323,7 @@ impl BlobWriter {
         Ok(StagedBlob {
             temp,
             synced: false,
-            hash: ContentHash(self.hasher.finalize().into()),
+            hash: self.hasher.finish()?,
             size: self.size,
             head: self.head,
         })
@@ -364,6 +438,25 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"hello world");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_long_upload_hashed_beside_the_writer_gets_the_same_hash() {
+        let (_dir, store) = store();
+        let data: Vec<u8> = (0..(9u32 << 20) / 4)
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        let mut w = store.writer().unwrap();
+        for chunk in data.chunks(64 * 1024 + 7) {
+            w.write_bytes(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        let staged = w.finish().unwrap();
+        assert_eq!(staged.hash.to_hex(), hex::encode(Sha256::digest(&data)));
+        assert_eq!(staged.size, data.len() as u64);
+        assert_eq!(staged.head, data[..HEAD_BYTES]);
+        let path = store.path_for(&staged.hash);
+        assert!(store.place(staged).unwrap());
+        assert_eq!(fs::read(path).unwrap(), data);
     }
 
     #[test]
