@@ -165,7 +165,7 @@ where
             let mut w = store.writer()?;
             while let Some(chunk) = rx.blocking_recv() {
                 match chunk {
-                    Chunk::Data(bytes) => w.write(&bytes)?,
+                    Chunk::Data(bytes) => w.write_bytes(bytes)?,
                     Chunk::End => return w.finish().map(Some),
                 }
             }

@@ -1,18 +1,23 @@
 //! Content-addressed blob files and the first half of the durable write protocol.
 //!
 //! A blob is written to `tmp/` while its sha256 is computed in the same pass, fsynced, and then
-//! renamed to `blobs/sha256/ab/cd/<hash>`; the directories whose entries changed are fsynced
-//! too, because on Linux a file's own fsync does not persist its name.
+//! renamed to `blobs/sha256/ab/cd/<hash>`; the directories on its path are fsynced too, because
+//! on Linux a file's own fsync does not persist its name. Long uploads start the disk writing
+//! while they arrive, so that the final fsync has little left to do.
 
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use super::hash::ContentHash;
 use super::layout::fsync_dir;
+#[cfg(test)]
+use super::parallel;
+use super::parallel::Task;
 use super::StoreError;
 
 /// How many leading bytes of each upload are kept for content sniffing and image dimensions.
@@ -21,6 +26,17 @@ pub const HEAD_BYTES: usize = 64 * 1024;
 
 /// Write buffer between the network and the temp file.
 const WRITE_BUFFER: usize = 256 * 1024;
+
+/// How much of a long upload is written before the disk is asked to start writing it back.
+/// Without this the kernel keeps it all in dirty pages until the final fsync, which then
+/// writes the whole file while the client waits.
+const WRITEBACK_STEP: u64 = 4 << 20;
+
+/// Uploads longer than this are hashed on a thread of their own, beside the thread that
+/// writes, so that a large upload is bound by the slower of the two rather than their sum.
+const PARALLEL_HASH_AFTER: u64 = 1 << 20;
+/// Chunks queued for that thread (network chunks, so at most a few MiB).
+const HASH_QUEUE: usize = 64;
 
 /// The blob directory tree.
 #[derive(Debug, Clone)]
@@ -54,8 +70,9 @@ impl BlobStore {
         Ok(BlobWriter {
             guard: None,
             since_check: 0,
+            written_back: 0,
             out: BufWriter::with_capacity(WRITE_BUFFER, temp),
-            hasher: Sha256::new(),
+            hasher: Hashing::Here(Sha256::new()),
             size: 0,
             head: Vec::new(),
         })
@@ -63,36 +80,53 @@ impl BlobStore {
 
     /// Moves a staged blob into place, or drops it when the same content is already stored.
     /// Returns true when a new blob file was created. The caller holds the hash's lock.
+    #[cfg(test)]
     pub(crate) fn place(&self, staged: StagedBlob) -> Result<bool, StoreError> {
+        match self.rename_into_place(staged)? {
+            Some(dirs) => {
+                parallel::run_all(dirs.into_iter().map(fsync_dir_task).collect())?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The first half of [`place`](Self::place): renames the (fsynced) upload to its content
+    /// address, and returns the directories that must be fsynced before anything may point at
+    /// the blob, or `None` when the content was already stored and the upload was dropped.
+    /// The caller holds the hash's lock until those directories are durable.
+    ///
+    /// Every directory on the blob's path is listed, not only those this call created: a
+    /// concurrent upload may have created the fan-out directory a moment ago and not yet made
+    /// its entry durable, and this blob must not depend on that upload's progress.
+    pub(crate) fn rename_into_place(
+        &self,
+        mut staged: StagedBlob,
+    ) -> Result<Option<Vec<PathBuf>>, StoreError> {
         let target = self.path_for(&staged.hash);
         if target.is_file() {
             // Deduplication: the bytes are already durable under this name.
-            return Ok(false);
+            return Ok(None);
         }
+        // The bytes must be durable before they get a name.
+        staged.sync()?;
         let leaf = target
             .parent()
             .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
         let mid = leaf
             .parent()
             .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
-        let mid_existed = mid.is_dir();
-        let leaf_existed = leaf.is_dir();
         fs::create_dir_all(leaf).map_err(|e| StoreError::io("create a blob directory", e))?;
         staged
             .temp
             .persist(&target)
             .map_err(|e| StoreError::io("rename an upload into blobs/", e.error))?;
-        // Persist every directory entry that changed: the blob's name, and the fan-out
-        // directories if they were new.
-        fsync_dir(leaf)?;
-        if !leaf_existed {
-            fsync_dir(mid)?;
-        }
-        if !mid_existed {
-            fsync_dir(&self.root)?;
-        }
-        fsync_dir(&self.tmp)?;
-        Ok(true)
+        Ok(Some(vec![
+            leaf.to_owned(),
+            mid.to_owned(),
+            self.root.clone(),
+            self.tmp.clone(),
+        ]))
     }
 
     /// Unlinks a blob whose last reference is gone. The caller holds the hash's lock and has
@@ -143,10 +177,72 @@ pub struct BlobWriter {
     /// The data directory and the reserve to keep free there.
     guard: Option<(PathBuf, u64)>,
     since_check: u64,
+    /// How many bytes the disk has been asked to write back so far.
+    written_back: u64,
     out: BufWriter<NamedTempFile>,
-    hasher: Sha256,
+    hasher: Hashing,
     size: u64,
     head: Vec<u8>,
+}
+
+/// Where an upload's sha256 is computed.
+enum Hashing {
+    Here(Sha256),
+    Beside {
+        chunks: std::sync::mpsc::SyncSender<Bytes>,
+        thread: std::thread::JoinHandle<Sha256>,
+    },
+}
+
+impl Hashing {
+    fn update(&mut self, data: Bytes, size_so_far: u64) -> Result<(), StoreError> {
+        if let Hashing::Here(hasher) = self {
+            if size_so_far < PARALLEL_HASH_AFTER {
+                hasher.update(&data);
+                return Ok(());
+            }
+            let mut theirs = hasher.clone();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+            let started = std::thread::Builder::new()
+                .name("shoebox-hash".into())
+                .spawn(move || {
+                    for chunk in rx {
+                        theirs.update(&chunk);
+                    }
+                    theirs
+                });
+            // Without a thread to spare, hashing simply stays here.
+            if let Ok(thread) = started {
+                *self = Hashing::Beside { chunks: tx, thread };
+            }
+        }
+        match self {
+            Hashing::Here(hasher) => hasher.update(&data),
+            Hashing::Beside { chunks, .. } => chunks.send(data).map_err(|_| {
+                StoreError::io(
+                    "hash an upload",
+                    std::io::Error::other("the hashing thread stopped"),
+                )
+            })?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ContentHash, StoreError> {
+        let hasher = match self {
+            Hashing::Here(hasher) => hasher,
+            Hashing::Beside { chunks, thread } => {
+                drop(chunks);
+                thread.join().map_err(|_| {
+                    StoreError::io(
+                        "hash an upload",
+                        std::io::Error::other("the hashing thread panicked"),
+                    )
+                })?
+            }
+        };
+        Ok(ContentHash(hasher.finalize().into()))
+    }
 }
 
 /// How often a long upload re-reads the free space.
@@ -159,6 +255,12 @@ impl BlobWriter {
     }
 
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.write_bytes(Bytes::copy_from_slice(data))
+    }
+
+    /// Like [`write`](Self::write), for bytes that can be shared with the hashing thread
+    /// without a copy.
+    pub fn write_bytes(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.since_check += data.len() as u64;
         if self.since_check >= SPACE_CHECK_EVERY {
             self.since_check = 0;
@@ -176,11 +278,32 @@ impl BlobWriter {
             let take = (HEAD_BYTES - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
         }
-        self.hasher.update(data);
         self.out
-            .write_all(data)
+            .write_all(&data)
             .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
-        self.size += data.len() as u64;
+        let len = data.len() as u64;
+        self.hasher.update(data, self.size)?;
+        self.size += len;
+        if self.size - self.written_back >= WRITEBACK_STEP {
+            self.start_writeback()?;
+        }
+        Ok(())
+    }
+
+    /// Asks the disk to start writing what has been written so far, without waiting for it,
+    /// and waits for the step before that: the upload keeps at most two steps of dirty pages,
+    /// and the fsync in [`finish`](Self::finish) (which this does not replace) finds little
+    /// left to write.
+    fn start_writeback(&mut self) -> Result<(), StoreError> {
+        self.out
+            .flush()
+            .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
+        let end = self.size;
+        let file = self.out.get_ref().as_file();
+        writeback(file, self.written_back, end - self.written_back, false)?;
+        let previous = self.written_back.saturating_sub(WRITEBACK_STEP);
+        writeback(file, previous, self.written_back - previous, true)?;
+        self.written_back = end;
         Ok(())
     }
 
@@ -188,31 +311,89 @@ impl BlobWriter {
         self.size
     }
 
-    /// Flushes and fsyncs the temp file: from here on its bytes survive a crash, though they
-    /// are not yet reachable by name.
+    /// Hands the temp file's bytes to the kernel. They are not yet durable: the fsync comes
+    /// with placing ([`StagedBlob::sync`]), where the fsyncs of a whole request, and of the
+    /// concurrent requests, are issued together; an upload whose content is already stored
+    /// needs none.
     pub fn finish(self) -> Result<StagedBlob, StoreError> {
         let temp = self
             .out
             .into_inner()
             .map_err(|e| StoreError::io("flush an upload", e.into_error()))?;
-        super::timing::fsync(|| temp.as_file().sync_all())
-            .map_err(|e| StoreError::io("fsync an upload", e))?;
         Ok(StagedBlob {
             temp,
-            hash: ContentHash(self.hasher.finalize().into()),
+            synced: false,
+            hash: self.hasher.finish()?,
             size: self.size,
             head: self.head,
         })
     }
 }
 
-/// A fully written, fsynced upload in `tmp/`, waiting to be placed.
+/// `sync_file_range` on a part of a file: start writing it back, or with `wait` also wait
+/// until it is written. Only a hint for the page cache: it makes nothing durable (no metadata,
+/// no cache flush) and never stands in for an fsync.
+#[cfg(target_os = "linux")]
+fn writeback(file: &fs::File, offset: u64, len: u64, wait: bool) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Ok(());
+    };
+    // SAFETY: plain system call on a descriptor that `file` keeps open; no memory is shared.
+    let ret = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+    if ret == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Not supported here (some filesystems, some sandboxes): the fsync does it all.
+        Some(libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::ESPIPE) => Ok(()),
+        _ => Err(StoreError::io("write an upload to tmp/", err)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writeback(_: &fs::File, _: u64, _: u64, _: bool) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// A fsync of a directory, as a task for [`parallel::run_all`].
+pub(crate) fn fsync_dir_task<'a>(dir: PathBuf) -> Task<'a> {
+    Box::new(move || fsync_dir(&dir))
+}
+
+/// A fully written upload in `tmp/`, waiting to be fsynced and placed.
 pub struct StagedBlob {
     temp: NamedTempFile,
+    /// Whether the temp file has been fsynced.
+    synced: bool,
     pub hash: ContentHash,
     pub size: u64,
     /// The first bytes, for sniffing the content type and reading image dimensions.
     pub head: Vec<u8>,
+}
+
+impl StagedBlob {
+    /// fsyncs the temp file (once): from here on its bytes survive a crash, though they are not
+    /// yet reachable by name.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if !self.synced {
+            super::timing::fsync(|| self.temp.as_file().sync_all())
+                .map_err(|e| StoreError::io("fsync an upload", e))?;
+            self.synced = true;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for StagedBlob {
@@ -257,6 +438,25 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"hello world");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_long_upload_hashed_beside_the_writer_gets_the_same_hash() {
+        let (_dir, store) = store();
+        let data: Vec<u8> = (0..(9u32 << 20) / 4)
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        let mut w = store.writer().unwrap();
+        for chunk in data.chunks(64 * 1024 + 7) {
+            w.write_bytes(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        let staged = w.finish().unwrap();
+        assert_eq!(staged.hash.to_hex(), hex::encode(Sha256::digest(&data)));
+        assert_eq!(staged.size, data.len() as u64);
+        assert_eq!(staged.head, data[..HEAD_BYTES]);
+        let path = store.path_for(&staged.hash);
+        assert!(store.place(staged).unwrap());
+        assert_eq!(fs::read(path).unwrap(), data);
     }
 
     #[test]

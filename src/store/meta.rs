@@ -43,6 +43,8 @@ pub struct MetaStore {
     state: Tree,
     records: ReadCache<MediaId, Arc<MediaRecord>>,
     representatives: ReadCache<ContentHash, MediaId>,
+    /// sled's data file, for the fsync that its flush leaves out.
+    file: std::fs::File,
 }
 
 /// The key-value pairs of one derived tree.
@@ -217,6 +219,9 @@ impl MetaStore {
             by_kind: tree("idx_kind")?,
             by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
+            // sled keeps its log and pages in this one file (sled 0.34 layout).
+            file: std::fs::File::open(path.join("db"))
+                .map_err(|e| StoreError::io("open the metadata database file", e))?,
             db,
             records: ReadCache::new(CACHED_RECORDS),
             representatives: ReadCache::new(CACHED_RECORDS),
@@ -600,10 +605,16 @@ impl MetaStore {
     }
 
     /// Makes every committed transaction durable. Blocking: call it off the async runtime.
+    ///
+    /// sled's own flush writes its log with `sync_file_range` on Linux, which neither flushes
+    /// the disk's write cache nor persists the file's size, so it is followed by an fdatasync
+    /// of the database file (https://github.com/spacejam/sled/issues/1452).
     pub fn flush(&self) -> Result<(), StoreError> {
         super::timing::fsync(|| self.db.flush())
             .map(|_| ())
-            .map_err(sled_error)
+            .map_err(sled_error)?;
+        super::timing::fsync(|| self.file.sync_data())
+            .map_err(|e| StoreError::io("fsync the metadata database", e))
     }
 
     /// Writes, flushes, reads back and removes a probe key.

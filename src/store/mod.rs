@@ -13,6 +13,7 @@ pub mod import;
 pub mod layout;
 pub mod maintain;
 pub mod meta;
+mod parallel;
 pub mod record;
 pub mod records;
 pub mod sniff;
@@ -328,23 +329,7 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            for blob in staged {
-                let size = blob.size;
-                if self.blobs.place(blob)? {
-                    self.counters
-                        .bytes_stored
-                        .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-                } else {
-                    self.counters
-                        .dedup_hits
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            // The record files come after their blobs, so a rebuild never finds a record whose
-            // blob was not yet in place.
-            for r in &records {
-                self.records.write(r)?;
-            }
+            self.make_durable(staged, &records)?;
             self.meta.insert(&records)?;
         }
         self.commit.wait_durable(|| self.meta.flush())?;
@@ -352,6 +337,65 @@ impl Store {
             .uploads
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(records)
+    }
+
+    /// Steps 2 and 3 of the write protocol for the blobs of one request, and their record
+    /// files, in three rounds of fsyncs issued side by side (the fsyncs of concurrent requests
+    /// run at the same time and share the disk's journal commits):
+    ///
+    /// 1. the temp files of the new blobs and of the record files (an upload whose content is
+    ///    already stored needs none);
+    /// 2. after renaming the blobs to their content addresses, every directory on their paths
+    ///    and `tmp/`;
+    /// 3. after renaming the record files to `records/<id>.json`, `records/`.
+    ///
+    /// So every blob is durable and named before its record file is, and the record files are
+    /// durable before sled is told: a rebuild from `records/` never finds a record whose blob
+    /// was not yet in place. The caller holds the hashes' locks.
+    fn make_durable(
+        &self,
+        mut staged: Vec<StagedBlob>,
+        records: &[MediaRecord],
+    ) -> Result<(), StoreError> {
+        use parallel::Task;
+        let files = records
+            .iter()
+            .map(|r| self.records.stage(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tasks: Vec<Task> = Vec::new();
+        for blob in staged.iter_mut() {
+            if !self.blobs.exists(&blob.hash) {
+                tasks.push(Box::new(move || blob.sync()));
+            }
+        }
+        for file in &files {
+            tasks.push(Box::new(move || file.sync()));
+        }
+        parallel::run_all(tasks)?;
+
+        let mut dirs = std::collections::BTreeSet::new();
+        for blob in staged {
+            let size = blob.size;
+            match self.blobs.rename_into_place(blob)? {
+                Some(changed) => {
+                    dirs.extend(changed);
+                    self.counters
+                        .bytes_stored
+                        .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+                }
+                None => {
+                    self.counters
+                        .dedup_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        parallel::run_all(dirs.into_iter().map(blobs::fsync_dir_task).collect())?;
+
+        for file in files {
+            file.persist()?;
+        }
+        layout::fsync_dir(self.records.dir())
     }
 
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {

@@ -8,9 +8,12 @@
 //! read the store with `cat`. The cost is one extra small fsync per write.
 
 use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
 
-use super::layout::{fsync_dir, write_atomically};
+use tempfile::NamedTempFile;
+
+use super::layout::{fsync_dir, set_mode, write_atomically};
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
 
@@ -28,13 +31,38 @@ impl RecordFiles {
         self.dir.join(format!("{id}.json"))
     }
 
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Writes (or replaces) a record's file durably: temp file, fsync, rename, fsync the
     /// directory.
     pub fn write(&self, record: &MediaRecord) -> Result<(), StoreError> {
-        let mut bytes = serde_json::to_vec_pretty(record)
-            .map_err(|e| StoreError::Corrupt(format!("a record does not serialise: {e}")))?;
-        bytes.push(b'\n');
-        write_atomically(&self.dir, &self.path_for(record.id), &bytes, 0o644)
+        write_atomically(
+            &self.dir,
+            &self.path_for(record.id),
+            &encode(record)?,
+            0o644,
+        )
+    }
+
+    /// The same recipe as [`write`](Self::write) in steps, so that an upload can fsync its
+    /// record file together with its blob: this writes the temp file;
+    /// [`StagedRecord::sync`] fsyncs it, [`StagedRecord::persist`] renames it into place, and
+    /// the caller then fsyncs [`dir`](Self::dir). Dropping a staged record removes its temp
+    /// file.
+    pub(crate) fn stage(&self, record: &MediaRecord) -> Result<StagedRecord, StoreError> {
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| StoreError::io("create a temp file", e))?;
+        set_mode(temp.path(), 0o644)?;
+        temp.write_all(&encode(record)?)
+            .map_err(|e| StoreError::io("write a temp file", e))?;
+        Ok(StagedRecord {
+            temp,
+            target: self.path_for(record.id),
+        })
     }
 
     /// Removes a record's file durably; a missing file is not an error.
@@ -92,6 +120,35 @@ impl RecordFiles {
         }
         Ok(removed)
     }
+}
+
+/// A record file written to a temp file next to its final name.
+pub(crate) struct StagedRecord {
+    temp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl StagedRecord {
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        super::timing::fsync(|| self.temp.as_file().sync_all())
+            .map_err(|e| StoreError::io("write a temp file", e))
+    }
+
+    /// Renames the (fsynced) temp file to the record's name; the directory's fsync is the
+    /// caller's.
+    pub(crate) fn persist(self) -> Result<(), StoreError> {
+        self.temp
+            .persist(&self.target)
+            .map(drop)
+            .map_err(|e| StoreError::io("rename a temp file into place", e.error))
+    }
+}
+
+fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(record)
+        .map_err(|e| StoreError::Corrupt(format!("a record does not serialise: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 pub fn parse(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
