@@ -411,6 +411,50 @@ def vary(path, tag):
         f.write(hashlib.sha256(tag.encode()).digest())
 
 
+def durable_creates(cfg, rnd):
+    """The machine's limit for many small uploads: MANY_COUNT files of MANY_SIZE created
+    durably, MANY_PARALLEL at a time, with the least any crash-safe store must do per file
+    (write a temp file, fsync it, rename it into place, fsync the directory) and nothing else:
+    no hashing, no HTTP, no metadata."""
+    base = os.path.join(cfg.work, f"creates-{rnd}")
+    os.makedirs(os.path.join(base, "tmp"))
+    os.makedirs(os.path.join(base, "final"))
+    data = os.urandom(MANY_SIZE)
+    names = list(range(MANY_COUNT))
+    lock = threading.Lock()
+
+    def worker():
+        dfd = os.open(os.path.join(base, "final"), os.O_RDONLY)
+        try:
+            while True:
+                with lock:
+                    if not names:
+                        return
+                    n = names.pop()
+                tmp = os.path.join(base, "tmp", str(n))
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, os.path.join(base, "final", str(n)))
+                os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    os.sync()
+    t = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(MANY_PARALLEL)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(IO_TIMEOUT)
+    rate = MANY_COUNT / (time.perf_counter() - t)
+    shutil.rmtree(base, ignore_errors=True)
+    return {"durable_creates_s": rate}
+
+
 def reference_rates(cfg, rnd):
     """The machine's limits for the large upload: sha256 with openssl, an fsync'd dd."""
     path = cfg.files["upload.bin"]
@@ -684,6 +728,9 @@ def main():
             if "upload" not in skip:
                 for k, v in reference_rates(cfg, rnd).items():
                     samples["reference"].setdefault(k, []).append(v)
+            if "many" not in skip:
+                for k, v in durable_creates(cfg, rnd).items():
+                    samples["reference"].setdefault(k, []).append(v)
             for wname, fn in WORKLOADS:
                 if wname in skip:
                     continue
@@ -770,10 +817,14 @@ def report(servers, samples, extra, cfg, elapsed, args):
             row.append(f"{sb / pv:.2f}×" if sb and pv else "—")
         rows.append(row)
     ref = samples["reference"]
-    if ref:
+    if "openssl_mib_s" in ref:
         rows.append(["  openssl dgst -sha256", "MiB/s", spread(ref["openssl_mib_s"], "MiB/s")]
                     + [""] * (len(head) - 3))  # fmt: skip
         rows.append(["  dd bs=1M conv=fsync", "MiB/s", spread(ref["dd_fsync_mib_s"], "MiB/s")]
+                    + [""] * (len(head) - 3))  # fmt: skip
+    if "durable_creates_s" in ref:
+        rows.append(["  fsync'd file creations, 8 conc.", "files/s",
+                     spread(ref["durable_creates_s"], "files/s")]
                     + [""] * (len(head) - 3))  # fmt: skip
     out += table(head, rows)
     out.append("")
@@ -828,6 +879,15 @@ def targets(med, samples, extra, peers):
         check("upload ÷ min(openssl sha256, dd fsync)", r, "≥ 0.8", r >= 0.8)
     r = ratio("many_files_s", best("many_files_s"))
     check("many uploads ÷ best peer", r, "≥ 1.0", r is not None and r >= 1.0)
+    if "durable_creates_s" in ref and "many_files_s" in sb:
+        # Not a target: how close the uploads come to the disk's own limit, and whether the
+        # best peer (which does not fsync) is above that limit, where no durable store can be.
+        bound = ref["durable_creates_s"]
+        lines.append(f"  [info] many uploads ÷ fsync'd file creations: "
+                     f"{sb['many_files_s'] / bound:.2f}")  # fmt: skip
+        peer = best("many_files_s")
+        if peer:
+            lines.append(f"  [info] best peer ÷ fsync'd file creations: {peer / bound:.2f}")
     if "gib_upload_peak_rss" in extra:
         v = extra["gib_upload_peak_rss"]
         check("peak RSS during a 1 GiB upload, MiB", v, "< 64", v < 64)

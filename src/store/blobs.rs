@@ -6,7 +6,6 @@
 //! while they arrive, so that the final fsync has little left to do.
 
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -18,14 +17,12 @@ use super::layout::fsync_dir;
 #[cfg(test)]
 use super::parallel;
 use super::parallel::Task;
+use super::upload_file::UploadFile;
 use super::StoreError;
 
 /// How many leading bytes of each upload are kept for content sniffing and image dimensions.
 /// JPEG files can carry an EXIF thumbnail before the frame header, hence more than a page.
 pub const HEAD_BYTES: usize = 64 * 1024;
-
-/// Write buffer between the network and the temp file.
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// How much of a long upload is written before the disk is asked to start writing it back.
 /// Without this the kernel keeps it all in dirty pages until the final fsync, which then
@@ -71,7 +68,7 @@ impl BlobStore {
             guard: None,
             since_check: 0,
             written_back: 0,
-            out: BufWriter::with_capacity(WRITE_BUFFER, temp),
+            out: UploadFile::new(temp),
             hasher: Hashing::Here(Sha256::new()),
             size: 0,
             head: Vec::new(),
@@ -179,7 +176,7 @@ pub struct BlobWriter {
     since_check: u64,
     /// How many bytes the disk has been asked to write back so far.
     written_back: u64,
-    out: BufWriter<NamedTempFile>,
+    out: UploadFile,
     hasher: Hashing,
     size: u64,
     head: Vec<u8>,
@@ -278,13 +275,15 @@ impl BlobWriter {
             let take = (HEAD_BYTES - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
         }
+        let len = data.len() as u64;
+        // The hashing thread gets the chunk first, so it hashes while this thread writes
+        // (and waits for writeback) rather than after.
+        self.hasher.update(data.clone(), self.size)?;
         self.out
             .write_all(&data)
             .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
-        let len = data.len() as u64;
-        self.hasher.update(data, self.size)?;
         self.size += len;
-        if self.size - self.written_back >= WRITEBACK_STEP {
+        if !self.out.is_direct() && self.out.written() - self.written_back >= WRITEBACK_STEP {
             self.start_writeback()?;
         }
         Ok(())
@@ -293,13 +292,10 @@ impl BlobWriter {
     /// Asks the disk to start writing what has been written so far, without waiting for it,
     /// and waits for the step before that: the upload keeps at most two steps of dirty pages,
     /// and the fsync in [`finish`](Self::finish) (which this does not replace) finds little
-    /// left to write.
+    /// left to write. Only for buffered writes: direct writes leave no dirty pages.
     fn start_writeback(&mut self) -> Result<(), StoreError> {
-        self.out
-            .flush()
-            .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
-        let end = self.size;
-        let file = self.out.get_ref().as_file();
+        let end = self.out.written();
+        let file = self.out.file();
         writeback(file, self.written_back, end - self.written_back, false)?;
         let previous = self.written_back.saturating_sub(WRITEBACK_STEP);
         writeback(file, previous, self.written_back - previous, true)?;
@@ -318,8 +314,8 @@ impl BlobWriter {
     pub fn finish(self) -> Result<StagedBlob, StoreError> {
         let temp = self
             .out
-            .into_inner()
-            .map_err(|e| StoreError::io("flush an upload", e.into_error()))?;
+            .finish()
+            .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
         Ok(StagedBlob {
             temp,
             synced: false,

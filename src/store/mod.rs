@@ -18,6 +18,7 @@ pub mod record;
 pub mod records;
 pub mod sniff;
 pub mod timing;
+mod upload_file;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
