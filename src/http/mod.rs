@@ -212,6 +212,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
     let store = Arc::new(Store::open(&config.data_dir)?.with_reserve(config.disk_reserve)?);
+    let recovered = store.recover()?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "completed uploads that a crash interrupted after their record files were written"
+        );
+    }
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
     let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {

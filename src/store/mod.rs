@@ -403,6 +403,44 @@ impl Store {
         self.meta.get(id)
     }
 
+    /// Finishes uploads that a crash cut off after their record file was durable but before
+    /// sled was told: such a record is complete on disk (its blob was named first), so it is
+    /// inserted now rather than left behind as a record file that sled does not know. Left
+    /// behind, it would point at its blob without counting as a reference, and a delete of
+    /// another record with the same bytes could remove the blob from under it. Run at start-up,
+    /// before serving; returns how many records were completed.
+    pub fn recover(&self) -> Result<usize, StoreError> {
+        let ids = self.records.ids()?;
+        // Every write puts the record file first, so sled never has more: equal counts mean
+        // nothing to finish.
+        if ids.len() == self.meta.media_count() {
+            return Ok(0);
+        }
+        let mut completed = Vec::new();
+        for id in ids {
+            if self.meta.get(id)?.is_some() {
+                continue;
+            }
+            match self.records.read(id) {
+                Ok(Some(r)) if self.blobs.exists(&r.hash) => completed.push(r),
+                Ok(Some(r)) => tracing::warn!(
+                    id = %r.id, hash = %r.hash,
+                    "a record file names a blob that is not there; `shoebox verify` reports it"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "an unreadable record file was left alone")
+                }
+            }
+        }
+        if completed.is_empty() {
+            return Ok(0);
+        }
+        self.meta.insert(&completed)?;
+        self.meta.flush()?;
+        Ok(completed.len())
+    }
+
     /// A record as the read cache holds it, for paths that only look at it.
     pub fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
         self.meta.get_shared(id)
@@ -582,6 +620,30 @@ mod tests {
             declared_type: None,
             fields: MediaFields::default(),
         }
+    }
+
+    /// A crash between the record file and sled leaves a record file sled does not know; the
+    /// next start completes it, so it counts as a reference to its blob.
+    #[test]
+    fn recover_completes_records_that_only_reached_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store
+            .create(vec![new(&store, b"shared")])
+            .unwrap()
+            .remove(0);
+        // Another record of the same bytes whose upload stopped after its record file.
+        let mut cut_off = first.clone();
+        cut_off.id = store.new_id();
+        store.records.write(&cut_off).unwrap();
+        assert_eq!(store.refcount(&first.hash).unwrap(), 1);
+        assert_eq!(store.recover().unwrap(), 1);
+        assert_eq!(store.get(cut_off.id).unwrap().unwrap(), cut_off);
+        assert_eq!(store.refcount(&first.hash).unwrap(), 2);
+        // Deleting the first record keeps the blob for the recovered one.
+        assert!(store.delete(first.id).unwrap());
+        assert!(store.blob_path(&first.hash).is_file());
+        assert_eq!(store.recover().unwrap(), 0);
     }
 
     #[test]
