@@ -30,19 +30,22 @@ pub struct UploadFile {
     start: usize,
     filled: usize,
     direct: bool,
+    /// Whether `O_DIRECT` was tried: at the first whole block, so a small upload costs no
+    /// `fcntl` at all.
+    tried_direct: bool,
     /// Bytes handed to the file so far.
     written: u64,
 }
 
 impl UploadFile {
     pub fn new(temp: NamedTempFile) -> Self {
-        let direct = set_direct(temp.as_file(), true).is_ok();
         UploadFile {
             temp,
             buf: Vec::new(),
             start: 0,
             filled: 0,
-            direct,
+            direct: false,
+            tried_direct: false,
             written: 0,
         }
     }
@@ -59,6 +62,10 @@ impl UploadFile {
             self.filled += n;
             data = &data[n..];
             if self.filled == BLOCK {
+                if !self.tried_direct {
+                    self.tried_direct = true;
+                    self.direct = set_direct(self.temp.as_file(), true).is_ok();
+                }
                 self.write_block()?;
             }
         }
@@ -160,9 +167,12 @@ mod tests {
     #[test]
     fn uses_direct_writes_where_the_filesystem_has_them() {
         let dir = tempfile::tempdir().unwrap();
+        let probe = NamedTempFile::new_in(dir.path()).unwrap();
+        let fs_allows = set_direct(probe.as_file(), true).is_ok();
         let mut f = UploadFile::new(NamedTempFile::new_in(dir.path()).unwrap());
-        let fs_allows = f.is_direct();
-        f.write_all(&content(2 * BLOCK)).unwrap();
+        f.write_all(&content(BLOCK - 1)).unwrap();
+        assert!(!f.is_direct(), "less than a block: no O_DIRECT yet");
+        f.write_all(&content(BLOCK + 1)).unwrap();
         assert_eq!(f.written(), 2 * BLOCK as u64);
         if fs_allows {
             // Whole aligned blocks go straight to the disk.
@@ -170,6 +180,8 @@ mod tests {
             assert!(fcntl_getfl(f.file()).unwrap().contains(OFlags::DIRECT));
         }
         let temp = f.finish().unwrap();
-        assert_eq!(std::fs::read(temp.path()).unwrap(), content(2 * BLOCK));
+        let mut expected = content(BLOCK - 1);
+        expected.extend(content(BLOCK + 1));
+        assert!(std::fs::read(temp.path()).unwrap() == expected);
     }
 }
