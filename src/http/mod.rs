@@ -212,7 +212,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
     let store = Arc::new(Store::open(&config.data_dir)?.with_reserve(config.disk_reserve)?);
-    let recovered = store.recover()?;
+    let recovered = store.recover_unless_clean()?;
     if recovered > 0 {
         tracing::info!(
             recovered,
@@ -253,7 +253,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     // `run` stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown timeout.
     server.run().await?;
-    web::block(move || store.flush()).await??;
+    web::block(move || store.close_cleanly()).await??;
     tracing::info!("stopped cleanly; metadata flushed");
     Ok(())
 }

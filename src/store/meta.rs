@@ -600,6 +600,20 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Removes a bookkeeping key, answering its value.
+    pub fn take_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state
+            .remove(key.as_bytes())
+            .map_err(sled_error)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Whether a record exists, without decoding it (or filling the read cache).
+    pub fn contains(&self, id: MediaId) -> Result<bool, StoreError> {
+        self.media.contains_key(id.to_key()).map_err(sled_error)
+    }
+
     pub fn media_count(&self) -> usize {
         self.media.len()
     }

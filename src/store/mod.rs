@@ -175,6 +175,9 @@ pub struct Counters {
     pub bytes_stored: std::sync::atomic::AtomicU64,
 }
 
+/// The `state` key that marks a store closed by a clean shutdown.
+const CLEAN_SHUTDOWN: &str = "clean_shutdown";
+
 impl Store {
     /// Opens (or initialises) a data directory: checks `FORMAT`, empties `tmp/`, opens sled.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
@@ -418,7 +421,7 @@ impl Store {
         }
         let mut completed = Vec::new();
         for id in ids {
-            if self.meta.get(id)?.is_some() {
+            if self.meta.contains(id)? {
                 continue;
             }
             match self.records.read(id) {
@@ -439,6 +442,26 @@ impl Store {
         self.meta.insert(&completed)?;
         self.meta.flush()?;
         Ok(completed.len())
+    }
+
+    /// [`recover`](Self::recover), unless the previous run ended with
+    /// [`close_cleanly`](Self::close_cleanly): then nothing can be half-written, and the scan
+    /// of every record file is skipped. The mark is consumed (durably) either way, so a crash
+    /// during this run makes the next start scan.
+    pub fn recover_unless_clean(&self) -> Result<usize, StoreError> {
+        if self.meta.take_state(CLEAN_SHUTDOWN)?.is_some() {
+            self.meta.flush()?;
+            return Ok(0);
+        }
+        self.recover()
+    }
+
+    /// Flushes metadata once every request has finished, and marks the store as closed
+    /// cleanly for the next start.
+    pub fn close_cleanly(&self) -> Result<(), StoreError> {
+        self.meta.flush()?;
+        self.meta.set_state(CLEAN_SHUTDOWN, "1")?;
+        self.meta.flush()
     }
 
     /// A record as the read cache holds it, for paths that only look at it.
@@ -644,6 +667,30 @@ mod tests {
         assert!(store.delete(first.id).unwrap());
         assert!(store.blob_path(&first.hash).is_file());
         assert_eq!(store.recover().unwrap(), 0);
+    }
+
+    /// After a clean shutdown the next start skips the scan once; after that (as after any
+    /// crash) it scans again.
+    #[test]
+    fn a_clean_shutdown_spares_the_next_start_its_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.create(vec![new(&store, b"bytes")]).unwrap().remove(0);
+        let mut stray = first.clone();
+        stray.id = store.new_id();
+        store.records.write(&stray).unwrap();
+        store.close_cleanly().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.recover_unless_clean().unwrap(), 0, "clean: no scan");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.recover_unless_clean().unwrap(),
+            1,
+            "the mark was consumed"
+        );
+        assert!(store.get(stray.id).unwrap().is_some());
     }
 
     #[test]
