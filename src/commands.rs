@@ -14,7 +14,7 @@ use shoebox::store::{maintain, Store};
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
 pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
-    let store = Store::open(data_dir)?;
+    let store = open_store(data_dir)?;
     if repair {
         let (before, actions) = store.repair()?;
         print!("{}", before.render());
@@ -41,7 +41,7 @@ pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
 }
 
 pub fn gc(data_dir: &Path, grace: Duration) -> Outcome {
-    let store = Store::open(data_dir)?;
+    let store = open_store(data_dir)?;
     let r = store.gc(grace)?;
     println!(
         "removed {} orphan blobs ({} bytes), {} orphan record files, {} stale derived files; \
@@ -56,6 +56,21 @@ pub fn gc(data_dir: &Path, grace: Duration) -> Outcome {
     );
     store.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the data directory and settles what a crash left in flight, as the server does at
+/// start-up, so that a command run after a crash sees the store the server would.
+fn open_store(data_dir: &Path) -> Result<Store, shoebox::store::StoreError> {
+    let store = Store::open(data_dir)?;
+    let r = store.recover_unless_clean()?;
+    if !r.is_empty() {
+        eprintln!(
+            "settled the writes a crash interrupted: {} kept, {} rolled back, {} record files \
+             moved to quarantine/records/",
+            r.kept, r.rolled_back, r.set_aside
+        );
+    }
+    Ok(store)
 }
 
 pub fn rebuild(data_dir: &Path) -> Outcome {
@@ -121,7 +136,7 @@ pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(data_dir).map_err(|e| match e {
+    let store = open_store(data_dir).map_err(|e| match e {
         shoebox::store::StoreError::Locked(_) => format!(
             "{e}. While the server runs, fetch the backup from it: shoebox backup --url http://localhost:8080 --output {} (with SHOEBOX_ADMIN_TOKEN set)",
             output.display()
@@ -168,7 +183,7 @@ pub fn import(
     map: Option<&Path>,
     public_url: Option<&str>,
 ) -> Outcome {
-    let store = Store::open(data_dir)?;
+    let store = open_store(data_dir)?;
     let opts = ImportOptions {
         collection,
         url_prefix: url_prefix.clone(),

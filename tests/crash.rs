@@ -258,3 +258,120 @@ fn sigkill_under_concurrent_load_never_loses_an_acknowledged_upload() {
 fn sigkill_amid_many_small_concurrent_uploads_keeps_every_acknowledged_one() {
     crash_rounds(6, 12, 64 << 10);
 }
+
+/// Starts a server that aborts its next upload once the database holds the record (flushed)
+/// and before any of its files was fsynced; uploads `data` to it and returns the id the record
+/// got (read from `records/`, since the client never hears back).
+fn upload_cut_off_after_the_database(data_dir: &std::path::Path, data: &[u8]) -> String {
+    let before = common::entries(&data_dir.join("records"));
+    let mut s = TestServer::builder()
+        .data_dir(data_dir)
+        .env("SHOEBOX_CRASH_AT", "upload-after-metadata")
+        .start();
+    let res = s
+        .authed(Method::POST, "/api/media?filename=cut.bin")
+        .body(data.to_vec())
+        .send();
+    assert!(res.is_err(), "the upload is never acknowledged: {res:?}");
+    s.kill();
+    let after = common::entries(&data_dir.join("records"));
+    let new: Vec<_> = after.iter().filter(|n| !before.contains(n)).collect();
+    assert_eq!(new.len(), 1, "one new record file: {new:?}");
+    new[0].trim_end_matches(".json").to_owned()
+}
+
+/// A power cut can leave an upload's record in the database while its files never reached
+/// the disk, or only part of them did. Each case is staged with the real binary (aborted at
+/// that step) and the files cut as the disk may have kept them; the next start must keep the
+/// upload whose bytes are complete, roll back the one whose bytes are not, and leave a store
+/// that verifies. A blob a crash left behind is never reused for new uploads of its bytes.
+#[test]
+fn a_crash_between_the_database_and_the_disk_is_settled_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::builder().data_dir(&data_dir).start();
+    let before = bytes(100_000, 1);
+    let acked = s.upload("before.bin", &before, &[]);
+    s.terminate();
+
+    // Complete bytes, torn record file.
+    let whole = bytes(300_000, 2);
+    let whole_id = upload_cut_off_after_the_database(&data_dir, &whole);
+    std::fs::write(data_dir.join(format!("records/{whole_id}.json")), b"{\"sch").unwrap();
+    // Only part of the bytes reached the disk.
+    let partial = bytes(300_000, 3);
+    let partial_id = upload_cut_off_after_the_database(&data_dir, &partial);
+    let blob_path = |data: &[u8]| {
+        let hash = sha256_hex(data);
+        data_dir
+            .join("blobs/sha256")
+            .join(&hash[0..2])
+            .join(&hash[2..4])
+            .join(hash)
+    };
+    let partial_blob = blob_path(&partial);
+    std::fs::write(&partial_blob, &partial[..4096]).unwrap();
+    // A blob of an upload that never reached the database, cut short too.
+    let later = bytes(50_000, 4);
+    let later_blob = blob_path(&later);
+    std::fs::create_dir_all(later_blob.parent().unwrap()).unwrap();
+    std::fs::write(&later_blob, &later[..100]).unwrap();
+
+    let s = TestServer::builder().data_dir(&data_dir).start();
+    assert!(
+        s.output()
+            .contains("settled the writes a crash interrupted"),
+        "{}",
+        s.output()
+    );
+    let ids: BTreeSet<String> = all_records(&s)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = [acked["id"].as_str().unwrap(), &whole_id]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        ids, expected,
+        "the complete upload stays, the partial one is rolled back"
+    );
+    assert!(!ids.contains(&partial_id));
+    for (id, data) in [
+        (acked["id"].as_str().unwrap(), &before),
+        (&whole_id, &whole),
+    ] {
+        let body = s
+            .authed(Method::GET, &format!("/m/{id}"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert_eq!(sha256_hex(&body), sha256_hex(data), "bytes of {id}");
+    }
+    assert!(
+        !partial_blob.exists(),
+        "the partial blob went with its record"
+    );
+    // The same bytes uploaded again are stored whole, not matched to what the crash left.
+    let again = s.upload("again.bin", &partial, &[]);
+    let fresh = s.upload("later.bin", &later, &[]);
+    for item in [&again, &fresh] {
+        let id = item["id"].as_str().unwrap();
+        let body = s
+            .authed(Method::GET, &format!("/m/{id}"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert_eq!(sha256_hex(&body), item["hash"].as_str().unwrap());
+    }
+    drop(s);
+    let (code, out) = run_cli(&["verify"], &data_dir);
+    assert_eq!(code, 0, "the settled store verifies:\n{out}");
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(data_dir.join(format!("records/{whole_id}.json"))).unwrap(),
+    )
+    .expect("the torn record file was rewritten");
+    assert_eq!(record["hash"].as_str(), Some(sha256_hex(&whole).as_str()));
+}

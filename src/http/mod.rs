@@ -213,10 +213,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     check_persistence(&persistence, &config)?;
     let store = Arc::new(Store::open(&config.data_dir)?.with_reserve(config.disk_reserve)?);
     let recovered = store.recover_unless_clean()?;
-    if recovered > 0 {
+    if !recovered.is_empty() {
         tracing::info!(
-            recovered,
-            "completed uploads that a crash interrupted after their record files were written"
+            kept = recovered.kept,
+            rolled_back = recovered.rolled_back,
+            record_files_set_aside = recovered.set_aside,
+            "settled the writes a crash interrupted"
         );
     }
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");

@@ -1,10 +1,13 @@
 //! Content-addressed blob files and the first half of the durable write protocol.
 //!
-//! A blob is written to `tmp/` while its sha256 is computed in the same pass, fsynced, and then
-//! renamed to `blobs/sha256/ab/cd/<hash>`; the directories on its path are fsynced too, because
-//! on Linux a file's own fsync does not persist its name. Long uploads start the disk writing
-//! while they arrive, so that the final fsync has little left to do.
+//! A blob is written to `tmp/` while its sha256 is computed in the same pass, renamed to
+//! `blobs/sha256/ab/cd/<hash>`, and then fsynced together with the directories on its path
+//! (on Linux a file's own fsync does not persist its name). Until those fsyncs return, a crash
+//! can leave the name with only part of the bytes behind it: such a blob is never trusted, see
+//! [`Store::create`](super::Store::create). Long uploads start the disk writing while they
+//! arrive, so that the final fsync has little left to do.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -14,9 +17,7 @@ use tempfile::NamedTempFile;
 
 use super::hash::ContentHash;
 use super::layout::fsync_dir;
-#[cfg(test)]
-use super::parallel;
-use super::parallel::Task;
+use super::parallel::{self, Task};
 use super::upload_file::UploadFile;
 use super::StoreError;
 
@@ -75,55 +76,61 @@ impl BlobStore {
         })
     }
 
-    /// Moves a staged blob into place, or drops it when the same content is already stored.
-    /// Returns true when a new blob file was created. The caller holds the hash's lock.
+    /// Moves a staged blob into place and makes it durable, or drops it when the same content
+    /// is already stored. Returns true when a new blob file was created.
     #[cfg(test)]
     pub(crate) fn place(&self, staged: StagedBlob) -> Result<bool, StoreError> {
-        match self.rename_into_place(staged)? {
-            Some(dirs) => {
-                parallel::run_all(dirs.into_iter().map(fsync_dir_task).collect())?;
-                Ok(true)
-            }
-            None => Ok(false),
+        if self.exists(&staged.hash) {
+            return Ok(false);
         }
+        let mut dirs = BTreeSet::new();
+        let mut tasks = vec![self.rename_into_place(staged)?.durable_tasks(&mut dirs)];
+        tasks.extend(dirs.into_iter().map(fsync_dir_task));
+        parallel::run_all(tasks, || Ok(()))?;
+        Ok(true)
     }
 
-    /// The first half of [`place`](Self::place): renames the (fsynced) upload to its content
-    /// address, and returns the directories that must be fsynced before anything may point at
-    /// the blob, or `None` when the content was already stored and the upload was dropped.
-    /// The caller holds the hash's lock until those directories are durable.
+    /// Renames an upload to its content address, replacing any file already there (the same
+    /// bytes, or what a crash left of them), and returns what must be fsynced before anything
+    /// may rely on the blob. The caller holds the hash's lock until those fsyncs return.
     ///
     /// Every directory on the blob's path is listed, not only those this call created: a
     /// concurrent upload may have created the fan-out directory a moment ago and not yet made
     /// its entry durable, and this blob must not depend on that upload's progress.
-    pub(crate) fn rename_into_place(
-        &self,
-        mut staged: StagedBlob,
-    ) -> Result<Option<Vec<PathBuf>>, StoreError> {
+    pub(crate) fn rename_into_place(&self, staged: StagedBlob) -> Result<Placed, StoreError> {
         let target = self.path_for(&staged.hash);
-        if target.is_file() {
-            // Deduplication: the bytes are already durable under this name.
-            return Ok(None);
+        let dirs = self.dirs_of(&target)?;
+        fs::create_dir_all(&dirs[0]).map_err(|e| StoreError::io("create a blob directory", e))?;
+        let file = staged
+            .temp
+            .persist(&target)
+            .map_err(|e| StoreError::io("rename an upload into blobs/", e.error))?;
+        Ok(Placed { file, dirs })
+    }
+
+    /// fsyncs a blob that is already in place, and the directories on its path.
+    pub(crate) fn make_durable(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        let path = self.path_for(hash);
+        let file = fs::File::open(&path).map_err(|e| StoreError::io("open a blob", e))?;
+        let mut dirs = BTreeSet::new();
+        let mut tasks = vec![Placed {
+            file,
+            dirs: self.dirs_of(&path)?,
         }
-        // The bytes must be durable before they get a name.
-        staged.sync()?;
+        .durable_tasks(&mut dirs)];
+        tasks.extend(dirs.into_iter().map(fsync_dir_task));
+        parallel::run_all(tasks, || Ok(()))
+    }
+
+    /// The directories whose entries lead to a blob: `ab/cd`, `ab` and the root.
+    fn dirs_of(&self, target: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let leaf = target
             .parent()
             .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
         let mid = leaf
             .parent()
             .ok_or_else(|| StoreError::Corrupt("blob path has no parent".into()))?;
-        fs::create_dir_all(leaf).map_err(|e| StoreError::io("create a blob directory", e))?;
-        staged
-            .temp
-            .persist(&target)
-            .map_err(|e| StoreError::io("rename an upload into blobs/", e.error))?;
-        Ok(Some(vec![
-            leaf.to_owned(),
-            mid.to_owned(),
-            self.root.clone(),
-            self.tmp.clone(),
-        ]))
+        Ok(vec![leaf.to_owned(), mid.to_owned(), self.root.clone()])
     }
 
     /// Unlinks a blob whose last reference is gone. The caller holds the hash's lock and has
@@ -308,8 +315,8 @@ impl BlobWriter {
     }
 
     /// Hands the temp file's bytes to the kernel. They are not yet durable: the fsync comes
-    /// with placing ([`StagedBlob::sync`]), where the fsyncs of a whole request, and of the
-    /// concurrent requests, are issued together; an upload whose content is already stored
+    /// after placing ([`Placed::durable_tasks`]), where the fsyncs of a whole request, and of
+    /// the concurrent requests, are issued together; an upload whose content is already stored
     /// needs none.
     pub fn finish(self) -> Result<StagedBlob, StoreError> {
         let temp = self
@@ -318,7 +325,6 @@ impl BlobWriter {
             .map_err(|e| StoreError::io("write an upload to tmp/", e))?;
         Ok(StagedBlob {
             temp,
-            synced: false,
             hash: self.hasher.finish()?,
             size: self.size,
             head: self.head,
@@ -364,32 +370,38 @@ fn writeback(_: &fs::File, _: u64, _: u64, _: bool) -> Result<(), StoreError> {
 }
 
 /// A fsync of a directory, as a task for [`parallel::run_all`].
-pub(crate) fn fsync_dir_task<'a>(dir: PathBuf) -> Task<'a> {
+pub(crate) fn fsync_dir_task(dir: PathBuf) -> Task {
     Box::new(move || fsync_dir(&dir))
 }
 
-/// A fully written upload in `tmp/`, waiting to be fsynced and placed.
+/// A blob under its content address, not yet durable.
+pub(crate) struct Placed {
+    file: fs::File,
+    /// The directories whose entries lead to it.
+    dirs: Vec<PathBuf>,
+}
+
+impl Placed {
+    /// The fsyncs that make the blob durable: the file's, returned, and its directories',
+    /// added to `dirs` (shared by the blobs of one request). They do not depend on each other
+    /// and run side by side.
+    pub(crate) fn durable_tasks(self, dirs: &mut BTreeSet<PathBuf>) -> Task {
+        dirs.extend(self.dirs);
+        let file = self.file;
+        Box::new(move || {
+            super::timing::fsync(|| file.sync_all())
+                .map_err(|e| StoreError::io("fsync an upload", e))
+        })
+    }
+}
+
+/// A fully written upload in `tmp/`, waiting to be placed.
 pub struct StagedBlob {
     temp: NamedTempFile,
-    /// Whether the temp file has been fsynced.
-    synced: bool,
     pub hash: ContentHash,
     pub size: u64,
     /// The first bytes, for sniffing the content type and reading image dimensions.
     pub head: Vec<u8>,
-}
-
-impl StagedBlob {
-    /// fsyncs the temp file (once): from here on its bytes survive a crash, though they are not
-    /// yet reachable by name.
-    pub fn sync(&mut self) -> Result<(), StoreError> {
-        if !self.synced {
-            super::timing::fsync(|| self.temp.as_file().sync_all())
-                .map_err(|e| StoreError::io("fsync an upload", e))?;
-            self.synced = true;
-        }
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for StagedBlob {

@@ -9,6 +9,8 @@
 //! - `idx_tag`: tag ‖ 0x00 ‖ id → ()
 //! - `idx_kind`: kind ‖ id → ()
 //! - `state`: health probes and bookkeeping
+//! - `pending`: id → () for new records whose files may not be durable yet (see
+//!   [`Store::create`](super::Store::create)); emptied as their uploads complete
 //!
 //! Every change to a record, its indexes and its blob's count happens in one transaction.
 
@@ -41,6 +43,7 @@ pub struct MetaStore {
     by_kind: Tree,
     by_legacy: Tree,
     state: Tree,
+    pending: Tree,
     records: ReadCache<MediaId, Arc<MediaRecord>>,
     representatives: ReadCache<ContentHash, MediaId>,
     /// sled's data file, for the fsync that its flush leaves out.
@@ -219,6 +222,7 @@ impl MetaStore {
             by_kind: tree("idx_kind")?,
             by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
+            pending: tree("pending")?,
             // sled keeps its log and pages in this one file (sled 0.34 layout).
             file: std::fs::File::open(path.join("db"))
                 .map_err(|e| StoreError::io("open the metadata database file", e))?,
@@ -230,6 +234,16 @@ impl MetaStore {
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
     pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        self.insert_marked(records, false)
+    }
+
+    /// [`insert`](Self::insert), marking the records pending in the same transaction: their
+    /// files are still being made durable. [`settle`](Self::settle) clears the marks.
+    pub fn insert_pending(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        self.insert_marked(records, true)
+    }
+
+    fn insert_marked(&self, records: &[MediaRecord], pending: bool) -> Result<(), StoreError> {
         let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let result = (
             &self.media,
@@ -239,9 +253,10 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.pending,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -250,6 +265,9 @@ impl MetaStore {
                         by_legacy,
                     };
                     for (record, bytes) in records.iter().zip(&encoded) {
+                        if pending {
+                            marks.insert(&record.id.to_key(), &[])?;
+                        }
                         if media
                             .insert(&record.id.to_key(), bytes.as_slice())?
                             .is_some()
@@ -341,9 +359,10 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.pending,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -351,6 +370,7 @@ impl MetaStore {
                         by_kind,
                         by_legacy,
                     };
+                    marks.remove(&id.to_key())?;
                     let Some(bytes) = media.remove(&id.to_key())? else {
                         return Ok(None);
                     };
@@ -607,6 +627,29 @@ impl MetaStore {
             .remove(key.as_bytes())
             .map_err(sled_error)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Clears the pending marks of records whose files are now durable. Not flushed: a mark
+    /// that a crash brings back only costs the next start a check.
+    pub fn settle(&self, ids: impl Iterator<Item = MediaId>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.to_key());
+        }
+        self.pending.apply_batch(batch).map_err(sled_error)
+    }
+
+    /// The records still marked pending, oldest first.
+    pub fn pending(&self) -> Result<Vec<MediaId>, StoreError> {
+        self.pending
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(sled_error)?;
+                MediaId::from_key(&k)
+                    .ok_or_else(|| StoreError::Corrupt("a pending mark has a malformed id".into()))
+            })
+            .collect()
     }
 
     /// Whether a record exists, without decoding it (or filling the read cache).

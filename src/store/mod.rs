@@ -175,6 +175,36 @@ pub struct Counters {
     pub bytes_stored: std::sync::atomic::AtomicU64,
 }
 
+/// Fault injection for the crash tests, which cannot otherwise stop the process between two
+/// exact steps: with `SHOEBOX_CRASH_AT=<point>` set, the process runs `before` and aborts when
+/// it reaches that point. Unset (always, outside those tests) it costs one comparison.
+fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
+    static AT: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("SHOEBOX_CRASH_AT").ok());
+    if AT.as_deref() == Some(point) {
+        let _ = before();
+        eprintln!("SHOEBOX_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
+/// What [`Store::recover`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records whose upload a crash interrupted, complete on disk and kept.
+    pub kept: usize,
+    /// Records whose upload a crash interrupted before the bytes were complete.
+    pub rolled_back: usize,
+    /// Record files moved to `quarantine/records/`.
+    pub set_aside: usize,
+}
+
+impl Recovery {
+    pub fn is_empty(&self) -> bool {
+        *self == Recovery::default()
+    }
+}
+
 /// The `state` key that marks a store closed by a clean shutdown.
 const CLEAN_SHUTDOWN: &str = "clean_shutdown";
 
@@ -272,9 +302,28 @@ impl Store {
         MediaId(gen.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
 
-    /// Steps 3–5 of the write protocol for a batch of staged uploads: place the blobs (or
-    /// deduplicate), write the record files, insert the records and bump the counts in one
-    /// transaction, and return only once sled has flushed them.
+    /// Steps 2–5 of the write protocol for a batch of staged uploads, in one round of fsyncs:
+    ///
+    /// 1. rename each new blob to its content address and write each record file under its
+    ///    name, without waiting for the disk;
+    /// 2. insert the records, bump the counts and mark the records pending, in one transaction;
+    /// 3. fsync the blobs, the directories on their paths, the record files and `records/`,
+    ///    and flush sled, all at once (the fsyncs of concurrent uploads share the disk's
+    ///    journal commits and sled's flush);
+    /// 4. clear the pending marks and return.
+    ///
+    /// Until step 3 returns, a crash can leave any part of this on disk. That is safe because
+    /// nothing trusts a blob or a record file that may be incomplete:
+    /// - the next start checks every record still marked pending: one whose blob hashes to its
+    ///   name is made durable and kept (its upload may have been acknowledged), any other is
+    ///   rolled back (its upload cannot have been);
+    /// - a record file whose record sled does not have is set aside at the next start;
+    /// - an existing blob is reused only when a record counts it, which means it was durable
+    ///   when that record's upload completed; an uncounted one may be what a crash left of an
+    ///   upload, and a new upload of the same bytes replaces it.
+    ///
+    /// The hashes' locks are held throughout, so a second upload of the same bytes waits until
+    /// the first one's blob is durable before it reuses it.
     pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
         let now = record::now();
         let mut records = Vec::with_capacity(items.len());
@@ -333,127 +382,162 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            self.make_durable(staged, &records)?;
-            self.meta.insert(&records)?;
+            let tasks = self.place(staged, &records)?;
+            self.meta.insert_pending(&records)?;
+            crash_point("upload-after-metadata", || self.meta.flush());
+            let durable =
+                parallel::run_all(tasks, || self.commit.wait_durable(|| self.meta.flush()));
+            if let Err(e) = durable {
+                self.roll_back(&records);
+                return Err(e);
+            }
+            self.meta.settle(records.iter().map(|r| r.id))?;
         }
-        self.commit.wait_durable(|| self.meta.flush())?;
         self.counters
             .uploads
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(records)
     }
 
-    /// Steps 2 and 3 of the write protocol for the blobs of one request, and their record
-    /// files, in three rounds of fsyncs issued side by side (the fsyncs of concurrent requests
-    /// run at the same time and share the disk's journal commits):
-    ///
-    /// 1. the temp files of the new blobs and of the record files (an upload whose content is
-    ///    already stored needs none);
-    /// 2. after renaming the blobs to their content addresses, every directory on their paths
-    ///    and `tmp/`;
-    /// 3. after renaming the record files to `records/<id>.json`, `records/`.
-    ///
-    /// So every blob is durable and named before its record file is, and the record files are
-    /// durable before sled is told: a rebuild from `records/` never finds a record whose blob
-    /// was not yet in place. The caller holds the hashes' locks.
-    fn make_durable(
+    /// Step 1 of [`create`](Self::create): puts the blobs and record files under their names
+    /// and returns the fsyncs that make them durable. The caller holds the hashes' locks.
+    fn place(
         &self,
-        mut staged: Vec<StagedBlob>,
+        staged: Vec<StagedBlob>,
         records: &[MediaRecord],
-    ) -> Result<(), StoreError> {
-        use parallel::Task;
-        let files = records
-            .iter()
-            .map(|r| self.records.stage(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tasks: Vec<Task> = Vec::new();
-        for blob in staged.iter_mut() {
-            if !self.blobs.exists(&blob.hash) {
-                tasks.push(Box::new(move || blob.sync()));
-            }
-        }
-        for file in &files {
-            tasks.push(Box::new(move || file.sync()));
-        }
-        parallel::run_all(tasks)?;
-
+    ) -> Result<Vec<parallel::Task>, StoreError> {
+        let mut tasks = Vec::new();
+        let mut placed = std::collections::HashSet::new();
         let mut dirs = std::collections::BTreeSet::new();
         for blob in staged {
+            let counted = placed.contains(&blob.hash)
+                || (self.meta.refcount(&blob.hash)? > 0 && self.blobs.exists(&blob.hash));
+            if counted {
+                // Deduplication: the bytes are durable under this name; the temp file goes.
+                self.counters
+                    .dedup_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            placed.insert(blob.hash);
             let size = blob.size;
-            match self.blobs.rename_into_place(blob)? {
-                Some(changed) => {
-                    dirs.extend(changed);
-                    self.counters
-                        .bytes_stored
-                        .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            let new = self.blobs.rename_into_place(blob)?;
+            self.counters
+                .bytes_stored
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            tasks.push(new.durable_tasks(&mut dirs));
+        }
+        for record in records {
+            tasks.push(self.records.place(record)?);
+        }
+        dirs.insert(self.records.dir().to_owned());
+        tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
+        Ok(tasks)
+    }
+
+    /// Undoes the records of a [`create`](Self::create) whose files could not be made
+    /// durable: the client is told it failed, so the records go. Best effort: what it cannot
+    /// undo stays marked pending, and the next start settles it.
+    fn roll_back(&self, records: &[MediaRecord]) {
+        for r in records {
+            match self.meta.delete(r.id) {
+                Ok(_) => {
+                    if let Err(e) = self.records.remove(r.id) {
+                        tracing::warn!(id = %r.id, error = %e, "could not remove the record file of a failed upload");
+                    }
                 }
-                None => {
-                    self.counters
-                        .dedup_hits
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(e) => {
+                    tracing::warn!(id = %r.id, error = %e, "could not roll back a failed upload")
                 }
             }
         }
-        parallel::run_all(dirs.into_iter().map(blobs::fsync_dir_task).collect())?;
-
-        for file in files {
-            file.persist()?;
-        }
-        layout::fsync_dir(self.records.dir())
     }
 
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
         self.meta.get(id)
     }
 
-    /// Finishes uploads that a crash cut off after their record file was durable but before
-    /// sled was told: such a record is complete on disk (its blob was named first), so it is
-    /// inserted now rather than left behind as a record file that sled does not know. Left
-    /// behind, it would point at its blob without counting as a reference, and a delete of
-    /// another record with the same bytes could remove the blob from under it. Run at start-up,
-    /// before serving; returns how many records were completed.
-    pub fn recover(&self) -> Result<usize, StoreError> {
+    /// Settles what a crash left of the writes in flight (see [`create`](Self::create)); run
+    /// before serving, and by the maintenance commands before they look at the store.
+    ///
+    /// - Every record still marked pending is checked: when its blob hashes to its name, the
+    ///   blob is made durable and the record file rewritten from sled, and the record stays
+    ///   (its upload may have been acknowledged); otherwise the record is rolled back (its
+    ///   upload cannot have been) and a blob no other record uses goes with it.
+    /// - With `scan_record_files`, record files of records sled does not have are moved to
+    ///   `quarantine/records/`: an upload that never reached sled, or a delete that a crash
+    ///   cut off after sled. They are set aside rather than deleted, because sled is the part
+    ///   of the store that is trusted less.
+    pub fn recover(&self, scan_record_files: bool) -> Result<Recovery, StoreError> {
+        let mut out = Recovery::default();
+        let pending = self.meta.pending()?;
+        for &id in &pending {
+            let Some(record) = self.meta.get(id)? else {
+                continue;
+            };
+            let path = self.blobs.path_for(&record.hash);
+            match check::hash_file(&path) {
+                Ok((hash, size)) if hash == record.hash && size == record.size => {
+                    self.blobs.make_durable(&record.hash)?;
+                    self.records.write(&record)?;
+                    out.kept += 1;
+                }
+                found => {
+                    let found = match found {
+                        Ok((hash, _)) => format!("bytes that hash to {hash}"),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::warn!(
+                        %id, hash = %record.hash, %found,
+                        "rolled back an upload that a crash cut off before its file was complete"
+                    );
+                    if let Some((r, remaining)) = self.meta.delete(id)? {
+                        self.records.remove(id)?;
+                        if remaining == 0 {
+                            self.blobs.remove(&r.hash)?;
+                        }
+                    }
+                    out.rolled_back += 1;
+                }
+            }
+        }
+        self.meta.settle(pending.into_iter())?;
+        if scan_record_files {
+            out.set_aside = self.set_aside_unknown_record_files()?;
+        }
+        self.meta.flush()?;
+        Ok(out)
+    }
+
+    fn set_aside_unknown_record_files(&self) -> Result<usize, StoreError> {
         let ids = self.records.ids()?;
-        // Every write puts the record file first, so sled never has more: equal counts mean
-        // nothing to finish.
+        // Every record in sled has its file, so equal counts mean there is nothing to set aside.
         if ids.len() == self.meta.media_count() {
             return Ok(0);
         }
-        let mut completed = Vec::new();
+        let target = self.layout.quarantine().join("records");
+        let mut moved = 0;
         for id in ids {
             if self.meta.contains(id)? {
                 continue;
             }
-            match self.records.read(id) {
-                Ok(Some(r)) if self.blobs.exists(&r.hash) => completed.push(r),
-                Ok(Some(r)) => tracing::warn!(
-                    id = %r.id, hash = %r.hash,
-                    "a record file names a blob that is not there; `shoebox verify` reports it"
-                ),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "an unreadable record file was left alone")
-                }
-            }
+            self.records.move_to(id, &target)?;
+            tracing::warn!(
+                %id, to = %target.display(),
+                "set aside a record file of a record the database does not have (an upload or \
+                 a delete that a crash cut off)"
+            );
+            moved += 1;
         }
-        if completed.is_empty() {
-            return Ok(0);
-        }
-        self.meta.insert(&completed)?;
-        self.meta.flush()?;
-        Ok(completed.len())
+        Ok(moved)
     }
 
-    /// [`recover`](Self::recover), unless the previous run ended with
-    /// [`close_cleanly`](Self::close_cleanly): then nothing can be half-written, and the scan
-    /// of every record file is skipped. The mark is consumed (durably) either way, so a crash
-    /// during this run makes the next start scan.
-    pub fn recover_unless_clean(&self) -> Result<usize, StoreError> {
-        if self.meta.take_state(CLEAN_SHUTDOWN)?.is_some() {
-            self.meta.flush()?;
-            return Ok(0);
-        }
-        self.recover()
+    /// [`recover`](Self::recover), scanning the record files only when the previous run did
+    /// not end with [`close_cleanly`](Self::close_cleanly). The mark is consumed (durably)
+    /// either way, so a crash during this run makes the next start scan.
+    pub fn recover_unless_clean(&self) -> Result<Recovery, StoreError> {
+        let clean = self.meta.take_state(CLEAN_SHUTDOWN)?.is_some();
+        self.recover(!clean)
     }
 
     /// Flushes metadata once every request has finished, and marks the store as closed
@@ -645,34 +729,102 @@ mod tests {
         }
     }
 
-    /// A crash between the record file and sled leaves a record file sled does not know; the
-    /// next start completes it, so it counts as a reference to its blob.
+    /// The state a crash can leave mid-[`create`](Store::create): blob and record file under
+    /// their names, the record in sled and marked pending, nothing fsynced.
+    fn cut_off(store: &Store, bytes: &[u8]) -> MediaRecord {
+        let item = new(store, bytes);
+        let record = MediaRecord {
+            id: store.new_id(),
+            hash: item.blob.hash,
+            size: item.blob.size,
+            ..store
+                .create(vec![new(store, b"template")])
+                .unwrap()
+                .remove(0)
+        };
+        drop(
+            store
+                .place(vec![item.blob], std::slice::from_ref(&record))
+                .unwrap(),
+        );
+        store
+            .meta
+            .insert_pending(std::slice::from_ref(&record))
+            .unwrap();
+        store.meta.flush().unwrap();
+        record
+    }
+
     #[test]
-    fn recover_completes_records_that_only_reached_their_file() {
+    fn recover_keeps_complete_uploads_and_rolls_back_incomplete_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = store
+        let intact = cut_off(&store, b"complete bytes");
+        let torn = cut_off(&store, b"bytes that never reached the disk");
+        let shared = store
             .create(vec![new(&store, b"shared")])
             .unwrap()
             .remove(0);
-        // Another record of the same bytes whose upload stopped after its record file.
-        let mut cut_off = first.clone();
-        cut_off.id = store.new_id();
-        store.records.write(&cut_off).unwrap();
-        assert_eq!(store.refcount(&first.hash).unwrap(), 1);
-        assert_eq!(store.recover().unwrap(), 1);
-        assert_eq!(store.get(cut_off.id).unwrap().unwrap(), cut_off);
-        assert_eq!(store.refcount(&first.hash).unwrap(), 2);
-        // Deleting the first record keeps the blob for the recovered one.
-        assert!(store.delete(first.id).unwrap());
-        assert!(store.blob_path(&first.hash).is_file());
-        assert_eq!(store.recover().unwrap(), 0);
+        let dedup = cut_off(&store, b"shared");
+        // What the disk may hold after the power cut: a torn record file, a short blob.
+        std::fs::write(store.records.path_for(intact.id), b"{\"schema\":").unwrap();
+        let short = store.blob_path(&torn.hash);
+        std::fs::write(&short, b"bytes that").unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let r = store.recover(false).unwrap();
+        assert_eq!((r.kept, r.rolled_back, r.set_aside), (2, 1, 0));
+        assert_eq!(store.get(intact.id).unwrap().unwrap(), intact);
+        assert_eq!(store.records.read(intact.id).unwrap().unwrap(), intact);
+        assert_eq!(store.get(dedup.id).unwrap().unwrap(), dedup);
+        assert_eq!(store.refcount(&shared.hash).unwrap(), 2);
+        assert!(store.get(torn.id).unwrap().is_none());
+        assert!(store.records.read(torn.id).unwrap().is_none());
+        assert!(!short.exists(), "the incomplete blob went with its record");
+        assert!(store.meta.pending().unwrap().is_empty());
+        let report = store.verify().unwrap();
+        assert!(!report.is_damaged(), "{}", report.render());
+        assert_eq!(store.recover(true).unwrap(), Recovery::default());
     }
 
-    /// After a clean shutdown the next start skips the scan once; after that (as after any
-    /// crash) it scans again.
+    /// A blob that no record counts may hold anything a crash left; a new upload of its bytes
+    /// replaces it rather than trusting it.
     #[test]
-    fn a_clean_shutdown_spares_the_next_start_its_scan() {
+    fn an_uncounted_blob_is_replaced_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let item = new(&store, b"the real bytes");
+        let path = store.blob_path(&item.blob.hash);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"the re").unwrap();
+        assert!(store
+            .verify()
+            .unwrap()
+            .orphan_blobs
+            .contains(&item.blob.hash));
+        assert!(
+            !store.verify().unwrap().is_damaged(),
+            "a short orphan is no damage"
+        );
+        let r = store.create(vec![item]).unwrap().remove(0);
+        assert_eq!(std::fs::read(&path).unwrap(), b"the real bytes");
+        assert_eq!(store.refcount(&r.hash).unwrap(), 1);
+        // Counted now, so the next copy is deduplicated.
+        store.create(vec![new(&store, b"the real bytes")]).unwrap();
+        assert_eq!(
+            store
+                .counters()
+                .dedup_hits
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+    }
+
+    /// Record files of records sled does not have (an upload that never reached sled, or a
+    /// delete cut off after it) are set aside after a crash, and only then.
+    #[test]
+    fn record_files_sled_does_not_have_are_set_aside_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let first = store.create(vec![new(&store, b"bytes")]).unwrap().remove(0);
@@ -682,15 +834,26 @@ mod tests {
         store.close_cleanly().unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.recover_unless_clean().unwrap(), 0, "clean: no scan");
+        assert!(
+            store.recover_unless_clean().unwrap().is_empty(),
+            "clean: no scan"
+        );
         drop(store);
         let store = Store::open(dir.path()).unwrap();
+        let r = store.recover_unless_clean().unwrap();
+        assert_eq!(r.set_aside, 1, "the mark was consumed");
+        assert!(store.get(stray.id).unwrap().is_none());
+        assert!(store.records.read(stray.id).unwrap().is_none());
+        let aside = store
+            .layout()
+            .quarantine()
+            .join("records")
+            .join(format!("{}.json", stray.id));
         assert_eq!(
-            store.recover_unless_clean().unwrap(),
-            1,
-            "the mark was consumed"
+            records::parse(&std::fs::read(aside).unwrap()).unwrap(),
+            stray
         );
-        assert!(store.get(stray.id).unwrap().is_some());
+        assert!(store.get(first.id).unwrap().is_some());
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! One JSON file per media record under `records/`, written atomically before sled is told.
+//! One JSON file per media record under `records/`, durable by the time its write is
+//! acknowledged. Edits replace the file atomically before sled is told; a new record's file is
+//! made durable together with sled's flush, and start-up rewrites it from sled if a crash
+//! caught it half-written (see [`Store::create`](super::Store::create)).
 //!
 //! sled has known corruption and space-growth reports, so it is treated as an index that can be
 //! recreated: every field of every record is also in `records/<id>.json`, and `shoebox rebuild`
@@ -11,9 +14,8 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
-use tempfile::NamedTempFile;
-
 use super::layout::{fsync_dir, set_mode, write_atomically};
+use super::parallel::Task;
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
 
@@ -46,12 +48,12 @@ impl RecordFiles {
         )
     }
 
-    /// The same recipe as [`write`](Self::write) in steps, so that an upload can fsync its
-    /// record file together with its blob: this writes the temp file;
-    /// [`StagedRecord::sync`] fsyncs it, [`StagedRecord::persist`] renames it into place, and
-    /// the caller then fsyncs [`dir`](Self::dir). Dropping a staged record removes its temp
-    /// file.
-    pub(crate) fn stage(&self, record: &MediaRecord) -> Result<StagedRecord, StoreError> {
+    /// Writes a new record's file under its name without waiting for the disk, and returns
+    /// the fsync that makes its bytes durable; the caller also fsyncs [`dir`](Self::dir) for
+    /// its name. Until both return, a crash may leave the file empty or torn: new records are
+    /// inserted pending, and the next start rewrites the file of any still pending (see
+    /// [`Store::recover`](super::Store::recover)).
+    pub(crate) fn place(&self, record: &MediaRecord) -> Result<Task, StoreError> {
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.dir)
@@ -59,10 +61,13 @@ impl RecordFiles {
         set_mode(temp.path(), 0o644)?;
         temp.write_all(&encode(record)?)
             .map_err(|e| StoreError::io("write a temp file", e))?;
-        Ok(StagedRecord {
-            temp,
-            target: self.path_for(record.id),
-        })
+        let file = temp
+            .persist(self.path_for(record.id))
+            .map_err(|e| StoreError::io("rename a temp file into place", e.error))?;
+        Ok(Box::new(move || {
+            super::timing::fsync(|| file.sync_all())
+                .map_err(|e| StoreError::io("fsync a record file", e))
+        }))
     }
 
     /// Removes a record's file durably; a missing file is not an error.
@@ -72,6 +77,18 @@ impl RecordFiles {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::io("remove a record file", e)),
         }
+    }
+
+    /// Moves a record's file into `dir` (created when missing), durably.
+    pub fn move_to(&self, id: MediaId, dir: &std::path::Path) -> Result<(), StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io("create quarantine/", e))?;
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent)?;
+        }
+        fs::rename(self.path_for(id), dir.join(format!("{id}.json")))
+            .map_err(|e| StoreError::io("move a record file aside", e))?;
+        fsync_dir(dir)?;
+        fsync_dir(&self.dir)
     }
 
     pub fn read(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
@@ -119,28 +136,6 @@ impl RecordFiles {
             }
         }
         Ok(removed)
-    }
-}
-
-/// A record file written to a temp file next to its final name.
-pub(crate) struct StagedRecord {
-    temp: NamedTempFile,
-    target: PathBuf,
-}
-
-impl StagedRecord {
-    pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        super::timing::fsync(|| self.temp.as_file().sync_all())
-            .map_err(|e| StoreError::io("write a temp file", e))
-    }
-
-    /// Renames the (fsynced) temp file to the record's name; the directory's fsync is the
-    /// caller's.
-    pub(crate) fn persist(self) -> Result<(), StoreError> {
-        self.temp
-            .persist(&self.target)
-            .map(drop)
-            .map_err(|e| StoreError::io("rename a temp file into place", e.error))
     }
 }
 

@@ -22,6 +22,9 @@ const BLOCK: usize = 1 << 20;
 /// The buffer's alignment, and so the file offsets': the largest logical block size of common
 /// disks.
 const ALIGN: usize = 4096;
+/// Below this, a short upload is written through the page cache: the two `fcntl` calls that
+/// switch to direct writes cost more than the copy they save.
+const DIRECT_AT_LEAST: usize = 16 * 1024;
 
 pub struct UploadFile {
     temp: NamedTempFile,
@@ -66,14 +69,17 @@ impl UploadFile {
                     self.tried_direct = true;
                     self.direct = set_direct(self.temp.as_file(), true).is_ok();
                 }
-                self.write_block()?;
+                self.write_block(self.filled)?;
+                self.filled = 0;
             }
         }
         Ok(())
     }
 
-    fn write_block(&mut self) -> io::Result<()> {
-        let mut block = &self.buf[self.start..self.start + self.filled];
+    /// Writes the first `len` bytes of the block; `len` is a multiple of [`ALIGN`] unless
+    /// writes are buffered.
+    fn write_block(&mut self, len: usize) -> io::Result<()> {
+        let mut block = &self.buf[self.start..self.start + len];
         while !block.is_empty() {
             match self.temp.as_file().write(block) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -91,7 +97,6 @@ impl UploadFile {
                 Err(e) => return Err(e),
             }
         }
-        self.filled = 0;
         Ok(())
     }
 
@@ -109,15 +114,29 @@ impl UploadFile {
         self.temp.as_file()
     }
 
-    /// Writes what is left; the file is complete but not yet durable.
+    /// Writes what is left; the file is complete but not yet durable. The aligned part of
+    /// the last block goes directly too, even for an upload shorter than a block (most
+    /// uploads): a small file then costs no copy into the page cache either. Only the last,
+    /// unaligned bytes go through the page cache.
     pub fn finish(mut self) -> io::Result<NamedTempFile> {
-        if self.filled > 0 {
+        let aligned = self.filled - self.filled % ALIGN;
+        if aligned >= DIRECT_AT_LEAST && !self.tried_direct {
+            self.tried_direct = true;
+            self.direct = set_direct(self.temp.as_file(), true).is_ok();
+        }
+        let mut done = 0;
+        if self.direct && aligned > 0 {
+            self.write_block(aligned)?;
+            done = aligned;
+        }
+        if done < self.filled {
             if self.direct {
                 // A partial block cannot be written directly.
                 set_direct(self.temp.as_file(), false)?;
                 self.direct = false;
             }
-            self.write_block()?;
+            self.start += done;
+            self.write_block(self.filled - done)?;
         }
         Ok(self.temp)
     }
@@ -148,6 +167,9 @@ mod tests {
         for (len, chunk) in [
             (0, 1),
             (10, 3),
+            (DIRECT_AT_LEAST - 1, 4096),
+            (256 * 1024, 64 * 1024),
+            (256 * 1024 + 100, 10_000),
             (BLOCK, 128 * 1024),
             (3 * BLOCK + 4097, 100_000),
             (BLOCK + 1, BLOCK + 1),

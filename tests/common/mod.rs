@@ -32,9 +32,15 @@ pub struct Builder {
     temp: Option<Arc<tempfile::TempDir>>,
     token: Option<String>,
     args: Vec<String>,
+    /// For this start only: a restart goes without them.
+    envs: Vec<(String, String)>,
 }
 
 impl Builder {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
         self
@@ -55,12 +61,13 @@ impl Builder {
                 (t.path().join("data"), Some(t))
             }
         };
-        TestServer::spawn(data_dir, temp, self.token, self.args).expect("server starts")
+        TestServer::spawn(data_dir, temp, self.token, self.args, &self.envs).expect("server starts")
     }
     /// Runs the binary expecting it to refuse to start; returns its exit status and output.
     pub fn start_expecting_failure(self) -> (ExitStatus, String) {
         let data_dir = self.data_dir.expect("a data dir");
         let mut cmd = base_command(&data_dir, self.token.as_deref(), &self.args);
+        cmd.envs(self.envs);
         let out = cmd.output().expect("run shoebox");
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
@@ -91,6 +98,7 @@ impl TestServer {
             temp: None,
             token: Some(TOKEN.to_owned()),
             args: Vec::new(),
+            envs: Vec::new(),
         }
     }
 
@@ -103,8 +111,10 @@ impl TestServer {
         temp: Option<Arc<tempfile::TempDir>>,
         token: Option<String>,
         args: Vec<String>,
+        envs: &[(String, String)],
     ) -> Result<TestServer, String> {
         let mut cmd = base_command(&data_dir, token.as_deref(), &args);
+        cmd.envs(envs.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -262,6 +272,7 @@ impl TestServer {
             temp,
             self.token.clone(),
             self.args.clone(),
+            &[],
         )
         .expect("restart")
     }
