@@ -158,6 +158,9 @@ pub struct Store {
     hash_locks: HashLocks,
     id_locks: HashLocks,
     commit: GroupCommit,
+    /// fsyncs of the two directories every upload changes, `records/` and the blob root,
+    /// shared by concurrent uploads the way sled's flushes are.
+    dir_syncs: Arc<[(PathBuf, GroupCommit); 2]>,
     ids: Mutex<ulid::Generator>,
     /// Free bytes below which uploads are refused.
     reserve: u64,
@@ -222,6 +225,10 @@ impl Store {
         let meta = MetaStore::open(&layout.meta())?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
+            dir_syncs: Arc::new([
+                (layout.records(), GroupCommit::new()),
+                (layout.blobs(), GroupCommit::new()),
+            ]),
             records,
             layout,
             instance,
@@ -430,7 +437,17 @@ impl Store {
         for record in records {
             tasks.push(self.records.place(record)?);
         }
-        dirs.insert(self.records.dir().to_owned());
+        for i in 0..self.dir_syncs.len() {
+            let shared = self.dir_syncs.clone();
+            // `records/` always changes; the blob root only when a blob was placed.
+            if !dirs.remove(&shared[i].0) && i > 0 {
+                continue;
+            }
+            tasks.push(Box::new(move || {
+                let (dir, commit) = &shared[i];
+                commit.wait_durable(|| layout::fsync_dir(dir))
+            }));
+        }
         tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
         Ok(tasks)
     }
