@@ -389,8 +389,18 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            let tasks = self.place(staged, &records)?;
-            self.meta.insert_pending(&records)?;
+            let placed = self
+                .place(staged, &records)
+                .and_then(|tasks| self.meta.insert_pending(&records).map(|()| tasks));
+            let tasks = match placed {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    // sled never had these records: their files must not outlive the request
+                    // (the blobs are orphans, never reused).
+                    self.remove_record_files(&records);
+                    return Err(e);
+                }
+            };
             crash_point("upload-after-metadata", || self.meta.flush());
             let durable =
                 parallel::run_all(tasks, || self.commit.wait_durable(|| self.meta.flush()));
@@ -458,14 +468,18 @@ impl Store {
     fn roll_back(&self, records: &[MediaRecord]) {
         for r in records {
             match self.meta.delete(r.id) {
-                Ok(_) => {
-                    if let Err(e) = self.records.remove(r.id) {
-                        tracing::warn!(id = %r.id, error = %e, "could not remove the record file of a failed upload");
-                    }
-                }
+                Ok(_) => self.remove_record_files(std::slice::from_ref(r)),
                 Err(e) => {
                     tracing::warn!(id = %r.id, error = %e, "could not roll back a failed upload")
                 }
+            }
+        }
+    }
+
+    fn remove_record_files(&self, records: &[MediaRecord]) {
+        for r in records {
+            if let Err(e) = self.records.remove(r.id) {
+                tracing::warn!(id = %r.id, error = %e, "could not remove the record file of a failed upload");
             }
         }
     }
