@@ -458,6 +458,28 @@ def durable_creates(cfg, rnd):
     return {"durable_creates_s": rate}
 
 
+def protocol_rates(cfg, rnd):
+    """The least disk work of Shoebox's write protocol for MANY_COUNT uploads of MANY_SIZE,
+    MANY_PARALLEL at a time, with no HTTP, no hashing and no database (benches/protocol.rs):
+    as the write protocol in DESIGN.md asks (blob, its directories, a shared metadata log with
+    group commit), and with Shoebox's record file per upload on top."""
+    out = {}
+    for key, extra in (("protocol_s", []), ("protocol_records_s", ["records"])):
+        base = os.path.join(cfg.work, f"protocol-{rnd}-{key}")
+        os.sync()
+        res = subprocess.run(
+            [cfg.protocol, base, str(MANY_COUNT), str(MANY_SIZE), str(MANY_PARALLEL),
+             str(2000 + rnd), *extra],
+            capture_output=True, text=True, timeout=IO_TIMEOUT,
+        )  # fmt: skip
+        m = re.search(r"seconds=([\d.]+)", res.stdout)
+        if res.returncode != 0 or not m:
+            raise RuntimeError(f"bench-protocol failed: {res.stdout} {res.stderr}")
+        # Its files stay until the run ends, for the reason given in durable_creates.
+        out[key] = MANY_COUNT / float(m.group(1))
+    return out
+
+
 def reference_rates(cfg, rnd):
     """The machine's limits for the large upload: sha256 with openssl, an fsync'd dd."""
     path = cfg.files["upload.bin"]
@@ -673,6 +695,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", required=True, help="the shoebox release binary")
     ap.add_argument("--client", required=True, help="the bench-client binary")
+    ap.add_argument("--protocol", help="the bench-protocol binary (default: beside the client)")
     ap.add_argument("--quick", action="store_true", help="1 round, 3 s runs, 20k records")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="seconds per wrk run")
@@ -686,6 +709,9 @@ def main():
     cfg = Cfg()
     cfg.binary = os.path.abspath(args.binary)
     cfg.client = os.path.abspath(args.client)
+    cfg.protocol = os.path.abspath(
+        args.protocol or os.path.join(os.path.dirname(cfg.client), "bench-protocol")
+    )
     cfg.rounds = args.rounds or (1 if args.quick else 5)
     cfg.duration = args.duration or (3 if args.quick else 5)
     cfg.records = args.records or (20_000 if args.quick else 100_000)
@@ -733,6 +759,8 @@ def main():
                     samples["reference"].setdefault(k, []).append(v)
             if "many" not in skip:
                 for k, v in durable_creates(cfg, rnd).items():
+                    samples["reference"].setdefault(k, []).append(v)
+                for k, v in protocol_rates(cfg, rnd).items():
                     samples["reference"].setdefault(k, []).append(v)
             for wname, fn in WORKLOADS:
                 if wname in skip:
@@ -829,6 +857,13 @@ def report(servers, samples, extra, cfg, elapsed, args):
         rows.append(["  fsync'd file creations, 8 conc.", "files/s",
                      spread(ref["durable_creates_s"], "files/s")]
                     + [""] * (len(head) - 3))  # fmt: skip
+    if "protocol_s" in ref:
+        rows.append(["  write protocol alone, 8 conc.", "files/s",
+                     spread(ref["protocol_s"], "files/s")]
+                    + [""] * (len(head) - 3))  # fmt: skip
+        rows.append(["  + a record file each", "files/s",
+                     spread(ref["protocol_records_s"], "files/s")]
+                    + [""] * (len(head) - 3))  # fmt: skip
     out += table(head, rows)
     out.append("")
     if extra:
@@ -891,6 +926,15 @@ def targets(med, samples, extra, peers):
         peer = best("many_files_s")
         if peer:
             lines.append(f"  [info] best peer ÷ fsync'd file creations: {peer / bound:.2f}")
+    if "protocol_records_s" in ref and "many_files_s" in sb:
+        # The disk work of Shoebox's protocol with nothing else: Shoebox cannot beat it, and a
+        # peer above it is out of reach whatever the server code does.
+        bound = ref["protocol_records_s"]
+        lines.append(f"  [info] many uploads ÷ its write protocol alone: "
+                     f"{sb['many_files_s'] / bound:.2f}")  # fmt: skip
+        peer = best("many_files_s")
+        if peer:
+            lines.append(f"  [info] best peer ÷ Shoebox's write protocol alone: {peer / bound:.2f}")
     if "gib_upload_peak_rss" in extra:
         v = extra["gib_upload_peak_rss"]
         check("peak RSS during a 1 GiB upload, MiB", v, "< 64", v < 64)

@@ -25,6 +25,6 @@ for peer in dufs miniserve; do
   command -v "$peer" >/dev/null || cargo install --locked "$peer"
 done
 
-cargo build --release --quiet --bin shoebox --example bench-client
+cargo build --release --quiet --bin shoebox --example bench-client --example bench-protocol
 exec python3 benches/harness.py --binary target/release/shoebox \
   --client target/release/examples/bench-client "$@"

@@ -1,0 +1,183 @@
+//! A reference for the many-uploads workload of the side-by-side benchmark: the least disk work
+//! that Shoebox's write protocol does for each upload, with no HTTP, no hashing and no
+//! database, so that the table can show what this machine allows before any server code runs.
+//!
+//! Each of PARALLEL threads takes the next of COUNT files and, like an upload:
+//! 1. writes SIZE bytes (distinct for every file) to a new file in `tmp/`;
+//! 2. renames it to `blobs/ab/cd/<name>`, creating the fan-out directories when missing;
+//! 3. with `records`, writes a small record file `records/<n>.json`, as Shoebox does;
+//! 4. appends the record to one shared log, standing in for the metadata database's log;
+//! 5. fsyncs the file, its directory (and the directories it created), the record file and
+//!    `records/`, one after the other (on two cores this costs less than side by side), then
+//!    fdatasyncs the log, one fdatasync shared by the uploads waiting at that moment (group
+//!    commit, as Shoebox shares sled's flushes).
+//!
+//! ```text
+//! bench-protocol DIR COUNT SIZE PARALLEL SEED [records]
+//! ```
+//! It prints one line: `seconds=…`. DIR must not exist yet; it is left in place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// One fdatasync of the log for every writer that appended before it started.
+struct GroupSync {
+    appended: AtomicU64,
+    state: Mutex<(u64, bool)>,
+    done: Condvar,
+}
+
+impl GroupSync {
+    fn wait(&self, log: &File) -> std::io::Result<()> {
+        let mine = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut st = self.state.lock().expect("not poisoned");
+        loop {
+            if st.0 >= mine {
+                return Ok(());
+            }
+            if st.1 {
+                st = self.done.wait(st).expect("not poisoned");
+                continue;
+            }
+            st.1 = true;
+            let target = self.appended.load(Ordering::SeqCst);
+            drop(st);
+            let result = log.sync_data();
+            st = self.state.lock().expect("not poisoned");
+            st.1 = false;
+            if result.is_ok() {
+                st.0 = st.0.max(target);
+            }
+            self.done.notify_all();
+            result?;
+        }
+    }
+}
+
+/// splitmix64: names spread over the fan-out directories like content hashes do.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+struct Job {
+    dir: PathBuf,
+    size: usize,
+    seed: u64,
+    records: bool,
+    log: File,
+    group: GroupSync,
+    body: Vec<u8>,
+}
+
+impl Job {
+    fn upload(&self, n: u64) -> std::io::Result<()> {
+        let name: String = (0..4)
+            .map(|k| format!("{:016x}", mix(self.seed ^ (n << 2 | k))))
+            .collect();
+        let tmp = self.dir.join("tmp").join(format!("upload-{n}"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&n.to_le_bytes())?;
+        file.write_all(&self.body[8..])?;
+        let leaf = self.dir.join("blobs").join(&name[0..2]).join(&name[2..4]);
+        let mid = leaf.parent().expect("has a parent").to_owned();
+        let (mid_new, leaf_new) = (!mid.exists(), !leaf.exists());
+        fs::create_dir_all(&leaf)?;
+        fs::rename(&tmp, leaf.join(&name))?;
+        let record = format!(
+            "{{\n  \"id\": \"{n:026}\",\n  \"hash\": \"{name}\",\n  \"size\": {},\n  \
+             \"filename\": \"many-{n}.bin\",\n  \"title\": \"\",\n  \"tags\": []\n}}\n",
+            self.size
+        );
+        let record_file = if self.records {
+            let mut f = File::create(self.dir.join("records").join(format!("{n}.json")))?;
+            f.write_all(record.as_bytes())?;
+            Some(f)
+        } else {
+            None
+        };
+        (&self.log).write_all(record.as_bytes())?;
+        file.sync_all()?;
+        sync_dir(&leaf)?;
+        if leaf_new {
+            sync_dir(&mid)?;
+        }
+        if mid_new {
+            sync_dir(&self.dir.join("blobs"))?;
+        }
+        if let Some(f) = record_file {
+            f.sync_all()?;
+            sync_dir(&self.dir.join("records"))?;
+        }
+        self.group.wait(&self.log)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: bench-protocol DIR COUNT SIZE PARALLEL SEED [records]";
+    let num = |i: usize| -> u64 {
+        args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{usage}");
+            std::process::exit(2)
+        })
+    };
+    let Some(dir) = args.first().map(PathBuf::from) else {
+        eprintln!("{usage}");
+        std::process::exit(2)
+    };
+    let (count, size, parallel, seed) = (num(1), num(2) as usize, num(3) as usize, num(4));
+    let size = size.max(8);
+    for sub in ["tmp", "blobs", "records"] {
+        fs::create_dir_all(dir.join(sub)).expect("create the directories");
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .expect("create the log");
+    let job = Arc::new(Job {
+        body: (0..size as u64).map(|i| mix(seed ^ i) as u8).collect(),
+        dir,
+        size,
+        seed,
+        records: args.get(5).map(String::as_str) == Some("records"),
+        log,
+        group: GroupSync {
+            appended: AtomicU64::new(0),
+            state: Mutex::new((0, false)),
+            done: Condvar::new(),
+        },
+    });
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..parallel)
+        .map(|_| {
+            let (job, next) = (job.clone(), next.clone());
+            std::thread::spawn(move || loop {
+                let n = next.fetch_add(1, Ordering::SeqCst) as u64;
+                if n >= count {
+                    return;
+                }
+                if let Err(e) = job.upload(n) {
+                    eprintln!("file {n}: {e}");
+                    std::process::exit(1);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a thread panicked");
+    }
+    println!("seconds={:.6}", start.elapsed().as_secs_f64());
+}
