@@ -234,16 +234,27 @@ impl MetaStore {
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
     pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        self.insert_marked(records, false)
+        self.insert_marked(records, false, &[])
     }
 
     /// [`insert`](Self::insert), marking the records pending in the same transaction: their
-    /// files are still being made durable. [`settle`](Self::settle) clears the marks.
-    pub fn insert_pending(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        self.insert_marked(records, true)
+    /// files are still being made durable. The same transaction clears the marks of `settled`,
+    /// earlier records whose files are durable now; [`settle`](Self::settle) clears marks on
+    /// its own.
+    pub fn insert_pending(
+        &self,
+        records: &[MediaRecord],
+        settled: &[MediaId],
+    ) -> Result<(), StoreError> {
+        self.insert_marked(records, true, settled)
     }
 
-    fn insert_marked(&self, records: &[MediaRecord], pending: bool) -> Result<(), StoreError> {
+    fn insert_marked(
+        &self,
+        records: &[MediaRecord],
+        pending: bool,
+        settled: &[MediaId],
+    ) -> Result<(), StoreError> {
         let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let result = (
             &self.media,
@@ -264,6 +275,9 @@ impl MetaStore {
                         by_kind,
                         by_legacy,
                     };
+                    for id in settled {
+                        marks.remove(&id.to_key())?;
+                    }
                     for (record, bytes) in records.iter().zip(&encoded) {
                         if pending {
                             marks.insert(&record.id.to_key(), &[])?;
@@ -630,7 +644,7 @@ impl MetaStore {
     }
 
     /// Clears the pending marks of records whose files are now durable. Not flushed: a mark
-    /// that a crash brings back only costs the next start a check.
+    /// that a crash keeps only costs the next start a check.
     pub fn settle(&self, ids: impl Iterator<Item = MediaId>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for id in ids {

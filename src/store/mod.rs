@@ -161,6 +161,8 @@ pub struct Store {
     /// fsyncs of the two directories every upload changes, `records/` and the blob root,
     /// shared by concurrent uploads the way sled's flushes are.
     dir_syncs: Arc<[(PathBuf, GroupCommit); 2]>,
+    /// Records whose uploads completed and whose pending marks are still to be cleared.
+    settled: Mutex<Vec<MediaId>>,
     ids: Mutex<ulid::Generator>,
     /// Free bytes below which uploads are refused.
     reserve: u64,
@@ -236,6 +238,7 @@ impl Store {
             hash_locks: HashLocks::new(1024),
             id_locks: HashLocks::new(256),
             commit: GroupCommit::new(),
+            settled: Mutex::new(Vec::new()),
             ids: Mutex::new(ulid::Generator::new()),
             reserve: 0,
             backups: std::sync::atomic::AtomicUsize::new(0),
@@ -317,7 +320,7 @@ impl Store {
     /// 3. fsync the blobs, the directories on their paths, the record files and `records/`,
     ///    and flush sled, all at once (the fsyncs of concurrent uploads share the disk's
     ///    journal commits and sled's flush);
-    /// 4. clear the pending marks and return.
+    /// 4. return; the pending marks are cleared with the next upload's transaction.
     ///
     /// Until step 3 returns, a crash can leave any part of this on disk. That is safe because
     /// nothing trusts a blob or a record file that may be incomplete:
@@ -389,12 +392,15 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
+            let settled =
+                std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()));
             let placed = self
                 .place(staged, &records)
-                .and_then(|tasks| self.meta.insert_pending(&records).map(|()| tasks));
+                .and_then(|tasks| self.meta.insert_pending(&records, &settled).map(|()| tasks));
             let tasks = match placed {
                 Ok(tasks) => tasks,
                 Err(e) => {
+                    // Their marks stay; the next start checks those records and keeps them.
                     // sled never had these records: their files must not outlive the request
                     // (the blobs are orphans, never reused).
                     self.remove_record_files(&records);
@@ -408,7 +414,12 @@ impl Store {
                 self.roll_back(&records);
                 return Err(e);
             }
-            self.meta.settle(records.iter().map(|r| r.id))?;
+            // The marks go with the next upload's transaction (or at shutdown): one sled write
+            // fewer for each upload. A crash before then leaves them to the next start's check.
+            self.settled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(records.iter().map(|r| r.id));
         }
         self.counters
             .uploads
@@ -574,6 +585,8 @@ impl Store {
     /// Flushes metadata once every request has finished, and marks the store as closed
     /// cleanly for the next start.
     pub fn close_cleanly(&self) -> Result<(), StoreError> {
+        let settled = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()));
+        self.meta.settle(settled.into_iter())?;
         self.meta.flush()?;
         self.meta.set_state(CLEAN_SHUTDOWN, "1")?;
         self.meta.flush()
@@ -780,7 +793,7 @@ mod tests {
         );
         store
             .meta
-            .insert_pending(std::slice::from_ref(&record))
+            .insert_pending(std::slice::from_ref(&record), &[])
             .unwrap();
         store.meta.flush().unwrap();
         record
@@ -801,6 +814,9 @@ mod tests {
         std::fs::write(store.records.path_for(intact.id), b"{\"schema\":").unwrap();
         let short = store.blob_path(&torn.hash);
         std::fs::write(&short, b"bytes that").unwrap();
+        // Clears the marks of the uploads that completed (cleared lazily otherwise), not those
+        // of the cut-off ones.
+        store.close_cleanly().unwrap();
         drop(store);
 
         let store = Store::open(dir.path()).unwrap();
@@ -817,6 +833,28 @@ mod tests {
         let report = store.verify().unwrap();
         assert!(!report.is_damaged(), "{}", report.render());
         assert_eq!(store.recover(true).unwrap(), Recovery::default());
+    }
+
+    /// A completed upload's mark is cleared by the next upload's transaction or at a clean
+    /// shutdown; one a crash keeps makes the next start check that record, which it keeps.
+    #[test]
+    fn pending_marks_are_cleared_lazily_and_a_leftover_one_is_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
+        assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
+        let second = store.create(vec![new(&store, b"second")]).unwrap().remove(0);
+        assert_eq!(store.meta.pending().unwrap(), vec![second.id]);
+        store.meta.flush().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let r = store.recover_unless_clean().unwrap();
+        assert_eq!((r.kept, r.rolled_back), (1, 0));
+        assert_eq!(store.get(second.id).unwrap().unwrap(), second);
+        let third = store.create(vec![new(&store, b"third")]).unwrap().remove(0);
+        store.close_cleanly().unwrap();
+        assert!(store.meta.pending().unwrap().is_empty());
+        assert!(store.get(third.id).unwrap().is_some());
     }
 
     /// A blob that no record counts may hold anything a crash left; a new upload of its bytes

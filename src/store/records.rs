@@ -14,7 +14,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::layout::{fsync_dir, set_mode, write_atomically};
+use super::layout::{fsync_dir, write_atomically};
 use super::parallel::Task;
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
@@ -50,20 +50,22 @@ impl RecordFiles {
 
     /// Writes a new record's file under its name without waiting for the disk, and returns
     /// the fsync that makes its bytes durable; the caller also fsyncs [`dir`](Self::dir) for
-    /// its name. Until both return, a crash may leave the file empty or torn: new records are
-    /// inserted pending, and the next start rewrites the file of any still pending (see
+    /// its name. The id is new, so the file is created in place (no temp file to rename): until
+    /// both fsyncs return, a crash may leave it empty or torn, and new records are inserted
+    /// pending, so the next start rewrites the file of any still pending (see
     /// [`Store::recover`](super::Store::recover)).
     pub(crate) fn place(&self, record: &MediaRecord) -> Result<Task, StoreError> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| StoreError::io("create a temp file", e))?;
-        set_mode(temp.path(), 0o644)?;
-        temp.write_all(&encode(record)?)
-            .map_err(|e| StoreError::io("write a temp file", e))?;
-        let file = temp
-            .persist(self.path_for(record.id))
-            .map_err(|e| StoreError::io("rename a temp file into place", e.error))?;
+        use std::os::unix::fs::PermissionsExt;
+        let bytes = encode(record)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path_for(record.id))
+            .map_err(|e| StoreError::io("create a record file", e))?;
+        // The same mode as every other record file, whatever the umask.
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .and_then(|()| file.write_all(&bytes))
+            .map_err(|e| StoreError::io("write a record file", e))?;
         Ok(Box::new(move || {
             super::timing::fsync(|| file.sync_all())
                 .map_err(|e| StoreError::io("fsync a record file", e))
