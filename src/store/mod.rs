@@ -318,8 +318,8 @@ impl Store {
     ///    name, without waiting for the disk;
     /// 2. insert the records, bump the counts and mark the records pending, in one transaction;
     /// 3. fsync the blobs, the directories on their paths, the record files and `records/`,
-    ///    and flush sled, all at once (the fsyncs of concurrent uploads share the disk's
-    ///    journal commits and sled's flush);
+    ///    and flush sled, all at once (concurrent uploads share sled's flushes and the fsyncs
+    ///    of `records/` and the blob root);
     /// 4. return; the pending marks are cleared with the next upload's transaction.
     ///
     /// Until step 3 returns, a crash can leave any part of this on disk. That is safe because
@@ -392,15 +392,16 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            let settled =
-                std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()));
-            let placed = self
-                .place(staged, &records)
-                .and_then(|tasks| self.meta.insert_pending(&records, &settled).map(|()| tasks));
+            let placed = self.place(staged, &records).and_then(|tasks| {
+                let settled = self.take_settled();
+                self.meta
+                    .insert_pending(&records, &settled)
+                    .map(|()| tasks)
+                    .inspect_err(|_| self.return_settled(settled))
+            });
             let tasks = match placed {
                 Ok(tasks) => tasks,
                 Err(e) => {
-                    // Their marks stay; the next start checks those records and keeps them.
                     // sled never had these records: their files must not outlive the request
                     // (the blobs are orphans, never reused).
                     self.remove_record_files(&records);
@@ -416,15 +417,23 @@ impl Store {
             }
             // The marks go with the next upload's transaction (or at shutdown): one sled write
             // fewer for each upload. A crash before then leaves them to the next start's check.
-            self.settled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(records.iter().map(|r| r.id));
+            self.return_settled(records.iter().map(|r| r.id).collect());
         }
         self.counters
             .uploads
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(records)
+    }
+
+    fn take_settled(&self) -> Vec<MediaId> {
+        std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn return_settled(&self, ids: Vec<MediaId>) {
+        self.settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
     }
 
     /// Step 1 of [`create`](Self::create): puts the blobs and record files under their names
@@ -585,8 +594,7 @@ impl Store {
     /// Flushes metadata once every request has finished, and marks the store as closed
     /// cleanly for the next start.
     pub fn close_cleanly(&self) -> Result<(), StoreError> {
-        let settled = std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()));
-        self.meta.settle(settled.into_iter())?;
+        self.meta.settle(self.take_settled().into_iter())?;
         self.meta.flush()?;
         self.meta.set_state(CLEAN_SHUTDOWN, "1")?;
         self.meta.flush()
@@ -843,7 +851,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
         assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
-        let second = store.create(vec![new(&store, b"second")]).unwrap().remove(0);
+        let second = store
+            .create(vec![new(&store, b"second")])
+            .unwrap()
+            .remove(0);
         assert_eq!(store.meta.pending().unwrap(), vec![second.id]);
         store.meta.flush().unwrap();
         drop(store);
