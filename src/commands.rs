@@ -81,6 +81,9 @@ pub fn rebuild(data_dir: &Path) -> Outcome {
     for line in &report.unreadable {
         println!("skipped unreadable record file {line}");
     }
+    for line in &report.set_aside {
+        println!("set aside record file {line}");
+    }
     println!(
         "rebuilt the metadata database from {} record files",
         report.records

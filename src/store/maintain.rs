@@ -130,7 +130,14 @@ impl Store {
 pub struct RebuildReport {
     pub records: usize,
     pub unreadable: Vec<String>,
+    /// Record files moved to `quarantine/records/` because their blob is missing or short.
+    pub set_aside: Vec<String>,
     pub moved_aside: Option<String>,
+}
+
+/// Whether a record's blob is there at its full size (re-hashing is verify's job).
+fn blob_whole(store: &Store, r: &MediaRecord) -> bool {
+    fs::metadata(store.blobs.path_for(&r.hash)).is_ok_and(|m| m.len() == r.size)
 }
 
 /// Recreates the metadata database from `records/`. The old database, if any, is moved aside
@@ -163,6 +170,18 @@ pub fn rebuild(root: &Path) -> Result<(Store, RebuildReport), StoreError> {
             .map_err(|e| StoreError::io("read a record file", e))
             .and_then(|b| records::parse(&b));
         match parsed {
+            Ok(r) if r.id == id && !blob_whole(&store, &r) => {
+                // The trace of an upload that a crash cut off before its bytes were durable
+                // (start-up would have rolled it back), or a lost blob: either way nothing can
+                // serve it, and its metadata is kept aside rather than dropped.
+                files.move_to(id, &layout.quarantine().join("records"))?;
+                report.set_aside.push(format!(
+                    "{}: its blob {} is missing or shorter than {} bytes; moved to quarantine/records/",
+                    path.display(),
+                    r.hash,
+                    r.size
+                ));
+            }
             Ok(r) if r.id == id => batch.push(r),
             Ok(_) => report.unreadable.push(format!(
                 "{}: its id does not match its name",
