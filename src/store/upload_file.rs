@@ -22,8 +22,8 @@ const BLOCK: usize = 1 << 20;
 /// The buffer's alignment, and so the file offsets': the largest logical block size of common
 /// disks.
 const ALIGN: usize = 4096;
-/// Below this, a short upload is written through the page cache: the two `fcntl` calls that
-/// switch to direct writes cost more than the copy they save.
+/// Below this, a short upload is written through the page cache: two `fcntl` calls to save a
+/// copy of a few pages are not worth it.
 const DIRECT_AT_LEAST: usize = 16 * 1024;
 
 pub struct UploadFile {
