@@ -91,12 +91,7 @@ fn a_backup_taken_during_uploads_restores_to_an_identical_store() {
             v.as_object_mut().unwrap().remove("url");
         }
         assert_eq!(a, b, "every field identical");
-        let body = r
-            .authed(Method::GET, &format!("/m/{id}"))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap();
+        let body = r.media_bytes(id);
         assert_eq!(
             sha256_hex(&body),
             record["hash"].as_str().unwrap(),
@@ -105,12 +100,7 @@ fn a_backup_taken_during_uploads_restores_to_an_identical_store() {
     }
     // Uploads that raced the backup are wholly in (bytes and all) or wholly out.
     for (id, record) in &after {
-        let body = r
-            .authed(Method::GET, &format!("/m/{id}"))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap();
+        let body = r.media_bytes(id);
         assert_eq!(sha256_hex(&body), record["hash"].as_str().unwrap());
     }
     let status: Value = s

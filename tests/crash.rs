@@ -144,12 +144,7 @@ fn check(s: &TestServer, ledger: &Ledger, seen: &mut BTreeSet<String>, full: boo
         assert_eq!(record["hash"].as_str(), Some(hash.as_str()));
         assert_eq!(record["size"].as_u64(), Some(*size));
         if full || seen.insert(id.clone()) {
-            let body = s
-                .authed(Method::GET, &format!("/m/{id}"))
-                .send()
-                .unwrap()
-                .bytes()
-                .unwrap();
+            let body = s.media_bytes(id);
             assert_eq!(&sha256_hex(&body), hash, "bytes of {id} changed");
         }
     }
@@ -341,12 +336,7 @@ fn a_crash_between_the_database_and_the_disk_is_settled_at_the_next_start() {
         (acked["id"].as_str().unwrap(), &before),
         (&whole_id, &whole),
     ] {
-        let body = s
-            .authed(Method::GET, &format!("/m/{id}"))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap();
+        let body = s.media_bytes(id);
         assert_eq!(sha256_hex(&body), sha256_hex(data), "bytes of {id}");
     }
     assert!(
@@ -358,12 +348,7 @@ fn a_crash_between_the_database_and_the_disk_is_settled_at_the_next_start() {
     let fresh = s.upload("later.bin", &later, &[]);
     for item in [&again, &fresh] {
         let id = item["id"].as_str().unwrap();
-        let body = s
-            .authed(Method::GET, &format!("/m/{id}"))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap();
+        let body = s.media_bytes(id);
         assert_eq!(sha256_hex(&body), item["hash"].as_str().unwrap());
     }
     drop(s);

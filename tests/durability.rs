@@ -21,12 +21,7 @@ fn check_record_and_bytes(s: &TestServer, item: &Value, data: &[u8]) {
         .json()
         .unwrap();
     assert_eq!(&got, item);
-    let body = s
-        .authed(Method::GET, &format!("/m/{id}"))
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
+    let body = s.media_bytes(id);
     assert_eq!(sha256_hex(&body), sha256_hex(data));
 }
 

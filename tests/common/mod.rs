@@ -204,6 +204,16 @@ impl TestServer {
             .bearer_auth(token)
     }
 
+    /// The bytes served at `/m/{id}`, fetched with the admin token.
+    pub fn media_bytes(&self, id: &str) -> Vec<u8> {
+        self.authed(reqwest::Method::GET, &format!("/m/{id}"))
+            .send()
+            .expect("GET /m/{id}")
+            .bytes()
+            .expect("a body")
+            .to_vec()
+    }
+
     /// Uploads one file by multipart with extra text fields; panics unless 201.
     pub fn upload(&self, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Value {
         let res = self.upload_raw_response(filename, bytes, fields);
