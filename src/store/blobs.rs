@@ -108,16 +108,21 @@ impl BlobStore {
         Ok(Placed { file, dirs })
     }
 
-    /// fsyncs a blob that is already in place, and the directories on its path.
-    pub(crate) fn make_durable(&self, hash: &ContentHash) -> Result<(), StoreError> {
+    /// A blob that is already in place, to be fsynced (again) with the directories on its
+    /// path: cheap when it is durable already, and it spares the caller from relying on that.
+    pub(crate) fn in_place(&self, hash: &ContentHash) -> Result<Placed, StoreError> {
         let path = self.path_for(hash);
         let file = fs::File::open(&path).map_err(|e| StoreError::io("open a blob", e))?;
-        let mut dirs = BTreeSet::new();
-        let mut tasks = vec![Placed {
+        Ok(Placed {
             file,
             dirs: self.dirs_of(&path)?,
-        }
-        .durable_tasks(&mut dirs)];
+        })
+    }
+
+    /// fsyncs a blob that is already in place, and the directories on its path.
+    pub(crate) fn make_durable(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        let mut tasks = vec![self.in_place(hash)?.durable_tasks(&mut dirs)];
         tasks.extend(dirs.into_iter().map(fsync_dir_task));
         parallel::run_all(tasks, || Ok(()))
     }

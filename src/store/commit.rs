@@ -1,8 +1,11 @@
-//! Concurrency pieces of the write protocol: striped locks and group commit.
+//! Concurrency pieces of the write protocol: striped locks and group commit (of sled's
+//! flushes and of shared directories' fsyncs).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::parallel::Task;
 use super::StoreError;
 
 /// Striped locks keyed by bytes (a content hash or a media id).
@@ -98,5 +101,36 @@ impl GroupCommit {
             self.done.notify_all();
             result?;
         }
+    }
+}
+
+/// A directory whose fsync concurrent writers share: each waits for one that started after its
+/// change to the directory, as [`GroupCommit`] does for sled's flushes.
+pub(crate) struct SharedDirSync {
+    dir: PathBuf,
+    commit: GroupCommit,
+}
+
+impl SharedDirSync {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        SharedDirSync {
+            dir,
+            commit: GroupCommit::new(),
+        }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The wait for a shared fsync, as a task of one step; call it after changing the
+    /// directory.
+    pub(crate) fn task(self: &Arc<Self>) -> Task {
+        let shared = self.clone();
+        Box::new(move || {
+            shared
+                .commit
+                .wait_durable(|| super::layout::fsync_dir(&shared.dir))
+        })
     }
 }

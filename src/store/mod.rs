@@ -28,7 +28,7 @@ pub use hash::ContentHash;
 pub use layout::Layout;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 
-use commit::{GroupCommit, HashLocks};
+use commit::{GroupCommit, HashLocks, SharedDirSync};
 use meta::MetaStore;
 use records::RecordFiles;
 
@@ -158,9 +158,10 @@ pub struct Store {
     hash_locks: HashLocks,
     id_locks: HashLocks,
     commit: GroupCommit,
-    /// fsyncs of the two directories every upload changes, `records/` and the blob root,
+    /// fsyncs of the two directories most uploads change, `records/` and the blob root,
     /// shared by concurrent uploads the way sled's flushes are.
-    dir_syncs: Arc<[(PathBuf, GroupCommit); 2]>,
+    records_sync: Arc<SharedDirSync>,
+    root_sync: Arc<SharedDirSync>,
     /// Records whose uploads completed and whose pending marks are still to be cleared.
     settled: Mutex<Vec<MediaId>>,
     ids: Mutex<ulid::Generator>,
@@ -227,10 +228,8 @@ impl Store {
         let meta = MetaStore::open(&layout.meta())?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
-            dir_syncs: Arc::new([
-                (layout.records(), GroupCommit::new()),
-                (layout.blobs(), GroupCommit::new()),
-            ]),
+            records_sync: Arc::new(SharedDirSync::new(layout.records())),
+            root_sync: Arc::new(SharedDirSync::new(layout.blobs())),
             records,
             layout,
             instance,
@@ -328,9 +327,9 @@ impl Store {
     ///   name is made durable and kept (its upload may have been acknowledged), any other is
     ///   rolled back (its upload cannot have been);
     /// - a record file whose record sled does not have is set aside at the next start;
-    /// - an existing blob is reused only when a record counts it, which means it was durable
-    ///   when that record's upload completed; an uncounted one may be what a crash left of an
-    ///   upload, and a new upload of the same bytes replaces it.
+    /// - an existing blob is reused only when a record counts it (and is fsynced in this round
+    ///   too); an uncounted one may be what a crash left of an upload, and a new upload of the
+    ///   same bytes replaces it.
     ///
     /// The hashes' locks are held throughout, so a second upload of the same bytes waits until
     /// the first one's blob is durable before it reuses it.
@@ -450,7 +449,13 @@ impl Store {
             let counted = placed.contains(&blob.hash)
                 || (self.meta.refcount(&blob.hash)? > 0 && self.blobs.exists(&blob.hash));
             if counted {
-                // Deduplication: the bytes are durable under this name; the temp file goes.
+                // Deduplication: the temp file goes. The stored copy was durable when the
+                // upload that counted it was acknowledged; it is fsynced with this round all
+                // the same (a no-op write, a cache flush), so this upload's `201` never rests
+                // on another upload's outcome, such as one whose failure could not be undone.
+                if !placed.contains(&blob.hash) {
+                    tasks.push(self.blobs.in_place(&blob.hash)?.durable_tasks(&mut dirs));
+                }
                 self.counters
                     .dedup_hits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -467,16 +472,10 @@ impl Store {
         for record in records {
             tasks.push(self.records.place(record)?);
         }
-        for i in 0..self.dir_syncs.len() {
-            let shared = self.dir_syncs.clone();
-            // `records/` always changes; the blob root only when a blob was placed.
-            if !dirs.remove(&shared[i].0) && i > 0 {
-                continue;
-            }
-            tasks.push(Box::new(move || {
-                let (dir, commit) = &shared[i];
-                commit.wait_durable(|| layout::fsync_dir(dir))
-            }));
+        // `records/` always changes; the blob root only when a blob was placed.
+        tasks.push(self.records_sync.task());
+        if dirs.remove(self.root_sync.dir()) {
+            tasks.push(self.root_sync.task());
         }
         tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
         Ok(tasks)
