@@ -1,6 +1,6 @@
 //! `POST /api/media`: multipart (one or more `file` parts plus text fields) or a raw body with
-//! `?filename=`. Bodies are streamed to `tmp/` on a blocking thread while they arrive; no file
-//! is ever held whole in memory.
+//! `?filename=`. Bodies are streamed to `tmp/` on a blocking thread while they arrive, in
+//! batches of 256 KiB: at most about 1 MiB of a body is held in memory, whatever its size.
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -30,7 +30,7 @@ use super::openapi::responses::{
 use super::openapi::Binary;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{sniff, MediaFields, NewMedia, StagedBlob, Store, StoreError, Visibility};
+use crate::store::{sniff, MediaFields, MediaRecord, NewMedia, StagedBlob, Store, Visibility};
 
 /// Bounds on the non-file parts of a multipart request.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -148,8 +148,8 @@ impl FieldsBuilder {
 }
 
 /// Network chunks handed to the writing thread together: each hand-off wakes that thread,
-/// and network chunks are small (often 16 KiB), so a 256 KiB upload goes over in one or two
-/// batches rather than sixteen wake-ups.
+/// and network chunks are small (often 16 KiB), so a 256 KiB upload goes over in one batch
+/// rather than sixteen wake-ups.
 struct Batch {
     chunks: Vec<Bytes>,
     /// The body ended with this batch.
@@ -161,28 +161,99 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Batches in flight per upload (so at most about 1 MiB waits for the disk).
 const BATCHES_QUEUED: usize = 4;
 
-/// Streams one body into a staged blob: the network side counts bytes and enforces the limit,
-/// a blocking thread hashes and writes. An interrupted or refused stream leaves no temp file.
-async fn receive<S, E>(store: Arc<Store>, mut stream: S, limit: u64) -> Result<StagedBlob, ApiError>
+/// What a body's writing thread returns: `None` when the body was abandoned.
+type Written<T> = Result<Option<T>, ApiError>;
+
+/// The blocking thread that writes one body, started with the first batch: a body that fits
+/// in one batch (most uploads) then costs a single hand-off, and `then` runs on that same
+/// thread once the blob is staged, rather than after a second hand-off.
+struct Writer<T, F> {
+    store: Arc<Store>,
+    then: Option<F>,
+    started: Option<(mpsc::Sender<Batch>, tokio::task::JoinHandle<Written<T>>)>,
+}
+
+impl<T, F> Writer<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
+{
+    /// Hands a batch over; `false` when the thread has stopped (on an error it reports).
+    async fn send(&mut self, batch: Batch) -> bool {
+        if self.started.is_none() {
+            let Some(then) = self.then.take() else {
+                return false;
+            };
+            // A body that is complete in its first batch has a known size.
+            let size = batch
+                .last
+                .then(|| batch.chunks.iter().map(|c| c.len() as u64).sum());
+            let (tx, rx) = mpsc::channel::<Batch>(BATCHES_QUEUED);
+            let store = self.store.clone();
+            let thread = actix_web::rt::task::spawn_blocking(move || write(&store, rx, size, then));
+            self.started = Some((tx, thread));
+        }
+        match &self.started {
+            Some((tx, _)) => tx.send(batch).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Waits for the thread; `None` when it never started.
+    async fn finish(self) -> Option<Written<T>> {
+        let (tx, thread) = self.started?;
+        drop(tx);
+        Some(
+            thread
+                .await
+                .unwrap_or_else(|_| Err(ApiError::Internal("the upload writer panicked".into()))),
+        )
+    }
+}
+
+/// The body of a [`Writer`]'s thread.
+fn write<T>(
+    store: &Store,
+    mut rx: mpsc::Receiver<Batch>,
+    size: Option<u64>,
+    then: impl FnOnce(StagedBlob) -> Result<T, ApiError>,
+) -> Written<T> {
+    let mut w = store.writer()?;
+    if let Some(size) = size {
+        w.expect_size(size);
+    }
+    while let Some(batch) = rx.blocking_recv() {
+        for bytes in batch.chunks {
+            w.write_bytes(bytes)?;
+        }
+        if batch.last {
+            return then(w.finish()?).map(Some);
+        }
+    }
+    // The sender went away without `last`: the upload was abandoned; dropping `w` removes it.
+    Ok(None)
+}
+
+/// Streams one body into a staged blob and returns what `then` makes of it: the network side
+/// counts bytes and enforces the limit, a blocking thread hashes and writes, then runs `then`.
+/// An interrupted or refused stream leaves no temp file.
+async fn receive<S, E, T, F>(
+    store: Arc<Store>,
+    mut stream: S,
+    limit: u64,
+    then: F,
+) -> Result<T, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
+    T: Send + 'static,
+    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Batch>(BATCHES_QUEUED);
-    let writer =
-        actix_web::rt::task::spawn_blocking(move || -> Result<Option<StagedBlob>, StoreError> {
-            let mut w = store.writer()?;
-            while let Some(batch) = rx.blocking_recv() {
-                for bytes in batch.chunks {
-                    w.write_bytes(bytes)?;
-                }
-                if batch.last {
-                    return w.finish().map(Some);
-                }
-            }
-            // The sender went away without `End`: the upload was abandoned; dropping `w` removes it.
-            Ok(None)
-        });
+    let mut writer = Writer {
+        store,
+        then: Some(then),
+        started: None,
+    };
     let mut received: u64 = 0;
     let streamed: Result<(), ApiError> = async {
         let mut batch = Vec::new();
@@ -199,25 +270,26 @@ where
             if received > limit {
                 return Err(ApiError::TooLarge { limit });
             }
-            batched += chunk.len();
-            batch.push(chunk);
+            // A full batch goes once more bytes follow, so the batch that ends the body is
+            // always the one marked `last`.
             if batched >= BATCH_BYTES {
                 let chunks = std::mem::take(&mut batch);
                 batched = 0;
-                if tx
+                if !writer
                     .send(Batch {
                         chunks,
                         last: false,
                     })
                     .await
-                    .is_err()
                 {
                     // The writer stopped on an error; it is reported below.
                     return Ok(());
                 }
             }
+            batched += chunk.len();
+            batch.push(chunk);
         }
-        let _ = tx
+        writer
             .send(Batch {
                 chunks: batch,
                 last: true,
@@ -226,15 +298,12 @@ where
         Ok(())
     }
     .await;
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|_| ApiError::Internal("the upload writer panicked".into()));
+    let written = writer.finish().await;
     streamed?;
-    match written? {
-        Ok(Some(staged)) => Ok(staged),
-        Ok(None) => Err(ApiError::Internal("the upload writer stopped early".into())),
-        Err(e) => Err(e.into()),
+    match written {
+        Some(Ok(Some(done))) => Ok(done),
+        Some(Err(e)) => Err(e),
+        Some(Ok(None)) | None => Err(ApiError::Internal("the upload writer stopped early".into())),
     }
 }
 
@@ -312,41 +381,27 @@ pub async fn create(
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"));
-    let items = if is_multipart {
-        multipart(&req, payload, &state).await?
+    let owner = caller.owner();
+    let records = if is_multipart {
+        let mut items = multipart(&req, payload, &state).await?;
+        for item in &mut items {
+            // On a refusal, dropping `items` removes every staged file of this request.
+            accept(&state, item, owner.clone())?;
+        }
+        let store = state.store.clone();
+        web::block(move || store.create(items)).await??
     } else {
+        let declared = declared_type(Some(&content_type));
         raw(
             &req,
             payload,
             query.into_inner(),
-            &state,
-            declared_type(Some(&content_type)),
+            state.clone(),
+            declared,
+            owner,
         )
         .await?
     };
-    let mut items = items;
-    for item in &mut items {
-        let ct = sniff::content_type(
-            &item.blob.head,
-            &item.filename,
-            item.declared_type.as_deref(),
-        );
-        if !state.config.type_allowed(&ct) {
-            // Dropping `items` removes every staged file of this request.
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "{} is {ct}, which this server does not accept (allowed: {})",
-                if item.filename.is_empty() {
-                    "the file"
-                } else {
-                    &item.filename
-                },
-                state.config.allowed_types.join(", ")
-            )));
-        }
-        item.fields.owner = caller.owner();
-    }
-    let store = state.store.clone();
-    let records = web::block(move || store.create(items)).await??;
     let views: Vec<MediaView> = records.iter().map(|r| MediaView::new(r, &state)).collect();
     let mut res = HttpResponse::Created();
     if let [one] = records.as_slice() {
@@ -355,13 +410,37 @@ pub async fn create(
     Ok(res.json(MediaItems { items: views }))
 }
 
+/// Checks a staged file's type against the configured list and sets its owner.
+fn accept(state: &AppState, item: &mut NewMedia, owner: Option<String>) -> Result<(), ApiError> {
+    let ct = sniff::content_type(
+        &item.blob.head,
+        &item.filename,
+        item.declared_type.as_deref(),
+    );
+    if !state.config.type_allowed(&ct) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{} is {ct}, which this server does not accept (allowed: {})",
+            if item.filename.is_empty() {
+                "the file"
+            } else {
+                &item.filename
+            },
+            state.config.allowed_types.join(", ")
+        )));
+    }
+    item.fields.owner = owner;
+    Ok(())
+}
+
+/// A raw body: its record is created on the thread that wrote it, as soon as it is staged.
 async fn raw(
     req: &HttpRequest,
     mut payload: web::Payload,
     query: Vec<(String, String)>,
-    state: &AppState,
+    state: web::Data<AppState>,
     declared: Option<String>,
-) -> Result<Vec<NewMedia>, ApiError> {
+    owner: Option<String>,
+) -> Result<Vec<MediaRecord>, ApiError> {
     let limit = state.config.max_upload_bytes;
     let announced = req
         .headers()
@@ -385,18 +464,23 @@ async fn raw(
         }
     }
     let fields = builder.finish()?;
-    match receive(state.store.clone(), &mut payload, limit).await {
-        Ok(blob) => Ok(vec![NewMedia {
+    let store = state.store.clone();
+    let created = receive(store, &mut payload, limit, move |blob| {
+        let mut item = NewMedia {
             blob,
             filename,
             declared_type: declared,
             fields,
-        }]),
-        Err(e) => {
-            drain(&mut payload).await;
-            Err(e)
-        }
+        };
+        // On a refusal, dropping `item` removes the staged file.
+        accept(&state, &mut item, owner)?;
+        Ok(state.store.create(vec![item])?)
+    })
+    .await;
+    if created.is_err() {
+        drain(&mut payload).await;
     }
+    created
 }
 
 async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
@@ -468,7 +552,7 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
                 )));
             }
             let declared = declared_type(field.content_type().map(|m| m.essence_str()));
-            let blob = receive(state.store.clone(), &mut field, limit).await?;
+            let blob = receive(state.store.clone(), &mut field, limit, Ok).await?;
             files.push((
                 blob,
                 record::filename(filename.as_deref().unwrap_or_default()),

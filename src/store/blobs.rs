@@ -269,6 +269,12 @@ impl BlobWriter {
 
     /// Like [`write`](Self::write), for bytes that can be shared with the hashing thread
     /// without a copy.
+    /// Tells the writer the upload's whole size, known when it arrived in one piece: a small
+    /// upload then gets a buffer of its size rather than a full block.
+    pub fn expect_size(&mut self, size: u64) {
+        self.out.expect_size(size);
+    }
+
     pub fn write_bytes(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.since_check += data.len() as u64;
         if self.since_check >= SPACE_CHECK_EVERY {

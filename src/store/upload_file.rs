@@ -28,8 +28,10 @@ const DIRECT_AT_LEAST: usize = 16 * 1024;
 
 pub struct UploadFile {
     temp: NamedTempFile,
-    /// `BLOCK + ALIGN` bytes once the first byte arrives; the block starts at `start`.
+    /// `block + ALIGN` bytes once the first byte arrives; the block starts at `start`.
     buf: Vec<u8>,
+    /// Bytes per write: [`BLOCK`], or less for an upload known to be smaller.
+    block: usize,
     start: usize,
     filled: usize,
     direct: bool,
@@ -45,6 +47,7 @@ impl UploadFile {
         UploadFile {
             temp,
             buf: Vec::new(),
+            block: BLOCK,
             start: 0,
             filled: 0,
             direct: false,
@@ -53,21 +56,35 @@ impl UploadFile {
         }
     }
 
+    /// Sizes the buffer for an upload of `size` bytes, when that is less than a block: zeroing
+    /// a whole block for every small upload costs more than hashing a few pages. Call before
+    /// the first write; more bytes than announced are still written, in blocks of that size.
+    pub fn expect_size(&mut self, size: u64) {
+        if self.buf.is_empty() {
+            let rounded = usize::try_from(size)
+                .unwrap_or(BLOCK)
+                .clamp(1, BLOCK)
+                .next_multiple_of(ALIGN);
+            self.block = rounded.min(BLOCK);
+        }
+    }
+
     pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         if self.buf.is_empty() {
-            self.buf = vec![0; BLOCK + ALIGN];
+            self.buf = vec![0; self.block + ALIGN];
             self.start = self.buf.as_ptr().align_offset(ALIGN).min(ALIGN);
         }
         while !data.is_empty() {
-            let n = (BLOCK - self.filled).min(data.len());
+            let n = (self.block - self.filled).min(data.len());
             let at = self.start + self.filled;
             self.buf[at..at + n].copy_from_slice(&data[..n]);
             self.filled += n;
             data = &data[n..];
-            if self.filled == BLOCK {
+            if self.filled == self.block {
                 if !self.tried_direct {
                     self.tried_direct = true;
-                    self.direct = set_direct(self.temp.as_file(), true).is_ok();
+                    self.direct = self.block >= DIRECT_AT_LEAST
+                        && set_direct(self.temp.as_file(), true).is_ok();
                 }
                 self.write_block(self.filled)?;
                 self.filled = 0;
@@ -183,6 +200,32 @@ mod tests {
             let back = std::fs::read(temp.path()).unwrap();
             assert_eq!(back.len(), len, "{len} in chunks of {chunk}");
             assert!(back == data, "{len} in chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_announced_size_sizes_the_buffer_and_more_bytes_still_arrive_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // (announced, actual, chunk): exact, unaligned, tiny, and wrong announcements.
+        for (announced, len, chunk) in [
+            (256 * 1024, 256 * 1024, 64 * 1024),
+            (100_001, 100_001, 7_000),
+            (10, 10, 3),
+            (4096, 3 * 4096 + 17, 5000),
+            (64 * 1024, BLOCK + 1, 100_000),
+            (5 * BLOCK, 2 * BLOCK + 3, BLOCK),
+        ] {
+            let data = content(len);
+            let mut f = UploadFile::new(NamedTempFile::new_in(dir.path()).unwrap());
+            f.expect_size(announced as u64);
+            assert!(f.block <= BLOCK && f.block % ALIGN == 0 && f.block > 0);
+            for c in data.chunks(chunk) {
+                f.write_all(c).unwrap();
+            }
+            assert!(f.buf.len() <= f.block + ALIGN);
+            let temp = f.finish().unwrap();
+            let back = std::fs::read(temp.path()).unwrap();
+            assert!(back == data, "{len} bytes, {announced} announced");
         }
     }
 
