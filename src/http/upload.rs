@@ -169,6 +169,7 @@ type Written<T> = Result<Option<T>, ApiError>;
 /// thread once the blob is staged, rather than after a second hand-off.
 struct Writer<T, F> {
     store: Arc<Store>,
+    /// Until the thread starts; then it is the thread's.
     then: Option<F>,
     started: Option<(mpsc::Sender<Batch>, tokio::task::JoinHandle<Written<T>>)>,
 }
@@ -180,10 +181,7 @@ where
 {
     /// Hands a batch over; `false` when the thread has stopped (on an error it reports).
     async fn send(&mut self, batch: Batch) -> bool {
-        if self.started.is_none() {
-            let Some(then) = self.then.take() else {
-                return false;
-            };
+        if let Some(then) = self.then.take() {
             // A body that is complete in its first batch has a known size.
             let size = batch
                 .last
@@ -193,10 +191,10 @@ where
             let thread = actix_web::rt::task::spawn_blocking(move || write(&store, rx, size, then));
             self.started = Some((tx, thread));
         }
-        match &self.started {
-            Some((tx, _)) => tx.send(batch).await.is_ok(),
-            None => false,
-        }
+        let Some((tx, _)) = &self.started else {
+            return false;
+        };
+        tx.send(batch).await.is_ok()
     }
 
     /// Waits for the thread; `None` when it never started.

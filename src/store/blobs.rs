@@ -83,10 +83,7 @@ impl BlobStore {
         if self.exists(&staged.hash) {
             return Ok(false);
         }
-        let mut dirs = BTreeSet::new();
-        let mut tasks = vec![self.rename_into_place(staged)?.durable_tasks(&mut dirs)];
-        tasks.extend(dirs.into_iter().map(fsync_dir_task));
-        parallel::run_all(tasks, || Ok(()))?;
+        self.rename_into_place(staged)?.sync_now()?;
         Ok(true)
     }
 
@@ -121,10 +118,7 @@ impl BlobStore {
 
     /// fsyncs a blob that is already in place, and the directories on its path.
     pub(crate) fn make_durable(&self, hash: &ContentHash) -> Result<(), StoreError> {
-        let mut dirs = BTreeSet::new();
-        let mut tasks = vec![self.in_place(hash)?.durable_tasks(&mut dirs)];
-        tasks.extend(dirs.into_iter().map(fsync_dir_task));
-        parallel::run_all(tasks, || Ok(()))
+        self.in_place(hash)?.sync_now()
     }
 
     /// The directories whose entries lead to a blob: `ab/cd`, `ab` and the root.
@@ -267,14 +261,14 @@ impl BlobWriter {
         self.write_bytes(Bytes::copy_from_slice(data))
     }
 
-    /// Like [`write`](Self::write), for bytes that can be shared with the hashing thread
-    /// without a copy.
     /// Tells the writer the upload's whole size, known when it arrived in one piece: a small
     /// upload then gets a buffer of its size rather than a full block.
     pub fn expect_size(&mut self, size: u64) {
         self.out.expect_size(size);
     }
 
+    /// Like [`write`](Self::write), for bytes that can be shared with the hashing thread
+    /// without a copy.
     pub fn write_bytes(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.since_check += data.len() as u64;
         if self.since_check >= SPACE_CHECK_EVERY {
@@ -403,6 +397,14 @@ impl Placed {
             super::timing::fsync(|| file.sync_all())
                 .map_err(|e| StoreError::io("fsync an upload", e))
         })
+    }
+
+    /// Runs those fsyncs now, for a blob on its own.
+    fn sync_now(self) -> Result<(), StoreError> {
+        let mut dirs = BTreeSet::new();
+        let mut tasks = vec![self.durable_tasks(&mut dirs)];
+        tasks.extend(dirs.into_iter().map(fsync_dir_task));
+        parallel::run_all(tasks, || Ok(()))
     }
 }
 

@@ -67,6 +67,11 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// A bookkeeping value of the `state` tree, as text.
+fn state_text(v: &IVec) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
 fn sled_error(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io) => StoreError::io("sled", io),
@@ -625,7 +630,7 @@ impl MetaStore {
             .state
             .get(key.as_bytes())
             .map_err(sled_error)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .map(|v| state_text(&v)))
     }
 
     pub fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -641,7 +646,7 @@ impl MetaStore {
             .state
             .remove(key.as_bytes())
             .map_err(sled_error)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .map(|v| state_text(&v)))
     }
 
     /// Clears the pending marks of records whose files are now durable. Not flushed: a mark
