@@ -15,6 +15,7 @@ pub mod maintain;
 pub mod meta;
 mod parallel;
 pub mod record;
+mod record_sync;
 pub mod records;
 pub mod sniff;
 pub mod timing;
@@ -30,6 +31,7 @@ pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility
 
 use commit::{GroupCommit, HashLocks, SharedDirSync};
 use meta::MetaStore;
+use record_sync::RecordSync;
 use records::RecordFiles;
 
 /// Everything that can go wrong below the HTTP layer.
@@ -158,12 +160,11 @@ pub struct Store {
     hash_locks: HashLocks,
     id_locks: HashLocks,
     commit: GroupCommit,
-    /// fsyncs of the two directories most uploads change, `records/` and the blob root,
-    /// shared by concurrent uploads the way sled's flushes are.
-    records_sync: Arc<SharedDirSync>,
+    /// fsyncs of the blob root, which most uploads to a young store change, shared by
+    /// concurrent uploads the way sled's flushes are.
     root_sync: Arc<SharedDirSync>,
-    /// Records whose uploads completed and whose pending marks are still to be cleared.
-    settled: Mutex<Vec<MediaId>>,
+    /// New record files on their way to the disk, and the pending marks to clear after them.
+    record_sync: RecordSync,
     ids: Mutex<ulid::Generator>,
     /// Free bytes below which uploads are refused.
     reserve: u64,
@@ -228,7 +229,8 @@ impl Store {
         let meta = MetaStore::open(&layout.meta())?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
-            records_sync: Arc::new(SharedDirSync::new(layout.records())),
+            record_sync: RecordSync::new(layout.records())
+                .map_err(|e| StoreError::io("open records/", e))?,
             root_sync: Arc::new(SharedDirSync::new(layout.blobs())),
             records,
             layout,
@@ -237,7 +239,6 @@ impl Store {
             hash_locks: HashLocks::new(1024),
             id_locks: HashLocks::new(256),
             commit: GroupCommit::new(),
-            settled: Mutex::new(Vec::new()),
             ids: Mutex::new(ulid::Generator::new()),
             reserve: 0,
             backups: std::sync::atomic::AtomicUsize::new(0),
@@ -316,16 +317,19 @@ impl Store {
     /// 1. rename each new blob to its content address and write each record file under its
     ///    name, without waiting for the disk;
     /// 2. insert the records, bump the counts and mark the records pending, in one transaction;
-    /// 3. fsync the blobs, the directories on their paths, the record files and `records/`,
-    ///    and flush sled, all at once (concurrent uploads share sled's flushes and the fsyncs
-    ///    of `records/` and the blob root);
-    /// 4. return; the pending marks are cleared with the next upload's transaction.
+    /// 3. fsync the blobs and the directories on their paths, and flush sled, all at once
+    ///    (concurrent uploads share sled's flushes and the fsyncs of the blob root);
+    /// 4. hand the record files over to be made durable in the background, many at a time
+    ///    (see [`record_sync`]), and return. The upload rests on its blob and its record in
+    ///    sled; the record file is `rebuild`'s copy. Once it is durable, the record's pending
+    ///    mark is cleared with the next upload's transaction.
     ///
-    /// Until step 3 returns, a crash can leave any part of this on disk. That is safe because
-    /// nothing trusts a blob or a record file that may be incomplete:
+    /// Until step 3 returns, a crash can leave any part of this on disk, and until the mark is
+    /// cleared, the record file. That is safe because nothing trusts a blob or a record file
+    /// that may be incomplete:
     /// - the next start checks every record still marked pending: one whose blob hashes to its
-    ///   name is made durable and kept (its upload may have been acknowledged), any other is
-    ///   rolled back (its upload cannot have been);
+    ///   name is made durable, its file rewritten from sled, and kept (its upload may have
+    ///   been acknowledged), any other is rolled back (its upload cannot have been);
     /// - a record file whose record sled does not have is set aside at the next start;
     /// - an existing blob is reused only when a record counts it (and is fsynced in this round
     ///   too); an uncounted one may be what a crash left of an upload, and a new upload of the
@@ -398,8 +402,8 @@ impl Store {
                     .map(|()| tasks)
                     .inspect_err(|_| self.return_settled(settled))
             });
-            let tasks = match placed {
-                Ok(tasks) => tasks,
+            let (tasks, files) = match placed {
+                Ok(placed) => placed,
                 Err(e) => {
                     // sled never had these records: their files must not outlive the request
                     // (the blobs are orphans, never reused).
@@ -414,9 +418,10 @@ impl Store {
                 self.roll_back(&records);
                 return Err(e);
             }
-            // The marks go with the next upload's transaction (or at shutdown): one sled write
-            // fewer for each upload. A crash before then leaves them to the next start's check.
-            self.return_settled(records.iter().map(|r| r.id).collect());
+            // The marks go once the files are durable, with the next upload's transaction (or
+            // at shutdown): one sled write fewer for each upload. A crash before then leaves
+            // them to the next start's check.
+            self.record_sync.add(files);
         }
         self.counters
             .uploads
@@ -425,23 +430,22 @@ impl Store {
     }
 
     fn take_settled(&self) -> Vec<MediaId> {
-        std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()))
+        self.record_sync.take_settled()
     }
 
     fn return_settled(&self, ids: Vec<MediaId>) {
-        self.settled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
+        self.record_sync.return_settled(ids)
     }
 
     /// Step 1 of [`create`](Self::create): puts the blobs and record files under their names
-    /// and returns the fsyncs that make them durable. The caller holds the hashes' locks.
+    /// and returns the fsyncs that make the blobs durable, and the record files to make
+    /// durable after them. The caller holds the hashes' locks.
+    #[allow(clippy::type_complexity)]
     fn place(
         &self,
         staged: Vec<StagedBlob>,
         records: &[MediaRecord],
-    ) -> Result<Vec<parallel::Task>, StoreError> {
+    ) -> Result<(Vec<parallel::Task>, Vec<(MediaId, std::fs::File)>), StoreError> {
         let mut tasks = Vec::new();
         let mut placed = std::collections::HashSet::new();
         let mut dirs = std::collections::BTreeSet::new();
@@ -469,16 +473,15 @@ impl Store {
                 .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             tasks.push(new.durable_tasks(&mut dirs));
         }
+        let mut files = Vec::with_capacity(records.len());
         for record in records {
-            tasks.push(self.records.place(record)?);
+            files.push((record.id, self.records.place(record)?));
         }
-        // `records/` always changes; the blob root only when a blob was placed.
-        tasks.push(self.records_sync.task());
         if dirs.remove(self.root_sync.dir()) {
             tasks.push(self.root_sync.task());
         }
         tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
-        Ok(tasks)
+        Ok((tasks, files))
     }
 
     /// Undoes the records of a [`create`](Self::create) whose files could not be made
@@ -593,6 +596,7 @@ impl Store {
     /// Flushes metadata once every request has finished, and marks the store as closed
     /// cleanly for the next start.
     pub fn close_cleanly(&self) -> Result<(), StoreError> {
+        self.record_sync.drain();
         self.meta.settle(self.take_settled().into_iter())?;
         self.meta.flush()?;
         self.meta.set_state(CLEAN_SHUTDOWN, "1")?;
@@ -842,14 +846,17 @@ mod tests {
         assert_eq!(store.recover(true).unwrap(), Recovery::default());
     }
 
-    /// A completed upload's mark is cleared by the next upload's transaction or at a clean
-    /// shutdown; one a crash keeps makes the next start check that record, which it keeps.
+    /// A completed upload's mark is cleared, once its record file is durable, by the next
+    /// upload's transaction or at a clean shutdown; one a crash keeps makes the next start
+    /// check that record, which it keeps.
     #[test]
     fn pending_marks_are_cleared_lazily_and_a_leftover_one_is_harmless() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
         assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
+        // The record file is made durable behind the upload; only then may its mark go.
+        store.record_sync.drain();
         let second = store
             .create(vec![new(&store, b"second")])
             .unwrap()

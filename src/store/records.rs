@@ -1,21 +1,21 @@
-//! One JSON file per media record under `records/`, durable by the time its write is
-//! acknowledged. Edits replace the file atomically before sled is told; a new record's file is
-//! made durable together with sled's flush, and start-up rewrites it from sled if a crash
-//! caught it half-written (see [`Store::create`](super::Store::create)).
+//! One JSON file per media record under `records/`. Edits replace the file atomically and
+//! durably before sled is told; a new record's file is written before the upload is
+//! acknowledged and made durable shortly after, many at a time, while the record stays marked
+//! pending in sled, and start-up rewrites it from sled if a crash caught it half-written (see
+//! [`Store::create`](super::Store::create)).
 //!
 //! sled has known corruption and space-growth reports, so it is treated as an index that can be
 //! recreated: every field of every record is also in `records/<id>.json`, and `shoebox rebuild`
 //! recreates the whole database (records, indexes and reference counts) from these files.
 //! A file per record rather than a journal: each write is independent (a torn or damaged file
 //! affects one record, never those after it), there is nothing to compact, and a person can
-//! read the store with `cat`. The cost is one extra small fsync per write.
+//! read the store with `cat`. The cost is one extra small file per record.
 
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
 use super::layout::{fsync_dir, write_atomically};
-use super::parallel::Task;
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
 
@@ -49,12 +49,11 @@ impl RecordFiles {
     }
 
     /// Writes a new record's file under its name without waiting for the disk, and returns
-    /// the fsync that makes its bytes durable; the caller also fsyncs [`dir`](Self::dir) for
-    /// its name. The id is new, so the file is created in place (no temp file to rename): until
-    /// both fsyncs return, a crash may leave it empty or torn, and new records are inserted
-    /// pending, so the next start rewrites the file of any still pending (see
-    /// [`Store::recover`](super::Store::recover)).
-    pub(crate) fn place(&self, record: &MediaRecord) -> Result<Task, StoreError> {
+    /// it open, for the caller to make it and [`dir`](Self::dir) durable. The id is new, so the
+    /// file is created in place (no temp file to rename): until then, a crash may leave it
+    /// missing, empty or torn, and new records are inserted pending, so the next start
+    /// rewrites the file of any still pending (see [`Store::recover`](super::Store::recover)).
+    pub(crate) fn place(&self, record: &MediaRecord) -> Result<fs::File, StoreError> {
         use std::os::unix::fs::PermissionsExt;
         let bytes = encode(record)?;
         let mut file = fs::OpenOptions::new()
@@ -66,10 +65,7 @@ impl RecordFiles {
         file.set_permissions(fs::Permissions::from_mode(0o644))
             .and_then(|()| file.write_all(&bytes))
             .map_err(|e| StoreError::io("write a record file", e))?;
-        Ok(Box::new(move || {
-            super::timing::fsync(|| file.sync_all())
-                .map_err(|e| StoreError::io("fsync a record file", e))
-        }))
+        Ok(file)
     }
 
     /// Removes a record's file durably; a missing file is not an error.

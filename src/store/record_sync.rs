@@ -1,0 +1,345 @@
+//! Record files made durable behind the uploads, many at a time.
+//!
+//! An upload's `201` rests on its blob (fsynced, with the directories on its path) and on its
+//! record in sled (flushed). Its record file, the copy that `shoebox rebuild` reads should sled
+//! ever be lost, is written before the `201` and made durable here, shortly after it. Until
+//! then the record keeps the pending mark it was inserted with, so a crash in between leaves it
+//! to the next start, which checks the blob and rewrites the file from sled (see
+//! [`Store::recover`](super::Store::recover)). A mark is handed on to be cleared only once the
+//! file is durable and the upload's own durable round has succeeded.
+//!
+//! Taking the record file's fsync off the upload's path saves each upload a file's worth of
+//! device round trips; batching saves more:
+//! - On ext4, xfs and btrfs under Linux 5.8 or later, a batch is one `syncfs(2)`: one pass
+//!   writes every file's data, inode and directory entry, and the disk's cache is flushed once.
+//!   Those kernels report writeback errors to `syncfs` (once per open file description), so the
+//!   call is made on a descriptor held for the store's lifetime, which sees every error.
+//! - Elsewhere (FUSE and network filesystems may not make `syncfs` durable, older kernels do not
+//!   report its errors), and for good after any `syncfs` error, each file is fsynced and then
+//!   `records/`. An error reaches `syncfs` from any file, so it may belong to a later batch
+//!   than the one that saw it; fsync reports each file's own errors, whichever call saw the
+//!   error first.
+//!
+//! A file that cannot be made durable keeps its mark; the error is logged and the next start
+//! rewrites the file from sled.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::record::MediaId;
+
+/// How long the syncing thread lets record files gather before it makes them durable: long
+/// enough for a burst of uploads to share one `syncfs`, short enough that a crash leaves the
+/// next start only a handful of records to check.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// How a batch is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One `syncfs(2)` for the whole batch.
+    SyncFs,
+    /// An fsync of each file, then of `records/`.
+    PerFile,
+}
+
+impl Mode {
+    /// [`Mode::SyncFs`] where `syncfs` is known to be durable and to report writeback errors.
+    fn detect(dir: &File) -> Mode {
+        const EXT4: u64 = 0xEF53;
+        const XFS: u64 = 0x5846_5342;
+        const BTRFS: u64 = 0x9123_683E;
+        let Ok(st) = rustix::fs::fstatfs(dir) else {
+            return Mode::PerFile;
+        };
+        #[allow(clippy::unnecessary_cast)] // its type differs between architectures
+        let fs_type = st.f_type as u64;
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy();
+        if matches!(fs_type, EXT4 | XFS | BTRFS) && kernel_at_least(&release, (5, 8)) {
+            Mode::SyncFs
+        } else {
+            Mode::PerFile
+        }
+    }
+}
+
+/// Whether a kernel release such as `6.1.0-18-amd64` is at least `min` (major, minor).
+fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
+}
+
+struct State {
+    /// Record files written and acknowledged, waiting for the next batch.
+    queue: Vec<(MediaId, File)>,
+    /// A batch is being made durable (by the thread or by [`RecordSync::drain`]).
+    busy: bool,
+    /// The thread has been started (or could not be, and batches run inline).
+    started: bool,
+    closing: bool,
+    mode: Mode,
+    /// Records whose files are durable, whose marks the next transaction clears.
+    settled: Vec<MediaId>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    /// `records/`, open for the store's lifetime: `syncfs` reports to a descriptor each error
+    /// that happened since it was opened or last reported.
+    handle: File,
+    state: Mutex<State>,
+    /// Wakes the thread when files arrive or the store closes.
+    work: Condvar,
+    /// Wakes [`RecordSync::drain`] when a batch is done.
+    idle: Condvar,
+}
+
+/// The record files of acknowledged uploads, on their way to the disk.
+pub(crate) struct RecordSync {
+    inner: Arc<Inner>,
+}
+
+impl RecordSync {
+    pub(crate) fn new(dir: PathBuf) -> std::io::Result<RecordSync> {
+        let handle = File::open(&dir)?;
+        let mode = Mode::detect(&handle);
+        tracing::debug!(?mode, "how new record files are made durable");
+        Ok(Self::with_mode(dir, handle, mode))
+    }
+
+    fn with_mode(dir: PathBuf, handle: File, mode: Mode) -> RecordSync {
+        RecordSync {
+            inner: Arc::new(Inner {
+                dir,
+                handle,
+                state: Mutex::new(State {
+                    queue: Vec::new(),
+                    busy: false,
+                    started: false,
+                    closing: false,
+                    mode,
+                    settled: Vec::new(),
+                }),
+                work: Condvar::new(),
+                idle: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Hands over the record files of uploads whose durable round has succeeded.
+    pub(crate) fn add(&self, files: Vec<(MediaId, File)>) {
+        if files.is_empty() {
+            return;
+        }
+        let mut st = self.inner.lock();
+        st.queue.extend(files);
+        if !st.started {
+            st.started = true;
+            let inner = self.inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name("shoebox-records".into())
+                .stack_size(64 * 1024)
+                .spawn(move || inner.run());
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start the record-file thread; syncing inline");
+                drop(st);
+                self.drain();
+                self.inner.lock().started = false;
+                return;
+            }
+        }
+        self.inner.work.notify_one();
+    }
+
+    /// Makes every record file handed over so far durable before returning.
+    pub(crate) fn drain(&self) {
+        let mut st = self.inner.lock();
+        while st.busy {
+            st = self.inner.wait(&self.inner.idle, st);
+        }
+        let batch = std::mem::take(&mut st.queue);
+        st.busy = true;
+        drop(st);
+        self.inner.sync(batch);
+    }
+
+    /// The records whose files are durable, for the next transaction to clear their marks.
+    pub(crate) fn take_settled(&self) -> Vec<MediaId> {
+        std::mem::take(&mut self.inner.lock().settled)
+    }
+
+    /// Gives back marks that a failed transaction did not clear.
+    pub(crate) fn return_settled(&self, ids: Vec<MediaId>) {
+        self.inner.lock().settled.extend(ids);
+    }
+}
+
+impl Drop for RecordSync {
+    /// The thread makes what is queued durable and stops. The marks it settles are never
+    /// cleared in sled, which costs the next start a check of those few records.
+    fn drop(&mut self) {
+        self.inner.lock().closing = true;
+        self.inner.work.notify_one();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, cv: &Condvar, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        cv.wait(st).unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self) {
+        loop {
+            let mut st = self.lock();
+            while (st.queue.is_empty() || st.busy) && !st.closing {
+                st = self.wait(&self.work, st);
+            }
+            if st.closing {
+                while st.busy {
+                    st = self.wait(&self.idle, st);
+                }
+                if st.queue.is_empty() {
+                    return;
+                }
+            } else {
+                // Let the files of a burst gather into one batch.
+                drop(st);
+                std::thread::sleep(GATHER);
+                st = self.lock();
+                while st.busy {
+                    st = self.wait(&self.idle, st);
+                }
+            }
+            let batch = std::mem::take(&mut st.queue);
+            st.busy = true;
+            drop(st);
+            self.sync(batch);
+        }
+    }
+
+    /// Makes a batch durable, settles what is, and ends the `busy` state the caller set.
+    fn sync(&self, batch: Vec<(MediaId, File)>) {
+        let mode = self.lock().mode;
+        let settled = if batch.is_empty() {
+            Vec::new()
+        } else if mode == Mode::SyncFs && self.sync_fs() {
+            batch.into_iter().map(|(id, _)| id).collect()
+        } else {
+            self.sync_each(batch)
+        };
+        let mut st = self.lock();
+        st.settled.extend(settled);
+        st.busy = false;
+        drop(st);
+        self.idle.notify_all();
+        self.work.notify_one();
+    }
+
+    /// One `syncfs`; on an error, switches to per-file fsyncs for good and answers false.
+    fn sync_fs(&self) -> bool {
+        match super::timing::fsync(|| rustix::fs::syncfs(&self.handle)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    error = %e, dir = %self.dir.display(),
+                    "syncfs reported a write error on the data directory's filesystem; record \
+                     files are fsynced one by one from now on"
+                );
+                self.lock().mode = Mode::PerFile;
+                false
+            }
+        }
+    }
+
+    /// fsyncs each file and then `records/`; answers the records whose files are durable.
+    fn sync_each(&self, batch: Vec<(MediaId, File)>) -> Vec<MediaId> {
+        let mut durable = Vec::with_capacity(batch.len());
+        for (id, file) in batch {
+            match super::timing::fsync(|| file.sync_all()) {
+                Ok(()) => durable.push(id),
+                Err(e) => tracing::error!(
+                    %id, error = %e,
+                    "could not fsync a record file; the next start rewrites it from the database"
+                ),
+            }
+        }
+        match super::layout::fsync_dir(&self.dir) {
+            Ok(()) => durable,
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "could not fsync records/; the next start rewrites its new files from the \
+                     database"
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(dir: &std::path::Path, n: u8) -> (MediaId, File) {
+        use std::io::Write;
+        let id = MediaId(ulid::Ulid::new());
+        let mut f = File::create(dir.join(format!("{id}.json"))).unwrap();
+        f.write_all(&[n; 100]).unwrap();
+        (id, f)
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.1.0-18-amd64", (5, 8)));
+        assert!(kernel_at_least("5.8.0", (5, 8)));
+        assert!(kernel_at_least("5.10.0-microsoft-standard", (5, 8)));
+        assert!(!kernel_at_least("5.4.0-150-generic", (5, 8)));
+        assert!(!kernel_at_least("4.19.0", (5, 8)));
+        assert!(!kernel_at_least("weird", (5, 8)));
+    }
+
+    #[test]
+    fn both_modes_settle_every_file_once_it_is_durable() {
+        for mode in [Mode::SyncFs, Mode::PerFile] {
+            let dir = tempfile::tempdir().unwrap();
+            let sync =
+                RecordSync::with_mode(dir.path().to_owned(), File::open(dir.path()).unwrap(), mode);
+            let files: Vec<_> = (0..5).map(|n| written(dir.path(), n)).collect();
+            let mut ids: Vec<_> = files.iter().map(|(id, _)| *id).collect();
+            sync.add(files);
+            sync.drain();
+            let mut settled = sync.take_settled();
+            settled.sort();
+            ids.sort();
+            assert_eq!(settled, ids, "{mode:?}");
+            assert!(sync.take_settled().is_empty());
+        }
+    }
+
+    #[test]
+    fn files_handed_over_are_settled_by_the_thread_without_a_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = RecordSync::new(dir.path().to_owned()).unwrap();
+        let (id, file) = written(dir.path(), 1);
+        sync.add(vec![(id, file)]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut settled = Vec::new();
+        while settled.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            settled = sync.take_settled();
+        }
+        assert_eq!(settled, vec![id]);
+    }
+}
