@@ -480,7 +480,8 @@ def protocol_rates(cfg, rnd):
     """The least disk work of Shoebox's write protocol for MANY_COUNT uploads of MANY_SIZE,
     MANY_PARALLEL at a time, with no HTTP, no hashing and no database (benches/protocol.rs):
     as the write protocol in DESIGN.md asks (blob, its directories, a shared metadata log with
-    group commit), with Shoebox's record file per upload on top, and as DESIGN.md asks but
+    group commit), with Shoebox's record file per upload on top (made durable in batches after
+    the upload, as Shoebox does), and as DESIGN.md asks but
     with one syncfs(2) per group of concurrent uploads in place of the fsyncs: the most the
     kernel lets a server batch, so that rate bounds any durable server with this layout."""
     out = {}
@@ -851,7 +852,7 @@ REFERENCE_ROWS = [
     ("dd_fsync_mib_s", "  dd bs=1M conv=fsync", "MiB/s"),
     ("durable_creates_s", "  fsync'd file creations, 8 conc.", "files/s"),
     ("protocol_s", "  write protocol alone, 8 conc.", "files/s"),
-    ("protocol_records_s", "  + a record file each", "files/s"),
+    ("protocol_records_s", "  + a record file each, synced after", "files/s"),
     ("protocol_syncfs_s", "  protocol, one syncfs per group", "files/s"),
 ]
 
