@@ -254,9 +254,10 @@ fn sigkill_amid_many_small_concurrent_uploads_keeps_every_acknowledged_one() {
     crash_rounds(6, 12, 64 << 10);
 }
 
-/// Starts a server that aborts its next upload once the database holds the record (flushed)
-/// and before any of its files was fsynced; uploads `data` to it and returns the id the record
-/// got (read from `records/`, since the client never hears back).
+/// Starts a server that aborts its next upload once the database holds the record (flushed),
+/// while its files' fsyncs may still be running (the caller cuts the files as a power cut
+/// could have left them); uploads `data` to it and returns the id the record got (read from
+/// `records/`, since the client never hears back).
 fn upload_cut_off_after_the_database(data_dir: &std::path::Path, data: &[u8]) -> String {
     let before = common::entries(&data_dir.join("records"));
     let mut s = TestServer::builder()

@@ -240,7 +240,7 @@ impl MetaStore {
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
     pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        self.insert_marked(records, false, &[])
+        self.insert_marked(&records.iter().collect::<Vec<_>>(), false, &[])
     }
 
     /// [`insert`](Self::insert), marking the records pending in the same transaction: their
@@ -249,7 +249,7 @@ impl MetaStore {
     /// its own.
     pub fn insert_pending(
         &self,
-        records: &[MediaRecord],
+        records: &[&MediaRecord],
         settled: &[MediaId],
     ) -> Result<(), StoreError> {
         self.insert_marked(records, true, settled)
@@ -257,11 +257,14 @@ impl MetaStore {
 
     fn insert_marked(
         &self,
-        records: &[MediaRecord],
+        records: &[&MediaRecord],
         pending: bool,
         settled: &[MediaId],
     ) -> Result<(), StoreError> {
-        let encoded = records.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let encoded = records
+            .iter()
+            .map(|r| encode(r))
+            .collect::<Result<Vec<_>, _>>()?;
         let result = (
             &self.media,
             &self.refs,

@@ -29,7 +29,7 @@ pub use hash::ContentHash;
 pub use layout::Layout;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 
-use commit::{GroupCommit, HashLocks, SharedDirSync};
+use commit::{Batcher, GroupCommit, HashLocks, SharedDirSync};
 use meta::MetaStore;
 use record_sync::RecordSync;
 use records::RecordFiles;
@@ -75,6 +75,29 @@ impl StoreError {
         StoreError::Invalid {
             field,
             expected: expected.to_owned(),
+        }
+    }
+
+    /// An equal error for a second caller: the one of a step that several callers shared.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Invalid { field, expected } => StoreError::Invalid {
+                field,
+                expected: expected.clone(),
+            },
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Io { action, source } => StoreError::Io {
+                action,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::NoSpace { free, reserve } => StoreError::NoSpace {
+                free: *free,
+                reserve: *reserve,
+            },
+            StoreError::Format(m) => StoreError::Format(m.clone()),
+            StoreError::Locked(m) => StoreError::Locked(m.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::Database(m) => StoreError::Database(m.clone()),
         }
     }
 
@@ -160,6 +183,8 @@ pub struct Store {
     hash_locks: HashLocks,
     id_locks: HashLocks,
     commit: GroupCommit,
+    /// New records of concurrent uploads, inserted in one transaction and flushed together.
+    inserts: Batcher<Vec<MediaRecord>>,
     /// fsyncs of the blob root, which most uploads to a young store change, shared by
     /// concurrent uploads the way sled's flushes are.
     root_sync: Arc<SharedDirSync>,
@@ -239,6 +264,7 @@ impl Store {
             hash_locks: HashLocks::new(1024),
             id_locks: HashLocks::new(256),
             commit: GroupCommit::new(),
+            inserts: Batcher::new(),
             ids: Mutex::new(ulid::Generator::new()),
             reserve: 0,
             backups: std::sync::atomic::AtomicUsize::new(0),
@@ -316,15 +342,16 @@ impl Store {
     ///
     /// 1. rename each new blob to its content address and write each record file under its
     ///    name, without waiting for the disk;
-    /// 2. insert the records, bump the counts and mark the records pending, in one transaction;
-    /// 3. fsync the blobs and the directories on their paths, and flush sled, all at once
-    ///    (concurrent uploads share sled's flushes and the fsyncs of the blob root);
-    /// 4. hand the record files over to be made durable in the background, many at a time
+    /// 2. fsync the blobs and the directories on their paths while, side by side, the records
+    ///    are inserted, their counts bumped and the records marked pending in one transaction,
+    ///    and sled is flushed (concurrent uploads share that transaction and flush, see
+    ///    [`commit_records`](Self::commit_records), and the fsyncs of the blob root);
+    /// 3. hand the record files over to be made durable in the background, many at a time
     ///    (see [`record_sync`]), and return. The upload rests on its blob and its record in
     ///    sled; the record file is `rebuild`'s copy. Once it is durable, the record's pending
     ///    mark is cleared with the next upload's transaction.
     ///
-    /// Until step 3 returns, a crash can leave any part of this on disk, and until the mark is
+    /// Until step 2 returns, a crash can leave any part of this on disk, and until the mark is
     /// cleared, the record file. That is safe because nothing trusts a blob or a record file
     /// that may be incomplete:
     /// - the next start checks every record still marked pending: one whose blob hashes to its
@@ -395,14 +422,7 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            let placed = self.place(staged, &records).and_then(|tasks| {
-                let settled = self.take_settled();
-                self.meta
-                    .insert_pending(&records, &settled)
-                    .map(|()| tasks)
-                    .inspect_err(|_| self.return_settled(settled))
-            });
-            let (tasks, files) = match placed {
+            let (tasks, files) = match self.place(staged, &records) {
                 Ok(placed) => placed,
                 Err(e) => {
                     // sled never had these records: their files must not outlive the request
@@ -411,9 +431,7 @@ impl Store {
                     return Err(e);
                 }
             };
-            crash_point("upload-after-metadata", || self.meta.flush());
-            let durable =
-                parallel::run_all(tasks, || self.commit.wait_durable(|| self.meta.flush()));
+            let durable = parallel::run_all(tasks, || self.commit_records(&records));
             if let Err(e) = durable {
                 self.roll_back(&records);
                 return Err(e);
@@ -427,6 +445,39 @@ impl Store {
             .uploads
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(records)
+    }
+
+    /// Inserts new records, bumps their counts and marks them pending, then flushes sled; the
+    /// records of uploads that reach this point together share one transaction and one flush.
+    /// An error leaves the records of this call either absent or in sled and pending, for
+    /// [`roll_back`](Self::roll_back).
+    fn commit_records(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        self.inserts.submit(records.to_vec(), |batch| {
+            let settled = self.take_settled();
+            let all: Vec<&MediaRecord> = batch.iter().flatten().collect();
+            let inserted = match self.meta.insert_pending(&all, &settled) {
+                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                Err(e) => {
+                    self.return_settled(settled);
+                    if batch.len() == 1 {
+                        return vec![Err(e)];
+                    }
+                    // One upload's failure (a duplicate id) must not fail the others.
+                    batch
+                        .iter()
+                        .map(|r| self.meta.insert_pending(&r.iter().collect::<Vec<_>>(), &[]))
+                        .collect::<Vec<_>>()
+                }
+            };
+            crash_point("upload-after-metadata", || self.meta.flush());
+            match self.commit.wait_durable(|| self.meta.flush()) {
+                Ok(()) => inserted,
+                Err(e) => inserted
+                    .into_iter()
+                    .map(|r| r.and_then(|()| Err(e.duplicate())))
+                    .collect(),
+            }
+        })
     }
 
     fn take_settled(&self) -> Vec<MediaId> {
@@ -802,10 +853,7 @@ mod tests {
                 .place(vec![item.blob], std::slice::from_ref(&record))
                 .unwrap(),
         );
-        store
-            .meta
-            .insert_pending(std::slice::from_ref(&record), &[])
-            .unwrap();
+        store.meta.insert_pending(&[&record], &[]).unwrap();
         store.meta.flush().unwrap();
         record
     }
