@@ -116,16 +116,7 @@ fn one_request_can_carry_several_files_sharing_the_fields() {
             reqwest::blocking::multipart::Part::bytes(b"second".to_vec()).file_name("b.txt"),
         )
         .text("title", "fields may follow the files");
-    let res = s
-        .authed(Method::POST, "/api/media")
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let items = res.json::<Value>().unwrap()["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let items = s.upload_form(form);
     assert_eq!(items.len(), 2);
     for (item, name) in items.iter().zip(["a.txt", "b.txt"]) {
         assert_eq!(item["filename"], name);

@@ -418,16 +418,7 @@ fn record_files_a_crash_lost_after_the_acknowledgement_are_rewritten_at_the_next
             Part::bytes(data.clone()).file_name(format!("f{n}.bin")),
         );
     }
-    let res = s
-        .authed(Method::POST, "/api/media")
-        .multipart(form)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let items = res.json::<Value>().unwrap()["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let items = s.upload_form(form);
     s.kill();
 
     let ids: Vec<String> = items

@@ -223,6 +223,19 @@ impl TestServer {
         body["items"][0].clone()
     }
 
+    /// Posts a multipart form to `/api/media`; panics unless 201, returns the items.
+    pub fn upload_form(&self, form: multipart::Form) -> Vec<Value> {
+        let res = self
+            .authed(reqwest::Method::POST, "/api/media")
+            .multipart(form)
+            .send()
+            .expect("upload request");
+        let status = res.status();
+        let body: Value = res.json().expect("json body");
+        assert_eq!(status, 201, "upload failed: {body}");
+        body["items"].as_array().expect("items").clone()
+    }
+
     pub fn upload_raw_response(
         &self,
         filename: &str,
