@@ -254,7 +254,7 @@ impl Store {
         let meta = MetaStore::open(&layout.meta())?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
-            record_sync: RecordSync::new(layout.records())
+            record_sync: RecordSync::new(records.clone())
                 .map_err(|e| StoreError::io("open records/", e))?,
             root_sync: Arc::new(SharedDirSync::new(layout.blobs())),
             records,
@@ -422,7 +422,7 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
-            let (tasks, files) = match self.place(staged, &records) {
+            let tasks = match self.place(staged, &records) {
                 Ok(placed) => placed,
                 Err(e) => {
                     // sled never had these records: their files must not outlive the request
@@ -439,7 +439,7 @@ impl Store {
             // The marks go once the files are durable, with the next upload's transaction (or
             // at shutdown): one sled write fewer for each upload. A crash before then leaves
             // them to the next start's check.
-            self.record_sync.add(files);
+            self.record_sync.add(records.iter().map(|r| r.id));
         }
         self.counters
             .uploads
@@ -489,14 +489,13 @@ impl Store {
     }
 
     /// Step 1 of [`create`](Self::create): puts the blobs and record files under their names
-    /// and returns the fsyncs that make the blobs durable, and the record files to make
-    /// durable after them. The caller holds the hashes' locks.
-    #[allow(clippy::type_complexity)]
+    /// and returns the fsyncs that make the blobs durable (the record files are made durable
+    /// after them). The caller holds the hashes' locks.
     fn place(
         &self,
         staged: Vec<StagedBlob>,
         records: &[MediaRecord],
-    ) -> Result<(Vec<parallel::Task>, Vec<(MediaId, std::fs::File)>), StoreError> {
+    ) -> Result<Vec<parallel::Task>, StoreError> {
         let mut tasks = Vec::new();
         let mut placed = std::collections::HashSet::new();
         let mut dirs = std::collections::BTreeSet::new();
@@ -524,15 +523,14 @@ impl Store {
                 .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             tasks.push(new.durable_tasks(&mut dirs));
         }
-        let mut files = Vec::with_capacity(records.len());
         for record in records {
-            files.push((record.id, self.records.place(record)?));
+            self.records.place(record)?;
         }
         if dirs.remove(self.root_sync.dir()) {
             tasks.push(self.root_sync.task());
         }
         tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
-        Ok((tasks, files))
+        Ok(tasks)
     }
 
     /// Undoes the records of a [`create`](Self::create) whose files could not be made

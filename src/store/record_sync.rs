@@ -22,13 +22,17 @@
 //!
 //! A file that cannot be made durable keeps its mark; the error is logged and the next start
 //! rewrites the file from sled.
+//!
+//! Only ids wait here, never open files, so a slow disk cannot run the process out of file
+//! descriptors. An fsync through a descriptor opened later still reports a write error that
+//! no one has seen yet, and nothing else syncs record files.
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::record::MediaId;
+use super::records::RecordFiles;
 
 /// How long the syncing thread lets record files gather before it makes them durable: long
 /// enough for a burst of uploads to share one `syncfs`, short enough that a crash leaves the
@@ -77,8 +81,9 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 }
 
 struct State {
-    /// Record files written and acknowledged, waiting for the next batch.
-    queue: Vec<(MediaId, File)>,
+    /// Records whose files are written and whose uploads were acknowledged, waiting for the
+    /// next batch.
+    queue: Vec<MediaId>,
     /// A batch is being made durable (by the thread or by [`RecordSync::drain`]).
     busy: bool,
     /// The thread has been started (or could not be, and batches run inline).
@@ -90,7 +95,7 @@ struct State {
 }
 
 struct Inner {
-    dir: PathBuf,
+    files: RecordFiles,
     /// `records/`, open for the store's lifetime: `syncfs` reports to a descriptor each error
     /// that happened since it was opened or last reported.
     handle: File,
@@ -107,17 +112,17 @@ pub(crate) struct RecordSync {
 }
 
 impl RecordSync {
-    pub(crate) fn new(dir: PathBuf) -> std::io::Result<RecordSync> {
-        let handle = File::open(&dir)?;
+    pub(crate) fn new(files: RecordFiles) -> std::io::Result<RecordSync> {
+        let handle = File::open(files.dir())?;
         let mode = Mode::detect(&handle);
         tracing::debug!(?mode, "how new record files are made durable");
-        Ok(Self::with_mode(dir, handle, mode))
+        Ok(Self::with_mode(files, handle, mode))
     }
 
-    fn with_mode(dir: PathBuf, handle: File, mode: Mode) -> RecordSync {
+    fn with_mode(files: RecordFiles, handle: File, mode: Mode) -> RecordSync {
         RecordSync {
             inner: Arc::new(Inner {
-                dir,
+                files,
                 handle,
                 state: Mutex::new(State {
                     queue: Vec::new(),
@@ -133,13 +138,14 @@ impl RecordSync {
         }
     }
 
-    /// Hands over the record files of uploads whose durable round has succeeded.
-    pub(crate) fn add(&self, files: Vec<(MediaId, File)>) {
-        if files.is_empty() {
+    /// Hands over the records of uploads whose durable round has succeeded.
+    pub(crate) fn add(&self, ids: impl IntoIterator<Item = MediaId>) {
+        let mut st = self.inner.lock();
+        let before = st.queue.len();
+        st.queue.extend(ids);
+        if st.queue.len() == before {
             return;
         }
-        let mut st = self.inner.lock();
-        st.queue.extend(files);
         if !st.started {
             st.started = true;
             let inner = self.inner.clone();
@@ -229,12 +235,12 @@ impl Inner {
     }
 
     /// Makes a batch durable, settles what is, and ends the `busy` state the caller set.
-    fn sync(&self, batch: Vec<(MediaId, File)>) {
+    fn sync(&self, batch: Vec<MediaId>) {
         let mode = self.lock().mode;
         let settled = if batch.is_empty() {
             Vec::new()
         } else if mode == Mode::SyncFs && self.sync_fs() {
-            batch.into_iter().map(|(id, _)| id).collect()
+            batch
         } else {
             self.sync_each(batch)
         };
@@ -252,7 +258,7 @@ impl Inner {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(
-                    error = %e, dir = %self.dir.display(),
+                    error = %e, dir = %self.files.dir().display(),
                     "syncfs reported a write error on the data directory's filesystem; record \
                      files are fsynced one by one from now on"
                 );
@@ -263,18 +269,22 @@ impl Inner {
     }
 
     /// fsyncs each file and then `records/`; answers the records whose files are durable.
-    fn sync_each(&self, batch: Vec<(MediaId, File)>) -> Vec<MediaId> {
+    /// A file that is gone was deleted with its record.
+    fn sync_each(&self, batch: Vec<MediaId>) -> Vec<MediaId> {
         let mut durable = Vec::with_capacity(batch.len());
-        for (id, file) in batch {
-            match super::timing::fsync(|| file.sync_all()) {
+        for id in batch {
+            let synced = File::open(self.files.path_for(id))
+                .and_then(|file| super::timing::fsync(|| file.sync_all()));
+            match synced {
                 Ok(()) => durable.push(id),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => durable.push(id),
                 Err(e) => tracing::error!(
                     %id, error = %e,
                     "could not fsync a record file; the next start rewrites it from the database"
                 ),
             }
         }
-        match super::layout::fsync_dir(&self.dir) {
+        match super::layout::fsync_dir(self.files.dir()) {
             Ok(()) => durable,
             Err(e) => {
                 tracing::error!(
@@ -292,12 +302,10 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn written(dir: &std::path::Path, n: u8) -> (MediaId, File) {
-        use std::io::Write;
+    fn written(files: &RecordFiles, n: u8) -> MediaId {
         let id = MediaId(ulid::Ulid::new());
-        let mut f = File::create(dir.join(format!("{id}.json"))).unwrap();
-        f.write_all(&[n; 100]).unwrap();
-        (id, f)
+        std::fs::write(files.path_for(id), [n; 100]).unwrap();
+        id
     }
 
     #[test]
@@ -314,11 +322,12 @@ mod tests {
     fn both_modes_settle_every_file_once_it_is_durable() {
         for mode in [Mode::SyncFs, Mode::PerFile] {
             let dir = tempfile::tempdir().unwrap();
-            let sync =
-                RecordSync::with_mode(dir.path().to_owned(), File::open(dir.path()).unwrap(), mode);
-            let files: Vec<_> = (0..5).map(|n| written(dir.path(), n)).collect();
-            let mut ids: Vec<_> = files.iter().map(|(id, _)| *id).collect();
-            sync.add(files);
+            let files = RecordFiles::new(dir.path().to_owned());
+            let sync = RecordSync::with_mode(files.clone(), File::open(dir.path()).unwrap(), mode);
+            let mut ids: Vec<_> = (0..5).map(|n| written(&files, n)).collect();
+            // A record deleted before its file was synced is settled too (its mark went).
+            ids.push(MediaId(ulid::Ulid::new()));
+            sync.add(ids.clone());
             sync.drain();
             let mut settled = sync.take_settled();
             settled.sort();
@@ -331,9 +340,10 @@ mod tests {
     #[test]
     fn files_handed_over_are_settled_by_the_thread_without_a_drain() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = RecordSync::new(dir.path().to_owned()).unwrap();
-        let (id, file) = written(dir.path(), 1);
-        sync.add(vec![(id, file)]);
+        let files = RecordFiles::new(dir.path().to_owned());
+        let sync = RecordSync::new(files.clone()).unwrap();
+        let id = written(&files, 1);
+        sync.add([id]);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut settled = Vec::new();
         while settled.is_empty() && std::time::Instant::now() < deadline {

@@ -48,12 +48,12 @@ impl RecordFiles {
         )
     }
 
-    /// Writes a new record's file under its name without waiting for the disk, and returns
-    /// it open, for the caller to make it and [`dir`](Self::dir) durable. The id is new, so the
-    /// file is created in place (no temp file to rename): until then, a crash may leave it
-    /// missing, empty or torn, and new records are inserted pending, so the next start
-    /// rewrites the file of any still pending (see [`Store::recover`](super::Store::recover)).
-    pub(crate) fn place(&self, record: &MediaRecord) -> Result<fs::File, StoreError> {
+    /// Writes a new record's file under its name without waiting for the disk, for the caller
+    /// to make it and [`dir`](Self::dir) durable later. The id is new, so the file is created
+    /// in place (no temp file to rename): until then, a crash may leave it missing, empty or
+    /// torn, and new records are inserted pending, so the next start rewrites the file of any
+    /// still pending (see [`Store::recover`](super::Store::recover)).
+    pub(crate) fn place(&self, record: &MediaRecord) -> Result<(), StoreError> {
         use std::os::unix::fs::PermissionsExt;
         let bytes = encode(record)?;
         let mut file = fs::OpenOptions::new()
@@ -64,8 +64,7 @@ impl RecordFiles {
         // The same mode as every other record file, whatever the umask.
         file.set_permissions(fs::Permissions::from_mode(0o644))
             .and_then(|()| file.write_all(&bytes))
-            .map_err(|e| StoreError::io("write a record file", e))?;
-        Ok(file)
+            .map_err(|e| StoreError::io("write a record file", e))
     }
 
     /// Removes a record's file durably; a missing file is not an error.
