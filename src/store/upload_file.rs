@@ -28,7 +28,8 @@ const DIRECT_AT_LEAST: usize = 16 * 1024;
 
 pub struct UploadFile {
     temp: NamedTempFile,
-    /// `block + ALIGN` bytes once the first byte arrives; the block starts at `start`.
+    /// Room for `block + ALIGN` bytes once the first byte arrives; the block starts at
+    /// `start`, and the buffer holds only bytes written to it (never zeroed in advance).
     buf: Vec<u8>,
     /// Bytes per write: [`BLOCK`], or less for an upload known to be smaller.
     block: usize,
@@ -56,11 +57,12 @@ impl UploadFile {
         }
     }
 
-    /// Sizes the buffer for an upload of `size` bytes, when that is less than a block: zeroing
-    /// a whole block for every small upload costs more than hashing a few pages. Call before
-    /// the first write; more bytes than announced are still written, in blocks of that size.
+    /// Sizes the buffer for an upload of `size` bytes, when that is less than a block: a
+    /// small upload then takes a small allocation from the heap rather than a block-sized
+    /// mapping of its own. Call before the first write; more bytes than announced are still
+    /// written, in blocks of that size.
     pub fn expect_size(&mut self, size: u64) {
-        if self.buf.is_empty() {
+        if self.buf.capacity() == 0 {
             let rounded = usize::try_from(size)
                 .unwrap_or(BLOCK)
                 .clamp(1, BLOCK)
@@ -70,14 +72,15 @@ impl UploadFile {
     }
 
     pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.block + ALIGN];
+        if self.buf.capacity() == 0 {
+            // Never grown past this capacity, so the allocation (and its alignment) stays.
+            self.buf = Vec::with_capacity(self.block + ALIGN);
             self.start = self.buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+            self.buf.resize(self.start, 0);
         }
         while !data.is_empty() {
             let n = (self.block - self.filled).min(data.len());
-            let at = self.start + self.filled;
-            self.buf[at..at + n].copy_from_slice(&data[..n]);
+            self.buf.extend_from_slice(&data[..n]);
             self.filled += n;
             data = &data[n..];
             if self.filled == self.block {
@@ -87,6 +90,7 @@ impl UploadFile {
                         && set_direct(self.temp.as_file(), true).is_ok();
                 }
                 self.write_block(self.filled)?;
+                self.buf.truncate(self.start);
                 self.filled = 0;
             }
         }
