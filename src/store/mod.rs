@@ -422,6 +422,7 @@ impl Store {
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
+            let epoch = self.record_sync.epoch();
             let tasks = match self.place(staged, &records) {
                 Ok(placed) => placed,
                 Err(e) => {
@@ -439,7 +440,7 @@ impl Store {
             // The marks go once the files are durable, with the next upload's transaction (or
             // at shutdown): one sled write fewer for each upload. A crash before then leaves
             // them to the next start's check.
-            self.record_sync.add(records.iter().map(|r| r.id));
+            self.record_sync.add(records.iter().map(|r| r.id), epoch);
         }
         self.counters
             .uploads

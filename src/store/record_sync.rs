@@ -16,12 +16,15 @@
 //!   call is made on a descriptor held for the store's lifetime, which sees every error.
 //! - Elsewhere (FUSE and network filesystems may not make `syncfs` durable, older kernels do not
 //!   report its errors), and for good after any `syncfs` error, each file is fsynced and then
-//!   `records/`. An error reaches `syncfs` from any file, so it may belong to a later batch
-//!   than the one that saw it; fsync reports each file's own errors, whichever call saw the
-//!   error first.
+//!   `records/`.
 //!
 //! A file that cannot be made durable keeps its mark; the error is logged and the next start
-//! rewrites the file from sled.
+//! rewrites the file from sled. A `syncfs` error says only that some write on the filesystem
+//! failed since the last call: it may have been a file of a later batch, still being written,
+//! and an fsync after the fact may not report a failed inode write again. So every record
+//! file written before a `syncfs` error was seen keeps its mark, whichever batch it is in:
+//! each file is handed over with the [`epoch`](RecordSync::epoch) (the count of errors seen)
+//! read before it was written, and one from an older epoch is never settled.
 //!
 //! Only ids wait here, never open files, so a slow disk cannot run the process out of file
 //! descriptors. An fsync through a descriptor opened later still reports a write error that
@@ -82,14 +85,16 @@ fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
 
 struct State {
     /// Records whose files are written and whose uploads were acknowledged, waiting for the
-    /// next batch.
-    queue: Vec<MediaId>,
+    /// next batch, with the epoch read before each file was written.
+    queue: Vec<(MediaId, u64)>,
     /// A batch is being made durable (by the thread or by [`RecordSync::drain`]).
     busy: bool,
     /// The thread has been started (or could not be, and batches run inline).
     started: bool,
     closing: bool,
     mode: Mode,
+    /// `syncfs` errors seen so far.
+    epoch: u64,
     /// Records whose files are durable, whose marks the next transaction clears.
     settled: Vec<MediaId>,
 }
@@ -130,6 +135,7 @@ impl RecordSync {
                     started: false,
                     closing: false,
                     mode,
+                    epoch: 0,
                     settled: Vec::new(),
                 }),
                 work: Condvar::new(),
@@ -138,11 +144,17 @@ impl RecordSync {
         }
     }
 
-    /// Hands over the records of uploads whose durable round has succeeded.
-    pub(crate) fn add(&self, ids: impl IntoIterator<Item = MediaId>) {
+    /// The epoch to read before writing record files, and to hand over with them.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.inner.lock().epoch
+    }
+
+    /// Hands over the records of uploads whose durable round has succeeded, with the
+    /// [`epoch`](Self::epoch) read before their files were written.
+    pub(crate) fn add(&self, ids: impl IntoIterator<Item = MediaId>, epoch: u64) {
         let mut st = self.inner.lock();
         let before = st.queue.len();
-        st.queue.extend(ids);
+        st.queue.extend(ids.into_iter().map(|id| (id, epoch)));
         if st.queue.len() == before {
             return;
         }
@@ -235,12 +247,25 @@ impl Inner {
     }
 
     /// Makes a batch durable, settles what is, and ends the `busy` state the caller set.
-    fn sync(&self, batch: Vec<MediaId>) {
-        let mode = self.lock().mode;
+    fn sync(&self, batch: Vec<(MediaId, u64)>) {
+        let (mode, epoch) = {
+            let st = self.lock();
+            (st.mode, st.epoch)
+        };
+        // Files written before the last `syncfs` error keep their marks (see the module docs).
+        let batch: Vec<MediaId> = batch
+            .into_iter()
+            .filter(|&(_, e)| e == epoch)
+            .map(|(id, _)| id)
+            .collect();
         let settled = if batch.is_empty() {
             Vec::new()
-        } else if mode == Mode::SyncFs && self.sync_fs() {
-            batch
+        } else if mode == Mode::SyncFs {
+            if self.sync_fs() {
+                batch
+            } else {
+                Vec::new()
+            }
         } else {
             self.sync_each(batch)
         };
@@ -252,20 +277,28 @@ impl Inner {
         self.work.notify_one();
     }
 
-    /// One `syncfs`; on an error, switches to per-file fsyncs for good and answers false.
+    /// One `syncfs`; on an error, starts a new epoch, switches to per-file fsyncs for good and
+    /// answers false.
     fn sync_fs(&self) -> bool {
         match super::timing::fsync(|| rustix::fs::syncfs(&self.handle)) {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(
-                    error = %e, dir = %self.files.dir().display(),
-                    "syncfs reported a write error on the data directory's filesystem; record \
-                     files are fsynced one by one from now on"
-                );
-                self.lock().mode = Mode::PerFile;
+                self.syncfs_failed(&e.into());
                 false
             }
         }
+    }
+
+    fn syncfs_failed(&self, e: &std::io::Error) {
+        tracing::error!(
+            error = %e, dir = %self.files.dir().display(),
+            "syncfs reported a write error on the data directory's filesystem; the next start \
+             rewrites the record files written so far from the database, and later ones are \
+             fsynced one by one"
+        );
+        let mut st = self.lock();
+        st.epoch += 1;
+        st.mode = Mode::PerFile;
     }
 
     /// fsyncs each file and then `records/`; answers the records whose files are durable.
@@ -327,7 +360,7 @@ mod tests {
             let mut ids: Vec<_> = (0..5).map(|n| written(&files, n)).collect();
             // A record deleted before its file was synced is settled too (its mark went).
             ids.push(MediaId(ulid::Ulid::new()));
-            sync.add(ids.clone());
+            sync.add(ids.clone(), sync.epoch());
             sync.drain();
             let mut settled = sync.take_settled();
             settled.sort();
@@ -337,13 +370,36 @@ mod tests {
         }
     }
 
+    /// After a `syncfs` error, files written before it was seen keep their marks, even those
+    /// handed over later; files written after it are fsynced one by one and settled.
+    #[test]
+    fn files_written_before_a_syncfs_error_keep_their_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RecordFiles::new(dir.path().to_owned());
+        let sync =
+            RecordSync::with_mode(files.clone(), File::open(dir.path()).unwrap(), Mode::SyncFs);
+        let before_epoch = sync.epoch();
+        // Uploads whose durable rounds were still running when the error was seen.
+        let in_flight = [written(&files, 1), written(&files, 2)];
+        sync.inner
+            .syncfs_failed(&std::io::Error::from_raw_os_error(libc::EIO));
+        sync.add(in_flight, before_epoch);
+        let after_epoch = sync.epoch();
+        assert_ne!(after_epoch, before_epoch);
+        let after = written(&files, 3);
+        sync.add([after], after_epoch);
+        sync.drain();
+        assert_eq!(sync.take_settled(), vec![after]);
+        assert_eq!(sync.inner.lock().mode, Mode::PerFile);
+    }
+
     #[test]
     fn files_handed_over_are_settled_by_the_thread_without_a_drain() {
         let dir = tempfile::tempdir().unwrap();
         let files = RecordFiles::new(dir.path().to_owned());
         let sync = RecordSync::new(files.clone()).unwrap();
         let id = written(&files, 1);
-        sync.add([id]);
+        sync.add([id], sync.epoch());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut settled = Vec::new();
         while settled.is_empty() && std::time::Instant::now() < deadline {
