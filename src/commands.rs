@@ -192,7 +192,9 @@ pub fn import(
         url_prefix: url_prefix.clone(),
     };
     let items = store.import(dir, &opts)?;
-    store.flush()?;
+    // Makes the new record files durable and settles their marks, as the server does when
+    // it stops.
+    store.close_cleanly()?;
     let base = public_url.unwrap_or("").trim_end_matches('/');
     let prefix = url_prefix.map(|p| format!("/{}", p.trim_matches('/')));
     let rows: Vec<serde_json::Value> = items

@@ -281,6 +281,10 @@ fn import_adopts_a_folder_serves_old_urls_and_is_idempotent() {
         out.contains("imported 0, already there 5"),
         "re-running adds nothing: {out}"
     );
+    assert!(
+        !out.contains("settled the writes a crash interrupted"),
+        "the first import closed the store cleanly, its record files durable: {out}"
+    );
 
     let s = TestServer::builder().data_dir(&data_dir).start();
     let listed: Value = s
