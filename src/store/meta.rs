@@ -10,8 +10,8 @@
 //! - `idx_kind`: kind ‖ id → ()
 //! - `state`: health probes and bookkeeping
 //! - `pending`: id → () for new records whose files may not be durable yet (see
-//!   [`Store::create`](super::Store::create)); a completed upload's mark goes with the next
-//!   upload's transaction, or at a clean shutdown
+//!   [`Store::create`](super::Store::create)); a completed upload's mark goes once its
+//!   record file is durable, with the next upload's transaction or at a clean shutdown
 //!
 //! Every change to a record, its indexes and its blob's count happens in one transaction.
 
