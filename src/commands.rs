@@ -8,14 +8,30 @@ use std::time::Duration;
 use std::io::Write;
 
 use shoebox::store::archive;
+use shoebox::store::catalogue::Role;
 use shoebox::store::import::{ImportOptions, Outcome as Imported};
-use shoebox::store::{maintain, Store};
+use shoebox::store::{rebuild, Store, StoreError};
 
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
+/// A damaged database is reported like any other damage: a line per finding, exit 1.
+fn damaged(e: StoreError, what: &str) -> Outcome {
+    match e {
+        StoreError::Damaged(msg) => {
+            println!("DAMAGE {msg}");
+            println!("result: DAMAGED — {what}");
+            Ok(ExitCode::from(1))
+        }
+        other => Err(other.into()),
+    }
+}
+
 pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
-    let store = open_store(data_dir)?;
-    if repair {
+    let store = match open_store(data_dir) {
+        Ok(store) => store,
+        Err(e) => return damaged(e, "run `shoebox rebuild`, then verify again"),
+    };
+    let report = if repair {
         let (before, actions) = store.repair()?;
         print!("{}", before.render());
         for a in &actions {
@@ -23,16 +39,14 @@ pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
         }
         let after = store.verify()?;
         print!("after repair: {}", after.render());
-        store.record_verify(&after)?;
-        return Ok(if after.is_damaged() {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        });
-    }
-    let report = store.verify()?;
-    print!("{}", report.render());
+        after
+    } else {
+        let report = store.verify()?;
+        print!("{}", report.render());
+        report
+    };
     store.record_verify(&report)?;
+    store.close_cleanly()?;
     Ok(if report.is_damaged() {
         ExitCode::from(1)
     } else {
@@ -41,57 +55,65 @@ pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
 }
 
 pub fn gc(data_dir: &Path, grace: Duration) -> Outcome {
-    let store = open_store(data_dir)?;
+    let store = match open_store(data_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            return damaged(
+                e,
+                "gc removed nothing; run `shoebox rebuild`, then gc again",
+            )
+        }
+    };
     let r = store.gc(grace)?;
     println!(
-        "removed {} orphan blobs ({} bytes), {} orphan record files, {} stale derived files; \
-         restored {} record files; left {} orphans younger than {}s",
+        "removed {} orphan blobs ({} bytes), {} stale derived files; left {} orphans younger \
+         than {}s and {} blobs that only record files name",
         r.blobs_removed,
         r.bytes_freed,
-        r.record_files_removed,
         r.variants_removed,
-        r.edits_restored,
         r.kept_young,
-        grace.as_secs()
+        grace.as_secs(),
+        r.kept_named,
     );
-    store.flush()?;
+    store.close_cleanly()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the data directory and settles what a crash left in flight, as the server does at
-/// start-up, so that a command run after a crash sees the store the server would.
+/// Opens the data directory as the server does at start-up, so that a command run after a
+/// crash sees the store the server would; unlike the server, it never moves a record file,
+/// and refuses a damaged database rather than rebuild it.
 fn open_store(data_dir: &Path) -> Result<Store, shoebox::store::StoreError> {
-    let store = Store::open(data_dir)?;
-    let r = store.recover_unless_clean()?;
-    if !r.is_empty() {
+    let store = Store::start(data_dir, Role::Command)?;
+    let settled = &store.started().settlement;
+    if !settled.is_empty() {
         eprintln!(
-            "settled the writes a crash interrupted: {} kept, {} rolled back, {} record files \
-             moved to quarantine/records/",
-            r.kept, r.rolled_back, r.set_aside
+            "settled the writes a crash interrupted: {}",
+            settled.describe()
         );
     }
     Ok(store)
 }
 
 pub fn rebuild(data_dir: &Path) -> Outcome {
-    let (store, report) = maintain::rebuild(data_dir)?;
-    if let Some(aside) = &report.moved_aside {
-        println!("moved the old database aside to {aside}");
-    }
+    let (store, report) = rebuild::rebuild(data_dir)?;
     for line in &report.unreadable {
         println!("skipped unreadable record file {line}");
     }
     for line in &report.set_aside {
         println!("set aside record file {line}");
     }
-    println!(
-        "rebuilt the metadata database from {} record files",
-        report.records
-    );
+    for line in &report.recovered {
+        println!("recovered record {line}");
+    }
+    for line in &report.kept_aside {
+        println!("kept aside record {line}");
+    }
+    println!("{}", report.summary());
     // A rebuild ends with a check, so the operator sees at once whether every blob is there.
     let check = store.verify()?;
     print!("{}", check.render());
     store.record_verify(&check)?;
+    store.close_cleanly()?;
     Ok(if check.is_damaged() || !report.unreadable.is_empty() {
         ExitCode::from(1)
     } else {
@@ -153,7 +175,7 @@ pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&
         out.flush()?;
         Ok(())
     })?;
-    store.flush()?;
+    store.close_cleanly()?;
     if let Some(m) = manifest {
         println!(
             "wrote {} ({} records, {} blobs)",

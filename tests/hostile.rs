@@ -157,7 +157,17 @@ fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
     top.sort();
     assert_eq!(
         top,
-        ["FORMAT", "blobs", "meta", "records", "secrets", "tmp", "variants"],
+        [
+            "CATALOG",
+            "FORMAT",
+            "blobs",
+            "meta",
+            "records",
+            "secrets",
+            "space-reserve",
+            "tmp",
+            "variants"
+        ],
         "nothing written outside the layout"
     );
 }

@@ -200,10 +200,12 @@ fn rebuild_recreates_every_record_index_and_count_from_the_record_files() {
     assert!(s.blob_path(&sha256_hex(&shared)).is_file());
 }
 
+/// A database replaced with garbage: the commands refuse it and name `shoebox rebuild`,
+/// moving nothing; the server rebuilds it from `records/` by itself and says so.
 #[test]
-fn a_damaged_database_is_reported_with_the_way_out() {
+fn a_damaged_database_is_reported_with_the_way_out_and_rebuilt_by_the_server() {
     let mut s = TestServer::start();
-    s.upload("a.bin", b"precious", &[]);
+    let kept = s.upload("a.bin", b"precious", &[]);
     assert!(s.terminate().success());
     // Replace the database with garbage.
     let meta = s.data_dir.join("meta");
@@ -215,16 +217,38 @@ fn a_damaged_database_is_reported_with_the_way_out() {
     )
     .unwrap();
     std::fs::write(meta.join("db"), bytes(100_000, 5)).unwrap();
-    let (status, out) = TestServer::builder()
-        .data_dir(&s.data_dir)
-        .start_expecting_failure();
-    assert!(!status.success());
+    for command in [&["verify"][..], &["gc", "--grace", "0s"]] {
+        let (code, out) = run_cli(command, &s.data_dir);
+        assert_eq!(code, 1, "{command:?}: {out}");
+        assert!(out.contains("shoebox rebuild"), "{command:?}: {out}");
+    }
+    let archive = s.data_dir.with_file_name("backup.tar");
+    let (code, out) = run_cli(
+        &["backup", "--output", archive.to_str().unwrap()],
+        &s.data_dir,
+    );
+    assert_eq!(
+        code, 2,
+        "a backup of a damaged database would be incomplete: {out}"
+    );
     assert!(out.contains("shoebox rebuild"), "{out}");
-    let (code, out) = run_cli(&["rebuild"], &s.data_dir);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("moved the old database aside"), "{out}");
+    assert!(!archive.exists());
+    assert!(s.blob_path(kept["hash"].as_str().unwrap()).is_file());
+
     let s = s.restart();
-    assert_eq!(all_records(&s).len(), 1);
+    assert!(
+        s.output().contains("rebuilding it from records/"),
+        "{}",
+        s.output()
+    );
+    let records = all_records(&s);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], kept["id"]);
+    let aside: Vec<String> = common::entries(&s.data_dir)
+        .into_iter()
+        .filter(|n| n.starts_with("meta.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged database is kept aside");
 }
 
 #[test]
@@ -232,5 +256,5 @@ fn commands_refuse_while_the_server_runs() {
     let s = TestServer::start();
     let (code, out) = run_cli(&["verify"], &s.data_dir);
     assert_eq!(code, 2);
-    assert!(out.contains("in use by another process"), "{out}");
+    assert!(out.contains("in use by another"), "{out}");
 }

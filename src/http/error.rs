@@ -19,7 +19,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_field`, `unauthorized`,
     /// `cross_site`, `not_found`, `method_not_allowed`, `payload_too_large`,
-    /// `unsupported_media_type`, `insufficient_storage`, `internal`.
+    /// `unsupported_media_type`, `insufficient_storage`, `disk_failing`, `blob_damaged`,
+    /// `internal`.
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
@@ -53,6 +54,17 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the disk is full; delete media or grow the disk, reads keep working")]
     DiskFull,
+    #[error(
+        "the server's disk failed a write a moment ago ({0}); uploads are refused until a \
+         health check passes, reads keep working"
+    )]
+    DiskFailing(String),
+    /// A blob whose bytes no longer match its name (found by the scrub or `verify`).
+    #[error(
+        "the stored bytes of blob {0} are damaged and are not served; the operator can restore \
+         them from a backup (or upload the same file again) and run `shoebox verify --repair`"
+    )]
+    BlobDamaged(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -84,16 +96,19 @@ impl ApiError {
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::DiskFull => "insufficient_storage",
+            ApiError::DiskFailing(_) => "disk_failing",
+            ApiError::BlobDamaged(_) => "blob_damaged",
             ApiError::Internal(_) => "internal",
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => "invalid_field",
                 StoreError::NotFound => "not_found",
-                StoreError::NoSpace { .. } => "insufficient_storage",
+                StoreError::NoSpace { .. } | StoreError::NoRoom(_) => "insufficient_storage",
                 e if e.is_disk_full() => "insufficient_storage",
                 StoreError::Io { .. }
                 | StoreError::Format(_)
                 | StoreError::Locked(_)
                 | StoreError::Corrupt(_)
+                | StoreError::Damaged(_)
                 | StoreError::Database(_) => "internal",
             },
         }
@@ -127,16 +142,20 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::DiskFailing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BlobDamaged(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 StoreError::NotFound => StatusCode::NOT_FOUND,
-                StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                StoreError::NoSpace { .. } | StoreError::NoRoom(_) => {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
                 e if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::Io { .. }
                 | StoreError::Format(_)
                 | StoreError::Locked(_)
                 | StoreError::Corrupt(_)
+                | StoreError::Damaged(_)
                 | StoreError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -153,6 +172,11 @@ impl ResponseError for ApiError {
         }
         if let ApiError::TooManyRequests { retry_after } = self {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        if let ApiError::DiskFailing(_) = self {
+            // Refused before its body was read: the connection cannot carry another request.
+            res.insert_header((header::RETRY_AFTER, "30"));
+            res.force_close();
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         res.json(ErrorBody {

@@ -84,8 +84,11 @@ pub struct SpaceCheck {
 )]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
-    let (disk, meta, space) =
-        web::block(move || (store.probe_disk(), store.probe_meta(), store.check_space(0))).await?;
+    let (disk, meta, space) = web::block(move || {
+        let (disk, meta) = store.probe();
+        (disk, meta, store.check_space(0))
+    })
+    .await?;
     let ok = disk.is_ok() && meta.is_ok();
     // Past the reserve the service still reads, edits and deletes: degraded, not down, so a
     // platform health check does not restart it in a loop.

@@ -32,6 +32,7 @@ pub use error::ApiError;
 use crate::config::Config;
 use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
 use crate::signing::UrlKeys;
+use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
 use crate::store::{Store, StoreError};
 use crate::tokens::Tokens;
@@ -211,14 +212,13 @@ pub fn default_headers() -> DefaultHeaders {
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
-    let store = Arc::new(Store::open(&config.data_dir)?.with_reserve(config.disk_reserve)?);
-    let recovered = store.recover_unless_clean()?;
-    if !recovered.is_empty() {
+    let store =
+        Arc::new(Store::start(&config.data_dir, Role::Server)?.with_reserve(config.disk_reserve)?);
+    let settled = &store.started().settlement;
+    if !settled.is_empty() {
         tracing::info!(
-            kept = recovered.kept,
-            rolled_back = recovered.rolled_back,
-            record_files_set_aside = recovered.set_aside,
-            "settled the writes a crash interrupted"
+            "settled the writes a crash interrupted: {}",
+            settled.describe()
         );
     }
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
@@ -250,6 +250,19 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         server = server.workers(n);
     }
     let server = server.bind(config.listen)?;
+    // While a write error holds uploads back, probe the disk every few seconds, so that a
+    // passing fault lets them in again without waiting for a health check.
+    let watched = store.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if watched.failing().is_some() {
+                let store = watched.clone();
+                let _ = web::block(move || store.probe()).await;
+            }
+        }
+    });
     for addr in server.addrs() {
         tracing::info!("shoebox listening on http://{addr}");
     }

@@ -90,7 +90,17 @@ pub mod responses {
 
     #[derive(ToResponse)]
     #[response(
-        description = "Damage or an I/O failure on the server (`internal`); the server log has \
+        description = "The disk failed a write a moment ago (`disk_failing`): uploads are refused \
+                       before their body is read until a health check passes",
+        headers(("Retry-After" = String, description = "Seconds to wait: `30`")),
+        example = json!({"error": {"code": "disk_failing", "message": "the server's disk failed a write a moment ago (could not fsync a blob: Input/output error (os error 5)); uploads are refused until a health check passes, reads keep working"}})
+    )]
+    pub struct DiskFailing(ErrorBody);
+
+    #[derive(ToResponse)]
+    #[response(
+        description = "Damage or an I/O failure on the server (`internal`; `blob_damaged` for a \
+                       file whose stored bytes no longer match their hash); the server log has \
                        the cause under the response's `X-Request-Id`",
         example = json!({"error": {"code": "internal", "message": "internal error; the server log has details"}})
     )]
@@ -178,6 +188,7 @@ impl Modify for Security {
             responses::PayloadTooLarge,
             responses::UnsupportedMediaType,
             responses::InsufficientStorage,
+            responses::DiskFailing,
             responses::ServerError,
         )
     ),

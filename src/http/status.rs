@@ -9,6 +9,7 @@ use super::auth;
 use super::error::ApiError;
 use super::openapi::responses::{ServerError, Unauthorized};
 use super::AppState;
+use crate::store::catalogue::Settlement;
 use crate::store::disk::{self, Persistence};
 
 /// Storage facts.
@@ -33,6 +34,26 @@ pub struct Status {
     /// When the last backup was taken.
     #[schema(required = true)]
     last_backup: Option<String>,
+    /// What this run's start-up found in the data directory.
+    start: StartStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StartStatus {
+    /// What the start-up settled of the writes a crash left in flight, if anything.
+    #[schema(required = true)]
+    settled: Option<Settlement>,
+    /// Set when the database disagreed with `records/` and was rebuilt from it.
+    #[schema(required = true)]
+    rebuilt: Option<Rebuilt>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Rebuilt {
+    /// How the old database disagreed with `records/`.
+    reason: String,
+    /// What the rebuild did, and where the old database was kept.
+    summary: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -41,6 +62,13 @@ pub struct DiskStatus {
     total_bytes: u64,
     /// Free space kept for the database; uploads get `507` below it.
     reserve_bytes: u64,
+    /// Space held in `space-reserve` for edits, deletes and the database when something else
+    /// fills the disk; given back (`space_reserve_held` false) while the disk is full.
+    space_reserve_bytes: u64,
+    space_reserve_held: bool,
+    /// The write error that holds uploads back until a health probe passes.
+    #[schema(required = true)]
+    failing: Option<String>,
     accepting_uploads: bool,
 }
 
@@ -84,6 +112,8 @@ pub async fn status(
         .canonicalize()
         .unwrap_or_else(|_| state.config.data_dir.clone());
     let reserve = state.store.reserve();
+    let failing = state.store.failing();
+    let started = state.store.started();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Status {
@@ -96,7 +126,10 @@ pub async fn status(
                 free_bytes: space.free_bytes,
                 total_bytes: space.total_bytes,
                 reserve_bytes: reserve,
-                accepting_uploads: space.free_bytes >= reserve,
+                space_reserve_bytes: state.store.space_reserve().0,
+                space_reserve_held: state.store.space_reserve().1,
+                accepting_uploads: space.free_bytes >= reserve && failing.is_none(),
+                failing,
             },
             media: Totals {
                 count: stats.media_count,
@@ -109,5 +142,12 @@ pub async fn status(
             meta_bytes: stats.meta_bytes,
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),
+            start: StartStatus {
+                settled: (!started.settlement.is_empty()).then(|| started.settlement.clone()),
+                rebuilt: started.rebuilt.as_ref().map(|(damage, summary)| Rebuilt {
+                    reason: damage.to_string(),
+                    summary: summary.clone(),
+                }),
+            },
         }))
 }

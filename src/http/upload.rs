@@ -25,7 +25,8 @@ use super::auth;
 use super::error::ApiError;
 use super::media::MediaView;
 use super::openapi::responses::{
-    BadRequest, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError, Unauthorized,
+    BadRequest, DiskFailing, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError,
+    Unauthorized,
 };
 use super::openapi::Binary;
 use super::AppState;
@@ -354,6 +355,7 @@ fn declared_type(value: Option<&str>) -> Option<String> {
         (status = 403, response = Forbidden),
         (status = 413, response = PayloadTooLarge),
         (status = 500, response = ServerError),
+        (status = 503, response = DiskFailing),
         (status = 507, response = InsufficientStorage),
     )
 )]
@@ -379,26 +381,42 @@ pub async fn create(
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"));
+    if let Some(why) = state.store.failing() {
+        // Before a byte of the body: a client that retries must not fill the disk.
+        return Err(ApiError::DiskFailing(why));
+    }
     let owner = caller.owner();
-    let records = if is_multipart {
-        let mut items = multipart(&req, payload, &state).await?;
-        for item in &mut items {
-            // On a refusal, dropping `items` removes every staged file of this request.
-            accept(&state, item, owner.clone())?;
+    let stored = async {
+        if is_multipart {
+            let mut items = multipart(&req, payload, &state).await?;
+            for item in &mut items {
+                // On a refusal, dropping `items` removes every staged file of this request.
+                accept(&state, item, owner.clone())?;
+            }
+            let store = state.store.clone();
+            Ok(web::block(move || store.create(items)).await??)
+        } else {
+            let declared = declared_type(Some(&content_type));
+            raw(
+                &req,
+                payload,
+                query.into_inner(),
+                state.clone(),
+                declared,
+                owner,
+            )
+            .await
         }
-        let store = state.store.clone();
-        web::block(move || store.create(items)).await??
-    } else {
-        let declared = declared_type(Some(&content_type));
-        raw(
-            &req,
-            payload,
-            query.into_inner(),
-            state.clone(),
-            declared,
-            owner,
-        )
-        .await?
+    }
+    .await;
+    let records = match stored {
+        Ok(records) => records,
+        Err(ApiError::Store(e)) => {
+            // A write error from the disk (not a full one) refuses the next uploads early.
+            state.store.note_error(&e);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e),
     };
     let views: Vec<MediaView> = records.iter().map(|r| MediaView::new(r, &state)).collect();
     let mut res = HttpResponse::Created();

@@ -370,6 +370,49 @@ pub fn read_archive(
     Ok((manifest, report))
 }
 
+/// Where a restore builds the store before moving it into place.
+const STAGING: &str = ".restore-partial";
+
+/// Clears what a killed restore left in `root`: its `.restore-partial`, and the parts of the
+/// store it had already moved out of it. Those are recognised by their names and by the
+/// missing `FORMAT`, which a restore moves last: a directory with a `FORMAT`, or with anything
+/// a restore does not write, is left alone (and refused by the caller).
+fn clear_killed_restore(root: &Path) -> Result<(), StoreError> {
+    let staging = root.join(STAGING);
+    if !staging.exists() || root.join("FORMAT").exists() {
+        return Ok(());
+    }
+    let mut ours = Vec::new();
+    for entry in fs::read_dir(root).map_err(|e| StoreError::io("list the data directory", e))? {
+        let name = entry
+            .map_err(|e| StoreError::io("list the data directory", e))?
+            .file_name();
+        let name = name.to_string_lossy().into_owned();
+        if name == "lost+found" || name == STAGING {
+            continue;
+        }
+        if !super::layout::RESTORED_ENTRIES.contains(&name.as_str()) {
+            return Ok(());
+        }
+        ours.push(name);
+    }
+    tracing::warn!(
+        "clearing {} and {} entries that a restore which did not finish left behind",
+        staging.display(),
+        ours.len()
+    );
+    for name in ours.iter().map(String::as_str).chain([STAGING]) {
+        let path = root.join(name);
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(|e| StoreError::io("clear a restore that did not finish", e))?;
+    }
+    fsync_dir(root)
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut f = fs::File::create(path).map_err(|e| StoreError::io("create a restored file", e))?;
     f.write_all(bytes)
@@ -379,9 +422,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// Restores an archive into `root`, which must be absent or empty (a fresh disk's `lost+found`
 /// is fine). Everything is written and checked in `root/.restore-partial` first; only a complete,
-/// verified store is moved into place, `FORMAT` last. On any failure nothing is left behind.
+/// verified store is moved into place, `FORMAT` last. On any failure nothing is left behind, and
+/// a restore that was killed is cleared by the next one (see [`clear_killed_restore`]).
 pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreError> {
     fs::create_dir_all(root).map_err(|e| StoreError::io("create the data directory", e))?;
+    clear_killed_restore(root)?;
     for entry in fs::read_dir(root).map_err(|e| StoreError::io("list the data directory", e))? {
         let name = entry
             .map_err(|e| StoreError::io("list the data directory", e))?
@@ -394,12 +439,12 @@ pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreErro
             )));
         }
     }
-    let staging = root.join(".restore-partial");
+    let staging = root.join(STAGING);
     let result = (|| {
         let layout = Layout::new(&staging);
         layout.prepare()?;
         let (_, report) = read_archive(input, Some(&staging))?;
-        let (store, rebuilt) = super::maintain::rebuild(&staging)?;
+        let (store, rebuilt) = super::rebuild::rebuild(&staging)?;
         if !rebuilt.unreadable.is_empty() {
             return Err(bad(rebuilt.unreadable.join("; ")));
         }
@@ -411,6 +456,7 @@ pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreErro
             )));
         }
         store.record_verify(&check)?;
+        store.close_cleanly()?;
         drop(store);
         Ok(report)
     })();

@@ -33,10 +33,12 @@ pub struct Report {
     pub record_files: Vec<(MediaId, String)>,
     /// Blob files no record uses (trace of a crash; `gc` removes them).
     pub orphan_blobs: Vec<ContentHash>,
-    /// Record files for records sled does not have.
+    /// Record files the database lacks whose upload a crash cut off (their bytes never
+    /// arrived whole), left for the server's next start, which sets them aside.
     pub orphan_records: Vec<MediaId>,
-    /// Record files holding an edit that sled never committed (a crash mid-edit).
-    pub interrupted_edits: Vec<MediaId>,
+    /// Records whose upload a crash cut off before their bytes were whole (still marked
+    /// pending, never acknowledged), left for the server's next start, which rolls them back.
+    pub interrupted: Vec<MediaId>,
 }
 
 impl Report {
@@ -74,12 +76,14 @@ impl Report {
         }
         for id in &self.orphan_records {
             out += &format!(
-                "orphan record file {id}.json (an interrupted write; `shoebox gc` removes it)\n"
+                "interrupted upload: record file {id}.json, whose bytes never arrived whole \
+                 (the server's next start sets it aside)\n"
             );
         }
-        for id in &self.interrupted_edits {
+        for id in &self.interrupted {
             out += &format!(
-                "record file {id}.json holds an unfinished edit (`shoebox gc` restores it)\n"
+                "interrupted upload: media {id}, whose bytes never arrived whole (the server's \
+                 next start rolls it back)\n"
             );
         }
         out += if self.is_damaged() {
@@ -158,10 +162,14 @@ impl Store {
         let mut report = Report::default();
         let records = self.load_records(&mut report);
 
+        // Uploads a crash cut off before their bytes were whole stay pending until the server
+        // settles them; their blobs are no damage.
+        let pending: BTreeSet<MediaId> = self.meta.pending()?.into_iter().collect();
         let mut users: BTreeMap<ContentHash, Vec<MediaId>> = BTreeMap::new();
         for r in &records {
             users.entry(r.hash).or_default().push(r.id);
         }
+        let only_pending = |hash: &ContentHash| users[hash].iter().all(|id| pending.contains(id));
 
         let blobs = self.blobs.list()?;
         report.blobs = blobs.len();
@@ -173,7 +181,11 @@ impl Store {
             // A blob no record uses may be what a crash left of an upload, bytes and all: an
             // orphan, not damage, whatever it holds (a new upload of these bytes replaces it).
             if actual != *name && users.contains_key(name) {
-                report.corrupt.push((*name, actual));
+                if only_pending(name) {
+                    report.interrupted.extend(users[name].iter().copied());
+                } else {
+                    report.corrupt.push((*name, actual));
+                }
             }
             on_disk.insert(*name);
             if !users.contains_key(name) {
@@ -182,7 +194,12 @@ impl Store {
             progress.tick(i + 1, blobs.len(), report.bytes_hashed);
         }
         for (hash, ids) in &users {
-            if !on_disk.contains(hash) {
+            if on_disk.contains(hash) {
+                continue;
+            }
+            if only_pending(hash) {
+                report.interrupted.extend(ids.iter().copied());
+            } else {
                 report.missing.push((*hash, ids.clone()));
             }
         }
@@ -193,10 +210,7 @@ impl Store {
         for r in &records {
             match self.records.read(r.id) {
                 Ok(Some(file)) if file == *r => {}
-                // Written before sled was told, then the crash: an edit nobody was told about.
-                Ok(Some(file)) if file.updated_at > r.updated_at => {
-                    report.interrupted_edits.push(r.id)
-                }
+                _ if report.interrupted.contains(&r.id) => {}
                 Ok(Some(_)) => report
                     .record_files
                     .push((r.id, "disagrees with the database".into())),
@@ -283,11 +297,23 @@ impl Store {
         }
         let to_rewrite: BTreeSet<MediaId> = report.record_files.iter().map(|(id, _)| *id).collect();
         for r in records.iter().filter(|r| to_rewrite.contains(&r.id)) {
-            self.records.write(r)?;
-            actions.push(format!(
-                "rewrote record file {}.json from the database",
-                r.id
-            ));
+            // The record file is the truth wherever it is readable and names the same bytes.
+            match self.records.read(r.id) {
+                Ok(Some(file)) if file.hash == r.hash && file.size == r.size => {
+                    self.meta.replace(r, &file)?;
+                    actions.push(format!(
+                        "updated media {} in the database from its record file",
+                        r.id
+                    ));
+                }
+                _ => {
+                    self.records.write(r)?;
+                    actions.push(format!(
+                        "rewrote record file {}.json from the database",
+                        r.id
+                    ));
+                }
+            }
         }
         self.meta.flush()?;
         Ok((report, actions))

@@ -22,8 +22,28 @@ const KNOWN_ENTRIES: &[&str] = &[
     "quarantine",
     "variants",
     "secrets",
+    "CATALOG",
+    "meta.building",
+    "meta.new",
+    "space-reserve",
     "lost+found",
 ];
+
+/// What a restore moves into a data directory (besides `FORMAT`, which goes last).
+pub(crate) const RESTORED_ENTRIES: &[&str] = &[
+    "blobs",
+    "tmp",
+    "meta",
+    "records",
+    "quarantine",
+    "variants",
+    "secrets",
+    "CATALOG",
+];
+
+/// The data directory's lock (see [`Layout::lock`]).
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] File);
 
 /// Paths inside one data directory.
 #[derive(Debug, Clone)]
@@ -62,6 +82,38 @@ impl Layout {
     }
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets")
+    }
+    /// The catalogue seal: evidence outside the database of its state (see
+    /// [`catalogue`](super::catalogue)).
+    pub fn catalog_file(&self) -> PathBuf {
+        self.root.join("CATALOG")
+    }
+    /// Where a rebuild writes the new database, and where it waits, complete, to be swapped
+    /// in (see [`rebuild`](super::rebuild)).
+    pub fn meta_building(&self) -> PathBuf {
+        self.root.join("meta.building")
+    }
+    pub fn meta_new(&self) -> PathBuf {
+        self.root.join("meta.new")
+    }
+    /// Space held back for the database when something else fills the disk.
+    pub fn space_reserve_file(&self) -> PathBuf {
+        self.root.join("space-reserve")
+    }
+
+    /// Locks the data directory for this process: one server or command at a time. The lock
+    /// is on `FORMAT` and goes when the returned value is dropped (or the process ends).
+    pub fn lock(&self) -> Result<DirLock, StoreError> {
+        let file = File::open(self.format_file()).map_err(|e| StoreError::io("open FORMAT", e))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(DirLock(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked(format!(
+                "the data directory {} is in use by another Shoebox process (a running \
+                 server?); stop it first",
+                self.root.display()
+            ))),
+            Err(e) => Err(StoreError::io("lock the data directory", e.into())),
+        }
     }
 
     /// Creates the directory tree (or checks an existing one) and returns the instance id.

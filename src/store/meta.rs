@@ -208,11 +208,18 @@ impl MetaStore {
                         path.display()
                     )));
                 }
+                // A full disk is not damage: the database opens again once space is freed.
+                Err(sled::Error::Io(io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    ) =>
+                {
+                    return Err(StoreError::io("open the metadata database", io))
+                }
                 Err(other) => {
                     return Err(StoreError::Database(format!(
-                        "the metadata database in {} could not be opened ({other}). The files and \
-                         the record files are intact: run `shoebox rebuild` to recreate it from \
-                         records/ (the damaged copy is kept aside)",
+                        "the metadata database in {} could not be opened ({other})",
                         path.display()
                     )))
                 }
@@ -671,6 +678,19 @@ impl MetaStore {
                 let k = k.map_err(sled_error)?;
                 MediaId::from_key(&k)
                     .ok_or_else(|| StoreError::Corrupt("a pending mark has a malformed id".into()))
+            })
+            .collect()
+    }
+
+    /// The ids of every record, in order, without decoding them.
+    pub fn ids(&self) -> Result<Vec<MediaId>, StoreError> {
+        self.media
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(sled_error)?;
+                MediaId::from_key(&k)
+                    .ok_or_else(|| StoreError::Corrupt("a record key is not an id".into()))
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod blobs;
 mod cache;
+pub mod catalogue;
 pub mod check;
 mod commit;
 pub mod disk;
@@ -14,10 +15,12 @@ pub mod layout;
 pub mod maintain;
 pub mod meta;
 mod parallel;
+pub mod rebuild;
 pub mod record;
 mod record_sync;
 pub mod records;
 pub mod sniff;
+mod space;
 pub mod timing;
 mod upload_file;
 
@@ -29,10 +32,13 @@ pub use hash::ContentHash;
 pub use layout::Layout;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 
+use catalogue::{Damage, InFlight, Role, Seal, Settlement};
 use commit::{Batcher, GroupCommit, HashLocks, SharedDirSync};
+use layout::DirLock;
 use meta::MetaStore;
 use record_sync::RecordSync;
 use records::RecordFiles;
+use space::SpaceReserve;
 
 /// Everything that can go wrong below the HTTP layer.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Database(String),
+    /// The database disagrees with `records/` beyond what a crash explains.
+    #[error("{0}")]
+    Damaged(String),
+    /// Not enough free space for a maintenance step; nothing was changed.
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 impl StoreError {
@@ -98,13 +110,27 @@ impl StoreError {
             StoreError::Locked(m) => StoreError::Locked(m.clone()),
             StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
             StoreError::Database(m) => StoreError::Database(m.clone()),
+            StoreError::Damaged(m) => StoreError::Damaged(m.clone()),
+            StoreError::NoRoom(m) => StoreError::NoRoom(m.clone()),
+        }
+    }
+
+    /// True for an error that says the disk or the database is failing: an I/O error other
+    /// than a full disk or a missing file, or a database error.
+    pub fn is_disk_failure(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => {
+                !self.is_disk_full() && source.kind() != std::io::ErrorKind::NotFound
+            }
+            StoreError::Database(_) => true,
+            _ => false,
         }
     }
 
     /// True when the disk is full (ENOSPC or EDQUOT) or past the reserve.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            StoreError::NoSpace { .. } => true,
+            StoreError::NoSpace { .. } | StoreError::NoRoom(_) => true,
             // Kinds rather than errno alone: tempfile wraps its write errors with the path.
             StoreError::Io { source, .. } => matches!(
                 source.kind(),
@@ -197,6 +223,30 @@ pub struct Store {
     backups: std::sync::atomic::AtomicUsize,
     deferred: Mutex<Vec<ContentHash>>,
     counters: Counters,
+    /// Record writes between their change to `records/` and their database flush.
+    in_flight: InFlight,
+    /// Held from [`start`](Self::start) to the end: one process per data directory.
+    lock: Option<DirLock>,
+    /// The database's generation since [`start`](Self::start) (0 for a bare [`open`]).
+    generation: std::sync::atomic::AtomicU64,
+    /// What the start-up left for the server's next start (see [`Settlement::unsettled`]).
+    unsettled: usize,
+    /// What the start-up did, for the status page.
+    started: Started,
+    /// Space held for the database against a disk that something else fills (see [`space`]).
+    space: Option<SpaceReserve>,
+    /// The last write error from the disk or the database, until a probe succeeds: uploads
+    /// are refused meanwhile, so that a client that retries does not fill a failing disk.
+    failing: Mutex<Option<String>>,
+    failing_set: std::sync::atomic::AtomicBool,
+}
+
+/// What [`Store::start`] found and did.
+#[derive(Debug, Default, Clone)]
+pub struct Started {
+    pub settlement: Settlement,
+    /// Why the database was rebuilt from `records/` at start-up, and what the rebuild did.
+    pub rebuilt: Option<(Damage, String)>,
 }
 
 /// Running totals since start, for `/metrics`.
@@ -219,26 +269,6 @@ fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
         std::process::abort();
     }
 }
-
-/// What [`Store::recover`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recovery {
-    /// Records whose upload a crash interrupted, complete on disk and kept.
-    pub kept: usize,
-    /// Records whose upload a crash interrupted before the bytes were complete.
-    pub rolled_back: usize,
-    /// Record files moved to `quarantine/records/`.
-    pub set_aside: usize,
-}
-
-impl Recovery {
-    pub fn is_empty(&self) -> bool {
-        *self == Recovery::default()
-    }
-}
-
-/// The `state` key that marks a store closed by a clean shutdown.
-const CLEAN_SHUTDOWN: &str = "clean_shutdown";
 
 impl Store {
     /// Opens (or initialises) a data directory: checks `FORMAT`, empties `tmp/`, opens sled.
@@ -270,16 +300,209 @@ impl Store {
             backups: std::sync::atomic::AtomicUsize::new(0),
             deferred: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            in_flight: InFlight::new(),
+            lock: None,
+            generation: std::sync::atomic::AtomicU64::new(0),
+            unsettled: 0,
+            started: Started::default(),
+            space: None,
+            failing: Mutex::new(None),
+            failing_set: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Keeps the data directory's lock for as long as the store is open.
+    pub(crate) fn holding(mut self, lock: DirLock) -> Result<Self, StoreError> {
+        self.generation = std::sync::atomic::AtomicU64::new(self.generation()?.unwrap_or(0));
+        self.lock = Some(lock);
+        Ok(self)
+    }
+
+    /// Opens a data directory for a server or a command: locks it, finishes a rebuild that
+    /// was killed, opens the database and checks it against `records/`, settling what a crash
+    /// left in flight (see [`catalogue`]). A database that lost data, or that will not open,
+    /// is rebuilt from `records/` for the server; a command gets [`StoreError::Damaged`],
+    /// naming the recovery, and nothing is changed.
+    pub fn start(root: &Path, role: Role) -> Result<Store, StoreError> {
+        Self::start_here(root, role).map_err(|e| match e {
+            e @ StoreError::NoRoom(_) => e,
+            e if e.is_disk_full() => StoreError::NoRoom(format!(
+                "the disk holding {} is full ({e}). Nothing is damaged: free some space on it \
+                 and start again",
+                root.display()
+            )),
+            e => e,
+        })
+    }
+
+    fn start_here(root: &Path, role: Role) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        layout.prepare()?;
+        let lock = layout.lock()?;
+        let space = SpaceReserve::new(&layout)?;
+        space.release_if_short();
+        rebuild::finish_interrupted(&layout)?;
+        let seal = Seal::read(&layout)?;
+        let damage = match Store::open(root) {
+            Ok(mut store) => {
+                store.space = Some(space);
+                match store.reconcile(seal.as_ref(), role)? {
+                    Ok(settlement) => return store.begin(lock, seal, settlement, None),
+                    Err(damage) => damage,
+                }
+            }
+            // Neither is damage: the database opens once space is freed, or the other
+            // process stops.
+            Err(e) if e.is_disk_full() || matches!(e, StoreError::Locked(_)) => return Err(e),
+            Err(e) => Damage {
+                findings: vec![e.to_string()],
+            },
+        };
+        if role == Role::Command {
+            return Err(StoreError::Damaged(format!(
+                "the metadata database disagrees with records/: {damage}. Every record is in \
+                 records/: run `shoebox rebuild` to recreate the database from it (the old one \
+                 is kept aside)"
+            )));
+        }
+        tracing::error!(
+            %damage,
+            "the metadata database disagrees with records/, which holds every record: \
+             rebuilding it from records/ (the old one is kept aside)"
+        );
+        let report = rebuild::rebuild_locked(&layout)?;
+        let summary = report.summary();
+        tracing::warn!("{summary}");
+        let mut store = Store::open(root)?;
+        store.space = Some(SpaceReserve::new(&layout)?);
+        let seal = Seal::read(&layout)?;
+        match store.reconcile(seal.as_ref(), role)? {
+            Ok(settlement) => store.begin(lock, seal, settlement, Some((damage, summary))),
+            Err(still) => Err(StoreError::Damaged(format!(
+                "the rebuilt metadata database still disagrees with records/: {still}"
+            ))),
+        }
+    }
+
+    /// The last step of [`start`](Self::start): a new generation, in the database first and
+    /// then in the seal, which now says a run is open.
+    fn begin(
+        mut self,
+        lock: DirLock,
+        seal: Option<Seal>,
+        settlement: Settlement,
+        rebuilt: Option<(Damage, String)>,
+    ) -> Result<Store, StoreError> {
+        let generation = self
+            .generation()?
+            .unwrap_or(0)
+            .max(seal.map_or(0, |s| s.generation))
+            + 1;
+        self.set_generation(generation)?;
+        self.meta.flush()?;
+        Seal {
+            generation,
+            clean: false,
+            records: 0,
+        }
+        .write(&self.layout)?;
+        self.generation = std::sync::atomic::AtomicU64::new(generation);
+        self.unsettled = settlement.unsettled;
+        self.lock = Some(lock);
+        self.started = Started {
+            settlement,
+            rebuilt,
+        };
+        Ok(self)
+    }
+
+    /// What the start-up did.
+    pub fn started(&self) -> &Started {
+        &self.started
+    }
+
+    /// The size of the space reserve, and whether it is held now.
+    pub fn space_reserve(&self) -> (u64, bool) {
+        self.space
+            .as_ref()
+            .map_or((0, false), |s| (s.size(), s.held()))
+    }
+
+    /// The write error that put the store in the failing state, if it is in it.
+    pub fn failing(&self) -> Option<String> {
+        if !self.failing_set.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Enters the failing state on a write error from the disk or the database.
+    pub fn note_error(&self, e: &StoreError) {
+        if !e.is_disk_failure() {
+            return;
+        }
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if failing.is_none() {
+            tracing::error!(error = %e, "a write failed on the disk: refusing uploads until a health probe passes");
+        }
+        *failing = Some(e.to_string());
+        self.failing_set
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Passes a result through, entering the failing state on a disk failure.
+    fn watch<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            self.note_error(e);
+        }
+        r
+    }
+
+    /// The deep health probes; when both pass, the failing state ends.
+    pub fn probe(&self) -> (Result<(), StoreError>, Result<(), StoreError>) {
+        let disk = self.probe_disk();
+        let meta = self.probe_meta();
+        if disk.is_ok() && meta.is_ok() {
+            if self
+                .failing_set
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::info!("the health probes pass again: accepting uploads");
+            }
+            *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        } else {
+            for e in [disk.as_ref().err(), meta.as_ref().err()]
+                .into_iter()
+                .flatten()
+            {
+                self.note_error(e);
+            }
+        }
+        (disk, meta)
     }
 
     /// Sets the free-space reserve; `None` picks [`disk::default_reserve`] for this disk.
     pub fn with_reserve(mut self, reserve: Option<u64>) -> Result<Self, StoreError> {
+        let space = disk::space(self.layout.root())?;
         self.reserve = match reserve {
             Some(r) => r,
-            None => disk::default_reserve(disk::space(self.layout.root())?.total_bytes),
+            None => disk::default_reserve(space.total_bytes),
         };
+        if let Some(s) = &self.space {
+            s.refill(space.free_bytes, self.reserve);
+        }
         Ok(self)
+    }
+
+    /// Gives back the space reserve when the disk is full, so that the write that follows
+    /// (an edit, a delete, a flush) finds room.
+    fn make_room(&self) {
+        if let Some(s) = &self.space {
+            s.release_if_short();
+        }
     }
 
     pub fn reserve(&self) -> u64 {
@@ -290,6 +513,9 @@ impl Store {
     /// to write, when known.
     pub fn check_space(&self, incoming: u64) -> Result<disk::Space, StoreError> {
         let space = disk::space(self.layout.root())?;
+        if let Some(s) = &self.space {
+            s.refill(space.free_bytes, self.reserve);
+        }
         if space.free_bytes < self.reserve.saturating_add(incoming) {
             return Err(StoreError::NoSpace {
                 free: space.free_bytes,
@@ -365,6 +591,11 @@ impl Store {
     /// The hashes' locks are held throughout, so a second upload of the same bytes waits until
     /// the first one's blob is durable before it reuses it.
     pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let created = self.create_records(items);
+        self.watch(created)
+    }
+
+    fn create_records(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
         let now = record::now();
         let mut records = Vec::with_capacity(items.len());
         let mut staged = Vec::with_capacity(items.len());
@@ -419,6 +650,8 @@ impl Store {
             staged.push(item.blob);
         }
         {
+            // Before the hashes' locks, as in every writer, so that none waits holding one.
+            let _permit = self.in_flight.enter(records.len());
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
@@ -560,97 +793,48 @@ impl Store {
         self.meta.get(id)
     }
 
-    /// Settles what a crash left of the writes in flight (see [`create`](Self::create)); run
-    /// before serving, and by the maintenance commands before they look at the store.
-    ///
-    /// - Every record still marked pending is checked: when its blob hashes to its name, the
-    ///   blob is made durable and the record file rewritten from sled, and the record stays
-    ///   (its upload may have been acknowledged); otherwise the record is rolled back (its
-    ///   upload cannot have been) and a blob no other record uses goes with it.
-    /// - With `scan_record_files`, record files of records sled does not have are moved to
-    ///   `quarantine/records/`: an upload that never reached sled, or a delete that a crash
-    ///   cut off after sled. They are set aside rather than deleted, because sled is the part
-    ///   of the store that is trusted less.
-    pub fn recover(&self, scan_record_files: bool) -> Result<Recovery, StoreError> {
-        let mut out = Recovery::default();
-        let pending = self.meta.pending()?;
-        for &id in &pending {
-            let Some(record) = self.meta.get(id)? else {
-                continue;
-            };
-            let path = self.blobs.path_for(&record.hash);
-            match check::hash_file(&path) {
-                Ok((hash, size)) if hash == record.hash && size == record.size => {
-                    self.blobs.make_durable(&record.hash)?;
-                    self.records.write(&record)?;
-                    out.kept += 1;
-                }
-                found => {
-                    let found = match found {
-                        Ok((hash, _)) => format!("bytes that hash to {hash}"),
-                        Err(e) => e.to_string(),
-                    };
-                    tracing::warn!(
-                        %id, hash = %record.hash, %found,
-                        "rolled back an upload that a crash cut off before its file was complete"
-                    );
-                    if let Some((r, remaining)) = self.meta.delete(id)? {
-                        self.records.remove(id)?;
-                        if remaining == 0 {
-                            self.blobs.remove(&r.hash)?;
-                        }
-                    }
-                    out.rolled_back += 1;
-                }
-            }
-        }
-        self.meta.settle(pending.into_iter())?;
-        if scan_record_files {
-            out.set_aside = self.set_aside_unknown_record_files()?;
-        }
-        self.meta.flush()?;
-        Ok(out)
-    }
-
-    fn set_aside_unknown_record_files(&self) -> Result<usize, StoreError> {
-        let ids = self.records.ids()?;
-        // Every record in sled has its file, so equal counts mean there is nothing to set aside.
-        if ids.len() == self.meta.media_count() {
-            return Ok(0);
-        }
-        let target = self.layout.quarantine().join("records");
-        let mut moved = 0;
-        for id in ids {
-            if self.meta.contains(id)? {
-                continue;
-            }
-            self.records.move_to(id, &target)?;
-            tracing::warn!(
-                %id, to = %target.display(),
-                "set aside a record file of a record the database does not have (an upload or \
-                 a delete that a crash cut off)"
-            );
-            moved += 1;
-        }
-        Ok(moved)
-    }
-
-    /// [`recover`](Self::recover), scanning the record files only when the previous run did
-    /// not end with [`close_cleanly`](Self::close_cleanly). The mark is consumed (durably)
-    /// either way, so a crash during this run makes the next start scan.
-    pub fn recover_unless_clean(&self) -> Result<Recovery, StoreError> {
-        let clean = self.meta.take_state(CLEAN_SHUTDOWN)?.is_some();
-        self.recover(!clean)
-    }
-
-    /// Flushes metadata once every request has finished, and marks the store as closed
-    /// cleanly for the next start.
+    /// Flushes metadata once every request has finished and, for a store opened by
+    /// [`start`](Self::start), seals the catalogue as closed cleanly (unless the start-up
+    /// left something for the server's next start): a new generation in the database, then
+    /// the seal with the record count.
     pub fn close_cleanly(&self) -> Result<(), StoreError> {
         self.record_sync.drain();
         self.meta.settle(self.take_settled().into_iter())?;
-        self.meta.flush()?;
-        self.meta.set_state(CLEAN_SHUTDOWN, "1")?;
-        self.meta.flush()
+        if self.lock.is_none() {
+            return self.meta.flush();
+        }
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.set_generation(generation)?;
+        self.flush_retrying()?;
+        Seal {
+            generation,
+            clean: self.unsettled == 0,
+            records: self.meta.media_count() as u64,
+        }
+        .write(&self.layout)
+    }
+
+    /// The shutdown flush: a full disk gets the space reserve back and a second and third
+    /// try, a moment apart.
+    fn flush_retrying(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.meta.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 2 => {
+                    tracing::warn!(error = %e, attempt, "the database flush failed; trying again");
+                    if let Some(s) = &self.space {
+                        s.release();
+                    }
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A record as the read cache holds it, for paths that only look at it.
@@ -664,6 +848,13 @@ impl Store {
 
     /// Edits a record's editable fields; durable before it returns.
     pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        let updated = self.update_record(id, patch);
+        self.watch(updated)
+    }
+
+    fn update_record(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        let _permit = self.in_flight.enter(1);
+        self.make_room();
         let record = {
             let key = id.to_key();
             let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
@@ -681,7 +872,19 @@ impl Store {
 
     /// Deletes a record; the blob goes with its last reference. Returns false when there was no
     /// such record.
+    ///
+    /// `records/` changes first: the record file becomes a tombstone, durably, and only then
+    /// does the database follow. A crash in between leaves the tombstone, and the next start
+    /// finishes the delete; once the `204` is sent, no rebuild can bring the record back. The
+    /// blob goes last, so a crash never leaves a record without its bytes.
     pub fn delete(&self, id: MediaId) -> Result<bool, StoreError> {
+        let deleted = self.delete_record(id);
+        self.watch(deleted)
+    }
+
+    fn delete_record(&self, id: MediaId) -> Result<bool, StoreError> {
+        let _permit = self.in_flight.enter(1);
+        self.make_room();
         let key = id.to_key();
         let _id_guard = self.id_locks.lock_all(std::iter::once(&key[..]));
         let Some(existing) = self.meta.get(id)? else {
@@ -690,14 +893,25 @@ impl Store {
         let _guard = self
             .hash_locks
             .lock_all(std::iter::once(&existing.hash.as_bytes()[..]));
-        let Some((record, remaining)) = self.meta.delete(id)? else {
-            return Ok(false);
+        let marked = self.records.tombstone(id)?;
+        let (record, remaining) = match self.meta.delete(id) {
+            Ok(Some(deleted)) => deleted,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                // The database refused: the record stays, and so must its file.
+                if marked {
+                    if let Err(undo) = self.records.restore_tombstone(id) {
+                        tracing::error!(%id, error = %undo, "could not restore the record file of a delete the database refused; the next start finishes the delete");
+                    }
+                }
+                return Err(e);
+            }
         };
-        // The metadata change must be durable before the files go: a crash in between leaves
-        // a stale record file and maybe an orphan blob (both reported by verify and removed by
-        // gc), never a record without its blob.
+        // On an error the tombstone stays, and the next start finishes the delete.
         self.commit.wait_durable(|| self.meta.flush())?;
-        self.records.remove(id)?;
+        if let Err(e) = self.records.clear_tombstone(id) {
+            tracing::warn!(%id, error = %e, "could not remove a tombstone; the next start does");
+        }
         if remaining == 0 {
             if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
                 // A backup may have read the record already; it still needs the bytes.
@@ -857,10 +1071,14 @@ mod tests {
         record
     }
 
+    fn start(dir: &Path) -> Store {
+        Store::start(dir, Role::Server).unwrap()
+    }
+
     #[test]
-    fn recover_keeps_complete_uploads_and_rolls_back_incomplete_ones() {
+    fn a_start_keeps_complete_uploads_and_rolls_back_incomplete_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = start(dir.path());
         let intact = cut_off(&store, b"complete bytes");
         let torn = cut_off(&store, b"bytes that never reached the disk");
         let shared = store
@@ -877,20 +1095,27 @@ mod tests {
         store.close_cleanly().unwrap();
         drop(store);
 
-        let store = Store::open(dir.path()).unwrap();
-        let r = store.recover(false).unwrap();
-        assert_eq!((r.kept, r.rolled_back, r.set_aside), (2, 1, 0));
+        let store = start(dir.path());
+        let r = &store.started().settlement;
+        assert_eq!((r.kept, r.rolled_back, r.set_aside), (2, 1, 0), "{r:?}");
+        assert!(store.started().rebuilt.is_none());
         assert_eq!(store.get(intact.id).unwrap().unwrap(), intact);
         assert_eq!(store.records.read(intact.id).unwrap().unwrap(), intact);
         assert_eq!(store.get(dedup.id).unwrap().unwrap(), dedup);
         assert_eq!(store.refcount(&shared.hash).unwrap(), 2);
         assert!(store.get(torn.id).unwrap().is_none());
         assert!(store.records.read(torn.id).unwrap().is_none());
+        assert!(
+            catalogue::quarantined_copy(store.layout(), torn.id).is_file(),
+            "the record file of the rolled-back upload is kept aside"
+        );
         assert!(!short.exists(), "the incomplete blob went with its record");
         assert!(store.meta.pending().unwrap().is_empty());
         let report = store.verify().unwrap();
         assert!(!report.is_damaged(), "{}", report.render());
-        assert_eq!(store.recover(true).unwrap(), Recovery::default());
+        store.close_cleanly().unwrap();
+        drop(store);
+        assert!(start(dir.path()).started().settlement.is_empty());
     }
 
     /// A completed upload's mark is cleared, once its record file is durable, by the next
@@ -899,7 +1124,7 @@ mod tests {
     #[test]
     fn pending_marks_are_cleared_lazily_and_a_leftover_one_is_harmless() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = start(dir.path());
         let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
         assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
         // The record file is made durable behind the upload; only then may its mark go.
@@ -911,8 +1136,8 @@ mod tests {
         assert_eq!(store.meta.pending().unwrap(), vec![second.id]);
         store.meta.flush().unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let r = store.recover_unless_clean().unwrap();
+        let store = start(dir.path());
+        let r = &store.started().settlement;
         assert_eq!((r.kept, r.rolled_back), (1, 0));
         assert_eq!(store.get(second.id).unwrap().unwrap(), second);
         let third = store.create(vec![new(&store, b"third")]).unwrap().remove(0);
@@ -954,39 +1179,110 @@ mod tests {
         );
     }
 
-    /// Record files of records sled does not have (an upload that never reached sled, or a
-    /// delete cut off after it) are set aside after a crash, and only then.
+    /// A record file the database lacks is an upload or a delete a crash cut off, or a loss
+    /// of the database's: after a crash, a few are indexed when their bytes are whole and set
+    /// aside when not (never acknowledged); after a clean stop, any is damage, and the server
+    /// rebuilds the database from `records/`, where it finds them.
     #[test]
-    fn record_files_sled_does_not_have_are_set_aside_after_a_crash() {
+    fn record_files_the_database_lacks_are_indexed_never_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = start(dir.path());
         let first = store.create(vec![new(&store, b"bytes")]).unwrap().remove(0);
         let mut stray = first.clone();
         stray.id = store.new_id();
+        stray.title = "only in records/".into();
         store.records.write(&stray).unwrap();
+        let mut cut = first.clone();
+        cut.id = store.new_id();
+        cut.hash = ContentHash([7; 32]);
+        store.records.write(&cut).unwrap();
+        drop(store);
+
+        // A crash: the stray one is indexed, the one without bytes set aside.
+        let store = start(dir.path());
+        let r = store.started().settlement.clone();
+        assert_eq!((r.adopted, r.set_aside), (1, 1), "{r:?}");
+        assert_eq!(store.get(stray.id).unwrap().unwrap(), stray);
+        assert_eq!(store.refcount(&first.hash).unwrap(), 2);
+        assert!(store.records.read(cut.id).unwrap().is_none());
+        assert!(catalogue::quarantined_copy(store.layout(), cut.id).is_file());
+        store.close_cleanly().unwrap();
+
+        // After a clean stop, a difference is damage: a command refuses, the server rebuilds.
+        let mut late = first.clone();
+        late.id = store.new_id();
+        store.records.write(&late).unwrap();
+        drop(store);
+        let refused = Store::start(dir.path(), Role::Command).err().unwrap();
+        assert!(
+            matches!(&refused, StoreError::Damaged(m) if m.contains("shoebox rebuild")),
+            "{refused}"
+        );
+        let store = start(dir.path());
+        let (damage, summary) = store.started().rebuilt.clone().unwrap();
+        assert!(damage.to_string().contains("lacks 1 records"), "{damage}");
+        assert!(summary.contains("from 3 record files"), "{summary}");
+        for id in [first.id, stray.id, late.id] {
+            assert!(store.get(id).unwrap().is_some());
+        }
+        assert!(!store.verify().unwrap().is_damaged());
+    }
+
+    /// A delete renames the record file to a tombstone before the database forgets the
+    /// record: a crash in between is finished at the next start, and no rebuild brings the
+    /// record back.
+    #[test]
+    fn a_delete_cut_off_after_its_tombstone_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = start(dir.path());
+        let kept = store.create(vec![new(&store, b"kept")]).unwrap().remove(0);
+        let gone = store.create(vec![new(&store, b"gone")]).unwrap().remove(0);
+        // Still marked pending, as a fresh upload is: the next start must not rewrite its
+        // record file.
+        assert!(store.meta.pending().unwrap().contains(&gone.id));
+        assert!(store.records.tombstone(gone.id).unwrap());
+        drop(store);
+        let store = start(dir.path());
+        assert_eq!(store.started().settlement.deletes_finished, 1);
+        assert!(store.get(gone.id).unwrap().is_none());
+        assert!(!store.blob_path(&gone.hash).exists());
+        assert!(store.records.tombstones().unwrap().is_empty());
+        assert!(store.records.read(gone.id).unwrap().is_none());
+        assert!(!store.verify().unwrap().is_damaged());
         store.close_cleanly().unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        assert!(
-            store.recover_unless_clean().unwrap().is_empty(),
-            "clean: no scan"
-        );
+        let (store, report) = rebuild::rebuild(dir.path()).unwrap();
+        assert_eq!(report.records, 1);
+        assert!(store.get(gone.id).unwrap().is_none());
+        assert!(store.get(kept.id).unwrap().is_some());
+    }
+
+    /// More differences than writes can be in flight is damage even after a crash; so is a
+    /// record the database has and `records/` lacks, or a database of another generation.
+    #[test]
+    fn a_database_that_lost_data_is_rebuilt_from_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = start(dir.path());
+        let items: Vec<NewMedia> = (0..50)
+            .map(|n| new(&store, format!("file {n}").as_bytes()))
+            .collect();
+        let made = store.create(items).unwrap();
+        store.close_cleanly().unwrap();
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let r = store.recover_unless_clean().unwrap();
-        assert_eq!(r.set_aside, 1, "the mark was consumed");
-        assert!(store.get(stray.id).unwrap().is_none());
-        assert!(store.records.read(stray.id).unwrap().is_none());
-        let aside = store
-            .layout()
-            .quarantine()
-            .join("records")
-            .join(format!("{}.json", stray.id));
-        assert_eq!(
-            records::parse(&std::fs::read(aside).unwrap()).unwrap(),
-            stray
-        );
-        assert!(store.get(first.id).unwrap().is_some());
+        std::fs::remove_dir_all(dir.path().join("meta")).unwrap();
+        let store = start(dir.path());
+        let (damage, _) = store.started().rebuilt.clone().unwrap();
+        assert!(damage.to_string().contains("generation"), "{damage}");
+        assert_eq!(store.media_count(), 50);
+        // Now a record file lost behind the database's back.
+        std::fs::remove_file(store.records.path_for(made[0].id)).unwrap();
+        drop(store);
+        let store = start(dir.path());
+        let (damage, summary) = store.started().rebuilt.clone().unwrap();
+        assert!(damage.to_string().contains("no record file"), "{damage}");
+        assert!(summary.contains("copied to quarantine"), "{summary}");
+        assert_eq!(store.media_count(), 49);
+        assert!(catalogue::quarantined_copy(store.layout(), made[0].id).is_file());
     }
 
     #[test]

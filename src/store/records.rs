@@ -76,6 +76,45 @@ impl RecordFiles {
         }
     }
 
+    /// The tombstone of a record whose delete is under way: `<id>.deleted`.
+    fn tombstone_path(&self, id: MediaId) -> PathBuf {
+        self.dir.join(format!("{id}.deleted"))
+    }
+
+    /// The first step of a delete: renames the record's file to its tombstone, durably, so
+    /// that from here on `records/` no longer holds the record, and a crash before the
+    /// database follows leaves the tombstone as proof of the delete. Answers false when the
+    /// file was not there.
+    pub(crate) fn tombstone(&self, id: MediaId) -> Result<bool, StoreError> {
+        match fs::rename(self.path_for(id), self.tombstone_path(id)) {
+            Ok(()) => fsync_dir(&self.dir).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("mark a record file deleted", e)),
+        }
+    }
+
+    /// Undoes [`tombstone`](Self::tombstone) for a delete that the database refused.
+    pub(crate) fn restore_tombstone(&self, id: MediaId) -> Result<(), StoreError> {
+        fs::rename(self.tombstone_path(id), self.path_for(id))
+            .map_err(|e| StoreError::io("restore a record file", e))?;
+        fsync_dir(&self.dir)
+    }
+
+    /// Removes a tombstone once the database has the delete. Not fsynced: a tombstone that a
+    /// crash brings back only names a delete that is already complete.
+    pub(crate) fn clear_tombstone(&self, id: MediaId) -> Result<(), StoreError> {
+        match fs::remove_file(self.tombstone_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove a record's tombstone", e)),
+        }
+    }
+
+    /// The records whose delete a crash may have cut off.
+    pub fn tombstones(&self) -> Result<Vec<MediaId>, StoreError> {
+        self.names_ending(".deleted")
+    }
+
     /// Moves a record's file into `dir` (created when missing), durably.
     pub fn move_to(&self, id: MediaId, dir: &std::path::Path) -> Result<(), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("create quarantine/", e))?;
@@ -97,8 +136,13 @@ impl RecordFiles {
     }
 
     /// The ids of every record file, sorted; names that are not `<id>.json` are skipped
-    /// (leftover `.tmp-*` files from a crash among them).
+    /// (leftover `.tmp-*` files from a crash and tombstones among them).
     pub fn ids(&self) -> Result<Vec<MediaId>, StoreError> {
+        self.names_ending(".json")
+    }
+
+    /// The ids of the files named `<id><suffix>`, sorted.
+    fn names_ending(&self, suffix: &str) -> Result<Vec<MediaId>, StoreError> {
         let mut ids = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -110,7 +154,7 @@ impl RecordFiles {
             let name = entry.file_name();
             if let Some(id) = name
                 .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.strip_suffix(suffix))
                 .and_then(|n| n.parse().ok())
             {
                 ids.push(id);
