@@ -134,6 +134,8 @@ class Shoebox(Server):
         env = dict(os.environ)
         env.pop("RUST_LOG", None)  # its default logging, as deployed
         env["SHOEBOX_ADMIN_TOKEN"] = TOKEN
+        # The scrub re-reads blobs in the background; the peers have none, so it is off here.
+        env["SHOEBOX_SCRUB_INTERVAL"] = "off"
         return env
 
     def command(self):

@@ -221,6 +221,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_FILE_CACHE", default_value = "16MiB", value_parser = parse_size)]
     pub file_cache: u64,
 
+    /// How often the background scrub re-reads every blob to find bytes the disk damaged
+    /// (e.g. 7d, 12h); `off` turns it off.
+    #[arg(long, env = "SHOEBOX_SCRUB_INTERVAL", default_value = "7d", value_parser = parse_interval)]
+    pub scrub_interval: Interval,
+
+    /// How fast the scrub reads, per second, so that it never competes with serving.
+    #[arg(long, env = "SHOEBOX_SCRUB_RATE", default_value = "16MiB", value_parser = parse_size)]
+    pub scrub_rate: u64,
+
     /// Refuse to start unless the data directory is on a persistent disk of its own.
     #[arg(
         long,
@@ -283,6 +292,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A duration that may be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Option<Duration>);
+
+/// Parses a duration (see [`parse_duration`]), or `off` (also `0`) for none.
+pub fn parse_interval(s: &str) -> Result<Interval, String> {
+    match s.trim() {
+        "off" | "0" | "" => Ok(Interval(None)),
+        other => parse_duration(other).map(|d| Interval(Some(d))),
+    }
+}
+
 fn clean_list(items: &[String]) -> Vec<String> {
     items
         .iter()
@@ -305,6 +326,10 @@ pub struct Config {
     /// Bytes of small files kept in memory.
     pub file_cache: u64,
     pub disk_reserve: Option<u64>,
+    /// Between scrub passes; `None` when the scrub is off.
+    pub scrub_interval: Option<Duration>,
+    /// Bytes a second the scrub reads.
+    pub scrub_rate: u64,
     pub require_persistent_disk: bool,
     pub metrics_token: Option<String>,
     /// Empty: no CORS; `["*"]`: any origin.
@@ -372,6 +397,9 @@ impl Config {
                 ));
             }
         }
+        if args.scrub_rate == 0 {
+            return Err("SHOEBOX_SCRUB_RATE must be greater than zero; set SHOEBOX_SCRUB_INTERVAL=off to turn the scrub off".into());
+        }
         if args.workers == Some(0) {
             return Err("SHOEBOX_WORKERS must be at least 1".into());
         }
@@ -385,6 +413,8 @@ impl Config {
             workers: args.workers,
             file_cache: args.file_cache,
             disk_reserve: args.disk_reserve,
+            scrub_interval: args.scrub_interval.0,
+            scrub_rate: args.scrub_rate,
             require_persistent_disk: args.require_persistent_disk,
             metrics_token: args.metrics_token.filter(|t| !t.trim().is_empty()),
             cors_origins: clean_list(&args.cors_origins),
@@ -441,6 +471,8 @@ mod tests {
             ("port", "PORT"),
             ("public-url", "SHOEBOX_PUBLIC_URL"),
             ("require-persistent-disk", "SHOEBOX_REQUIRE_PERSISTENT_DISK"),
+            ("scrub-interval", "SHOEBOX_SCRUB_INTERVAL"),
+            ("scrub-rate", "SHOEBOX_SCRUB_RATE"),
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
             ("workers", "SHOEBOX_WORKERS"),
         ];
@@ -473,6 +505,11 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3w").is_err());
+        assert_eq!(parse_interval("off"), Ok(Interval(None)));
+        assert_eq!(
+            parse_interval("12h"),
+            Ok(Interval(Some(Duration::from_secs(43200))))
+        );
     }
 
     #[test]

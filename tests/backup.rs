@@ -327,3 +327,52 @@ fn csv_rows(text: &str) -> impl Iterator<Item = Vec<String>> + '_ {
         .collect::<Vec<_>>()
         .into_iter()
 }
+
+/// A restore killed at any moment can be run again into the same directory: it clears what
+/// the killed one left, or finds the store it had already finished.
+#[test]
+fn a_killed_restore_can_be_run_again() {
+    let s = TestServer::start();
+    let mut form = reqwest::blocking::multipart::Form::new();
+    for i in 0..100u64 {
+        form = form.part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(bytes(40_000, 300 + i))
+                .file_name(format!("f{i}.bin")),
+        );
+    }
+    let uploaded = s.upload_form(form);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    fetch_backup(&s, &archive);
+    drop(s);
+
+    let timing = dir.path().join("timing");
+    let started = Instant::now();
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &timing);
+    assert_eq!(code, 0, "{out}");
+    let whole = started.elapsed();
+
+    for k in 1..=6u32 {
+        let target = dir.path().join(format!("kill{k}"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shoebox"))
+            .env_clear()
+            .args(["restore", "--data-dir"])
+            .arg(&target)
+            .arg(&archive)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * k / 7);
+        let _ = child.kill();
+        let _ = child.wait();
+        let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &target);
+        assert!(
+            code == 0 || (out.contains("not empty") && target.join("FORMAT").is_file()),
+            "kill {k}: a second restore clears the first, or finds it complete:\n{out}"
+        );
+        let s = TestServer::builder().data_dir(&target).start();
+        assert_eq!(all_records(&s).len(), uploaded.len(), "kill {k}");
+    }
+}

@@ -213,6 +213,26 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
             s.kill();
         });
         s = s.restart();
+        // A crash is no damage: the start settles what was in flight, and sets aside at most
+        // the uploads in flight (each client has one at a time), never more.
+        let status: Value = s
+            .authed(Method::GET, "/api/status")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            status["start"]["rebuilt"].is_null(),
+            "round {round}: a crash made the start rebuild: {}",
+            status["start"]
+        );
+        let settled = &status["start"]["settled"];
+        let aside = settled["set_aside"].as_u64().unwrap_or(0)
+            + settled["rolled_back"].as_u64().unwrap_or(0);
+        assert!(
+            aside <= uploaders,
+            "round {round}: {aside} uploads set aside, more than the {uploaders} in flight"
+        );
         let l = ledger.lock().unwrap();
         eprintln!(
             "round {round}: {} acknowledged uploads, {} deletes so far",

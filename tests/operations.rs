@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{all_records, bytes, run_cli, sha256_hex, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -257,4 +259,89 @@ fn commands_refuse_while_the_server_runs() {
     let (code, out) = run_cli(&["verify"], &s.data_dir);
     assert_eq!(code, 2);
     assert!(out.contains("in use by another"), "{out}");
+}
+
+/// The background scrub re-hashes blobs: one whose bytes the disk changed is found within the
+/// scrub's interval, quarantined, and answered with `500 blob_damaged` instead of being served
+/// with a year of immutable caching. Uploading the same file again puts whole bytes back.
+#[test]
+fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
+    let s = TestServer::builder()
+        .arg("--scrub-interval")
+        .arg("1s")
+        .start();
+    let original = bytes(300_000, 41);
+    let damaged = s.upload("damaged.bin", &original, &[]);
+    let intact = s.upload("intact.bin", &bytes(5_000, 42), &[]);
+    let hash = damaged["hash"].as_str().unwrap().to_owned();
+    let mut flipped = original.clone();
+    flipped[150_000] ^= 0x01;
+    std::fs::write(s.blob_path(&hash), &flipped).unwrap();
+
+    common::eventually(
+        "the scrub finds the flipped byte",
+        Duration::from_secs(30),
+        || {
+            s.authed(Method::GET, &format!("/f/{hash}"))
+                .send()
+                .unwrap()
+                .status()
+                == 500
+        },
+    );
+    for path in [
+        format!("/f/{hash}"),
+        format!("/m/{}", damaged["id"].as_str().unwrap()),
+    ] {
+        let res = s.authed(Method::GET, &path).send().unwrap();
+        assert_eq!(common::error_code(res, 500), "blob_damaged", "{path}");
+    }
+    assert_eq!(
+        s.media_bytes(intact["id"].as_str().unwrap()),
+        bytes(5_000, 42)
+    );
+    assert!(!s.blob_path(&hash).exists());
+    assert_eq!(
+        std::fs::read(s.data_dir.join("quarantine/blobs").join(&hash)).unwrap(),
+        flipped
+    );
+    let status: Value = s
+        .authed(Method::GET, "/api/status")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["scrub"]["damaged_blobs"], 1, "{status}");
+    assert_eq!(status["scrub"]["enabled"], true);
+    let metrics = s
+        .authed(Method::GET, "/metrics")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("shoebox_scrub_damaged_total 1")),
+        "{metrics}"
+    );
+    common::eventually(
+        "a pass finishes and is shown",
+        Duration::from_secs(30),
+        || {
+            let status: Value = s
+                .authed(Method::GET, "/api/status")
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            status["scrub"]["last_pass"]["finished_at"].is_string()
+        },
+    );
+
+    // The same file uploaded again puts whole bytes under the name.
+    s.upload("again.bin", &original, &[]);
+    let res = s.authed(Method::GET, &format!("/f/{hash}")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().unwrap().to_vec(), original);
 }

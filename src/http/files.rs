@@ -203,6 +203,9 @@ struct Serve<'a> {
 }
 
 async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> ServiceResponse {
+    if state.store.is_damaged(&s.hash) {
+        return error(req, ApiError::BlobDamaged(s.hash.to_hex()));
+    }
     let etag = EntityTag::new_strong(s.hash.to_hex());
     let active = sniff::is_active(s.content_type);
     let set_common = |res: &mut HttpResponse| {

@@ -34,6 +34,7 @@ use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
 use crate::signing::UrlKeys;
 use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
+use crate::store::scrub::ScrubConfig;
 use crate::store::{Store, StoreError};
 use crate::tokens::Tokens;
 
@@ -266,8 +267,19 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     for addr in server.addrs() {
         tracing::info!("shoebox listening on http://{addr}");
     }
+    let scrub = match config.scrub_interval {
+        Some(interval) => Some(store.spawn_scrub(ScrubConfig {
+            interval,
+            rate: config.scrub_rate,
+        })?),
+        None => None,
+    };
     // `run` stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown timeout.
     server.run().await?;
+    store.scrub_state().stop();
+    if let Some(thread) = scrub {
+        let _ = web::block(move || thread.join()).await;
+    }
     web::block(move || store.close_cleanly()).await??;
     tracing::info!("stopped cleanly; metadata flushed");
     Ok(())

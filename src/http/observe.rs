@@ -47,6 +47,12 @@ pub struct Metrics {
     bytes_out: Family<RouteOnly, Counter>,
     uploads: Counter<u64, AtomicU64>,
     dedup_hits: Counter<u64, AtomicU64>,
+    scrub_blobs: Counter<u64, AtomicU64>,
+    scrub_bytes: Counter<u64, AtomicU64>,
+    scrub_damaged: Counter<u64, AtomicU64>,
+    scrub_last_pass: Gauge,
+    damaged_blobs: Gauge,
+    disk_failing: Gauge,
     blob_count: Gauge,
     blob_bytes: Gauge,
     media_count: Gauge,
@@ -96,6 +102,12 @@ impl Metrics {
             bytes_out,
             uploads: Counter::default(),
             dedup_hits: Counter::default(),
+            scrub_blobs: Counter::default(),
+            scrub_bytes: Counter::default(),
+            scrub_damaged: Counter::default(),
+            scrub_last_pass: Gauge::default(),
+            damaged_blobs: Gauge::default(),
+            disk_failing: Gauge::default(),
             blob_count: Gauge::default(),
             blob_bytes: Gauge::default(),
             media_count: Gauge::default(),
@@ -110,6 +122,36 @@ impl Metrics {
             "dedup_hits",
             "Uploads whose bytes were already stored",
             m.dedup_hits.clone(),
+        );
+        r.register(
+            "scrub_blobs",
+            "Blobs the scrub re-hashed since start",
+            m.scrub_blobs.clone(),
+        );
+        r.register(
+            "scrub_read_bytes",
+            "Bytes the scrub read since start",
+            m.scrub_bytes.clone(),
+        );
+        r.register(
+            "scrub_damaged",
+            "Damaged blobs the scrub found since start",
+            m.scrub_damaged.clone(),
+        );
+        r.register(
+            "scrub_last_pass_timestamp_seconds",
+            "When the last finished scrub pass started (0: never)",
+            m.scrub_last_pass.clone(),
+        );
+        r.register(
+            "damaged_blobs",
+            "Blobs found damaged and no longer served",
+            m.damaged_blobs.clone(),
+        );
+        r.register(
+            "disk_failing",
+            "1 while a write error holds uploads back",
+            m.disk_failing.clone(),
         );
         r.register("blobs", "Blob files on disk", m.blob_count.clone());
         r.register("blob_bytes", "Bytes in blob files", m.blob_bytes.clone());
@@ -313,6 +355,28 @@ pub async fn metrics(
     };
     sync(&m.uploads, c.uploads.load(Ordering::Relaxed));
     sync(&m.dedup_hits, c.dedup_hits.load(Ordering::Relaxed));
+    let scrub = state.store.scrub_state();
+    sync(&m.scrub_blobs, scrub.blobs_total.load(Ordering::Relaxed));
+    sync(&m.scrub_bytes, scrub.bytes_total.load(Ordering::Relaxed));
+    sync(
+        &m.scrub_damaged,
+        scrub.damaged_total.load(Ordering::Relaxed),
+    );
+    let last_pass = state
+        .store
+        .last_scrub()
+        .and_then(|p| {
+            time::OffsetDateTime::parse(
+                &p.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        })
+        .map_or(0, |t| t.unix_timestamp());
+    m.scrub_last_pass.set(last_pass);
+    m.damaged_blobs.set(state.store.damaged_blobs() as i64);
+    m.disk_failing
+        .set(i64::from(state.store.failing().is_some()));
     let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     m.blob_count.set(as_i64(stats.blob_count));
     m.blob_bytes.set(as_i64(stats.blob_bytes));

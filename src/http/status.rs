@@ -11,6 +11,7 @@ use super::openapi::responses::{ServerError, Unauthorized};
 use super::AppState;
 use crate::store::catalogue::Settlement;
 use crate::store::disk::{self, Persistence};
+use crate::store::scrub::ScrubPass;
 
 /// Storage facts.
 #[derive(Serialize, ToSchema)]
@@ -36,6 +37,24 @@ pub struct Status {
     last_backup: Option<String>,
     /// What this run's start-up found in the data directory.
     start: StartStatus,
+    scrub: ScrubStatus,
+}
+
+/// The background scrub, which re-reads every blob to find damage.
+#[derive(Serialize, ToSchema)]
+pub struct ScrubStatus {
+    enabled: bool,
+    #[schema(required = true)]
+    interval_seconds: Option<u64>,
+    rate_bytes_per_second: u64,
+    /// The last finished pass (kept across restarts).
+    #[schema(required = true)]
+    last_pass: Option<ScrubPass>,
+    /// The pass running now, so far.
+    #[schema(required = true)]
+    running: Option<ScrubPass>,
+    /// Blobs found damaged and no longer served (`500 blob_damaged`) until they are restored.
+    damaged_blobs: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -142,6 +161,14 @@ pub async fn status(
             meta_bytes: stats.meta_bytes,
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),
+            scrub: ScrubStatus {
+                enabled: state.config.scrub_interval.is_some(),
+                interval_seconds: state.config.scrub_interval.map(|d| d.as_secs()),
+                rate_bytes_per_second: state.config.scrub_rate,
+                last_pass: state.store.last_scrub(),
+                running: state.store.scrub_state().current(),
+                damaged_blobs: state.store.damaged_blobs() as u64,
+            },
             start: StartStatus {
                 settled: (!started.settlement.is_empty()).then(|| started.settlement.clone()),
                 rebuilt: started.rebuilt.as_ref().map(|(damage, summary)| Rebuilt {

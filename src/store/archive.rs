@@ -379,7 +379,16 @@ const STAGING: &str = ".restore-partial";
 /// a restore does not write, is left alone (and refused by the caller).
 fn clear_killed_restore(root: &Path) -> Result<(), StoreError> {
     let staging = root.join(STAGING);
-    if !staging.exists() || root.join("FORMAT").exists() {
+    if !staging.exists() {
+        return Ok(());
+    }
+    if root.join("FORMAT").exists() {
+        // Killed after the store was in place, before its staging directory went.
+        if fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_none()) {
+            fs::remove_dir(&staging)
+                .map_err(|e| StoreError::io("remove the restore staging directory", e))?;
+            fsync_dir(root)?;
+        }
         return Ok(());
     }
     let mut ours = Vec::new();

@@ -19,6 +19,7 @@ pub mod rebuild;
 pub mod record;
 mod record_sync;
 pub mod records;
+pub mod scrub;
 pub mod sniff;
 mod space;
 pub mod timing;
@@ -239,6 +240,9 @@ pub struct Store {
     /// are refused meanwhile, so that a client that retries does not fill a failing disk.
     failing: Mutex<Option<String>>,
     failing_set: std::sync::atomic::AtomicBool,
+    /// Blobs the scrub found damaged, no longer served (see [`scrub`]).
+    damaged: scrub::Damaged,
+    scrub: scrub::ScrubState,
 }
 
 /// What [`Store::start`] found and did.
@@ -308,6 +312,8 @@ impl Store {
             space: None,
             failing: Mutex::new(None),
             failing_set: std::sync::atomic::AtomicBool::new(false),
+            damaged: scrub::Damaged::default(),
+            scrub: scrub::ScrubState::default(),
         })
     }
 
@@ -406,6 +412,7 @@ impl Store {
             records: 0,
         }
         .write(&self.layout)?;
+        self.load_damaged()?;
         self.generation = std::sync::atomic::AtomicU64::new(generation);
         self.unsettled = settlement.unsettled;
         self.lock = Some(lock);
@@ -750,8 +757,10 @@ impl Store {
                 continue;
             }
             placed.insert(blob.hash);
-            let size = blob.size;
+            let (hash, size) = (blob.hash, blob.size);
             let new = self.blobs.rename_into_place(blob)?;
+            // Whole bytes under the name again: a blob the scrub found damaged is healed.
+            self.damaged.remove(&hash);
             self.counters
                 .bytes_stored
                 .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
@@ -1347,6 +1356,29 @@ mod tests {
         // last one is gone, so is the blob.
         assert_eq!(store.media_count(), 0);
         assert!(store.blobs().list().unwrap().is_empty());
+    }
+
+    /// A write error from the disk holds uploads back until the probes pass again; a full
+    /// disk or a missing file is no such error.
+    #[test]
+    fn a_write_error_sets_the_failing_state_until_a_probe_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.failing().is_none());
+        store.note_error(&StoreError::io(
+            "write a blob",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ));
+        store.note_error(&StoreError::NotFound);
+        assert!(store.failing().is_none());
+        store.note_error(&StoreError::io(
+            "fsync a blob",
+            std::io::Error::from_raw_os_error(libc::EIO),
+        ));
+        assert!(store.failing().unwrap().contains("fsync a blob"));
+        let (disk, meta) = store.probe();
+        assert!(disk.is_ok() && meta.is_ok());
+        assert!(store.failing().is_none());
     }
 
     #[test]
