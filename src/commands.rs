@@ -1,5 +1,5 @@
-//! The maintenance subcommands: verify, gc, rebuild. Each opens the data directory directly,
-//! so the server must be stopped (sled allows one process at a time).
+//! The maintenance subcommands: verify, gc, rebuild, backup, restore, import. Each opens the
+//! data directory directly and locks it, so the server must be stopped.
 
 use std::path::Path;
 use std::process::ExitCode;

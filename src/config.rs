@@ -39,7 +39,8 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Remove blobs and record files that no record uses, and stale derived files.
+    /// Remove blobs that no record and no record file uses, and stale derived files; refuses
+    /// a damaged database.
     Gc {
         #[command(flatten)]
         data: DataDirArgs,

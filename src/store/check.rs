@@ -1,7 +1,7 @@
 //! `verify` and `verify --repair`: re-hash every blob and check every record, count, index and
 //! record file against each other.
 //!
-//! Orphans (blobs or record files that no record in sled refers to) are the normal trace of a
+//! Orphan blobs (no record in sled refers to them) are the normal trace of a
 //! crash between the steps of the write protocol, not damage: they are listed and `gc` removes
 //! them. Damage — a missing or corrupt blob, a wrong count, an index or record file that
 //! disagrees with its record — makes the report fail.

@@ -590,7 +590,8 @@ impl Store {
     /// - the next start checks every record still marked pending: one whose blob hashes to its
     ///   name is made durable, its file rewritten from sled, and kept (its upload may have
     ///   been acknowledged), any other is rolled back (its upload cannot have been);
-    /// - a record file whose record sled does not have is set aside at the next start;
+    /// - a record file whose record sled does not have is indexed at the next start when its
+    ///   blob is whole, and set aside when not (see [`catalogue`]);
     /// - an existing blob is reused only when a record counts it (and is fsynced in this round
     ///   too); an uncounted one may be what a crash left of an upload, and a new upload of the
     ///   same bytes replaces it.

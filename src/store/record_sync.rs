@@ -5,7 +5,7 @@
 //! ever be lost, is written before the `201` and made durable here, shortly after it. Until
 //! then the record keeps the pending mark it was inserted with, so a crash in between leaves it
 //! to the next start, which checks the blob and rewrites the file from sled (see
-//! [`Store::recover`](super::Store::recover)). A mark is handed on to be cleared only once the
+//! [`catalogue`](super::catalogue)). A mark is handed on to be cleared only once the
 //! file is durable and the upload's own durable round has succeeded.
 //!
 //! Taking the record file's fsync off the upload's path saves each upload a file's worth of

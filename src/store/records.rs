@@ -4,9 +4,10 @@
 //! pending in sled, and start-up rewrites it from sled if a crash caught it half-written (see
 //! [`Store::create`](super::Store::create)).
 //!
-//! sled has known corruption and space-growth reports, so it is treated as an index that can be
-//! recreated: every field of every record is also in `records/<id>.json`, and `shoebox rebuild`
-//! recreates the whole database (records, indexes and reference counts) from these files.
+//! These files are the truth and sled an index over them (sled has known corruption and
+//! space-growth reports): every write changes them first, a delete by renaming the file to a
+//! tombstone, and the database is checked against them at every start and rebuilt from them
+//! when it lost data (see [`catalogue`](super::catalogue)).
 //! A file per record rather than a journal: each write is independent (a torn or damaged file
 //! affects one record, never those after it), there is nothing to compact, and a person can
 //! read the store with `cat`. The cost is one extra small file per record.
@@ -52,7 +53,7 @@ impl RecordFiles {
     /// to make it and [`dir`](Self::dir) durable later. The id is new, so the file is created
     /// in place (no temp file to rename): until then, a crash may leave it missing, empty or
     /// torn, and new records are inserted pending, so the next start rewrites the file of any
-    /// still pending (see [`Store::recover`](super::Store::recover)).
+    /// still pending (see [`catalogue`](super::catalogue)).
     pub(crate) fn place(&self, record: &MediaRecord) -> Result<(), StoreError> {
         use std::os::unix::fs::PermissionsExt;
         let bytes = encode(record)?;
