@@ -352,9 +352,14 @@ impl Store {
         let damage = match Store::open(root) {
             Ok(mut store) => {
                 store.space = Some(space);
-                match store.reconcile(seal.as_ref(), role)? {
-                    Ok(settlement) => return store.begin(lock, seal, settlement, None),
-                    Err(damage) => damage,
+                match store.reconcile(seal.as_ref(), role) {
+                    Ok(Ok(settlement)) => return store.begin(lock, seal, settlement, None),
+                    Ok(Err(damage)) => damage,
+                    Err(e) if e.is_disk_full() => return Err(e),
+                    // A database that fails while it is read is damaged too.
+                    Err(e) => Damage {
+                        findings: vec![format!("the database failed while it was checked: {e}")],
+                    },
                 }
             }
             // Neither is damage: the database opens once space is freed, or the other

@@ -271,7 +271,8 @@ fn harvest_from(
     let blobs = BlobStore::new(layout.blobs(), layout.tmp());
     for r in old.all() {
         let Ok(r) = r else { continue };
-        if matches!(files.read(r.id), Ok(Some(_))) || tombstoned.contains(&r.id) {
+        let file = files.read(r.id);
+        if matches!(file, Ok(Some(_))) || tombstoned.contains(&r.id) {
             continue;
         }
         let whole = || {
@@ -280,7 +281,10 @@ fn harvest_from(
                 Ok((hash, size)) if hash == r.hash && size == r.size
             )
         };
-        if pending.contains(&r.id) && whole() {
+        // A record file that is there but unreadable has its only readable copy here; a
+        // missing one is an upload whose file a crash lost (pending), or a record that
+        // `records/` no longer holds.
+        if file.is_err() || (pending.contains(&r.id) && whole()) {
             files.write(&r)?;
             report
                 .recovered
