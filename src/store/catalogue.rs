@@ -62,10 +62,13 @@ impl Seal {
         };
         let mut lines = text.lines();
         if lines.next() != Some(SEAL_MAGIC) {
-            return Err(StoreError::Format(format!(
-                "{} is not a catalogue seal this Shoebox understands",
-                layout.catalog_file().display()
-            )));
+            // Without its evidence the next start compares every record file with the
+            // database, as after a crash: a check more, never a record less.
+            tracing::warn!(
+                file = %layout.catalog_file().display(),
+                "CATALOG is not a seal this Shoebox understands; checking every record file"
+            );
+            return Ok(None);
         }
         let (mut generation, mut clean, mut records) = (None, false, 0);
         for line in lines {
@@ -76,12 +79,10 @@ impl Seal {
                 _ => {}
             }
         }
-        let generation = generation.ok_or_else(|| {
-            StoreError::Format(format!(
-                "{} has no generation",
-                layout.catalog_file().display()
-            ))
-        })?;
+        let Some(generation) = generation else {
+            tracing::warn!("CATALOG has no generation; checking every record file");
+            return Ok(None);
+        };
         Ok(Some(Seal {
             generation,
             clean,

@@ -10,6 +10,7 @@ pub mod check;
 mod commit;
 pub mod disk;
 pub mod hash;
+mod health;
 pub mod import;
 pub mod layout;
 pub mod maintain;
@@ -22,6 +23,9 @@ pub mod records;
 pub mod scrub;
 pub mod sniff;
 mod space;
+mod start;
+#[cfg(test)]
+mod testing;
 pub mod timing;
 mod upload_file;
 
@@ -32,8 +36,9 @@ pub use blobs::{BlobStore, BlobWriter, StagedBlob};
 pub use hash::ContentHash;
 pub use layout::Layout;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
+pub use start::Started;
 
-use catalogue::{Damage, InFlight, Role, Seal, Settlement};
+use catalogue::InFlight;
 use commit::{Batcher, GroupCommit, HashLocks, SharedDirSync};
 use layout::DirLock;
 use meta::MetaStore;
@@ -245,14 +250,6 @@ pub struct Store {
     scrub: scrub::ScrubState,
 }
 
-/// What [`Store::start`] found and did.
-#[derive(Debug, Default, Clone)]
-pub struct Started {
-    pub settlement: Settlement,
-    /// Why the database was rebuilt from `records/` at start-up, and what the rebuild did.
-    pub rebuilt: Option<(Damage, String)>,
-}
-
 /// Running totals since start, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -315,226 +312,6 @@ impl Store {
             damaged: scrub::Damaged::default(),
             scrub: scrub::ScrubState::default(),
         })
-    }
-
-    /// Keeps the data directory's lock for as long as the store is open.
-    pub(crate) fn holding(mut self, lock: DirLock) -> Result<Self, StoreError> {
-        self.generation = std::sync::atomic::AtomicU64::new(self.generation()?.unwrap_or(0));
-        self.lock = Some(lock);
-        Ok(self)
-    }
-
-    /// Opens a data directory for a server or a command: locks it, finishes a rebuild that
-    /// was killed, opens the database and checks it against `records/`, settling what a crash
-    /// left in flight (see [`catalogue`]). A database that lost data, or that will not open,
-    /// is rebuilt from `records/` for the server; a command gets [`StoreError::Damaged`],
-    /// naming the recovery, and nothing is changed.
-    pub fn start(root: &Path, role: Role) -> Result<Store, StoreError> {
-        Self::start_here(root, role).map_err(|e| match e {
-            e @ StoreError::NoRoom(_) => e,
-            e if e.is_disk_full() => StoreError::NoRoom(format!(
-                "the disk holding {} is full ({e}). Nothing is damaged: free some space on it \
-                 and start again",
-                root.display()
-            )),
-            e => e,
-        })
-    }
-
-    fn start_here(root: &Path, role: Role) -> Result<Store, StoreError> {
-        let layout = Layout::new(root);
-        layout.prepare()?;
-        let lock = layout.lock()?;
-        let space = SpaceReserve::new(&layout)?;
-        space.release_if_short();
-        rebuild::finish_interrupted(&layout)?;
-        let seal = Seal::read(&layout)?;
-        let damage = match Store::open(root) {
-            Ok(mut store) => {
-                store.space = Some(space);
-                match store.reconcile(seal.as_ref(), role) {
-                    Ok(Ok(settlement)) => return store.begin(lock, seal, settlement, None),
-                    Ok(Err(damage)) => damage,
-                    Err(e) if e.is_disk_full() => return Err(e),
-                    // A database that fails while it is read is damaged too.
-                    Err(e) => Damage {
-                        findings: vec![format!("the database failed while it was checked: {e}")],
-                    },
-                }
-            }
-            // Neither is damage: the database opens once space is freed, or the other
-            // process stops.
-            Err(e) if e.is_disk_full() || matches!(e, StoreError::Locked(_)) => return Err(e),
-            Err(e) => Damage {
-                findings: vec![e.to_string()],
-            },
-        };
-        if role == Role::Command {
-            return Err(StoreError::Damaged(format!(
-                "the metadata database disagrees with records/: {damage}. Every record is in \
-                 records/: run `shoebox rebuild` to recreate the database from it (the old one \
-                 is kept aside)"
-            )));
-        }
-        tracing::error!(
-            %damage,
-            "the metadata database disagrees with records/, which holds every record: \
-             rebuilding it from records/ (the old one is kept aside)"
-        );
-        let report = rebuild::rebuild_locked(&layout)?;
-        let summary = report.summary();
-        tracing::warn!("{summary}");
-        let mut store = Store::open(root)?;
-        store.space = Some(SpaceReserve::new(&layout)?);
-        let seal = Seal::read(&layout)?;
-        match store.reconcile(seal.as_ref(), role)? {
-            Ok(settlement) => store.begin(lock, seal, settlement, Some((damage, summary))),
-            Err(still) => Err(StoreError::Damaged(format!(
-                "the rebuilt metadata database still disagrees with records/: {still}"
-            ))),
-        }
-    }
-
-    /// The last step of [`start`](Self::start): a new generation, in the database first and
-    /// then in the seal, which now says a run is open.
-    fn begin(
-        mut self,
-        lock: DirLock,
-        seal: Option<Seal>,
-        settlement: Settlement,
-        rebuilt: Option<(Damage, String)>,
-    ) -> Result<Store, StoreError> {
-        let generation = self
-            .generation()?
-            .unwrap_or(0)
-            .max(seal.map_or(0, |s| s.generation))
-            + 1;
-        self.set_generation(generation)?;
-        self.meta.flush()?;
-        Seal {
-            generation,
-            clean: false,
-            records: 0,
-        }
-        .write(&self.layout)?;
-        self.load_damaged()?;
-        self.generation = std::sync::atomic::AtomicU64::new(generation);
-        self.unsettled = settlement.unsettled;
-        self.lock = Some(lock);
-        self.started = Started {
-            settlement,
-            rebuilt,
-        };
-        Ok(self)
-    }
-
-    /// What the start-up did.
-    pub fn started(&self) -> &Started {
-        &self.started
-    }
-
-    /// The size of the space reserve, and whether it is held now.
-    pub fn space_reserve(&self) -> (u64, bool) {
-        self.space
-            .as_ref()
-            .map_or((0, false), |s| (s.size(), s.held()))
-    }
-
-    /// The write error that put the store in the failing state, if it is in it.
-    pub fn failing(&self) -> Option<String> {
-        if !self.failing_set.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
-        self.failing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Enters the failing state on a write error from the disk or the database.
-    pub fn note_error(&self, e: &StoreError) {
-        if !e.is_disk_failure() {
-            return;
-        }
-        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-        if failing.is_none() {
-            tracing::error!(error = %e, "a write failed on the disk: refusing uploads until a health probe passes");
-        }
-        *failing = Some(e.to_string());
-        self.failing_set
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Passes a result through, entering the failing state on a disk failure.
-    fn watch<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(e) = &r {
-            self.note_error(e);
-        }
-        r
-    }
-
-    /// The deep health probes; when both pass, the failing state ends.
-    pub fn probe(&self) -> (Result<(), StoreError>, Result<(), StoreError>) {
-        let disk = self.probe_disk();
-        let meta = self.probe_meta();
-        if disk.is_ok() && meta.is_ok() {
-            if self
-                .failing_set
-                .swap(false, std::sync::atomic::Ordering::Relaxed)
-            {
-                tracing::info!("the health probes pass again: accepting uploads");
-            }
-            *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        } else {
-            for e in [disk.as_ref().err(), meta.as_ref().err()]
-                .into_iter()
-                .flatten()
-            {
-                self.note_error(e);
-            }
-        }
-        (disk, meta)
-    }
-
-    /// Sets the free-space reserve; `None` picks [`disk::default_reserve`] for this disk.
-    pub fn with_reserve(mut self, reserve: Option<u64>) -> Result<Self, StoreError> {
-        let space = disk::space(self.layout.root())?;
-        self.reserve = match reserve {
-            Some(r) => r,
-            None => disk::default_reserve(space.total_bytes),
-        };
-        if let Some(s) = &self.space {
-            s.refill(space.free_bytes, self.reserve);
-        }
-        Ok(self)
-    }
-
-    /// Gives back the space reserve when the disk is full, so that the write that follows
-    /// (an edit, a delete, a flush) finds room.
-    fn make_room(&self) {
-        if let Some(s) = &self.space {
-            s.release_if_short();
-        }
-    }
-
-    pub fn reserve(&self) -> u64 {
-        self.reserve
-    }
-
-    /// Refuses new work that would eat into the reserve. `incoming` is what the caller is about
-    /// to write, when known.
-    pub fn check_space(&self, incoming: u64) -> Result<disk::Space, StoreError> {
-        let space = disk::space(self.layout.root())?;
-        if let Some(s) = &self.space {
-            s.refill(space.free_bytes, self.reserve);
-        }
-        if space.free_bytes < self.reserve.saturating_add(incoming) {
-            return Err(StoreError::NoSpace {
-                free: space.free_bytes,
-                reserve: self.reserve,
-            });
-        }
-        Ok(space)
     }
 
     /// Starts an upload in `tmp/`, watching the reserve while it is written.
@@ -808,50 +585,6 @@ impl Store {
         self.meta.get(id)
     }
 
-    /// Flushes metadata once every request has finished and, for a store opened by
-    /// [`start`](Self::start), seals the catalogue as closed cleanly (unless the start-up
-    /// left something for the server's next start): a new generation in the database, then
-    /// the seal with the record count.
-    pub fn close_cleanly(&self) -> Result<(), StoreError> {
-        self.record_sync.drain();
-        self.meta.settle(self.take_settled().into_iter())?;
-        if self.lock.is_none() {
-            return self.meta.flush();
-        }
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        self.set_generation(generation)?;
-        self.flush_retrying()?;
-        Seal {
-            generation,
-            clean: self.unsettled == 0,
-            records: self.meta.media_count() as u64,
-        }
-        .write(&self.layout)
-    }
-
-    /// The shutdown flush: a full disk gets the space reserve back and a second and third
-    /// try, a moment apart.
-    fn flush_retrying(&self) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        loop {
-            match self.meta.flush() {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < 2 => {
-                    tracing::warn!(error = %e, attempt, "the database flush failed; trying again");
-                    if let Some(s) = &self.space {
-                        s.release();
-                    }
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// A record as the read cache holds it, for paths that only look at it.
     pub fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
         self.meta.get_shared(id)
@@ -1012,154 +745,13 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.meta.flush()
     }
-
-    /// The deep health check: a probe file written, fsynced, read back and removed in `tmp/`,
-    /// and a probe key written, flushed, read back and removed in sled.
-    pub fn probe_disk(&self) -> Result<(), StoreError> {
-        use std::io::{Read, Seek, Write};
-        let value: [u8; 32] = rand::random();
-        let mut file = tempfile::Builder::new()
-            .prefix("health-")
-            .tempfile_in(self.layout.tmp())
-            .map_err(|e| StoreError::io("create the health probe file", e))?;
-        file.write_all(&value)
-            .and_then(|_| file.as_file().sync_all())
-            .map_err(|e| StoreError::io("write and fsync the health probe file", e))?;
-        let mut read = Vec::new();
-        file.rewind()
-            .and_then(|_| file.read_to_end(&mut read))
-            .map_err(|e| StoreError::io("read the health probe file", e))?;
-        if read != value {
-            return Err(StoreError::Corrupt(
-                "the health probe file read back different bytes".into(),
-            ));
-        }
-        file.close()
-            .map_err(|e| StoreError::io("remove the health probe file", e))
-    }
-
-    pub fn probe_meta(&self) -> Result<(), StoreError> {
-        self.meta.probe()
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::new;
     use super::*;
     use std::sync::Arc;
-
-    fn staged(store: &Store, bytes: &[u8]) -> StagedBlob {
-        let mut w = store.blobs().writer().unwrap();
-        w.write(bytes).unwrap();
-        w.finish().unwrap()
-    }
-
-    fn new(store: &Store, bytes: &[u8]) -> NewMedia {
-        NewMedia {
-            blob: staged(store, bytes),
-            filename: "a.txt".into(),
-            declared_type: None,
-            fields: MediaFields::default(),
-        }
-    }
-
-    /// The state a crash can leave mid-[`create`](Store::create): blob and record file under
-    /// their names, the record in sled and marked pending, nothing fsynced.
-    fn cut_off(store: &Store, bytes: &[u8]) -> MediaRecord {
-        let item = new(store, bytes);
-        let record = MediaRecord {
-            id: store.new_id(),
-            hash: item.blob.hash,
-            size: item.blob.size,
-            ..store
-                .create(vec![new(store, b"template")])
-                .unwrap()
-                .remove(0)
-        };
-        drop(
-            store
-                .place(vec![item.blob], std::slice::from_ref(&record))
-                .unwrap(),
-        );
-        store.meta.insert_pending(&[&record], &[]).unwrap();
-        store.meta.flush().unwrap();
-        record
-    }
-
-    fn start(dir: &Path) -> Store {
-        Store::start(dir, Role::Server).unwrap()
-    }
-
-    #[test]
-    fn a_start_keeps_complete_uploads_and_rolls_back_incomplete_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = start(dir.path());
-        let intact = cut_off(&store, b"complete bytes");
-        let torn = cut_off(&store, b"bytes that never reached the disk");
-        let shared = store
-            .create(vec![new(&store, b"shared")])
-            .unwrap()
-            .remove(0);
-        let dedup = cut_off(&store, b"shared");
-        // What the disk may hold after the power cut: a torn record file, a short blob.
-        std::fs::write(store.records.path_for(intact.id), b"{\"schema\":").unwrap();
-        let short = store.blob_path(&torn.hash);
-        std::fs::write(&short, b"bytes that").unwrap();
-        // Clears the marks of the uploads that completed (cleared lazily otherwise), not those
-        // of the cut-off ones.
-        store.close_cleanly().unwrap();
-        drop(store);
-
-        let store = start(dir.path());
-        let r = &store.started().settlement;
-        assert_eq!((r.kept, r.rolled_back, r.set_aside), (2, 1, 0), "{r:?}");
-        assert!(store.started().rebuilt.is_none());
-        assert_eq!(store.get(intact.id).unwrap().unwrap(), intact);
-        assert_eq!(store.records.read(intact.id).unwrap().unwrap(), intact);
-        assert_eq!(store.get(dedup.id).unwrap().unwrap(), dedup);
-        assert_eq!(store.refcount(&shared.hash).unwrap(), 2);
-        assert!(store.get(torn.id).unwrap().is_none());
-        assert!(store.records.read(torn.id).unwrap().is_none());
-        assert!(
-            catalogue::quarantined_copy(store.layout(), torn.id).is_file(),
-            "the record file of the rolled-back upload is kept aside"
-        );
-        assert!(!short.exists(), "the incomplete blob went with its record");
-        assert!(store.meta.pending().unwrap().is_empty());
-        let report = store.verify().unwrap();
-        assert!(!report.is_damaged(), "{}", report.render());
-        store.close_cleanly().unwrap();
-        drop(store);
-        assert!(start(dir.path()).started().settlement.is_empty());
-    }
-
-    /// A completed upload's mark is cleared, once its record file is durable, by the next
-    /// upload's transaction or at a clean shutdown; one a crash keeps makes the next start
-    /// check that record, which it keeps.
-    #[test]
-    fn pending_marks_are_cleared_lazily_and_a_leftover_one_is_harmless() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = start(dir.path());
-        let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
-        assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
-        // The record file is made durable behind the upload; only then may its mark go.
-        store.record_sync.drain();
-        let second = store
-            .create(vec![new(&store, b"second")])
-            .unwrap()
-            .remove(0);
-        assert_eq!(store.meta.pending().unwrap(), vec![second.id]);
-        store.meta.flush().unwrap();
-        drop(store);
-        let store = start(dir.path());
-        let r = &store.started().settlement;
-        assert_eq!((r.kept, r.rolled_back), (1, 0));
-        assert_eq!(store.get(second.id).unwrap().unwrap(), second);
-        let third = store.create(vec![new(&store, b"third")]).unwrap().remove(0);
-        store.close_cleanly().unwrap();
-        assert!(store.meta.pending().unwrap().is_empty());
-        assert!(store.get(third.id).unwrap().is_some());
-    }
 
     /// A blob that no record counts may hold anything a crash left; a new upload of its bytes
     /// replaces it rather than trusting it.
@@ -1192,112 +784,6 @@ mod tests {
                 .load(std::sync::atomic::Ordering::SeqCst),
             1
         );
-    }
-
-    /// A record file the database lacks is an upload or a delete a crash cut off, or a loss
-    /// of the database's: after a crash, a few are indexed when their bytes are whole and set
-    /// aside when not (never acknowledged); after a clean stop, any is damage, and the server
-    /// rebuilds the database from `records/`, where it finds them.
-    #[test]
-    fn record_files_the_database_lacks_are_indexed_never_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = start(dir.path());
-        let first = store.create(vec![new(&store, b"bytes")]).unwrap().remove(0);
-        let mut stray = first.clone();
-        stray.id = store.new_id();
-        stray.title = "only in records/".into();
-        store.records.write(&stray).unwrap();
-        let mut cut = first.clone();
-        cut.id = store.new_id();
-        cut.hash = ContentHash([7; 32]);
-        store.records.write(&cut).unwrap();
-        drop(store);
-
-        // A crash: the stray one is indexed, the one without bytes set aside.
-        let store = start(dir.path());
-        let r = store.started().settlement.clone();
-        assert_eq!((r.adopted, r.set_aside), (1, 1), "{r:?}");
-        assert_eq!(store.get(stray.id).unwrap().unwrap(), stray);
-        assert_eq!(store.refcount(&first.hash).unwrap(), 2);
-        assert!(store.records.read(cut.id).unwrap().is_none());
-        assert!(catalogue::quarantined_copy(store.layout(), cut.id).is_file());
-        store.close_cleanly().unwrap();
-
-        // After a clean stop, a difference is damage: a command refuses, the server rebuilds.
-        let mut late = first.clone();
-        late.id = store.new_id();
-        store.records.write(&late).unwrap();
-        drop(store);
-        let refused = Store::start(dir.path(), Role::Command).err().unwrap();
-        assert!(
-            matches!(&refused, StoreError::Damaged(m) if m.contains("shoebox rebuild")),
-            "{refused}"
-        );
-        let store = start(dir.path());
-        let (damage, summary) = store.started().rebuilt.clone().unwrap();
-        assert!(damage.to_string().contains("lacks 1 records"), "{damage}");
-        assert!(summary.contains("from 3 record files"), "{summary}");
-        for id in [first.id, stray.id, late.id] {
-            assert!(store.get(id).unwrap().is_some());
-        }
-        assert!(!store.verify().unwrap().is_damaged());
-    }
-
-    /// A delete renames the record file to a tombstone before the database forgets the
-    /// record: a crash in between is finished at the next start, and no rebuild brings the
-    /// record back.
-    #[test]
-    fn a_delete_cut_off_after_its_tombstone_is_finished_at_the_next_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = start(dir.path());
-        let kept = store.create(vec![new(&store, b"kept")]).unwrap().remove(0);
-        let gone = store.create(vec![new(&store, b"gone")]).unwrap().remove(0);
-        // Still marked pending, as a fresh upload is: the next start must not rewrite its
-        // record file.
-        assert!(store.meta.pending().unwrap().contains(&gone.id));
-        assert!(store.records.tombstone(gone.id).unwrap());
-        drop(store);
-        let store = start(dir.path());
-        assert_eq!(store.started().settlement.deletes_finished, 1);
-        assert!(store.get(gone.id).unwrap().is_none());
-        assert!(!store.blob_path(&gone.hash).exists());
-        assert!(store.records.tombstones().unwrap().is_empty());
-        assert!(store.records.read(gone.id).unwrap().is_none());
-        assert!(!store.verify().unwrap().is_damaged());
-        store.close_cleanly().unwrap();
-        drop(store);
-        let (store, report) = rebuild::rebuild(dir.path()).unwrap();
-        assert_eq!(report.records, 1);
-        assert!(store.get(gone.id).unwrap().is_none());
-        assert!(store.get(kept.id).unwrap().is_some());
-    }
-
-    /// More differences than writes can be in flight is damage even after a crash; so is a
-    /// record the database has and `records/` lacks, or a database of another generation.
-    #[test]
-    fn a_database_that_lost_data_is_rebuilt_from_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = start(dir.path());
-        let items: Vec<NewMedia> = (0..50)
-            .map(|n| new(&store, format!("file {n}").as_bytes()))
-            .collect();
-        let made = store.create(items).unwrap();
-        store.close_cleanly().unwrap();
-        drop(store);
-        std::fs::remove_dir_all(dir.path().join("meta")).unwrap();
-        let store = start(dir.path());
-        let (damage, _) = store.started().rebuilt.clone().unwrap();
-        assert!(damage.to_string().contains("generation"), "{damage}");
-        assert_eq!(store.media_count(), 50);
-        // Now a record file lost behind the database's back.
-        std::fs::remove_file(store.records.path_for(made[0].id)).unwrap();
-        drop(store);
-        let store = start(dir.path());
-        let (damage, summary) = store.started().rebuilt.clone().unwrap();
-        assert!(damage.to_string().contains("no record file"), "{damage}");
-        assert!(summary.contains("copied to quarantine"), "{summary}");
-        assert_eq!(store.media_count(), 49);
-        assert!(catalogue::quarantined_copy(store.layout(), made[0].id).is_file());
     }
 
     #[test]
@@ -1362,37 +848,5 @@ mod tests {
         // last one is gone, so is the blob.
         assert_eq!(store.media_count(), 0);
         assert!(store.blobs().list().unwrap().is_empty());
-    }
-
-    /// A write error from the disk holds uploads back until the probes pass again; a full
-    /// disk or a missing file is no such error.
-    #[test]
-    fn a_write_error_sets_the_failing_state_until_a_probe_passes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert!(store.failing().is_none());
-        store.note_error(&StoreError::io(
-            "write a blob",
-            std::io::Error::from(std::io::ErrorKind::StorageFull),
-        ));
-        store.note_error(&StoreError::NotFound);
-        assert!(store.failing().is_none());
-        store.note_error(&StoreError::io(
-            "fsync a blob",
-            std::io::Error::from_raw_os_error(libc::EIO),
-        ));
-        assert!(store.failing().unwrap().contains("fsync a blob"));
-        let (disk, meta) = store.probe();
-        assert!(disk.is_ok() && meta.is_ok());
-        assert!(store.failing().is_none());
-    }
-
-    #[test]
-    fn probes_pass_on_a_healthy_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.probe_disk().unwrap();
-        store.probe_meta().unwrap();
-        assert_eq!(std::fs::read_dir(store.layout().tmp()).unwrap().count(), 0);
     }
 }

@@ -124,6 +124,56 @@ impl SpaceReserve {
     }
 }
 
+impl super::Store {
+    /// The size of the space reserve, and whether it is held now.
+    pub fn space_reserve(&self) -> (u64, bool) {
+        self.space
+            .as_ref()
+            .map_or((0, false), |s| (s.size(), s.held()))
+    }
+
+    /// Sets the free-space reserve; `None` picks [`disk::default_reserve`] for this disk.
+    pub fn with_reserve(mut self, reserve: Option<u64>) -> Result<Self, StoreError> {
+        let space = disk::space(self.layout.root())?;
+        self.reserve = match reserve {
+            Some(r) => r,
+            None => disk::default_reserve(space.total_bytes),
+        };
+        if let Some(s) = &self.space {
+            s.refill(space.free_bytes, self.reserve);
+        }
+        Ok(self)
+    }
+
+    /// Gives back the space reserve when the disk is full, so that the write that follows
+    /// (an edit, a delete, a flush) finds room.
+    pub(crate) fn make_room(&self) {
+        if let Some(s) = &self.space {
+            s.release_if_short();
+        }
+    }
+
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Refuses new work that would eat into the reserve. `incoming` is what the caller is about
+    /// to write, when known.
+    pub fn check_space(&self, incoming: u64) -> Result<disk::Space, StoreError> {
+        let space = disk::space(self.layout.root())?;
+        if let Some(s) = &self.space {
+            s.refill(space.free_bytes, self.reserve);
+        }
+        if space.free_bytes < self.reserve.saturating_add(incoming) {
+            return Err(StoreError::NoSpace {
+                free: space.free_bytes,
+                reserve: self.reserve,
+            });
+        }
+        Ok(space)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

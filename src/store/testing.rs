@@ -1,0 +1,41 @@
+//! Helpers for the store's unit tests.
+
+use super::*;
+
+pub(crate) fn staged(store: &Store, bytes: &[u8]) -> StagedBlob {
+    let mut w = store.blobs().writer().unwrap();
+    w.write(bytes).unwrap();
+    w.finish().unwrap()
+}
+
+pub(crate) fn new(store: &Store, bytes: &[u8]) -> NewMedia {
+    NewMedia {
+        blob: staged(store, bytes),
+        filename: "a.txt".into(),
+        declared_type: None,
+        fields: MediaFields::default(),
+    }
+}
+
+/// The state a crash can leave mid-[`create`](Store::create): blob and record file under
+/// their names, the record in sled and marked pending, nothing fsynced.
+pub(crate) fn cut_off(store: &Store, bytes: &[u8]) -> MediaRecord {
+    let item = new(store, bytes);
+    let record = MediaRecord {
+        id: store.new_id(),
+        hash: item.blob.hash,
+        size: item.blob.size,
+        ..store
+            .create(vec![new(store, b"template")])
+            .unwrap()
+            .remove(0)
+    };
+    drop(
+        store
+            .place(vec![item.blob], std::slice::from_ref(&record))
+            .unwrap(),
+    );
+    store.meta.insert_pending(&[&record], &[]).unwrap();
+    store.meta.flush().unwrap();
+    record
+}
