@@ -273,7 +273,9 @@ fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
 
 impl Store {
     /// Opens (or initialises) a data directory: checks `FORMAT`, empties `tmp/`, opens sled.
-    pub fn open(root: &Path) -> Result<Store, StoreError> {
+    /// Nothing more: no lock, no check against `records/`. Servers and commands open a store
+    /// with [`start`](Self::start); this is its first step, and the tests' shortcut.
+    pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
         let instance = layout.prepare()?;
         let cleared = layout.clear_tmp()?;
