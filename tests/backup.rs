@@ -376,3 +376,83 @@ fn a_killed_restore_can_be_run_again() {
         assert_eq!(all_records(&s).len(), uploaded.len(), "kill {k}");
     }
 }
+
+/// An archive is outside input: a record whose type was crafted in it is stored cleaned, as a
+/// client's declared type is, and served by the same rules.
+#[test]
+fn a_restored_record_cannot_smuggle_a_content_type() {
+    use sha2::Digest;
+    let mut s = TestServer::start();
+    let item = s.upload("notes.txt", b"plain words", &[]);
+    let id = item["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    fetch_backup(&s, &archive);
+    assert!(s.terminate().success());
+
+    // Rewrite the record's type, and the manifest's sum for it.
+    let crafted_type = "TEXT/HTML; charset=\"><script>alert(1)</script>";
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut input = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        entries.push((path, data));
+    }
+    let record_path = format!("shoebox-backup/records/{id}.json");
+    let mut record: Value =
+        serde_json::from_slice(&entries.iter().find(|(p, _)| *p == record_path).unwrap().1)
+            .unwrap();
+    record["content_type"] = Value::from(crafted_type);
+    let record_bytes = serde_json::to_vec_pretty(&record).unwrap();
+    let sum = hex::encode(sha2::Sha256::digest(&record_bytes));
+    for (path, data) in entries.iter_mut() {
+        if *path == record_path {
+            *data = record_bytes.clone();
+        } else if path.ends_with("MANIFEST.json") {
+            let mut manifest: Value = serde_json::from_slice(data).unwrap();
+            for f in manifest["files"].as_array_mut().unwrap() {
+                if f["path"] == record_path.as_str() {
+                    f["sha256"] = Value::from(sum.clone());
+                    f["size"] = Value::from(record_bytes.len());
+                }
+            }
+            *data = serde_json::to_vec_pretty(&manifest).unwrap();
+        }
+    }
+    let crafted = dir.path().join("crafted.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&crafted).unwrap());
+    for (path, data) in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        out.append_data(&mut h, path, data.as_slice()).unwrap();
+    }
+    out.into_inner().unwrap();
+
+    let target = dir.path().join("restored");
+    let (code, out) = run_cli(&["restore", crafted.to_str().unwrap()], &target);
+    assert_eq!(code, 0, "{out}");
+    let s = TestServer::builder().data_dir(&target).start();
+    let restored: Value = s
+        .authed(Method::GET, &format!("/api/media/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(restored["content_type"], "text/html", "{restored}");
+    let res = s.authed(Method::GET, &format!("/m/{id}")).send().unwrap();
+    let h = res.headers();
+    assert!(!h["content-type"].to_str().unwrap().contains("script"));
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+}

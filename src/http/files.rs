@@ -24,15 +24,19 @@ use super::openapi::responses::{Forbidden, NotFound, ServerError, Unauthorized};
 use super::openapi::Binary;
 use super::AppState;
 use crate::signing::{self, Verdict};
-use crate::store::{sniff, ContentHash, MediaId, MediaRecord, Store};
+use crate::store::sniff::{self, Presentation};
+use crate::store::{ContentHash, MediaId, MediaRecord, Store};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A record's URL keeps its bytes, but the record can be deleted or made private.
 const PUBLIC_SHORT: &str = "public, max-age=300";
 const PRIVATE: &str = "private, no-cache";
-/// Uploaded active content (HTML, SVG, scripts) gets no scripts, no plugins, no network.
-const SANDBOX: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+/// SVG is shown inline, but runs no script, loads nothing and has no plugins.
+const SVG_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+/// Everything not known to be inert, and text the browser shows as a page of its own: a
+/// unique origin with nothing allowed, should a browser ever render it.
+const SANDBOX: &str = "sandbox; default-src 'none'";
 
 /// Files up to this size are kept in memory once served.
 const MAX_CACHED_FILE: u64 = 256 * 1024;
@@ -207,17 +211,24 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
         return error(req, ApiError::BlobDamaged(s.hash.to_hex()));
     }
     let etag = EntityTag::new_strong(s.hash.to_hex());
-    let active = sniff::is_active(s.content_type);
+    // Raster images, audio, video and PDF need none (and a sandbox breaks PDF viewers).
+    let policy = match sniff::presentation(s.content_type) {
+        Presentation::InlineNoScript => Some(SVG_POLICY),
+        Presentation::Attachment => Some(SANDBOX),
+        Presentation::Inline if s.content_type.starts_with("text/") => Some(SANDBOX),
+        Presentation::Inline if s.content_type == "application/json" => Some(SANDBOX),
+        Presentation::Inline => None,
+    };
     let set_common = |res: &mut HttpResponse| {
         let h = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&etag.to_string()) {
             h.insert(header::ETAG, v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(s.cache));
-        if active {
+        if let Some(policy) = policy {
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(SANDBOX),
+                HeaderValue::from_static(policy),
             );
         }
     };
@@ -307,12 +318,16 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
     ServiceResponse::new(req, res)
 }
 
-/// How a record's file is served: inline under its own name (a download for markup other than
-/// SVG, or with `?download=1`), cached briefly when public.
+/// Whether a file goes out as a download: on request, and for every type not known to be
+/// inert (see [`Presentation`]).
+fn as_attachment(req: &ServiceRequest, content_type: &str) -> bool {
+    wants_download(req) || sniff::presentation(content_type) == Presentation::Attachment
+}
+
+/// How a record's file is served: inline under its own name when its type is known to be
+/// inert (or SVG), a download otherwise or with `?download=1`; cached briefly when public.
 fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> Serve<'a> {
-    let active = sniff::is_active(&record.content_type);
-    // Markup other than SVG is downloaded, never rendered, even sandboxed.
-    let attachment = wants_download(req) || (active && record.content_type != "image/svg+xml");
+    let attachment = as_attachment(req, &record.content_type);
     let kind = if attachment {
         DispositionType::Attachment
     } else {
@@ -361,8 +376,10 @@ fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiE
 /// A record's file under its original name.
 ///
 /// `?download=1` makes it an attachment. Served with its sniffed `Content-Type`, a strong `ETag` (its
-/// sha256), `Range` and conditional requests. HTML, SVG, XML and scripts carry a sandboxing
-/// `Content-Security-Policy`, and all but SVG are served as attachments. Private media need a
+/// sha256), `Range` and conditional requests. Only types known to be inert (raster images,
+/// audio, video, PDF, plain text, JSON) are shown inline; SVG is inline under a
+/// `Content-Security-Policy` that runs no script; every other type, known or not, is an
+/// attachment under a sandboxing `Content-Security-Policy`. Private media need a
 /// token that may read them, or a valid signed URL (`exp`, `kid`, `sig` from
 /// `GET /api/media/{id}/url`), and are `404` without either.
 #[utoipa::path(
@@ -510,8 +527,7 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
         // A blob used only by private records does not exist for anonymous callers.
         _ => return Ok(error(req, ApiError::NotFound("blob"))),
     };
-    let active = sniff::is_active(&record.content_type);
-    let attachment = wants_download(&req) || (active && record.content_type != "image/svg+xml");
+    let attachment = as_attachment(&req, &record.content_type);
     let kind = if attachment {
         DispositionType::Attachment
     } else {

@@ -288,12 +288,22 @@ pub fn read_archive(
             Entry::Record(id) => {
                 let mut text = Vec::new();
                 let (sum, size) = copy_hashing(entry, &mut text)?;
-                let record = records::parse(&text)?;
+                let mut record = records::parse(&text)?;
                 if record.id != id {
                     return Err(bad(format!("{path} holds media {}", record.id)));
                 }
                 if let Some(l) = &layout {
-                    write_file(&l.records().join(format!("{id}.json")), &text)?;
+                    // An archive is outside input: its types are cleaned as a client's are,
+                    // so a crafted one never reaches a response header.
+                    let clean = super::sniff::normalise(&record.content_type);
+                    let bytes = if clean == record.content_type {
+                        text
+                    } else {
+                        record.content_type = clean;
+                        record.kind = super::sniff::kind(&record.content_type);
+                        records::encode(&record)?
+                    };
+                    write_file(&l.records().join(format!("{id}.json")), &bytes)?;
                 }
                 seen.insert(path, (sum, size));
                 report.records += 1;

@@ -181,7 +181,7 @@ impl RecordFiles {
     }
 }
 
-fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
     let mut bytes = serde_json::to_vec_pretty(record)
         .map_err(|e| StoreError::Corrupt(format!("a record does not serialise: {e}")))?;
     bytes.push(b'\n');

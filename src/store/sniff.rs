@@ -18,13 +18,15 @@ pub fn content_type(head: &[u8], filename: &str, declared: Option<&str>) -> Stri
     let by_extension = mime_guess::from_path(filename)
         .first_raw()
         .filter(|e| *e != "application/octet-stream");
-    let hint = by_extension.or(declared);
+    let declared = declared.map(normalise);
+    let hint = by_extension.map(str::to_owned).or(declared);
     match (infer::get(head).map(|t| t.mime_type()), hint) {
-        (Some(s), Some(h)) if GENERIC.contains(&s) => h.to_owned(),
+        (Some(s), Some(h)) if GENERIC.contains(&s) => h,
         (Some(s), _) => s.to_owned(),
-        // A hint that claims a binary media type for bytes that did not sniff as one is
-        // believed; every response carries nosniff, so a browser will not second-guess it.
-        (None, Some(h)) => h.to_owned(),
+        // A hint that claims a type for bytes that did not sniff as anything is believed:
+        // every response carries nosniff, and only the types on the inert list are shown on
+        // Shoebox's origin; any other is a sandboxed download (see [`presentation`]).
+        (None, Some(h)) => h,
         (None, None) if looks_like_text(head) => "text/plain".to_owned(),
         (None, None) => "application/octet-stream".to_owned(),
     }
@@ -81,27 +83,94 @@ fn is_document(sub: &str) -> bool {
         || sub.starts_with("vnd.oasis.opendocument")
 }
 
-/// Types that a browser would execute or render as an active document. Shoebox serves these
-/// under a sandboxing Content-Security-Policy so uploaded markup never runs on its origin.
-pub fn is_active(content_type: &str) -> bool {
-    let essence = content_type
+/// How a stored type may be shown on Shoebox's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation {
+    /// Known to be inert: raster images, audio, video, PDF, plain text and JSON, inline.
+    Inline,
+    /// SVG: inline, under a Content-Security-Policy that runs no script.
+    InlineNoScript,
+    /// Everything else, including every type nobody has heard of: a download, under a
+    /// sandboxing Content-Security-Policy, never rendered on the origin.
+    Attachment,
+}
+
+/// Types a browser shows without running anything of the file's on the page's origin. An
+/// allowlist: a type that is not here, however harmless it sounds, is downloaded.
+const INERT: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/bmp",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/tiff",
+    "image/heic",
+    "image/heif",
+    "image/jxl",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/aac",
+    "audio/ogg",
+    "audio/opus",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/webm",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/x-m4a",
+    "video/mp4",
+    "video/webm",
+    "video/ogg",
+    "video/quicktime",
+    "video/x-matroska",
+    "video/mpeg",
+    "video/3gpp",
+    "application/pdf",
+    "text/plain",
+    "application/json",
+];
+
+/// The type without parameters, lower-cased.
+fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "text/html"
-            | "application/xhtml+xml"
-            | "image/svg+xml"
-            | "text/xml"
-            | "application/xml"
-            | "text/javascript"
-            | "application/javascript"
-            | "application/ecmascript"
-            | "text/ecmascript"
-    ) || essence.ends_with("+xml")
+        .to_ascii_lowercase()
+}
+
+/// How a stored type is served (see [`Presentation`]).
+pub fn presentation(content_type: &str) -> Presentation {
+    let essence = essence(content_type);
+    if INERT.contains(&essence.as_str()) {
+        Presentation::Inline
+    } else if essence == "image/svg+xml" {
+        Presentation::InlineNoScript
+    } else {
+        Presentation::Attachment
+    }
+}
+
+/// A content type as it may be stored: `type/subtype` in lower case, made of the characters
+/// RFC 9110 allows in a token, without parameters; anything else becomes
+/// `application/octet-stream`. Applied to every type that comes from outside (a client's
+/// declaration, a restored archive), so a stored type is always a clean header value.
+pub fn normalise(content_type: &str) -> String {
+    let essence = essence(content_type);
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 127
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((top, sub)) if token(top) && token(sub) => essence,
+        _ => "application/octet-stream".to_owned(),
+    }
 }
 
 /// Width and height of an image, when its header is among the sniffed bytes.
@@ -157,6 +226,62 @@ mod tests {
         assert_eq!(kind("text/plain; charset=utf-8"), Kind::Document);
         assert_eq!(kind("application/zip"), Kind::Other);
         assert_eq!(dimensions(PNG_1X1), Some((3, 2)));
-        assert!(is_active("image/svg+xml") && is_active("text/html") && !is_active("image/png"));
+        assert_eq!(presentation("image/svg+xml"), Presentation::InlineNoScript);
+        assert_eq!(presentation("text/html"), Presentation::Attachment);
+        assert_eq!(presentation("Image/PNG"), Presentation::Inline);
+    }
+
+    /// The attack round's types, declared with no extension and no sniffable bytes: only the
+    /// inert ones are shown inline; everything else, known or not, is downloaded.
+    #[test]
+    fn declared_types_are_normalised_and_only_inert_ones_shown_inline() {
+        let xml = b"<?xml version=\"1.0\"?><x:script xmlns:x=\"http://www.w3.org/1999/xhtml\">";
+        for (declared, stored, shown) in [
+            ("text/xsl", "text/xsl", Presentation::Attachment),
+            (
+                "TEXT/VTT; charset=utf-8",
+                "text/vtt",
+                Presentation::Attachment,
+            ),
+            (
+                "multipart/x-mixed-replace; boundary=x",
+                "multipart/x-mixed-replace",
+                Presentation::Attachment,
+            ),
+            (
+                "text/x-unheard-of",
+                "text/x-unheard-of",
+                Presentation::Attachment,
+            ),
+            (
+                "application/xhtml+xml",
+                "application/xhtml+xml",
+                Presentation::Attachment,
+            ),
+            ("text/html", "text/html", Presentation::Attachment),
+            (
+                "image/svg+xml",
+                "image/svg+xml",
+                Presentation::InlineNoScript,
+            ),
+            ("image/png", "image/png", Presentation::Inline),
+            ("text/plain", "text/plain", Presentation::Inline),
+            ("application/json", "application/json", Presentation::Inline),
+            (
+                "a/b\r\nSet-Cookie: x=1",
+                "application/octet-stream",
+                Presentation::Attachment,
+            ),
+            (
+                "nonsense",
+                "application/octet-stream",
+                Presentation::Attachment,
+            ),
+            ("", "application/octet-stream", Presentation::Attachment),
+        ] {
+            let ct = content_type(xml, "holiday-photos", Some(declared));
+            assert_eq!(ct, stored, "{declared:?}");
+            assert_eq!(presentation(&ct), shown, "{declared:?}");
+        }
     }
 }
