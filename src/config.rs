@@ -209,6 +209,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_SHUTDOWN_TIMEOUT", default_value_t = 25)]
     pub shutdown_timeout: u64,
 
+    /// How long a client may send nothing while a request is open (its head or its body)
+    /// before it is cut off with 408 (e.g. 60s).
+    #[arg(long, env = "SHOEBOX_CLIENT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SHOEBOX_WORKERS")]
     pub workers: Option<usize>,
@@ -323,6 +328,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub max_upload_bytes: u64,
     pub shutdown_timeout: Duration,
+    /// How long a client may send nothing while a request is open.
+    pub client_timeout: Duration,
     pub workers: Option<usize>,
     /// Bytes of small files kept in memory.
     pub file_cache: u64,
@@ -398,6 +405,9 @@ impl Config {
                 ));
             }
         }
+        if args.client_timeout.is_zero() {
+            return Err("SHOEBOX_CLIENT_TIMEOUT must be at least 1s".into());
+        }
         if args.scrub_rate == 0 {
             return Err("SHOEBOX_SCRUB_RATE must be greater than zero; set SHOEBOX_SCRUB_INTERVAL=off to turn the scrub off".into());
         }
@@ -411,6 +421,7 @@ impl Config {
             public_url,
             max_upload_bytes: args.max_upload_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            client_timeout: args.client_timeout,
             workers: args.workers,
             file_cache: args.file_cache,
             disk_reserve: args.disk_reserve,
@@ -461,6 +472,7 @@ mod tests {
             ("admin-token", "SHOEBOX_ADMIN_TOKEN"),
             ("allowed-types", "SHOEBOX_ALLOWED_TYPES"),
             ("bind", "SHOEBOX_BIND"),
+            ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),
             ("data-dir", "SHOEBOX_DATA_DIR"),

@@ -657,4 +657,274 @@ fn repeated_bad_tokens_are_throttled() {
     assert_eq!(res.status(), 429, "sign-in shares the budget");
     // Anonymous reads still work for everyone.
     assert_eq!(s.get("/api/media").send().unwrap().status(), 200);
+    // A valid credential always works, from the very address that was throttled: only the
+    // failures are held back, so nobody can lock the owner out.
+    assert_eq!(
+        s.authed(Method::GET, "/api/status")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = s
+        .client()
+        .post(s.url("/api/session"))
+        .json(&json!({"token": common::TOKEN}))
+        .send()
+        .unwrap();
+    assert!(res.status().is_success(), "sign-in: {}", res.status());
+    let created: Value = s
+        .authed(Method::POST, "/api/tokens")
+        .json(&json!({"name": "uploader", "scope": "upload"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let res = s
+        .client()
+        .post(s.url("/api/media?filename=a.txt"))
+        .bearer_auth(created["token"].as_str().unwrap())
+        .body("still uploading")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+/// A raw connection to the server, for requests no HTTP client would send.
+fn raw(s: &TestServer) -> std::net::TcpStream {
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn
+}
+
+/// Reads until the server closes or answers a whole response head; returns what came.
+fn read_answer(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Requests that stall or inflate: each is cut off within the client timeout (2 s here), with
+/// `408` where an answer can still be given, and the server keeps answering everyone else.
+#[test]
+fn stalled_and_inflating_requests_are_cut_off() {
+    use std::io::Write;
+    let s = TestServer::builder()
+        .arg("--client-timeout")
+        .arg("2s")
+        .start();
+    let item = s.upload("a.txt", b"kept", &[]);
+    let id = item["id"].as_str().unwrap();
+    let auth = format!("Authorization: Bearer {}\r\n", common::TOKEN);
+    let boundary = "----stall";
+    let part = |name: &str| {
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "a JSON body",
+            "POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{\"token\": \"abc"
+                .to_owned(),
+        ),
+        (
+            "a multipart text field",
+            format!(
+                "POST /api/media HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; \
+                 boundary={boundary}\r\nContent-Length: 10000\r\n\r\n{}holiday in",
+                part("title")
+            ),
+        ),
+        (
+            "the gap between multipart parts",
+            format!(
+                "POST /api/media HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; \
+                 boundary={boundary}\r\nContent-Length: 10000\r\n\r\n{}holiday\r\n",
+                part("title")
+            ),
+        ),
+        (
+            "a raw upload",
+            format!(
+                "POST /api/media?filename=a.bin HTTP/1.1\r\nHost: x\r\n{auth}\
+                 Content-Length: 10000\r\n\r\nthe first bytes"
+            ),
+        ),
+    ];
+    for (what, request) in cases {
+        let started = std::time::Instant::now();
+        let mut conn = raw(&s);
+        conn.write_all(request.as_bytes()).unwrap();
+        let answer = read_answer(&mut conn);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
+        assert!(answer.contains("request_timeout"), "{what}: {answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: cut off in {:?}",
+            started.elapsed()
+        );
+    }
+
+    // A head that never ends, on a connection whose first request was answered.
+    let mut conn = raw(&s);
+    conn.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_answer(&mut conn).starts_with("HTTP/1.1 200"));
+    conn.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let rest = read_answer(&mut conn);
+    assert!(
+        !rest.starts_with("HTTP/1.1 200"),
+        "the stalled head was never answered: {rest}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the stalled connection was closed, in {:?}",
+        started.elapsed()
+    );
+
+    // Compressed bodies are refused before they are read, on every route.
+    let gzip: &[u8] = &[
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    for (method, path) in [
+        (Method::POST, "/api/session".to_owned()),
+        (Method::PATCH, format!("/api/media/{id}")),
+        (Method::POST, "/api/tokens".to_owned()),
+        (Method::POST, "/api/media?filename=z.bin".to_owned()),
+    ] {
+        let res = s
+            .authed(method.clone(), &path)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body(gzip.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(
+            common::error_code(res, 415),
+            "unsupported_media_type",
+            "{method} {path}"
+        );
+    }
+
+    // A write that needs a token is refused before its body is read: the answer comes while
+    // the announced body has not been sent.
+    for (request, status) in [
+        (
+            format!(
+                "PATCH /api/media/{id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: 60000\r\n\r\n"
+            ),
+            "401",
+        ),
+        (
+            "POST /api/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 60000\r\n\r\n"
+                .to_owned(),
+            "401",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut conn = raw(&s);
+        conn.write_all(request.as_bytes()).unwrap();
+        let answer = read_answer(&mut conn);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request}: {answer}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered before the body: {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Made-up methods never become metric labels.
+    for n in 0..40 {
+        let method = Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        let _ = s.client().request(method, s.url("/api/health")).send();
+    }
+    let metrics = s
+        .authed(Method::GET, "/metrics")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!metrics.contains("MADEUP"), "a client chose a label");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+
+    // And everyone else was served throughout.
+    assert_eq!(s.media_bytes(id), b"kept");
+}
+
+/// Stalled connections against a process with few file descriptors: each first has a request
+/// answered, then stalls the head of its next one (which actix never times out by itself).
+/// Connections are capped below the limit and idle ones closed after the client timeout, so
+/// the server never runs out of descriptors, and health checks and uploads are answered.
+#[test]
+fn stalled_connections_cannot_exhaust_descriptors() {
+    use std::io::Write;
+    let s = TestServer::builder()
+        .arg("--client-timeout")
+        .arg("2s")
+        .nofile(128)
+        .start();
+    let mut stalled = Vec::new();
+    for n in 0..150 {
+        let mut conn = raw(&s);
+        if conn
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+            || !read_answer(&mut conn).starts_with("HTTP/1.1 200")
+        {
+            continue;
+        }
+        let _ =
+            conn.write_all(format!("GET /api/health HTTP/1.1\r\nHost: x\r\nX-{n}: ").as_bytes());
+        stalled.push(conn);
+    }
+    assert!(
+        stalled.len() > 100,
+        "the stalls were set up: {}",
+        stalled.len()
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let health = client.get(s.url("/api/health")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    s.upload("after.txt", b"still taking uploads", &[]);
+    drop(stalled);
+    assert!(
+        !s.output().to_lowercase().contains("too many open files"),
+        "{}",
+        s.output()
+    );
 }

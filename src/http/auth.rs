@@ -9,9 +9,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION, COOKIE, ORIGIN};
 use actix_web::http::Method;
-use actix_web::HttpRequest;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::{ready, Ready};
 
 use super::error::ApiError;
 use super::AppState;
@@ -199,11 +201,12 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Checks a presented token; the same check for bearer headers and for signing in. Failures
-/// count against the client's address, and too many in a row are refused outright (429).
+/// Checks a presented token; the same check for bearer headers and for signing in. A valid
+/// token always works: only failures are throttled, counted per client address and per token
+/// prefix, and too many of them are answered `429` (see [`limits`](super::limits)). Were the
+/// throttle checked first, anyone sharing an address with the owner (everyone, behind a proxy
+/// that is not trusted) could lock the owner out with ten bad guesses.
 pub fn check_token(token: &str, req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let client = state.limiter.client(req, &state.config.trusted_proxies);
-    state.limiter.check(client)?;
     if state.admin.matches(token) {
         return Ok(Caller::Admin);
     }
@@ -213,7 +216,9 @@ pub fn check_token(token: &str, req: &HttpRequest, state: &AppState) -> Result<C
             scope: t.scope,
         });
     }
-    state.limiter.failed(client);
+    let client = state.limiter.client(req, &state.config.trusted_proxies);
+    state.limiter.check(client, token)?;
+    state.limiter.failed(client, token);
     Err(ApiError::Unauthorized(
         "the token is not valid (wrong, expired or revoked)",
     ))
@@ -314,6 +319,48 @@ pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(Caller, Cred
 /// Identifies the caller: bearer token, session cookie, or nobody.
 pub fn caller(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
     authenticate(req, state).map(|(c, _)| c)
+}
+
+/// A caller with a token or a session, as an extractor. Listed before a body extractor, it
+/// refuses an anonymous request before a byte of the body is read (extractors run in order,
+/// and an error stops the rest).
+pub struct Authenticated(pub Caller);
+
+/// An admin caller, as an extractor, for the same reason.
+pub struct AdminCaller;
+
+fn with_state<T>(
+    req: &HttpRequest,
+    f: impl FnOnce(&AppState) -> Result<T, ApiError>,
+) -> Ready<Result<T, ApiError>> {
+    ready(match req.app_data::<actix_web::web::Data<AppState>>() {
+        Some(state) => f(state),
+        None => Err(ApiError::Internal(
+            "the application state is missing".into(),
+        )),
+    })
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        with_state(req, |state| require_token(req, state).map(Authenticated))
+    }
+}
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        with_state(req, |state| {
+            let caller = require_token(req, state)?;
+            require(&caller, caller.is_admin(), "this needs an admin token")?;
+            Ok(AdminCaller)
+        })
+    }
 }
 
 /// Requires a valid token or session (every write does).

@@ -19,8 +19,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_field`, `unauthorized`,
     /// `cross_site`, `not_found`, `method_not_allowed`, `payload_too_large`,
-    /// `unsupported_media_type`, `insufficient_storage`, `disk_failing`, `blob_damaged`,
-    /// `internal`.
+    /// `unsupported_media_type`, `insufficient_storage`, `disk_failing`, `busy`,
+    /// `blob_damaged`, `internal`.
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
@@ -65,6 +65,9 @@ pub enum ApiError {
          them from a backup (or upload the same file again) and run `shoebox verify --repair`"
     )]
     BlobDamaged(String),
+    /// The process ran out of file descriptors for a moment.
+    #[error("the server is too busy to open another file; try again in a moment")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
     #[error("{0}")]
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::DiskFull => "insufficient_storage",
             ApiError::DiskFailing(_) => "disk_failing",
+            ApiError::Busy => "busy",
             ApiError::BlobDamaged(_) => "blob_damaged",
             ApiError::Internal(_) => "internal",
             ApiError::Store(e) => match e {
@@ -104,6 +108,7 @@ impl ApiError {
                 StoreError::NotFound => "not_found",
                 StoreError::NoSpace { .. } | StoreError::NoRoom(_) => "insufficient_storage",
                 e if e.is_disk_full() => "insufficient_storage",
+                e if e.is_out_of_descriptors() => "busy",
                 StoreError::Io { .. }
                 | StoreError::Format(_)
                 | StoreError::Locked(_)
@@ -122,6 +127,7 @@ impl ApiError {
                 StoreError::Invalid { .. } | StoreError::NotFound => e.to_string(),
                 StoreError::NoSpace { .. } => e.to_string(),
                 e if e.is_disk_full() => ApiError::DiskFull.to_string(),
+                e if e.is_out_of_descriptors() => ApiError::Busy.to_string(),
                 _ => "internal error; the server log has details".into(),
             },
             other => other.to_string(),
@@ -142,7 +148,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::DiskFailing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskFailing(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BlobDamaged(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
@@ -151,6 +157,7 @@ impl ResponseError for ApiError {
                     StatusCode::INSUFFICIENT_STORAGE
                 }
                 e if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+                e if e.is_out_of_descriptors() => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Io { .. }
                 | StoreError::Format(_)
                 | StoreError::Locked(_)
@@ -172,6 +179,11 @@ impl ResponseError for ApiError {
         }
         if let ApiError::TooManyRequests { retry_after } = self {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
+        if matches!(self, ApiError::Busy)
+            || matches!(self, ApiError::Store(e) if e.is_out_of_descriptors())
+        {
+            res.insert_header((header::RETRY_AFTER, "1"));
         }
         if let ApiError::DiskFailing(_) = self {
             // Refused before its body was read: the connection cannot carry another request.
@@ -204,6 +216,20 @@ mod tests {
         let status = res.status();
         let bytes = res.into_body().try_into_bytes().unwrap_or_default();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Running out of file descriptors is a moment's overload: 503 and a retry, never the
+    /// failing-disk state's 500.
+    #[test]
+    fn out_of_descriptors_is_busy() {
+        let e = StoreError::io(
+            "open a blob",
+            std::io::Error::from_raw_os_error(libc::EMFILE),
+        );
+        assert!(!e.is_disk_failure());
+        let res = ApiError::from(e).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "1");
     }
 
     #[test]

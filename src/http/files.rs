@@ -253,6 +253,9 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> Servi
     let path = state.store.blob_path(&s.hash);
     let file = match NamedFile::open_async(&path).await {
         Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            return error(req, ApiError::Busy);
+        }
         Err(e) => {
             // A record whose blob is gone is damage that `verify` reports; say so loudly.
             tracing::error!(hash = %s.hash, error = %e, "blob missing or unreadable");

@@ -1,6 +1,8 @@
-//! Throttling of failed sign-ins and bad tokens per client address. Behind a reverse proxy the
-//! address comes from `X-Forwarded-For`, but only when the connection comes from a proxy listed
-//! in SHOEBOX_TRUSTED_PROXIES; anyone else could write that header.
+//! Throttling of failed sign-ins and bad tokens, per client address and per token prefix. Only
+//! failures are counted and held back: a valid token always works (see
+//! [`check_token`](super::auth::check_token)). Behind a reverse proxy the address comes from
+//! `X-Forwarded-For`, but only when the connection comes from a proxy listed in
+//! SHOEBOX_TRUSTED_PROXIES; anyone else could write that header.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,19 +14,38 @@ use ipnet::IpNet;
 
 use super::error::ApiError;
 
-/// Failures allowed per address in one window before further attempts are refused.
+/// Failures allowed per address, and per token prefix, in one window before further failures
+/// are answered `429`.
 const MAX_FAILURES: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(300);
-/// Addresses remembered at most; the oldest windows are dropped first.
+/// Keys remembered at most; the oldest windows are dropped first.
 const MAX_TRACKED: usize = 10_000;
+/// How much of a presented token keys its failures: guesses at one token share a budget
+/// wherever they come from, and a generated token's prefix says nothing of its secret part.
+const PREFIX_CHARS: usize = 12;
+
+/// What failures are counted by.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Key {
+    Address(IpAddr),
+    Prefix(String),
+}
 
 #[derive(Default)]
 pub struct Limiter {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<HashMap<Key, (u32, Instant)>>,
 }
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|net| net.contains(&ip))
+}
+
+fn keys(client: Option<IpAddr>, token: &str) -> impl Iterator<Item = Key> {
+    let prefix: String = token.chars().take(PREFIX_CHARS).collect();
+    client
+        .map(Key::Address)
+        .into_iter()
+        .chain(std::iter::once(Key::Prefix(prefix)))
 }
 
 impl Limiter {
@@ -57,36 +78,43 @@ impl Limiter {
         Some(client)
     }
 
-    /// Refuses an address that failed too often recently.
-    pub fn check(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
-        let Some(ip) = client else { return Ok(()) };
+    /// Refuses a failed attempt from an address, or at a token prefix, that failed too often
+    /// recently.
+    pub fn check(&self, client: Option<IpAddr>, token: &str) -> Result<(), ApiError> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&ip) {
-            Some((count, since)) if *count >= MAX_FAILURES && since.elapsed() < WINDOW => {
-                Err(ApiError::TooManyRequests {
-                    retry_after: (WINDOW - since.elapsed()).as_secs().max(1),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, client: Option<IpAddr>) {
-        let Some(ip) = client else { return };
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
-            if map.len() >= MAX_TRACKED {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| *k) {
-                    map.remove(&oldest);
+        for key in keys(client, token) {
+            if let Some((count, since)) = map.get(&key) {
+                if *count >= MAX_FAILURES && since.elapsed() < WINDOW {
+                    return Err(ApiError::TooManyRequests {
+                        retry_after: (WINDOW - since.elapsed()).as_secs().max(1),
+                    });
                 }
             }
         }
-        let entry = map.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= WINDOW {
-            *entry = (0, Instant::now());
+        Ok(())
+    }
+
+    pub fn failed(&self, client: Option<IpAddr>, token: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys(client, token) {
+            if map.len() >= MAX_TRACKED {
+                map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+                if map.len() >= MAX_TRACKED {
+                    if let Some(oldest) = map
+                        .iter()
+                        .min_by_key(|(_, (_, s))| *s)
+                        .map(|(k, _)| k.clone())
+                    {
+                        map.remove(&oldest);
+                    }
+                }
+            }
+            let entry = map.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
         }
-        entry.0 += 1;
     }
 }
 
@@ -122,14 +150,35 @@ mod tests {
     fn too_many_failures_are_refused_until_the_window_passes() {
         let l = Limiter::default();
         let ip = Some("192.0.2.1".parse().unwrap());
-        for _ in 0..MAX_FAILURES {
-            assert!(l.check(ip).is_ok());
-            l.failed(ip);
+        for n in 0..MAX_FAILURES {
+            let guess = format!("guess-{n:08}");
+            assert!(l.check(ip, &guess).is_ok());
+            l.failed(ip, &guess);
         }
-        assert!(matches!(l.check(ip), Err(ApiError::TooManyRequests { .. })));
+        assert!(matches!(
+            l.check(ip, "another-guess"),
+            Err(ApiError::TooManyRequests { .. })
+        ));
         assert!(
-            l.check(Some("192.0.2.2".parse().unwrap())).is_ok(),
+            l.check(Some("192.0.2.2".parse().unwrap()), "another-guess")
+                .is_ok(),
             "other clients are unaffected"
         );
+    }
+
+    /// Guesses at one token share a budget across addresses.
+    #[test]
+    fn failures_at_one_token_prefix_are_throttled_from_any_address() {
+        let l = Limiter::default();
+        for n in 0..MAX_FAILURES {
+            let ip = Some(IpAddr::from([198, 51, 100, n as u8]));
+            l.failed(ip, "sbx_0123456789-guess");
+        }
+        assert!(l
+            .check(Some("203.0.113.1".parse().unwrap()), "sbx_01234567-other")
+            .is_err());
+        assert!(l
+            .check(Some("203.0.113.1".parse().unwrap()), "sbx_ffffffff")
+            .is_ok());
     }
 }

@@ -299,12 +299,11 @@ impl PatchBody {
     )
 )]
 pub async fn patch(
-    req: HttpRequest,
+    auth::Authenticated(caller): auth::Authenticated,
     id: web::Path<String>,
     body: web::Json<PatchBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::require_token(&req, &state)?;
     let id = parse_id(&id)?;
     editable(&state, id, &caller)?;
     let patch = body.into_inner().validate()?;

@@ -5,10 +5,12 @@ mod auth;
 mod backup;
 mod blob_body;
 mod collection;
+mod conn;
 mod cors;
 mod error;
 mod files;
 mod health;
+mod intake;
 mod limits;
 mod media;
 mod observe;
@@ -25,7 +27,7 @@ use actix_web::dev::fn_service;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::{header, Method};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, Route};
+use actix_web::{web, App, HttpRequest, HttpResponse, Route};
 
 pub use error::ApiError;
 
@@ -100,7 +102,7 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(64 * 1024)
-            .error_handler(|e, _| match e {
+            .error_handler(|e, req| match e {
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
                     "send a JSON body (Content-Type: application/json)".into(),
                 )
@@ -110,7 +112,12 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
                     limit: limit as u64,
                 }
                 .into(),
-                e => ApiError::bad_request(format!("invalid JSON body: {e}")).into(),
+                e => {
+                    let idle = req
+                        .app_data::<web::Data<AppState>>()
+                        .map_or(std::time::Duration::ZERO, |s| s.config.client_timeout);
+                    intake::body_error(&e, "invalid JSON body", idle).into()
+                }
             }),
     )
     .app_data(
@@ -236,21 +243,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         session_key,
     )?);
 
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(default_headers())
-            .wrap(actix_web::middleware::from_fn(cors::middleware))
-            .wrap(actix_web::middleware::from_fn(observe::middleware))
-            .configure(routes)
-    })
-    // Without TCP_NODELAY every small response waits ~40 ms for Nagle against delayed ACKs.
-    .tcp_nodelay(true)
-    .shutdown_timeout(config.shutdown_timeout.as_secs());
-    if let Some(n) = config.workers {
-        server = server.workers(n);
-    }
-    let server = server.bind(config.listen)?;
+    let listener = conn::listener(config.listen)?;
+    let addr = listener.local_addr()?;
+    let server = serve(listener, state, &config)?;
     // While a write error holds uploads back, probe the disk every few seconds, so that a
     // passing fault lets them in again without waiting for a health check.
     let watched = store.clone();
@@ -264,9 +259,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    for addr in server.addrs() {
-        tracing::info!("shoebox listening on http://{addr}");
-    }
+    tracing::info!("shoebox listening on http://{addr}");
     let scrub = match config.scrub_interval {
         Some(interval) => Some(store.spawn_scrub(ScrubConfig {
             interval,
@@ -274,8 +267,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         })?),
         None => None,
     };
-    // `run` stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown timeout.
-    server.run().await?;
+    // The server stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown
+    // timeout.
+    server.await?;
     store.scrub_state().stop();
     if let Some(thread) = scrub {
         let _ = web::block(move || thread.join()).await;
@@ -283,6 +277,75 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     web::block(move || store.close_cleanly()).await??;
     tracing::info!("stopped cleanly; metadata flushed");
     Ok(())
+}
+
+/// The HTTP server on `listener`: actix-web's app over HTTP/1.1, on sockets that time out when
+/// idle (see [`conn`]), with the connections capped below the descriptor limit. Built from
+/// actix's parts rather than `HttpServer`, which has no way to wrap a connection's socket.
+fn serve(
+    listener: std::net::TcpListener,
+    state: web::Data<AppState>,
+    config: &Config,
+) -> std::io::Result<actix_web::dev::Server> {
+    use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+    use actix_web::dev::AppConfig;
+    use actix_web::rt::net::TcpStream;
+
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let idle = config.client_timeout;
+    let local = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    // Tells connections when the server begins to stop, so idle kept-alive ones close at once
+    // instead of holding the drain open until their keep-alive runs out.
+    let stopping = builder.graceful_shutdown_signal();
+    Ok(builder
+        .workers(workers)
+        .max_concurrent_connections(conn::connection_cap(workers))
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen("shoebox", listener, move || {
+            let state = state.clone();
+            let app = App::new()
+                .app_data(state)
+                .wrap(actix_web::middleware::from_fn(intake::middleware))
+                .wrap(default_headers())
+                .wrap(actix_web::middleware::from_fn(cors::middleware))
+                .wrap(actix_web::middleware::from_fn(observe::middleware))
+                .wrap(actix_web::middleware::from_fn(conn::middleware))
+                .configure(routes)
+                .into_factory()
+                .map_err(|e| e.error_response());
+            let http = actix_http::HttpServiceBuilder::<conn::Watched<TcpStream>, _>::default()
+                .keep_alive(actix_http::KeepAlive::Timeout(
+                    std::time::Duration::from_secs(5),
+                ))
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(local)
+                .graceful_shutdown_signal({
+                    let stopping = stopping.clone();
+                    move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    }
+                })
+                .on_connect_ext(|io: &conn::Watched<TcpStream>, ext| {
+                    ext.insert(io.activity());
+                })
+                .h1(map_config(app, |_| AppConfig::default()));
+            fn_service(move |io: TcpStream| {
+                // Without TCP_NODELAY every small response waits ~40 ms for Nagle against
+                // delayed ACKs.
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                async move {
+                    Ok::<_, actix_http::error::DispatchError>((conn::Watched::new(io, idle), peer))
+                }
+            })
+            .and_then(http)
+        })?
+        .run())
 }
 
 /// Warns loudly when the data directory would not survive a redeploy; refuses to start then

@@ -198,6 +198,25 @@ impl Metrics {
     }
 }
 
+/// A method as a metric label: the methods HTTP defines, and `other` for anything a client
+/// makes up, so that no request can add a label value (and memory) of its own choosing. The
+/// route label is the matched pattern or `(unmatched)`, and the status is the server's: both
+/// bounded too.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// A client's request id when it is short and plain, otherwise a new one.
 fn request_id(req: &ServiceRequest) -> String {
     req.headers()
@@ -253,7 +272,7 @@ pub async fn middleware(
     }
     if let Some(state) = state {
         state.metrics.observe(
-            method.as_str(),
+            method_label(&method),
             &route,
             status,
             elapsed.as_secs_f64(),

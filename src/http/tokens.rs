@@ -63,11 +63,10 @@ pub struct NewToken {
     )
 )]
 pub async fn create(
-    req: HttpRequest,
+    _: auth::AdminCaller,
     body: web::Json<NewToken>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&req, &state)?;
     let body = body.into_inner();
     let expires_at = match body.expires_in_days {
         Some(0) => return Err(ApiError::invalid("expires_in_days", "at least 1")),

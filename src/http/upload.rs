@@ -3,7 +3,6 @@
 //! batches of 256 KiB: at most about 1 MiB of a body is held in memory, whatever its size.
 
 use std::cell::RefCell;
-use std::fmt::Display;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth;
 use super::error::ApiError;
+use super::intake;
 use super::media::MediaView;
 use super::openapi::responses::{
     BadRequest, DiskFailing, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError,
@@ -41,8 +41,6 @@ const MAX_FILES: usize = 100;
 /// this much so the client sees the JSON error instead of a reset connection.
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
-/// How long an upload may go without a single byte arriving.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The records an upload created, in the order of the files.
 #[derive(Serialize, ToSchema)]
@@ -240,11 +238,12 @@ async fn receive<S, E, T, F>(
     store: Arc<Store>,
     mut stream: S,
     limit: u64,
+    idle: Duration,
     then: F,
 ) -> Result<T, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: Display,
+    E: std::error::Error + 'static,
     T: Send + 'static,
     F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
 {
@@ -257,14 +256,11 @@ where
     let streamed: Result<(), ApiError> = async {
         let mut batch = Vec::new();
         let mut batched = 0;
-        loop {
-            // A client that stops sending mid-body would otherwise hold a worker slot forever.
-            let Ok(next) = tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await else {
-                return Err(ApiError::RequestTimeout(IDLE_TIMEOUT.as_secs()));
-            };
-            let Some(chunk) = next else { break };
-            let chunk = chunk
-                .map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        // A client that stops sending mid-body is cut off by the idle timeout every body has
+        // (see `intake`), which ends this stream with an error.
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| intake::body_error(&e, "the upload was interrupted", idle))?;
             received += chunk.len() as u64;
             if received > limit {
                 return Err(ApiError::TooLarge { limit });
@@ -481,7 +477,8 @@ async fn raw(
     }
     let fields = builder.finish()?;
     let store = state.store.clone();
-    let created = receive(store, &mut payload, limit, move |blob| {
+    let idle = state.config.client_timeout;
+    let created = receive(store, &mut payload, limit, idle, move |blob| {
         let mut item = NewMedia {
             blob,
             filename,
@@ -499,11 +496,14 @@ async fn raw(
     created
 }
 
-async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<String, ApiError> {
+async fn read_text(
+    field: &mut actix_multipart::Field,
+    name: &str,
+    idle: Duration,
+) -> Result<String, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+        let chunk = chunk.map_err(|e| intake::body_error(&e, "malformed multipart body", idle))?;
         if buf.len() + chunk.len() > MAX_TEXT_FIELD {
             return Err(ApiError::bad_request(format!(
                 "field {name:?} is longer than {MAX_TEXT_FIELD} bytes"
@@ -548,13 +548,14 @@ async fn multipart(
 
 async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedia>, ApiError> {
     let limit = state.config.max_upload_bytes;
+    let idle = state.config.client_timeout;
     let mut builder = FieldsBuilder::default();
     let mut files: Vec<(StagedBlob, String, Option<String>)> = Vec::new();
     let mut text_fields = 0;
     while let Some(mut field) = form
         .try_next()
         .await
-        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+        .map_err(|e| intake::body_error(&e, "malformed multipart body", idle))?
     {
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field
@@ -568,7 +569,7 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
                 )));
             }
             let declared = declared_type(field.content_type().map(|m| m.essence_str()));
-            let blob = receive(state.store.clone(), &mut field, limit, Ok).await?;
+            let blob = receive(state.store.clone(), &mut field, limit, idle, Ok).await?;
             files.push((
                 blob,
                 record::filename(filename.as_deref().unwrap_or_default()),
@@ -581,7 +582,7 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
                     "at most {MAX_TEXT_FIELDS} text fields"
                 )));
             }
-            let value = read_text(&mut field, &name).await?;
+            let value = read_text(&mut field, &name, idle).await?;
             builder.set(&name, &value)?;
         }
     }

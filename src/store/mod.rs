@@ -126,11 +126,20 @@ impl StoreError {
     pub fn is_disk_failure(&self) -> bool {
         match self {
             StoreError::Io { source, .. } => {
-                !self.is_disk_full() && source.kind() != std::io::ErrorKind::NotFound
+                !self.is_disk_full()
+                    && !self.is_out_of_descriptors()
+                    && source.kind() != std::io::ErrorKind::NotFound
             }
             StoreError::Database(_) => true,
             _ => false,
         }
+    }
+
+    /// True when the process (EMFILE) or the system (ENFILE) has no file descriptor left: a
+    /// passing overload, not a failing disk.
+    pub fn is_out_of_descriptors(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
     }
 
     /// True when the disk is full (ENOSPC or EDQUOT) or past the reserve.

@@ -36,6 +36,8 @@ pub struct Builder {
     args: Vec<String>,
     /// For this start only: a restart goes without them.
     envs: Vec<(String, String)>,
+    /// A descriptor limit (soft and hard) for the process, for this start only.
+    nofile: Option<u64>,
 }
 
 impl Builder {
@@ -55,6 +57,11 @@ impl Builder {
         self.args.push(a.to_owned());
         self
     }
+    /// Starts the server with at most `n` open files.
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
     pub fn start(self) -> TestServer {
         let (data_dir, temp) = match self.data_dir {
             Some(d) => (d, self.temp),
@@ -63,7 +70,15 @@ impl Builder {
                 (t.path().join("data"), Some(t))
             }
         };
-        TestServer::spawn(data_dir, temp, self.token, self.args, &self.envs).expect("server starts")
+        TestServer::spawn(
+            data_dir,
+            temp,
+            self.token,
+            self.args,
+            &self.envs,
+            self.nofile,
+        )
+        .expect("server starts")
     }
     /// Runs the binary expecting it to refuse to start; returns its exit status and output.
     pub fn start_expecting_failure(self) -> (ExitStatus, String) {
@@ -101,6 +116,7 @@ impl TestServer {
             token: Some(TOKEN.to_owned()),
             args: Vec::new(),
             envs: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -114,9 +130,27 @@ impl TestServer {
         token: Option<String>,
         args: Vec<String>,
         envs: &[(String, String)],
+        nofile: Option<u64>,
     ) -> Result<TestServer, String> {
         let mut cmd = base_command(&data_dir, token.as_deref(), &args);
         cmd.envs(envs.iter().map(|(k, v)| (k, v)));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // Only async-signal-safe work between fork and exec: one system call.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -298,6 +332,7 @@ impl TestServer {
             self.token.clone(),
             self.args.clone(),
             &[],
+            None,
         )
         .expect("restart")
     }
