@@ -1,6 +1,7 @@
 //! The data directory: its sub-directories, the `FORMAT` marker and the fsync helpers that the
 //! durable write protocol relies on.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -148,21 +149,42 @@ impl Layout {
     }
 
     fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
+        match self.unknown_entry()? {
+            None => Ok(()),
+            Some(name) => Err(StoreError::Format(format!(
+                "{} is not empty and has no FORMAT file, so it is not a Shoebox data directory \
+                 (found {:?}); point SHOEBOX_DATA_DIR at an empty directory or an existing store",
+                self.root.display(),
+                name
+            ))),
+        }
+    }
+
+    /// The first entry that a data directory without `FORMAT` should not hold, if any.
+    fn unknown_entry(&self) -> Result<Option<OsString>, StoreError> {
         let entries =
             fs::read_dir(&self.root).map_err(|e| StoreError::io("list the data directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list the data directory", e))?;
             let name = entry.file_name();
             if !KNOWN_ENTRIES.iter().any(|k| name == *k) {
-                return Err(StoreError::Format(format!(
-                    "{} is not empty and has no FORMAT file, so it is not a Shoebox data directory \
-                     (found {:?}); point SHOEBOX_DATA_DIR at an empty directory or an existing store",
-                    self.root.display(),
-                    name
-                )));
+                return Ok(Some(name));
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether the directory is Shoebox's to take: `None` when it holds a store (a `FORMAT`
+    /// of ours, any version) or only what a fresh disk or a first start leaves, else the
+    /// first entry that belongs to something else. Decides whether root may hand the
+    /// directory to the user Shoebox runs as.
+    pub fn foreign_entry(&self) -> Result<Option<OsString>, StoreError> {
+        match fs::read(self.format_file()) {
+            Ok(text) if text.starts_with(FORMAT_MAGIC.as_bytes()) => Ok(None),
+            Ok(_) => Ok(Some("FORMAT".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.unknown_entry(),
+            Err(e) => Err(StoreError::io("read FORMAT", e)),
+        }
     }
 
     fn write_format(&self) -> Result<String, StoreError> {
@@ -303,6 +325,31 @@ mod tests {
         fs::write(dir.path().join("FORMAT"), "something else\n").unwrap();
         let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
         assert!(err.contains("does not look like"), "{err}");
+    }
+
+    #[test]
+    fn tells_a_store_or_a_fresh_disk_from_something_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        assert_eq!(layout.foreign_entry().unwrap(), None, "empty");
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        assert_eq!(layout.foreign_entry().unwrap(), None, "a fresh ext4");
+        layout.prepare().unwrap();
+        fs::write(dir.path().join("notes.txt"), "a store may hold odd files").unwrap();
+        assert_eq!(layout.foreign_entry().unwrap(), None, "a store");
+
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("FORMAT"), "somebody else's\n").unwrap();
+        assert_eq!(
+            Layout::new(other.path()).foreign_entry().unwrap(),
+            Some("FORMAT".into())
+        );
+        fs::remove_file(other.path().join("FORMAT")).unwrap();
+        fs::create_dir(other.path().join("etc")).unwrap();
+        assert_eq!(
+            Layout::new(other.path()).foreign_entry().unwrap(),
+            Some("etc".into())
+        );
     }
 
     #[test]
