@@ -22,7 +22,7 @@ FROM debian:bookworm-slim AS runtime
 # A fixed, unprivileged user that owns the data volume and serves.
 RUN groupadd --system --gid 10001 shoebox \
     && useradd --system --uid 10001 --gid shoebox --home-dir /var/data --shell /usr/sbin/nologin shoebox \
-    && mkdir -p /var/data && chown shoebox:shoebox /var/data
+    && mkdir -p /var/data && chown shoebox:shoebox /var/data && chmod 0700 /var/data
 COPY --from=builder /src/target/release/shoebox /usr/local/bin/shoebox
 # No USER: the container starts as root, as the official PostgreSQL image does, because a disk
 # may be mounted owned by root (a fresh Render disk, a bind-mounted host directory). Shoebox

@@ -32,6 +32,8 @@ fn init_tracing(json: bool) {
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
+    // Before anything is created: the store's files are private to the user it runs as.
+    privileges::private_umask();
     let cli = Cli::parse();
     let json = match &cli.command {
         None => cli.serve.log_format == "json",

@@ -22,6 +22,12 @@ use crate::store::Layout;
 /// not checked at all.)
 const NOT_WALKED: &[&str] = &["blobs", "records", "quarantine", "variants"];
 
+/// Makes everything the process creates private to its user: sled creates its files and
+/// directories with the default modes, and so do a few writers of ours. Called first in main.
+pub fn private_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
 /// Settles who the process works as, before anything opens `data_dir`. As root with `run_as`:
 /// hand the directory over (see [`adopt`]) and drop to that user. As root without: carry on
 /// as today, with a warning. Then, unless still root, refuse a store the user does not own.

@@ -1,6 +1,7 @@
-//! Black-box tests of who owns the store: started as root with `--run-as`, Shoebox hands a
-//! root-owned disk to that user and serves as them; started as a user that does not own the
-//! store, it refuses with the `chown` that fixes it. They need root (and the first a loop
+//! Black-box tests of who owns the store and who may read it: started as root with
+//! `--run-as`, Shoebox hands a root-owned disk to that user and serves as them; started as a
+//! user that does not own the store, it refuses with the `chown` that fixes it; and every file
+//! it writes is private to its user. The ownership tests need root (and the first a loop
 //! ext4): without it they fail under `CI=true` and are skipped with a message elsewhere.
 
 mod common;
@@ -266,4 +267,50 @@ fn a_user_that_does_not_own_the_store_is_told_the_owner_and_the_chown() {
         out.contains(&format!("chown -R 10001:10001 {}", data.display())),
         "{out}"
     );
+}
+
+#[test]
+fn every_file_the_server_writes_is_private_to_its_user() {
+    let mut s = TestServer::start();
+    let a = s.upload("a.jpg", &bytes(70_000, 1), &[("tags", "x,y")]);
+    s.upload("b.bin", &bytes(300_000, 2), &[("visibility", "private")]);
+    let res = s
+        .authed(
+            Method::PATCH,
+            &format!("/api/media/{}", a["id"].as_str().unwrap()),
+        )
+        .json(&json!({"title": "edited"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = s
+        .authed(Method::POST, "/api/tokens")
+        .json(&json!({"name": "uploader", "scope": "upload"}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let data = s.data_dir.clone();
+    let private = |when: &str| {
+        let data = &data;
+        let top = std::fs::metadata(data).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(top, 0o700, "{when}: the data directory");
+        let entries = walk(data);
+        for dir in ["records", "meta", "blobs", "secrets"] {
+            assert!(
+                entries
+                    .iter()
+                    .any(|(p, m)| m.is_file() && p.starts_with(data.join(dir))),
+                "{when}: files under {dir}/"
+            );
+        }
+        for (path, meta) in entries {
+            let mode = meta.permissions().mode() & 0o7777;
+            let want = if meta.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "{when}: {} is {mode:o}", path.display());
+        }
+    };
+    private("while serving");
+    assert!(s.terminate().success());
+    private("after a clean stop");
 }

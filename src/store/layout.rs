@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
+/// The mode of every file Shoebox writes in the data directory: records and metadata are as
+/// private as the blobs and secrets (the process's umask covers what sled creates).
+pub const FILE_MODE: u32 = 0o600;
+
 /// The layout version this build writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_MAGIC: &str = "shoebox-data-format";
@@ -144,6 +148,9 @@ impl Layout {
             fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::io("create a data sub-directory", e))?;
         }
+        // Private to the user Shoebox runs as, whatever modes the files inside have (a store
+        // written before record files were 0600, for one).
+        set_mode(&self.root, 0o700)?;
         set_mode(&self.secrets(), 0o700)?;
         Ok(instance)
     }
@@ -194,7 +201,7 @@ impl Layout {
             .unwrap_or_default();
         let text =
             format!("{FORMAT_MAGIC} {FORMAT_VERSION}\ninstance {instance}\ncreated {created}\n");
-        write_atomically(&self.root, &self.format_file(), text.as_bytes(), 0o644)?;
+        write_atomically(&self.root, &self.format_file(), text.as_bytes(), FILE_MODE)?;
         Ok(instance)
     }
 
@@ -325,6 +332,19 @@ mod tests {
         fs::write(dir.path().join("FORMAT"), "something else\n").unwrap();
         let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
         assert!(err.contains("does not look like"), "{err}");
+    }
+
+    #[test]
+    fn the_data_directory_and_format_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        Layout::new(&root).prepare().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("FORMAT")), 0o600);
     }
 
     #[test]
