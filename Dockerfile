@@ -19,13 +19,17 @@ COPY . .
 RUN cargo build --release --locked --bin shoebox
 
 FROM debian:bookworm-slim AS runtime
-# A fixed, unprivileged user that owns the data volume.
+# A fixed, unprivileged user that owns the data volume and serves.
 RUN groupadd --system --gid 10001 shoebox \
     && useradd --system --uid 10001 --gid shoebox --home-dir /var/data --shell /usr/sbin/nologin shoebox \
-    && mkdir -p /var/data && chown shoebox:shoebox /var/data
+    && mkdir -p /var/data && chown shoebox:shoebox /var/data && chmod 0700 /var/data
 COPY --from=builder /src/target/release/shoebox /usr/local/bin/shoebox
-USER shoebox
+# No USER: the container starts as root, as the official PostgreSQL image does, because a disk
+# may be mounted owned by root (a fresh Render disk, a bind-mounted host directory). Shoebox
+# hands an empty disk or a root-owned store to SHOEBOX_RUN_AS, then drops to that user for good
+# before it opens anything; it serves, and every command run in the container works, as 10001.
 ENV SHOEBOX_DATA_DIR=/var/data \
+    SHOEBOX_RUN_AS=10001:10001 \
     SHOEBOX_BIND=0.0.0.0 \
     PORT=8080
 VOLUME /var/data

@@ -128,7 +128,9 @@ fn write_durably(
     fill: impl FnOnce(&mut std::fs::File) -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let partial = path.with_extension("partial");
-    let mut file = std::fs::File::create(&partial)?;
+    // Named, because a command may run as SHOEBOX_RUN_AS's user, who may not write there.
+    let mut file = std::fs::File::create(&partial)
+        .map_err(|e| format!("could not create {}: {e}", partial.display()))?;
     let result = fill(&mut file).and_then(|_| Ok(file.sync_all()?));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
@@ -188,7 +190,9 @@ pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&
 }
 
 pub fn restore(data_dir: &Path, file: &Path) -> Outcome {
-    let input = std::io::BufReader::new(std::fs::File::open(file)?);
+    let input = std::io::BufReader::new(
+        std::fs::File::open(file).map_err(|e| format!("could not open {}: {e}", file.display()))?,
+    );
     let report = archive::restore(input, data_dir)?;
     println!(
         "restored {} records and {} blobs ({} bytes) into {}; verify passed",

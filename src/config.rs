@@ -178,6 +178,51 @@ pub struct DataDirArgs {
     /// Directory holding blobs, metadata and secrets; put it on a persistent disk.
     #[arg(long, env = "SHOEBOX_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// When started as root: give the data directory to this user and group (UID:GID, e.g.
+    /// 10001:10001) if it is empty or root's, then drop to them for good before opening
+    /// anything. Ignored when not started as root.
+    #[arg(long, env = "SHOEBOX_RUN_AS", value_parser = parse_run_as)]
+    pub run_as: Option<RunAs>,
+}
+
+/// The unprivileged user and group a process started as root works as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Parses `UID:GID`; either side may be a name from the system's user or group database
+/// (`shoebox:shoebox`). Root on either side is refused: it would drop nothing.
+pub fn parse_run_as(s: &str) -> Result<RunAs, String> {
+    let (user, group) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not USER:GROUP such as 10001:10001 or shoebox:shoebox"))?;
+    use nix::unistd::{Group, User};
+    let uid = numeric_id(user, "user", |n| {
+        Some(User::from_name(n).ok()??.uid.as_raw())
+    })?;
+    let gid = numeric_id(group, "group", |n| {
+        Some(Group::from_name(n).ok()??.gid.as_raw())
+    })?;
+    // u32::MAX is -1 to the kernel: "leave unchanged".
+    if [uid, gid].iter().any(|id| *id == 0 || *id == u32::MAX) {
+        return Err(format!(
+            "{s:?}: run as an unprivileged user and group, not root (e.g. 10001:10001)"
+        ));
+    }
+    Ok(RunAs { uid, gid })
+}
+
+/// A number, or a name the system's user or group database knows.
+fn numeric_id(s: &str, what: &str, by_name: impl Fn(&str) -> Option<u32>) -> Result<u32, String> {
+    let s = s.trim();
+    s.parse()
+        .ok()
+        .or_else(|| by_name(s))
+        .ok_or_else(|| format!("no {what} named {s:?} (use a number, e.g. 10001)"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -484,6 +529,7 @@ mod tests {
             ("port", "PORT"),
             ("public-url", "SHOEBOX_PUBLIC_URL"),
             ("require-persistent-disk", "SHOEBOX_REQUIRE_PERSISTENT_DISK"),
+            ("run-as", "SHOEBOX_RUN_AS"),
             ("scrub-interval", "SHOEBOX_SCRUB_INTERVAL"),
             ("scrub-rate", "SHOEBOX_SCRUB_RATE"),
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
@@ -535,6 +581,22 @@ mod tests {
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn run_as_parses_numbers_and_names_and_refuses_root() {
+        let ids = parse_run_as("10001:10002").map(|r| (r.uid, r.gid));
+        assert_eq!(ids, Ok((10001, 10002)));
+        assert!(parse_run_as("10001").is_err(), "a group is needed");
+        assert!(parse_run_as("0:10001").is_err());
+        assert!(parse_run_as("10001:0").is_err());
+        assert!(parse_run_as("root:root").is_err(), "root by name is root");
+        assert!(parse_run_as("no-such-user-here:10001").is_err());
+        let cli = Cli::try_parse_from(["shoebox", "verify", "--run-as", "10001:10001"]).unwrap();
+        let Some(Command::Verify { data, .. }) = cli.command else {
+            panic!("verify")
+        };
+        assert_eq!(data.run_as.map(|r| r.uid), Some(10001));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 pub mod config;
 /// HTTP surface: routes, handlers, error mapping, embedded web assets.
 pub mod http;
+/// Who the process works as: handing the data directory from root to an unprivileged user,
+/// dropping root, and checking that the store is the user's.
+pub mod privileges;
 /// Admin token generation, hashing and constant-time checks.
 pub mod secrets;
 /// Signed, expiring URLs for private media.

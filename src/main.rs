@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoebox::config::{Cli, Command, Config};
+use shoebox::config::{Cli, Command, Config, DataDirArgs, TokenCommand};
+use shoebox::privileges;
 use shoebox::secrets::{self, AdminToken};
 use shoebox::store::Layout;
 
@@ -31,6 +32,8 @@ fn init_tracing(json: bool) {
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
+    // Before anything is created: the store's files are private to the user it runs as.
+    privileges::private_umask();
     let cli = Cli::parse();
     let json = match &cli.command {
         None => cli.serve.log_format == "json",
@@ -38,6 +41,12 @@ fn main() -> ExitCode {
         Some(_) => std::env::var("SHOEBOX_LOG_FORMAT").is_ok_and(|v| v == "json"),
     };
     init_tracing(json);
+    if let Some(data) = data_dir_of(&cli) {
+        if let Err(e) = privileges::enter(&data.data_dir, data.run_as) {
+            eprintln!("shoebox: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
@@ -80,6 +89,31 @@ fn main() -> ExitCode {
             // 1 is reserved for "verify found damage".
             ExitCode::from(2)
         }
+    }
+}
+
+/// The data directory a command works on, and whom to work as. Every command that touches
+/// it honours SHOEBOX_RUN_AS, not only the server: one run from a root shell in the container
+/// (`rebuild`, `token create`) would otherwise leave files the server can no longer read.
+fn data_dir_of(cli: &Cli) -> Option<&DataDirArgs> {
+    match &cli.command {
+        None => Some(&cli.serve.data),
+        Some(Command::Serve(args)) => Some(&args.data),
+        Some(Command::Health { .. } | Command::Backup { url: Some(_), .. }) => None,
+        Some(Command::ResetAdminToken(data) | Command::Rebuild(data)) => Some(data),
+        Some(
+            Command::Verify { data, .. }
+            | Command::Gc { data, .. }
+            | Command::RotateUrlKey { data, .. }
+            | Command::Backup { data, .. }
+            | Command::Restore { data, .. }
+            | Command::Import { data, .. },
+        ) => Some(data),
+        Some(Command::Token(
+            TokenCommand::Create { data, .. }
+            | TokenCommand::List(data)
+            | TokenCommand::Revoke { data, .. },
+        )) => Some(data),
     }
 }
 

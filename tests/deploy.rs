@@ -1,5 +1,6 @@
 //! The deployment files checked against the binary they deploy: render.yaml's fields as Render
-//! documents them, the Dockerfile's stages, user, volume and health check, the systemd unit.
+//! documents them, the Dockerfile's stages, the user it serves as, its volume and health
+//! check, the systemd unit.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -147,7 +148,7 @@ fn instructions(text: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn dockerfile_stages_user_volume_and_healthcheck_fit_the_binary() {
+fn dockerfile_stages_run_as_user_volume_and_healthcheck_fit_the_binary() {
     let ins = instructions(&repo_file("Dockerfile"));
     let froms: Vec<&String> = ins
         .iter()
@@ -180,17 +181,35 @@ fn dockerfile_stages_user_volume_and_healthcheck_fit_the_binary() {
             .map(|(_, a)| a.clone())
             .collect::<Vec<_>>()
     };
-    let user = get("USER").pop().expect("a USER");
-    assert!(user != "root" && user != "0", "runs as non-root");
+    // It starts as root, so that a disk mounted owned by root can be handed over, and serves
+    // as the image's own unprivileged user: SHOEBOX_RUN_AS names the uid and gid it creates.
+    assert_eq!(get("USER"), Vec::<String>::new(), "starts as root");
+    let run = get("RUN").join(" ");
+    let flag = |name: &str| -> u32 {
+        let at = run.find(name).unwrap_or_else(|| panic!("{name} in {run}"));
+        run[at + name.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {name}"))
+    };
+    let (uid, gid) = (
+        flag("useradd --system --uid"),
+        flag("groupadd --system --gid"),
+    );
+    assert!(uid != 0 && gid != 0);
     assert!(
-        runtime
-            .iter()
-            .any(|(op, a)| op == "RUN" && a.contains("chown") && a.contains("/var/data")),
+        run.contains("chown") && run.contains("/var/data"),
         "the user owns the volume"
     );
     assert_eq!(get("VOLUME"), vec!["/var/data".to_owned()]);
     let expose = get("EXPOSE").pop().expect("EXPOSE");
     let env = get("ENV").join(" ");
+    assert!(
+        env.split_whitespace()
+            .any(|a| a == format!("SHOEBOX_RUN_AS={uid}:{gid}")),
+        "serves as uid {uid}, gid {gid}: {env}"
+    );
     assert!(
         env.contains(&format!("PORT={expose}")),
         "EXPOSE matches PORT: {env}"

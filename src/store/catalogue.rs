@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use super::check;
-use super::layout::{fsync_dir, write_atomically, Layout};
+use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
 use super::{Store, StoreError};
 
@@ -101,7 +101,7 @@ impl Seal {
             layout.root(),
             &layout.catalog_file(),
             text.as_bytes(),
-            0o644,
+            FILE_MODE,
         )
     }
 }

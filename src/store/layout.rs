@@ -1,11 +1,16 @@
 //! The data directory: its sub-directories, the `FORMAT` marker and the fsync helpers that the
 //! durable write protocol relies on.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
+
+/// The mode of every file Shoebox writes in the data directory: records and metadata are as
+/// private as the blobs and secrets (the process's umask covers what sled creates).
+pub const FILE_MODE: u32 = 0o600;
 
 /// The layout version this build writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -143,26 +148,50 @@ impl Layout {
             fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::io("create a data sub-directory", e))?;
         }
+        // Private to the user Shoebox runs as, whatever modes the files inside have (a store
+        // written before record files were 0600, for one).
+        set_mode(&self.root, 0o700)?;
         set_mode(&self.secrets(), 0o700)?;
         Ok(instance)
     }
 
     fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
+        match self.unknown_entry()? {
+            None => Ok(()),
+            Some(name) => Err(StoreError::Format(format!(
+                "{} is not empty and has no FORMAT file, so it is not a Shoebox data directory \
+                 (found {:?}); point SHOEBOX_DATA_DIR at an empty directory or an existing store",
+                self.root.display(),
+                name
+            ))),
+        }
+    }
+
+    /// The first entry that a data directory without `FORMAT` should not hold, if any.
+    fn unknown_entry(&self) -> Result<Option<OsString>, StoreError> {
         let entries =
             fs::read_dir(&self.root).map_err(|e| StoreError::io("list the data directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| StoreError::io("list the data directory", e))?;
             let name = entry.file_name();
             if !KNOWN_ENTRIES.iter().any(|k| name == *k) {
-                return Err(StoreError::Format(format!(
-                    "{} is not empty and has no FORMAT file, so it is not a Shoebox data directory \
-                     (found {:?}); point SHOEBOX_DATA_DIR at an empty directory or an existing store",
-                    self.root.display(),
-                    name
-                )));
+                return Ok(Some(name));
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether the directory is Shoebox's to take: `None` when it holds a store (a `FORMAT`
+    /// of ours, any version) or only what a fresh disk or a first start leaves, else the
+    /// first entry that belongs to something else. Decides whether root may hand the
+    /// directory to the user Shoebox runs as.
+    pub fn foreign_entry(&self) -> Result<Option<OsString>, StoreError> {
+        match fs::read(self.format_file()) {
+            Ok(text) if text.starts_with(FORMAT_MAGIC.as_bytes()) => Ok(None),
+            Ok(_) => Ok(Some("FORMAT".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.unknown_entry(),
+            Err(e) => Err(StoreError::io("read FORMAT", e)),
+        }
     }
 
     fn write_format(&self) -> Result<String, StoreError> {
@@ -172,7 +201,7 @@ impl Layout {
             .unwrap_or_default();
         let text =
             format!("{FORMAT_MAGIC} {FORMAT_VERSION}\ninstance {instance}\ncreated {created}\n");
-        write_atomically(&self.root, &self.format_file(), text.as_bytes(), 0o644)?;
+        write_atomically(&self.root, &self.format_file(), text.as_bytes(), FILE_MODE)?;
         Ok(instance)
     }
 
@@ -303,6 +332,44 @@ mod tests {
         fs::write(dir.path().join("FORMAT"), "something else\n").unwrap();
         let err = Layout::new(dir.path()).prepare().unwrap_err().to_string();
         assert!(err.contains("does not look like"), "{err}");
+    }
+
+    #[test]
+    fn the_data_directory_and_format_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        Layout::new(&root).prepare().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("FORMAT")), 0o600);
+    }
+
+    #[test]
+    fn tells_a_store_or_a_fresh_disk_from_something_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        assert_eq!(layout.foreign_entry().unwrap(), None, "empty");
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        assert_eq!(layout.foreign_entry().unwrap(), None, "a fresh ext4");
+        layout.prepare().unwrap();
+        fs::write(dir.path().join("notes.txt"), "a store may hold odd files").unwrap();
+        assert_eq!(layout.foreign_entry().unwrap(), None, "a store");
+
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("FORMAT"), "somebody else's\n").unwrap();
+        assert_eq!(
+            Layout::new(other.path()).foreign_entry().unwrap(),
+            Some("FORMAT".into())
+        );
+        fs::remove_file(other.path().join("FORMAT")).unwrap();
+        fs::create_dir(other.path().join("etc")).unwrap();
+        assert_eq!(
+            Layout::new(other.path()).foreign_entry().unwrap(),
+            Some("etc".into())
+        );
     }
 
     #[test]

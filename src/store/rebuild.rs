@@ -22,7 +22,7 @@ use super::blobs::BlobStore;
 use super::catalogue::{quarantined_copy, Seal, GENERATION, IN_FLIGHT};
 use super::check;
 use super::disk;
-use super::layout::{fsync_dir, write_atomically, Layout};
+use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::meta::MetaStore;
 use super::record::{MediaId, MediaRecord};
 use super::records::{self, RecordFiles};
@@ -297,7 +297,7 @@ fn harvest_from(
                 let json = serde_json::to_vec_pretty(&r).map_err(|e| {
                     StoreError::Corrupt(format!("a record does not serialise: {e}"))
                 })?;
-                write_atomically(&dir, &target, &json, 0o644)?;
+                write_atomically(&dir, &target, &json, FILE_MODE)?;
             }
             report.kept_aside.push(format!(
                 "{}: in the old database but not in records/; copied to {}",

@@ -16,7 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::layout::{fsync_dir, write_atomically};
+use super::layout::{fsync_dir, write_atomically, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
 
@@ -45,7 +45,7 @@ impl RecordFiles {
             &self.dir,
             &self.path_for(record.id),
             &encode(record)?,
-            0o644,
+            FILE_MODE,
         )
     }
 
@@ -63,7 +63,7 @@ impl RecordFiles {
             .open(self.path_for(record.id))
             .map_err(|e| StoreError::io("create a record file", e))?;
         // The same mode as every other record file, whatever the umask.
-        file.set_permissions(fs::Permissions::from_mode(0o644))
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
             .and_then(|()| file.write_all(&bytes))
             .map_err(|e| StoreError::io("write a record file", e))
     }
