@@ -11,6 +11,8 @@ pub mod http;
 /// Who the process works as: handing the data directory from root to an unprivileged user,
 /// dropping root, and checking that the store is the user's.
 pub mod privileges;
+/// Small files under `secrets/` that the server re-reads when a command replaces them.
+pub mod reload;
 /// Admin token generation, hashing and constant-time checks.
 pub mod secrets;
 /// Signed, expiring URLs for private media.

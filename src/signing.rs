@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::reload::Reloading;
 use crate::store::layout::{write_atomically, Layout};
 use crate::store::StoreError;
 
@@ -26,16 +27,24 @@ struct KeyFile {
     keys: Vec<UrlKey>,
 }
 
-/// The keys that sign and verify URLs.
+/// A key id and its bytes.
+type Key = (String, [u8; 32]);
+
+/// The keys that sign and verify URLs, re-read when `shoebox rotate-url-key` replaces the
+/// file, so a rotation (and `--keep`) takes effect within a second, without a restart.
 pub struct UrlKeys {
-    keys: Vec<(String, [u8; 32])>,
+    keys: Keys,
+}
+
+enum Keys {
+    File(Reloading<Vec<Key>>),
+    Fixed(Vec<Key>),
 }
 
 impl std::fmt::Debug for UrlKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlKeys")
-            .field("kids", &self.keys.iter().map(|k| &k.0).collect::<Vec<_>>())
-            .finish()
+        let kids: Vec<String> = self.keys().iter().map(|k| k.0.clone()).collect();
+        f.debug_struct("UrlKeys").field("kids", &kids).finish()
     }
 }
 
@@ -97,6 +106,25 @@ pub fn rotate(layout: &Layout, keep: Option<usize>) -> Result<String, StoreError
     Ok(kid)
 }
 
+/// The keys in the file, in order, decoded.
+fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, StoreError> {
+    let file: KeyFile = match bytes {
+        Some(b) => serde_json::from_slice(b)
+            .map_err(|e| StoreError::Format(format!("url_keys.json does not parse: {e}")))?,
+        None => KeyFile::default(),
+    };
+    file.keys
+        .into_iter()
+        .map(|k| {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(&k.key, &mut bytes).map_err(|_| {
+                StoreError::Format(format!("URL key {} is not 32 hex bytes", k.kid))
+            })?;
+            Ok((k.kid, bytes))
+        })
+        .collect()
+}
+
 impl UrlKeys {
     /// Loads the keys, making the first one on first start.
     pub fn load_or_create(layout: &Layout) -> Result<UrlKeys, StoreError> {
@@ -105,19 +133,22 @@ impl UrlKeys {
             file.keys.push(new_key());
             write(layout, &file)?;
         }
-        let mut keys = Vec::new();
-        for k in file.keys {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(&k.key, &mut bytes).map_err(|_| {
-                StoreError::Format(format!("URL key {} is not 32 hex bytes", k.kid))
-            })?;
-            keys.push((k.kid, bytes));
-        }
-        Ok(UrlKeys { keys })
+        Ok(UrlKeys {
+            keys: Keys::File(Reloading::open(key_file(layout), parse_keys)?),
+        })
     }
 
     pub fn from_keys(keys: Vec<(String, [u8; 32])>) -> UrlKeys {
-        UrlKeys { keys }
+        UrlKeys {
+            keys: Keys::Fixed(keys),
+        }
+    }
+
+    fn keys(&self) -> std::sync::Arc<Vec<Key>> {
+        match &self.keys {
+            Keys::File(f) => f.get(),
+            Keys::Fixed(k) => std::sync::Arc::new(k.clone()),
+        }
     }
 
     fn mac(key: &[u8; 32], method: &str, path: &str, exp: u64, kid: &str) -> Hmac<Sha256> {
@@ -129,7 +160,8 @@ impl UrlKeys {
 
     /// The query string that makes `method path` valid until `exp`.
     pub fn sign(&self, method: &str, path: &str, exp: u64) -> String {
-        let Some((kid, key)) = self.keys.last() else {
+        let keys = self.keys();
+        let Some((kid, key)) = keys.last() else {
             return String::new();
         };
         let sig = Self::mac(key, method, path, exp, kid)
@@ -140,7 +172,8 @@ impl UrlKeys {
 
     /// Checks a signature for `method path` at time `now`, in constant time.
     pub fn verify(&self, method: &str, path: &str, s: &Signature, now: u64) -> Verdict {
-        let Some((_, key)) = self.keys.iter().find(|(kid, _)| *kid == s.kid) else {
+        let keys = self.keys();
+        let Some((_, key)) = keys.iter().find(|(kid, _)| *kid == s.kid) else {
             return Verdict::Invalid;
         };
         if Self::mac(key, method, path, s.exp, &s.kid)

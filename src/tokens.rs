@@ -3,17 +3,15 @@
 //! atomically); a new token is shown once. The server re-reads the file when it changes, so
 //! tokens made or revoked with the command line take effect within a second.
 
-use std::fs;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use crate::reload::Reloading;
 use crate::store::layout::{write_atomically, Layout};
 use crate::store::StoreError;
 
@@ -76,85 +74,46 @@ impl ApiToken {
     }
 }
 
-/// Identifies one version of the token file: every save is a new file renamed into place, so
-/// its inode changes even when two saves share a coarse modification time.
-type FileVersion = (u64, Option<SystemTime>, u64);
-
-fn version_of(path: &std::path::Path) -> Option<FileVersion> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(path).ok()?;
-    Some((m.ino(), m.modified().ok(), m.len()))
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct TokenFile {
     tokens: Vec<ApiToken>,
 }
 
 pub struct Tokens {
-    path: PathBuf,
+    file: Reloading<Vec<ApiToken>>,
     dir: PathBuf,
-    cache: RwLock<(Option<FileVersion>, Vec<ApiToken>)>,
-    last_check: Mutex<Instant>,
 }
 
 const MAX_NAME: usize = 100;
 
+fn parse(path: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<ApiToken>, StoreError> {
+    let Some(bytes) = bytes else {
+        return Ok(Vec::new());
+    };
+    let file: TokenFile = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Format(format!("{} does not parse: {e}", path.display())))?;
+    Ok(file.tokens)
+}
+
 impl Tokens {
     pub fn open(layout: &Layout) -> Result<Tokens, StoreError> {
-        let t = Tokens {
-            path: layout.secrets().join("tokens.json"),
+        Ok(Tokens {
+            file: Reloading::open(layout.secrets().join("tokens.json"), parse)?,
             dir: layout.secrets(),
-            cache: RwLock::new((None, Vec::new())),
-            last_check: Mutex::new(Instant::now()),
-        };
-        t.reload()?;
-        Ok(t)
+        })
     }
 
-    fn read_file(&self) -> Result<(Option<FileVersion>, Vec<ApiToken>), StoreError> {
-        // The version is taken before reading: a change in between is then seen next time.
-        let version = version_of(&self.path);
-        match fs::read(&self.path) {
-            Ok(bytes) => {
-                let mtime = version;
-                let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    StoreError::Format(format!("{} does not parse: {e}", self.path.display()))
-                })?;
-                Ok((mtime, file.tokens))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Vec::new())),
-            Err(e) => Err(StoreError::io("read the token file", e)),
-        }
-    }
-
-    fn reload(&self) -> Result<(), StoreError> {
-        let fresh = self.read_file()?;
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        Ok(())
-    }
-
-    /// Picks up changes made by another process, checking the file at most once a second.
-    fn refresh(&self) {
-        let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        *last = Instant::now();
-        let current = version_of(&self.path);
-        let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).0;
-        if current != cached {
-            if let Err(e) = self.reload() {
-                tracing::error!(error = %e, "could not reload API tokens; keeping the previous set");
-            }
-        }
+    /// The tokens as the file holds them now, for a change to be saved.
+    fn read_file(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.file.reload()?;
+        Ok(self.file.get().as_ref().clone())
     }
 
     fn save(&self, tokens: Vec<ApiToken>) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(&TokenFile { tokens })
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        write_atomically(&self.dir, &self.path, &bytes, 0o600)?;
-        self.reload()
+        write_atomically(&self.dir, self.file.path(), &bytes, 0o600)?;
+        self.file.reload()
     }
 
     /// Creates a token and returns it with its plain value, which is never stored.
@@ -179,26 +138,19 @@ impl Tokens {
             expires_at,
             revoked_at: None,
         };
-        let (_, mut all) = self.read_file()?;
+        let mut all = self.read_file()?;
         all.push(token.clone());
         self.save(all)?;
         Ok((token, plain))
     }
 
     pub fn list(&self) -> Vec<ApiToken> {
-        self.refresh();
-        self.cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .iter()
-            .map(ApiToken::public)
-            .collect()
+        self.file.get().iter().map(ApiToken::public).collect()
     }
 
     /// Revokes a token; false when there is no such (unrevoked) token.
     pub fn revoke(&self, id: &str) -> Result<bool, StoreError> {
-        let (_, mut all) = self.read_file()?;
+        let mut all = self.read_file()?;
         let Some(t) = all
             .iter_mut()
             .find(|t| t.id == id && t.revoked_at.is_none())
@@ -212,13 +164,12 @@ impl Tokens {
 
     /// The active token with this value, compared in constant time.
     pub fn verify(&self, presented: &str) -> Option<ApiToken> {
-        self.refresh();
         let digest = Sha256::digest(presented.as_bytes());
         let now = OffsetDateTime::now_utc();
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let tokens = self.file.get();
         let mut found = None;
         // Every token is compared, so the time taken does not say which one matched.
-        for t in &cache.1 {
+        for t in tokens.iter() {
             let mut stored = [0u8; 32];
             if hex::decode_to_slice(&t.hash, &mut stored).is_ok()
                 && bool::from(stored.ct_eq(digest.as_slice()))
@@ -231,11 +182,9 @@ impl Tokens {
 
     /// The active token with this id (for session cookies naming it).
     pub fn by_id(&self, id: &str) -> Option<ApiToken> {
-        self.refresh();
         let now = OffsetDateTime::now_utc();
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache
-            .1
+        self.file
+            .get()
             .iter()
             .find(|t| t.id == id && t.is_active(now))
             .cloned()

@@ -456,3 +456,44 @@ fn a_restored_record_cannot_smuggle_a_content_type() {
         .unwrap()
         .contains("sandbox"));
 }
+
+/// A small archive cannot make a restore hold or write much more than it carries: a sparse
+/// entry that would expand to 256 MiB is refused as it is met, and nothing is left behind.
+#[test]
+fn a_restore_refuses_an_entry_that_would_expand() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("sparse.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    let format = br#"{"format": "shoebox-backup", "version": 1, "created_at": "2026-01-01T00:00:00Z", "instance": "x"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(format.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    out.append_data(&mut h, "shoebox-backup/FORMAT.json", &format[..])
+        .unwrap();
+    // A record entry of 10 bytes of data that claims 256 MiB once its holes are filled.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(10);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.set_real_size(256 << 20);
+        gnu.sparse[0].set_offset((256 << 20) - 10);
+        gnu.sparse[0].set_length(10);
+    }
+    h.set_mode(0o644);
+    h.set_path("shoebox-backup/records/01jd8x4w9k6t2m3n4p5q6r7s8t.json")
+        .unwrap();
+    h.set_cksum();
+    out.append(&h, &b"0123456789"[..]).unwrap();
+    out.into_inner().unwrap();
+    assert!(std::fs::metadata(&archive).unwrap().len() < 16 << 10);
+
+    let target = dir.path().join("restored");
+    let started = Instant::now();
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &target);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("not a plain file"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(common::entries(&target).is_empty(), "nothing left behind");
+}

@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -54,15 +54,13 @@ impl Check {
     }
 }
 
+/// Whether uploads have room. No byte counts: the health check is public, and exact free
+/// space would tell an uploader whether the bytes of a private file are already stored (a
+/// duplicate costs no space). The admin's `/api/status` has the figures.
 #[derive(Serialize, ToSchema)]
 pub struct SpaceCheck {
     /// False when free space is below the reserve.
     ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    free_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    reserve_bytes: u64,
 }
 
 /// Deep health check.
@@ -92,21 +90,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let ok = disk.is_ok() && meta.is_ok();
     // Past the reserve the service still reads, edits and deletes: degraded, not down, so a
     // platform health check does not restart it in a loop.
-    let reserve_bytes = state.store.reserve();
-    let space_check = match &space {
-        Ok(s) => SpaceCheck {
-            ok: true,
-            free_bytes: Some(s.free_bytes),
-            error: None,
-            reserve_bytes,
-        },
-        Err(e) => SpaceCheck {
-            ok: false,
-            free_bytes: None,
-            error: Some(e.to_string()),
-            reserve_bytes,
-        },
-    };
+    let space_check = SpaceCheck { ok: space.is_ok() };
     for err in [disk.as_ref().err(), meta.as_ref().err()]
         .into_iter()
         .flatten()

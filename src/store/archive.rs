@@ -198,6 +198,12 @@ fn classify(path: &str) -> Option<Entry> {
     }
 }
 
+/// The largest text entries an archive can hold: its header, its manifest (a line per file of a
+/// very large store), one record (a few kilobytes of fields and a 16 KiB custom object).
+const MAX_FORMAT: u64 = 64 << 10;
+const MAX_MANIFEST: u64 = 512 << 20;
+const MAX_RECORD: u64 = 1 << 20;
+
 fn bad(msg: impl Into<String>) -> StoreError {
     StoreError::Format(format!("not a valid Shoebox backup: {}", msg.into()))
 }
@@ -256,6 +262,37 @@ pub fn read_archive(
             return Err(bad(format!("{path} comes after the manifest")));
         }
         let kind = classify(&path).ok_or_else(|| bad(format!("unexpected entry {path:?}")))?;
+        // A small archive must not make the restore hold or write much more than it carries:
+        // only plain files (a sparse entry expands to any size from a few bytes), and no text
+        // entry larger than its kind can be. A blob's size is checked against the disk.
+        let entry_type = entry.header().entry_type();
+        if !entry_type.is_file() {
+            return Err(bad(format!(
+                "{path} is not a plain file (entry type {entry_type:?})"
+            )));
+        }
+        let size = entry.size();
+        let most = match kind {
+            Entry::Format => MAX_FORMAT,
+            Entry::Manifest => MAX_MANIFEST,
+            Entry::Record(_) => MAX_RECORD,
+            Entry::Blob(_) => u64::MAX,
+        };
+        if size > most {
+            return Err(bad(format!(
+                "{path} is {size} bytes, more than such an entry can be ({most})"
+            )));
+        }
+        if let (Entry::Blob(_), Some(l)) = (&kind, &layout) {
+            let free = super::disk::space(l.root())?.free_bytes;
+            if size > free {
+                return Err(StoreError::NoRoom(format!(
+                    "not enough free space to restore {path} ({size} bytes, {free} free); \
+                     nothing is kept of this restore"
+                )));
+            }
+        }
+        let entry = entry.take(most);
         if first != matches!(kind, Entry::Format) {
             return Err(bad("it must start with FORMAT.json"));
         }
