@@ -202,7 +202,7 @@ mod tests {
         layout.prepare().unwrap();
         let tokens = Tokens::open(&layout).unwrap();
         let (t, plain) = tokens.create("ci uploader", Scope::Upload, None).unwrap();
-        let file = fs::read_to_string(layout.secrets().join("tokens.json")).unwrap();
+        let file = std::fs::read_to_string(layout.secrets().join("tokens.json")).unwrap();
         assert!(!file.contains(&plain[4..]), "only the hash is stored");
         assert_eq!(tokens.verify(&plain).map(|v| v.id), Some(t.id.clone()));
         assert!(tokens.verify("sbx_wrong").is_none());
