@@ -242,6 +242,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// A file holding the admin token (a mounted secret), instead of SHOEBOX_ADMIN_TOKEN.
+    #[arg(long, env = "SHOEBOX_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Public base URL (e.g. https://media.example.com) used to make absolute links.
     #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -355,6 +359,25 @@ pub fn parse_interval(s: &str) -> Result<Interval, String> {
     }
 }
 
+/// Reads an admin token from a file (`SHOEBOX_ADMIN_TOKEN_FILE`), so that orchestrators can
+/// mount it as a secret instead of putting it on a command line or in the environment.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "could not read the admin token from {}: {e}",
+            path.display()
+        )
+    })?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(format!(
+            "the admin token in {} must be at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token.to_owned())
+}
+
 fn clean_list(items: &[String]) -> Vec<String> {
     items
         .iter()
@@ -419,6 +442,10 @@ impl Config {
                 return Err("SHOEBOX_ADMIN_TOKEN must be at least 16 characters; unset it to have one generated".into());
             }
         }
+        let admin_token = match &args.admin_token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => args.admin_token.map(|t| t.trim().to_owned()),
+        };
         let public_url = match args.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
@@ -462,7 +489,7 @@ impl Config {
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),
             data_dir: args.data.data_dir,
-            admin_token: args.admin_token.map(|t| t.trim().to_owned()),
+            admin_token,
             public_url,
             max_upload_bytes: args.max_upload_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
@@ -515,6 +542,7 @@ mod tests {
         envs.sort();
         let expected = [
             ("admin-token", "SHOEBOX_ADMIN_TOKEN"),
+            ("admin-token-file", "SHOEBOX_ADMIN_TOKEN_FILE"),
             ("allowed-types", "SHOEBOX_ALLOWED_TYPES"),
             ("bind", "SHOEBOX_BIND"),
             ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),

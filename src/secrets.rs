@@ -107,6 +107,24 @@ pub fn reset_admin_token(layout: &Layout) -> Result<AdminToken, StoreError> {
     Ok(AdminToken::Generated(hash, token))
 }
 
+/// Where a generated admin token is written for its operator when the server's output is not a
+/// terminal (a log stream: Docker, journald, a platform's log).
+pub fn generated_token_file(layout: &Layout) -> PathBuf {
+    layout.secrets().join("admin_token")
+}
+
+/// Writes a generated admin token for its operator to read once (mode 0600).
+pub fn write_generated_token(layout: &Layout, token: &str) -> Result<PathBuf, StoreError> {
+    let path = generated_token_file(layout);
+    write_atomically(
+        &layout.secrets(),
+        &path,
+        format!("{token}\n").as_bytes(),
+        0o600,
+    )?;
+    Ok(path)
+}
+
 fn session_key_file(layout: &Layout) -> PathBuf {
     layout.secrets().join(SESSION_KEY_FILE)
 }

@@ -222,12 +222,18 @@ fn concurrent_uploads_are_all_durable() {
 #[test]
 fn a_generated_admin_token_is_printed_once_and_stored_hashed() {
     let s = TestServer::builder().no_token().start();
+    // The output is not a terminal here but a log stream, which others read: the token is in
+    // a file only its owner can read, and the output says where.
     let out = s.output();
-    let token = out
-        .split_whitespace()
-        .find(|w| w.starts_with("sbx_") && w.len() == 68)
-        .unwrap_or_else(|| panic!("a generated token in the output:\n{out}"))
-        .to_owned();
+    let handed = s.data_dir.join("secrets/admin_token");
+    assert!(out.contains(handed.to_str().unwrap()), "{out}");
+    assert_eq!(
+        std::fs::metadata(&handed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&handed).unwrap().trim().to_owned();
+    assert!(token.starts_with("sbx_") && token.len() == 68, "{token}");
+    assert!(!out.contains(&token), "the token is not in the log:\n{out}");
     let file = s.data_dir.join("secrets/admin_token.sha256");
     let stored = std::fs::read_to_string(&file).unwrap();
     assert!(!stored.contains(&token[4..]));
@@ -252,6 +258,27 @@ fn a_generated_admin_token_is_printed_once_and_stored_hashed() {
     );
     assert_eq!(upload(&s, &token), 201);
     assert_eq!(upload(&s, TOKEN), 401);
+}
+
+/// An orchestrator mounts the admin token as a file rather than passing it in the environment.
+#[test]
+fn the_admin_token_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, "a-mounted-secret-token-0123456789\n").unwrap();
+    let s = TestServer::builder()
+        .no_token()
+        .arg("--admin-token-file")
+        .arg(file.to_str().unwrap())
+        .start();
+    let status = s
+        .get("/api/status")
+        .bearer_auth("a-mounted-secret-token-0123456789")
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert!(!s.data_dir.join("secrets/admin_token").exists());
 }
 
 #[test]

@@ -232,7 +232,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
     let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
-        announce_generated_token(token, &config);
+        announce_generated_token(token, &config, store.layout())?;
     }
     let session_key = secrets::load_or_create_session_key(store.layout())?;
     let state = web::Data::new(AppState::new(
@@ -372,12 +372,28 @@ fn check_persistence(p: &Persistence, config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn announce_generated_token(token: &str, config: &Config) {
+fn announce_generated_token(
+    token: &str,
+    config: &Config,
+    layout: &crate::store::Layout,
+) -> Result<(), StoreError> {
+    use std::io::IsTerminal;
     let port = config.listen.port();
-    // Printed, not logged: it is shown once, and log pipelines should never carry it.
+    if !std::io::stdout().is_terminal() {
+        // Output that is not a terminal is a log stream (Docker, journald, a platform's log)
+        // that others read and keep: the token goes to a file only its owner can read.
+        let path = secrets::write_generated_token(layout, token)?;
+        println!(
+            "\n  Shoebox generated an admin token and wrote it to {} (readable only by this \n  user; only its hash is kept). Read it there, keep it somewhere safe, then delete the\n  file. Lost it? Stop Shoebox and run `shoebox reset-admin-token`, or set\n  SHOEBOX_ADMIN_TOKEN or SHOEBOX_ADMIN_TOKEN_FILE.\n",
+            path.display()
+        );
+        return Ok(());
+    }
+    // Printed to the terminal, not logged: it is shown once.
     println!(
         "\n  Shoebox generated an admin token. It is shown only this once; only its hash is stored.\n\n      {token}\n\n  Use it as a bearer token, e.g.\n      curl -H \"Authorization: Bearer {token}\" -F file=@photo.jpg http://localhost:{port}/api/media\n  or paste it into the sign-in box of the web page. Lost it? Stop Shoebox and run\n  `shoebox reset-admin-token`, or set SHOEBOX_ADMIN_TOKEN.\n"
     );
+    Ok(())
 }
 
 #[cfg(test)]
