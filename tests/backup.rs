@@ -238,6 +238,8 @@ fn import_adopts_a_folder_serves_old_urls_and_is_idempotent() {
     let outside = dir.path().join("secret.txt");
     std::fs::write(&outside, b"must not be imported").unwrap();
     std::os::unix::fs::symlink(&outside, uploads.join("escape.txt")).unwrap();
+    // A hard link names the outside file's very bytes from inside the folder.
+    std::fs::hard_link(&outside, uploads.join("linked.txt")).unwrap();
 
     let data_dir = dir.path().join("data");
     let map = dir.path().join("map.csv");
@@ -259,11 +261,15 @@ fn import_adopts_a_folder_serves_old_urls_and_is_idempotent() {
     let (code, out) = run();
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("imported 5, already there 0, skipped 1"),
+        out.contains("imported 5, already there 0, skipped 2"),
         "{out}"
     );
     assert!(
         out.contains("escape.txt") && out.contains("leaves the imported folder"),
+        "{out}"
+    );
+    assert!(
+        out.contains("linked.txt") && out.contains("other hard links"),
         "{out}"
     );
     let mapping = std::fs::read_to_string(&map).unwrap();

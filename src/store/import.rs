@@ -31,9 +31,14 @@ pub struct ImportItem {
     pub outcome: Outcome,
 }
 
+/// A file found under the imported folder: where it was found, and the path to open (a
+/// symlink's target inside the folder), or why it is skipped.
+type Found = (PathBuf, Result<PathBuf, String>);
+
 /// Every regular file under `dir`, depth first, sorted. Symlinks are followed only when they
-/// resolve inside `dir`; those leaving it are reported, never read.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Result<(), String>)>) {
+/// resolve inside `dir`; those leaving it are reported, never read. What is finally opened is
+/// checked again, on the open file (see [`open_inside`]).
+fn walk(root: &Path, dir: &Path, out: &mut Vec<Found>) {
     let mut entries: Vec<_> = match fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(Result::ok).collect(),
         Err(e) => {
@@ -51,7 +56,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Result<(), String>)>) {
         if meta.file_type().is_symlink() {
             match fs::canonicalize(&path) {
                 Ok(target) if target.starts_with(root) && target.is_file() => {
-                    out.push((path, Ok(())))
+                    out.push((path, Ok(target)))
                 }
                 Ok(target) if target.starts_with(root) => {
                     out.push((path, Err("a symlink to a folder (not followed)".into())))
@@ -65,11 +70,49 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Result<(), String>)>) {
         } else if meta.is_dir() {
             walk(root, &path, out);
         } else if meta.is_file() {
-            out.push((path, Ok(())));
+            out.push((path.clone(), Ok(path)));
         } else {
             out.push((path, Err("not a regular file".into())));
         }
     }
+}
+
+/// Opens a file to import and checks the open file itself, not its path (a path checked and
+/// then opened can be swapped in between): not a symlink (`O_NOFOLLOW`), a regular file, truly
+/// inside the folder (where the kernel says the open file is), and without other hard links,
+/// whose other names may be anywhere on the disk, outside the folder.
+fn open_inside(root: &Path, path: &Path) -> Result<fs::File, StoreError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let skip = |why: &str| {
+        StoreError::io(
+            "import a file",
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned()),
+        )
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| StoreError::io("open a file to import", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| StoreError::io("stat a file to import", e))?;
+    if !meta.is_file() {
+        return Err(skip("not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(skip(
+            "it has other hard links, which may be outside the imported folder; copy it into \
+             the folder to import it",
+        ));
+    }
+    let real = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| StoreError::io("find where a file to import is", e))?;
+    if !real.starts_with(root) {
+        return Err(skip("it is outside the imported folder"));
+    }
+    Ok(file)
 }
 
 impl Store {
@@ -96,7 +139,7 @@ impl Store {
                 .unwrap_or_else(|_| path.display().to_string());
             let outcome = match readable {
                 Err(why) => Outcome::Skipped(why),
-                Ok(()) => {
+                Ok(open_path) => {
                     let legacy = match &prefix {
                         Some(p) if p != "/" => format!("{p}/{rel}"),
                         Some(_) => format!("/{rel}"),
@@ -104,7 +147,9 @@ impl Store {
                     };
                     match self.by_legacy_path(&legacy)? {
                         Some(existing) => Outcome::AlreadyThere(existing),
-                        None => match self.import_file(&path, legacy, collection.clone()) {
+                        None => match open_inside(&root, &open_path).and_then(|file| {
+                            self.import_file(file, &path, legacy, collection.clone())
+                        }) {
                             Ok(r) => Outcome::Imported(r),
                             Err(e @ StoreError::Io { .. }) if !e.is_disk_full() => {
                                 Outcome::Skipped(e.to_string())
@@ -127,12 +172,11 @@ impl Store {
 
     fn import_file(
         &self,
+        mut file: fs::File,
         path: &Path,
         legacy: String,
         collection: Option<String>,
     ) -> Result<MediaRecord, StoreError> {
-        let mut file =
-            fs::File::open(path).map_err(|e| StoreError::io("read a file to import", e))?;
         let mtime = file.metadata().and_then(|m| m.modified()).ok();
         let mut writer = self.writer()?;
         let mut buf = vec![0u8; 1 << 20];
