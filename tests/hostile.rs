@@ -962,3 +962,68 @@ fn low_severity_leaks_are_closed() {
     );
     assert_eq!(s.get(&sign()).send().unwrap().status(), 200);
 }
+
+/// A listing page that ends at its scan bound (20,000 index entries) among private records
+/// hands an anonymous caller a cursor that names none of them, and still reaches the public
+/// record beyond them. The private records are written as record files and indexed by
+/// `rebuild`, which is much quicker than 20,000 uploads.
+#[test]
+fn a_listing_cursor_never_names_a_private_record() {
+    let mut s = TestServer::start();
+    let public = s.upload("old.txt", b"the public one", &[]);
+    let template = s.upload("p.txt", b"private bytes", &[("visibility", "private")]);
+    assert!(s.terminate().success());
+    let records = s.data_dir.join("records");
+    let mut private = std::collections::BTreeSet::new();
+    let base = ulid::Ulid::from_string(template["id"].as_str().unwrap()).unwrap();
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(records.join(format!("{}.json", template["id"].as_str().unwrap()))).unwrap(),
+    )
+    .unwrap();
+    for n in 0..20_100u64 {
+        let id = ulid::Ulid::from_parts(base.timestamp_ms() + 1 + n / 4, u128::from(n))
+            .to_string()
+            .to_ascii_lowercase();
+        let mut record = file.clone();
+        record["id"] = Value::from(id.clone());
+        std::fs::write(
+            records.join(format!("{id}.json")),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        private.insert(id);
+    }
+    private.insert(template["id"].as_str().unwrap().to_owned());
+    let (code, out) = run_cli(&["rebuild"], &s.data_dir);
+    assert_eq!(code, 0, "{out}");
+    let s = s.restart();
+
+    let mut cursor = String::new();
+    let mut listed = Vec::new();
+    for _ in 0..10 {
+        let page: Value = s
+            .get(&format!("/api/media?limit=10&cursor={cursor}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        listed.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                assert!(
+                    !private.iter().any(|p| next.contains(p.as_str())),
+                    "the cursor {next} names a private record"
+                );
+                cursor = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, vec![public["id"].as_str().unwrap().to_owned()]);
+}

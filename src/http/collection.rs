@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::openapi::responses::{BadRequest, ServerError};
 use super::AppState;
 use crate::store::record;
-use crate::store::{Kind, ListQuery, MediaId, MediaRecord};
+use crate::store::{Cursor, Kind, ListQuery, MediaRecord};
 
 /// Items per page; the "More" link continues from the last one.
 const PAGE_SIZE: usize = 24;
@@ -27,7 +27,6 @@ const EMPTY_FIRST_PAGE: &str = "Nothing has been published in this collection ye
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// From the page's "More" link.
-    #[param(value_type = Option<MediaId>)]
     cursor: Option<String>,
 }
 
@@ -164,7 +163,7 @@ pub fn render(
     assets_prefix: &str,
     collection: &str,
     items: &[MediaRecord],
-    next: Option<MediaId>,
+    next: Option<Cursor>,
     continued: bool,
 ) -> String {
     let name = escape(collection);
@@ -256,7 +255,7 @@ pub async fn page(
     };
     let before = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(
-            c.parse::<MediaId>()
+            c.parse::<Cursor>()
                 .map_err(|_| ApiError::invalid("cursor", "a link from an earlier page"))?,
         ),
         None => None,

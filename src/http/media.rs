@@ -14,7 +14,7 @@ use super::openapi::responses::{
 };
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{Kind, ListQuery, MediaId, MediaPatch, MediaRecord, Visibility};
+use crate::store::{Cursor, Kind, ListQuery, MediaId, MediaPatch, MediaRecord, Visibility};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -82,8 +82,7 @@ pub struct ListParams {
     /// Items per page.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
-    #[param(value_type = Option<MediaId>)]
+    /// The `next_cursor` of the previous page, as it was given (opaque).
     cursor: Option<String>,
 }
 
@@ -98,7 +97,7 @@ impl ListParams {
         }
         let before =
             match self.cursor.as_deref().filter(|c| !c.is_empty()) {
-                Some(c) => Some(c.parse::<MediaId>().map_err(|_| {
+                Some(c) => Some(c.parse::<Cursor>().map_err(|_| {
                     ApiError::invalid("cursor", "a next_cursor from an earlier page")
                 })?),
                 None => None,
@@ -164,7 +163,7 @@ pub async fn list(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .json(MediaPage {
             items,
-            next_cursor: page.next.map(|id| id.to_string()),
+            next_cursor: page.next.map(|c| c.to_string()),
         }))
 }
 

@@ -25,7 +25,7 @@ use sled::{IVec, Transactional, Tree};
 use super::cache::ReadCache;
 use super::hash::ContentHash;
 use super::record::{Kind, MediaId, MediaRecord, Visibility};
-use super::{ListPage, ListQuery, StoreError};
+use super::{Cursor, ListPage, ListQuery, StoreError};
 
 /// How many index entries one listing page may examine before it returns what it has and a
 /// cursor to continue: a filter that matches little cannot turn one request into a full scan.
@@ -452,6 +452,11 @@ impl MetaStore {
 
     /// One page of records, newest first.
     pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        self.list_scanning(q, MAX_SCAN)
+    }
+
+    /// [`list`](Self::list), examining at most `max_scan` index entries.
+    fn list_scanning(&self, q: &ListQuery, max_scan: usize) -> Result<ListPage, StoreError> {
         // Drive the scan from the most selective index the query names.
         let (tree, prefix): (&Tree, Vec<u8>) = if let Some(c) = &q.collection {
             (&self.by_collection, text_key(c, None))
@@ -462,34 +467,55 @@ impl MetaStore {
         } else {
             (&self.media, Vec::new())
         };
-        let iter = match q.before {
-            Some(id) => {
-                let mut end = prefix.clone();
-                end.extend_from_slice(&id.to_key());
-                tree.range(prefix.clone()..end)
+        // Where the scan starts, and how many records of its first millisecond an earlier
+        // page scanned already (see `Cursor`).
+        let (end, carried, carried_ms) = match q.before {
+            Some(Cursor::After(id)) => (Some(id.to_key()), 0, 0),
+            Some(Cursor::At { ms, skip }) => (
+                Some(MediaId(ulid::Ulid::from_parts(ms + 1, 0)).to_key()),
+                skip,
+                ms,
+            ),
+            None => (None, 0, 0),
+        };
+        let iter = match end {
+            Some(end) => {
+                let mut upper = prefix.clone();
+                upper.extend_from_slice(&end);
+                tree.range(prefix.clone()..upper)
             }
             None if prefix.is_empty() => tree.iter(),
             None => tree.scan_prefix(&prefix),
         };
         let mut items = Vec::new();
-        let mut last_seen = None;
-        for (scanned, entry) in iter.rev().enumerate() {
+        let mut to_skip = carried;
+        let mut scanned = 0;
+        // The last record scanned, and whether the caller sees it.
+        let mut last: Option<(MediaId, bool)> = None;
+        for entry in iter.rev() {
             let (key, value) = entry.map_err(sled_error)?;
             let id = MediaId::from_key(&key[prefix.len()..])
                 .ok_or_else(|| StoreError::Corrupt("an index key has a malformed id".into()))?;
+            if to_skip > 0 && id.0.timestamp_ms() == carried_ms {
+                to_skip -= 1;
+                continue;
+            }
             if items.len() == q.limit {
+                // The last record scanned is the last one listed: its caller saw it.
                 return Ok(ListPage {
                     items,
-                    next: last_seen,
+                    next: last.map(|(id, _)| Cursor::After(id)),
                 });
             }
-            if scanned == MAX_SCAN {
-                return Ok(ListPage {
-                    items,
-                    next: last_seen,
-                });
+            if scanned == max_scan {
+                let next = match last {
+                    Some((id, true)) => Some(Cursor::After(id)),
+                    Some((id, false)) => Some(self.resume_at(tree, &prefix, id)?),
+                    None => None,
+                };
+                return Ok(ListPage { items, next });
             }
-            last_seen = Some(id);
+            scanned += 1;
             let record = if prefix.is_empty() {
                 decode(&value)?
             } else {
@@ -502,11 +528,30 @@ impl MetaStore {
                     }
                 }
             };
-            if q.matches(&record) {
+            let seen = q.matches(&record);
+            if seen {
                 items.push(record);
             }
+            last = Some((id, seen));
         }
         Ok(ListPage { items, next: None })
+    }
+
+    /// The cursor that continues a scan after `id` without naming it: its millisecond, and
+    /// how many records of that millisecond the scan has passed (those not older than `id`).
+    fn resume_at(&self, tree: &Tree, prefix: &[u8], id: MediaId) -> Result<Cursor, StoreError> {
+        let ms = id.0.timestamp_ms();
+        let key = |id: MediaId| {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(&id.to_key());
+            k
+        };
+        let mut passed = 0u32;
+        for entry in tree.range(key(id)..key(MediaId(ulid::Ulid::from_parts(ms + 1, 0)))) {
+            entry.map_err(sled_error)?;
+            passed += 1;
+        }
+        Ok(Cursor::At { ms, skip: passed })
     }
 
     /// Every record, in id order; for verification and rebuilds.
@@ -854,6 +899,58 @@ mod tests {
             .unwrap();
         assert_eq!(ids(&all), (0..10).rev().collect::<Vec<_>>());
         assert!(all.next.is_none());
+    }
+
+    /// A page that ends at its scan bound among records its caller may not see continues
+    /// from a point in time, never from one of those records' ids; every visible record is
+    /// listed once, whatever the bound, including among records of one millisecond.
+    #[test]
+    fn a_cursor_never_names_a_record_its_caller_cannot_see() {
+        let (_d, meta) = open();
+        let mut all = Vec::new();
+        for n in 0..24u64 {
+            // Three records a millisecond, so pages also end inside a millisecond.
+            let mut r = record(n, n as u8, Some("c"), &[], Visibility::Private);
+            r.id = MediaId(ulid::Ulid::from_parts(1_000 + n / 3, u128::from(n) * 7919));
+            if n % 5 == 0 {
+                r.visibility = Visibility::Public;
+            }
+            all.push(r);
+        }
+        meta.insert(&all).unwrap();
+        let private: Vec<String> = all
+            .iter()
+            .filter(|r| !r.is_public())
+            .map(|r| r.id.to_string())
+            .collect();
+        let mut expected: Vec<MediaId> =
+            all.iter().filter(|r| r.is_public()).map(|r| r.id).collect();
+        expected.sort_by(|a, b| b.cmp(a));
+        for by_collection in [false, true] {
+            for max_scan in 1..6 {
+                let mut q = ListQuery {
+                    collection: by_collection.then(|| "c".to_owned()),
+                    limit: 2,
+                    ..ListQuery::default()
+                };
+                let mut seen = Vec::new();
+                for _ in 0..100 {
+                    let page = meta.list_scanning(&q, max_scan).unwrap();
+                    seen.extend(page.items.iter().map(|r| r.id));
+                    let Some(next) = page.next else { break };
+                    let text = next.to_string();
+                    assert!(
+                        !private.iter().any(|p| text.contains(p.as_str())),
+                        "{text} names a private record"
+                    );
+                    q.before = Some(text.parse().unwrap());
+                }
+                assert_eq!(
+                    seen, expected,
+                    "bound {max_scan}, by collection {by_collection}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod hash;
 mod health;
 pub mod import;
 pub mod layout;
+pub mod listing;
 pub mod maintain;
 pub mod meta;
 mod parallel;
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex};
 pub use blobs::{BlobStore, BlobWriter, StagedBlob};
 pub use hash::ContentHash;
 pub use layout::Layout;
+pub use listing::{Cursor, ListPage, ListQuery};
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 pub use start::Started;
 
@@ -154,45 +156,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// Filters for a listing; `before` is the cursor (exclusive).
-#[derive(Clone, Debug, Default)]
-pub struct ListQuery {
-    pub collection: Option<String>,
-    pub tag: Option<String>,
-    pub kind: Option<Kind>,
-    /// Case-insensitive text searched in title, description and filename; lower-cased.
-    pub q: Option<String>,
-    pub include_private: bool,
-    /// Private media owned by this token are visible too.
-    pub owner: Option<String>,
-    pub limit: usize,
-    pub before: Option<MediaId>,
-}
-
-impl ListQuery {
-    pub fn matches(&self, r: &MediaRecord) -> bool {
-        (self.include_private || r.is_public() || (self.owner.is_some() && r.owner == self.owner))
-            && self
-                .collection
-                .as_ref()
-                .is_none_or(|c| r.collection.as_ref() == Some(c))
-            && self.tag.as_ref().is_none_or(|t| r.tags.contains(t))
-            && self.kind.is_none_or(|k| r.kind == k)
-            && self.q.as_ref().is_none_or(|q| {
-                [&r.title, &r.description, &r.filename]
-                    .iter()
-                    .any(|f| f.to_lowercase().contains(q.as_str()))
-            })
-    }
-}
-
-#[derive(Debug)]
-pub struct ListPage {
-    pub items: Vec<MediaRecord>,
-    /// Where the next page starts, or `None` when this was the last.
-    pub next: Option<MediaId>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
