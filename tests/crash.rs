@@ -2,7 +2,8 @@
 //! random moments, restarted each time. Every acknowledged upload must come back with its exact
 //! bytes, every acknowledged delete must stay deleted, nothing half-written may be visible, and
 //! `tmp/` must be empty after each start. `SHOEBOX_CRASH_ROUNDS` sets the number of kills (a
-//! longer soak); the default keeps CI well under two minutes.
+//! longer soak), and `SHOEBOX_CRASH_SEED` the seed a failed run printed; the default keeps CI
+//! well under two minutes.
 
 mod common;
 
@@ -181,11 +182,17 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_rounds);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}, {rounds} rounds");
+    // SHOEBOX_CRASH_SEED replays a failed run: the kill times and the uploads follow from it.
+    let seed = std::env::var("SHOEBOX_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
     let mut rng = Rng(seed | 1);
     let ledger = Mutex::new(Ledger::default());
     let mut seen = BTreeSet::new();
