@@ -1,0 +1,192 @@
+//! The metadata store's own tests: counts, indexes and listings against what the records
+//! imply.
+
+use super::*;
+use crate::store::record::{now, RECORD_SCHEMA};
+
+fn record(
+    n: u64,
+    hash: u8,
+    collection: Option<&str>,
+    tags: &[&str],
+    visibility: Visibility,
+) -> MediaRecord {
+    MediaRecord {
+        schema: RECORD_SCHEMA,
+        id: MediaId(ulid::Ulid::from_parts(1_000 + n, n as u128)),
+        hash: ContentHash([hash; 32]),
+        size: 10,
+        content_type: "image/png".into(),
+        kind: Kind::Image,
+        filename: format!("f{n}.png"),
+        title: format!("title {n}"),
+        description: String::new(),
+        alt: String::new(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        collection: collection.map(str::to_owned),
+        visibility,
+        custom: Default::default(),
+        legacy_path: None,
+        owner: None,
+        width: None,
+        height: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn open() -> (tempfile::TempDir, MetaStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
+    (dir, meta)
+}
+
+fn ids(page: &ListPage) -> Vec<u64> {
+    page.items
+        .iter()
+        .map(|r| r.id.0.timestamp_ms() - 1_000)
+        .collect()
+}
+
+#[test]
+fn counts_follow_inserts_and_deletes() {
+    let (_d, meta) = open();
+    let a = record(1, 7, None, &[], Visibility::Public);
+    let b = record(2, 7, None, &[], Visibility::Private);
+    meta.insert(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(meta.refcount(&a.hash).unwrap(), 2);
+    assert_eq!(
+        meta.representative(&a.hash).unwrap(),
+        Some(a.id),
+        "the public user is preferred"
+    );
+    assert_eq!(meta.delete(a.id).unwrap().map(|(_, n)| n), Some(1));
+    assert_eq!(meta.representative(&a.hash).unwrap(), Some(b.id));
+    assert_eq!(meta.delete(b.id).unwrap().map(|(_, n)| n), Some(0));
+    assert_eq!(meta.refcount(&a.hash).unwrap(), 0);
+    assert_eq!(meta.representative(&a.hash).unwrap(), None);
+    assert!(meta.delete(b.id).unwrap().is_none());
+    assert!(
+        meta.insert(&[a.clone(), a]).is_err(),
+        "a duplicate id aborts the whole batch"
+    );
+    assert_eq!(meta.media_count(), 0);
+}
+
+#[test]
+fn lists_newest_first_through_indexes_with_cursors() {
+    let (_d, meta) = open();
+    for n in 0..10 {
+        let coll = if n % 2 == 0 {
+            Some("stories")
+        } else {
+            Some("other")
+        };
+        let vis = if n == 4 {
+            Visibility::Private
+        } else {
+            Visibility::Public
+        };
+        meta.insert(&[record(n, n as u8, coll, &["t"], vis)])
+            .unwrap();
+    }
+    let mut q = ListQuery {
+        collection: Some("stories".into()),
+        limit: 2,
+        ..ListQuery::default()
+    };
+    let first = meta.list(&q).unwrap();
+    assert_eq!(ids(&first), vec![8, 6]);
+    q.before = first.next;
+    let second = meta.list(&q).unwrap();
+    assert_eq!(
+        ids(&second),
+        vec![2, 0],
+        "private media are skipped without authority"
+    );
+    assert!(second.next.is_none(), "the last page says so");
+
+    let all = meta
+        .list(&ListQuery {
+            include_private: true,
+            limit: 100,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&all), (0..10).rev().collect::<Vec<_>>());
+    assert!(all.next.is_none());
+}
+
+#[test]
+fn damaged_counts_and_indexes_are_found_and_rederived() {
+    let (_d, meta) = open();
+    let records = vec![
+        record(1, 1, Some("a"), &["x"], Visibility::Public),
+        record(2, 1, None, &[], Visibility::Private),
+    ];
+    meta.insert(&records).unwrap();
+    assert!(meta.derived_problems(&records).unwrap().is_empty());
+    meta.refs
+        .insert(records[0].hash.as_bytes(), &5u64.to_be_bytes())
+        .unwrap();
+    meta.by_collection
+        .remove(text_key("a", Some(records[0].id)))
+        .unwrap();
+    meta.by_tag
+        .insert(text_key("ghost", Some(records[1].id)), &[])
+        .unwrap();
+    let problems = meta.derived_problems(&records).unwrap();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems
+        .iter()
+        .any(|p| p.starts_with("blob_refs: wrong value")));
+    assert!(problems
+        .iter()
+        .any(|p| p.starts_with("idx_collection: missing")));
+    assert!(problems.iter().any(|p| p.starts_with("idx_tag: stray")));
+    meta.rederive(&records).unwrap();
+    assert!(meta.derived_problems(&records).unwrap().is_empty());
+    assert_eq!(meta.refcount(&records[0].hash).unwrap(), 2);
+}
+
+#[test]
+fn updates_move_index_entries() {
+    let (_d, meta) = open();
+    let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
+    meta.insert(std::slice::from_ref(&r)).unwrap();
+    let mut changed = r.clone();
+    changed.collection = Some("b".into());
+    changed.tags = vec!["y".into()];
+    changed.visibility = Visibility::Private;
+    meta.replace(&r, &changed).unwrap();
+    assert!(
+        meta.replace(&r, &changed).is_err(),
+        "a stale edit is refused"
+    );
+    let q = |c: &str| ListQuery {
+        collection: Some(c.into()),
+        include_private: true,
+        limit: 10,
+        ..ListQuery::default()
+    };
+    assert!(meta.list(&q("a")).unwrap().items.is_empty());
+    assert_eq!(meta.list(&q("b")).unwrap().items.len(), 1);
+    let by_tag = ListQuery {
+        tag: Some("x".into()),
+        include_private: true,
+        limit: 10,
+        ..ListQuery::default()
+    };
+    assert!(meta.list(&by_tag).unwrap().items.is_empty());
+    let private = meta
+        .get(meta.representative(&r.hash).unwrap().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(private.visibility, Visibility::Private);
+    let mut ghost = r.clone();
+    ghost.id = MediaId(ulid::Ulid::nil());
+    assert!(matches!(
+        meta.replace(&ghost, &ghost),
+        Err(StoreError::NotFound)
+    ));
+}
