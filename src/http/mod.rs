@@ -222,7 +222,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             settled.describe()
         );
     }
-    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
+    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count().ok(), "store opened");
     let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config);

@@ -12,10 +12,17 @@
 //! - `pending`: id → () for new records whose files may not be durable yet (see
 //!   [`Store::create`](super::Store::create)); a completed upload's mark goes once its
 //!   record file is durable, with the next upload's transaction or at a clean shutdown
+//! - `counters`: name → u64 big-endian, the store's [`Totals`] (`media`, `media_bytes`,
+//!   `blobs`, `blob_bytes`, `kind:<kind>`); a zero is no entry
 //!
-//! Every change to a record, its indexes and its blob's count happens in one transaction.
+//! The index key layouts are in [`derived`](super::derived). Every change to a record, its
+//! indexes, its blob's count and the totals happens in one transaction.
+//!
+//! sled 0.34 runs its transactions one at a time (each holds a global lock from before its
+//! first read until it commits, see `concurrency_control.rs` in sled), so counters that every
+//! transaction updates add no conflicts or retries; concurrent uploads share one transaction
+//! anyway (see [`insert_pending`](MetaStore::insert_pending)).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,8 +30,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{IVec, Transactional, Tree};
 
 use super::cache::ReadCache;
+use super::derived::{
+    changed, differences, expected, hash_key, kind_key, text_key, visibility_byte, Delta, Entries,
+    Totals,
+};
 use super::hash::ContentHash;
-use super::record::{Kind, MediaId, MediaRecord, Visibility};
+use super::record::{MediaId, MediaRecord};
 use super::{ListPage, ListQuery, StoreError};
 
 /// How many index entries one listing page may examine before it returns what it has and a
@@ -45,14 +56,12 @@ pub struct MetaStore {
     by_legacy: Tree,
     state: Tree,
     pending: Tree,
+    counters: Tree,
     records: ReadCache<MediaId, Arc<MediaRecord>>,
     representatives: ReadCache<ContentHash, MediaId>,
     /// sled's data file, for the fsync that its flush leaves out.
     file: std::fs::File,
 }
-
-/// The key-value pairs of one derived tree.
-type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 type Abortable<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -82,48 +91,6 @@ fn sled_error(e: sled::Error) -> StoreError {
     }
 }
 
-fn kind_byte(kind: Kind) -> u8 {
-    match kind {
-        Kind::Image => 1,
-        Kind::Video => 2,
-        Kind::Audio => 3,
-        Kind::Document => 4,
-        Kind::Other => 5,
-    }
-}
-
-fn text_key(prefix: &str, id: Option<MediaId>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 17);
-    key.extend_from_slice(prefix.as_bytes());
-    key.push(0);
-    if let Some(id) = id {
-        key.extend_from_slice(&id.to_key());
-    }
-    key
-}
-
-fn hash_key(hash: &ContentHash, id: MediaId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(48);
-    key.extend_from_slice(hash.as_bytes());
-    key.extend_from_slice(&id.to_key());
-    key
-}
-
-fn kind_key(kind: Kind, id: Option<MediaId>) -> Vec<u8> {
-    let mut key = vec![kind_byte(kind)];
-    if let Some(id) = id {
-        key.extend_from_slice(&id.to_key());
-    }
-    key
-}
-
-fn visibility_byte(v: Visibility) -> &'static [u8] {
-    match v {
-        Visibility::Public => &[1],
-        Visibility::Private => &[0],
-    }
-}
-
 fn decode(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Corrupt(format!("a media record does not parse: {e}")))
@@ -138,6 +105,17 @@ fn count_of(v: Option<IVec>) -> u64 {
     v.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0)
+}
+
+/// Changes the totals inside a transaction.
+fn apply(counters: &TransactionalTree, delta: &Delta) -> Abortable<()> {
+    for (key, change) in delta.changes() {
+        match changed(count_of(counters.get(key)?), change) {
+            0 => counters.remove(key)?,
+            n => counters.insert(key, &n.to_be_bytes())?,
+        };
+    }
+    Ok(())
 }
 
 /// The index trees inside one transaction.
@@ -226,7 +204,7 @@ impl MetaStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
-        Ok(MetaStore {
+        let meta = MetaStore {
             media: tree("media")?,
             refs: tree("blob_refs")?,
             by_hash: tree("idx_hash")?,
@@ -236,13 +214,48 @@ impl MetaStore {
             by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
             pending: tree("pending")?,
+            counters: tree("counters")?,
             // sled keeps its log and pages in this one file (sled 0.34 layout).
             file: std::fs::File::open(path.join("db"))
                 .map_err(|e| StoreError::io("open the metadata database file", e))?,
             db,
             records: ReadCache::new(CACHED_RECORDS),
             representatives: ReadCache::new(CACHED_RECORDS),
-        })
+        };
+        if meta.counters.is_empty() && !meta.media.is_empty() {
+            meta.recount()?;
+        }
+        Ok(meta)
+    }
+
+    /// Counts the totals of a database written before it kept them, once: records exist but
+    /// no counter does (every record adds to `media`, so a database that kept them has
+    /// one). A record that does not decode is left out; `verify` reports it.
+    fn recount(&self) -> Result<(), StoreError> {
+        let totals = Totals::of(self.all().filter_map(Result::ok));
+        let mut batch = sled::Batch::default();
+        for (k, v) in totals.entries() {
+            batch.insert(k, v);
+        }
+        self.counters.apply_batch(batch).map_err(sled_error)?;
+        tracing::info!(
+            records = totals.media,
+            "counted the totals of a database from before they were kept"
+        );
+        Ok(())
+    }
+
+    /// What the store holds, from its counters: a few keys, whatever the store's size.
+    pub fn totals(&self) -> Result<Totals, StoreError> {
+        let entries = self
+            .counters
+            .iter()
+            .map(|e| e.map(|(k, v)| (k, count_of(Some(v)))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sled_error)?;
+        Ok(Totals::from_entries(
+            entries.iter().map(|(k, v)| (k.as_ref(), *v)),
+        ))
     }
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
@@ -281,9 +294,20 @@ impl MetaStore {
             &self.by_kind,
             &self.by_legacy,
             &self.pending,
+            &self.counters,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
+                |(
+                    media,
+                    refs,
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                    by_legacy,
+                    marks,
+                    counters,
+                )| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -291,6 +315,7 @@ impl MetaStore {
                         by_kind,
                         by_legacy,
                     };
+                    let mut delta = Delta::default();
                     for id in settled {
                         marks.remove(&id.to_key())?;
                     }
@@ -310,8 +335,12 @@ impl MetaStore {
                         let count = count_of(refs.get(record.hash.as_bytes())?);
                         refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
                         idx.add(record)?;
+                        delta.add_record(record);
+                        if count == 0 {
+                            delta.add_blob(record.size);
+                        }
                     }
-                    Ok(())
+                    apply(counters, &delta)
                 },
             )
             .map_err(tx_error);
@@ -337,8 +366,15 @@ impl MetaStore {
     }
 
     /// Replaces a record and re-indexes it in one transaction. Fails with `NotFound` when the
-    /// record is gone, and refuses to overwrite a record that is no longer `old`.
+    /// record is gone, and refuses to overwrite a record that is no longer `old`, or to change
+    /// its bytes (the reference counts go by them).
     pub fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
+        if (old.id, old.hash, old.size) != (new.id, new.hash, new.size) {
+            return Err(StoreError::Corrupt(format!(
+                "an edit of media {} would change its id or its bytes",
+                old.id
+            )));
+        }
         let bytes = encode(new)?;
         let result = (
             &self.media,
@@ -347,9 +383,10 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.counters,
         )
             .transaction(
-                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy, counters)| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -369,7 +406,12 @@ impl MetaStore {
                     idx.remove(old)?;
                     idx.add(new)?;
                     media.insert(&new.id.to_key(), bytes.as_slice())?;
-                    Ok(())
+                    // Nothing, unless the kind changed (an edit cannot change it; a record
+                    // file adopted at start-up might).
+                    let mut delta = Delta::default();
+                    delta.remove_record(old);
+                    delta.add_record(new);
+                    apply(counters, &delta)
                 },
             )
             .map_err(tx_error);
@@ -390,9 +432,20 @@ impl MetaStore {
             &self.by_kind,
             &self.by_legacy,
             &self.pending,
+            &self.counters,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
+                |(
+                    media,
+                    refs,
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                    by_legacy,
+                    marks,
+                    counters,
+                )| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -406,12 +459,19 @@ impl MetaStore {
                     };
                     let record = decode(&bytes).or_else(abort)?;
                     idx.remove(&record)?;
-                    let remaining = count_of(refs.get(record.hash.as_bytes())?).saturating_sub(1);
+                    let count = count_of(refs.get(record.hash.as_bytes())?);
+                    let remaining = count.saturating_sub(1);
                     if remaining == 0 {
                         refs.remove(record.hash.as_bytes())?;
                     } else {
                         refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
                     }
+                    let mut delta = Delta::default();
+                    delta.remove_record(&record);
+                    if count == 1 {
+                        delta.remove_blob(record.size);
+                    }
+                    apply(counters, &delta)?;
                     Ok(Some((record, remaining)))
                 },
             )
@@ -530,48 +590,8 @@ impl MetaStore {
             .collect()
     }
 
-    /// The index entries and counts these records imply, tree by tree.
-    fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 6] {
-        let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        let (mut h, mut c, mut t, mut k, mut l) = (
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-        );
-        for r in records {
-            *refs.entry(r.hash.as_bytes().to_vec()).or_default() += 1;
-            h.insert(
-                hash_key(&r.hash, r.id),
-                visibility_byte(r.visibility).to_vec(),
-            );
-            if let Some(coll) = &r.collection {
-                c.insert(text_key(coll, Some(r.id)), Vec::new());
-            }
-            for tag in &r.tags {
-                t.insert(text_key(tag, Some(r.id)), Vec::new());
-            }
-            k.insert(kind_key(r.kind, Some(r.id)), Vec::new());
-            if let Some(p) = &r.legacy_path {
-                l.insert(p.as_bytes().to_vec(), r.id.to_key().to_vec());
-            }
-        }
-        let refs = refs
-            .into_iter()
-            .map(|(k, v)| (k, v.to_be_bytes().to_vec()))
-            .collect();
-        [
-            ("blob_refs", refs),
-            ("idx_hash", h),
-            ("idx_collection", c),
-            ("idx_tag", t),
-            ("idx_kind", k),
-            ("idx_legacy", l),
-        ]
-    }
-
-    fn derived_trees(&self) -> [&Tree; 6] {
+    /// The trees [`expected`] derives, in its order.
+    fn derived_trees(&self) -> [&Tree; 7] {
         [
             &self.refs,
             &self.by_hash,
@@ -579,6 +599,7 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.counters,
         ]
     }
 
@@ -591,40 +612,24 @@ impl MetaStore {
             .and_then(|v| MediaId::from_key(&v)))
     }
 
-    /// Compares the counts and indexes with what the records imply; one line per difference.
+    /// Compares the counts, indexes and totals with what the records imply; one line per
+    /// difference.
     pub fn derived_problems(&self, records: &[MediaRecord]) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
-        for ((name, expected), tree) in Self::expected(records)
-            .into_iter()
-            .zip(self.derived_trees())
-        {
-            let mut actual = BTreeMap::new();
-            for e in tree.iter() {
-                let (k, v) = e.map_err(sled_error)?;
-                actual.insert(k.to_vec(), v.to_vec());
-            }
-            for (k, v) in &expected {
-                match actual.get(k) {
-                    None => problems.push(format!("{name}: missing entry {}", hex::encode(k))),
-                    Some(a) if a != v => {
-                        problems.push(format!("{name}: wrong value for {}", hex::encode(k)))
-                    }
-                    _ => {}
-                }
-            }
-            for k in actual.keys().filter(|k| !expected.contains_key(*k)) {
-                problems.push(format!("{name}: stray entry {}", hex::encode(k)));
-            }
+        for ((name, expected), tree) in expected(records).into_iter().zip(self.derived_trees()) {
+            let actual = tree
+                .iter()
+                .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<Entries, _>>()
+                .map_err(sled_error)?;
+            problems.extend(differences(name, &expected, &actual));
         }
         Ok(problems)
     }
 
-    /// Recreates every count and index from the records. Offline repair only.
+    /// Recreates every count, index and total from the records. Offline repair only.
     pub fn rederive(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        for ((_, expected), tree) in Self::expected(records)
-            .into_iter()
-            .zip(self.derived_trees())
-        {
+        for ((_, expected), tree) in expected(records).into_iter().zip(self.derived_trees()) {
             tree.clear().map_err(sled_error)?;
             for (k, v) in expected {
                 tree.insert(k, v).map_err(sled_error)?;
@@ -700,6 +705,8 @@ impl MetaStore {
         self.media.contains_key(id.to_key()).map_err(sled_error)
     }
 
+    /// The records, counted one key at a time: a scan, for checks that must not trust the
+    /// counters (the seal, a rebuild); [`totals`](Self::totals) says the same at once.
     pub fn media_count(&self) -> usize {
         self.media.len()
     }
@@ -735,6 +742,14 @@ impl MetaStore {
 
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Sets a counter behind the transactions' back, as damage would.
+    #[cfg(test)]
+    pub(crate) fn set_counter(&self, name: &str, value: u64) {
+        self.counters
+            .insert(name.as_bytes(), &value.to_be_bytes())
+            .unwrap();
     }
 }
 

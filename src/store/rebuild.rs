@@ -124,7 +124,8 @@ pub(crate) fn rebuild_locked(layout: &Layout) -> Result<RebuildReport, StoreErro
     Ok(report)
 }
 
-/// Writes the new database into `meta.building/`, checks it, and names it `meta.new/`.
+/// Writes the new database into `meta.building/`, checks it (its count, every index and the
+/// totals, which the inserts kept, against a scan of the records), and names it `meta.new/`.
 fn build(layout: &Layout, records: &[MediaRecord], generation: u64) -> Result<(), StoreError> {
     let building = layout.meta_building();
     remove_dir_if_present(&building)?;

@@ -354,7 +354,7 @@ mod tests {
         let store = start(dir.path());
         let (damage, _) = store.started().rebuilt.clone().unwrap();
         assert!(damage.to_string().contains("generation"), "{damage}");
-        assert_eq!(store.media_count(), 50);
+        assert_eq!(store.media_count().unwrap(), 50);
         // Now a record file lost behind the database's back.
         std::fs::remove_file(store.records.path_for(made[0].id)).unwrap();
         drop(store);
@@ -362,7 +362,7 @@ mod tests {
         let (damage, summary) = store.started().rebuilt.clone().unwrap();
         assert!(damage.to_string().contains("no record file"), "{damage}");
         assert!(summary.contains("copied to quarantine"), "{summary}");
-        assert_eq!(store.media_count(), 49);
+        assert_eq!(store.media_count().unwrap(), 49);
         assert!(catalogue::quarantined_copy(store.layout(), made[0].id).is_file());
     }
 }

@@ -1,8 +1,8 @@
-//! The metadata store's own tests: counts, indexes and listings against what the records
-//! imply.
+//! The metadata store's own tests: counts, indexes, totals and listings against what the
+//! records imply.
 
 use super::*;
-use crate::store::record::{now, RECORD_SCHEMA};
+use crate::store::record::{now, Kind, Visibility, RECORD_SCHEMA};
 
 fn record(
     n: u64,
@@ -39,6 +39,126 @@ fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
     let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
     (dir, meta)
+}
+
+/// The counters agree with a scan of the records, and `verify` finds nothing.
+fn assert_totals(meta: &MetaStore) -> Totals {
+    let records: Vec<MediaRecord> = meta.all().map(Result::unwrap).collect();
+    let totals = meta.totals().unwrap();
+    assert_eq!(totals, Totals::of(&records));
+    assert_eq!(
+        meta.derived_problems(&records).unwrap(),
+        Vec::<String>::new()
+    );
+    totals
+}
+
+#[test]
+fn totals_follow_inserts_dedup_edits_and_deletes() {
+    let (_d, meta) = open();
+    assert_eq!(assert_totals(&meta), Totals::default());
+    let a = record(1, 7, None, &[], Visibility::Public);
+    let mut b = record(2, 7, None, &[], Visibility::Private);
+    b.size = a.size;
+    let mut c = record(3, 8, Some("x"), &["t"], Visibility::Public);
+    c.size = 25;
+    c.kind = Kind::Video;
+    // One transaction with a duplicate of its own first blob.
+    meta.insert(&[a.clone(), b.clone()]).unwrap();
+    let t = assert_totals(&meta);
+    assert_eq!(
+        (t.media, t.media_bytes, t.blobs, t.blob_bytes),
+        (2, 20, 1, 10)
+    );
+    meta.insert_pending(&[&c], &[]).unwrap();
+    let t = assert_totals(&meta);
+    assert_eq!(
+        (t.media, t.media_bytes, t.blobs, t.blob_bytes),
+        (3, 45, 2, 35)
+    );
+    assert_eq!((t.kind(Kind::Image), t.kind(Kind::Video)), (2, 1));
+
+    let mut edited = c.clone();
+    edited.title = "new".into();
+    edited.tags = vec![];
+    meta.replace(&c, &edited).unwrap();
+    assert_eq!(assert_totals(&meta), t, "an edit changes no total");
+    let mut other_bytes = edited.clone();
+    other_bytes.hash = ContentHash([9; 32]);
+    assert!(
+        meta.replace(&edited, &other_bytes).is_err(),
+        "an edit cannot change the bytes that the counts go by"
+    );
+    let mut retyped = edited.clone();
+    retyped.kind = Kind::Audio;
+    meta.replace(&edited, &retyped).unwrap();
+    let t = assert_totals(&meta);
+    assert_eq!((t.kind(Kind::Video), t.kind(Kind::Audio)), (0, 1));
+
+    // The first user of a shared blob goes: the blob stays.
+    meta.delete(a.id).unwrap();
+    let t = assert_totals(&meta);
+    assert_eq!(
+        (t.media, t.media_bytes, t.blobs, t.blob_bytes),
+        (2, 35, 2, 35)
+    );
+    meta.delete(b.id).unwrap();
+    meta.delete(retyped.id).unwrap();
+    assert!(meta.delete(b.id).unwrap().is_none());
+    assert_eq!(assert_totals(&meta), Totals::default());
+    assert!(meta.counters.is_empty(), "zeros are no entries");
+    assert!(
+        meta.insert(&[a.clone(), a]).is_err(),
+        "an aborted batch changes no total"
+    );
+    assert_eq!(assert_totals(&meta), Totals::default());
+}
+
+#[test]
+fn totals_survive_reopening_and_a_database_without_them_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta");
+    let records: Vec<MediaRecord> = (0..5)
+        .map(|n| record(n, (n % 3) as u8, None, &[], Visibility::Public))
+        .collect();
+    let expected = Totals::of(&records);
+    {
+        let meta = MetaStore::open(&path).unwrap();
+        meta.insert(&records).unwrap();
+        meta.flush().unwrap();
+    }
+    {
+        let meta = MetaStore::open(&path).unwrap();
+        assert_eq!(meta.totals().unwrap(), expected);
+        // As a Shoebox from before the counters left its database.
+        meta.counters.clear().unwrap();
+        meta.flush().unwrap();
+    }
+    let meta = MetaStore::open(&path).unwrap();
+    assert_eq!(meta.totals().unwrap(), expected);
+    assert_totals(&meta);
+}
+
+#[test]
+fn wrong_totals_are_found_and_rederived() {
+    let (_d, meta) = open();
+    let records = vec![
+        record(1, 1, None, &[], Visibility::Public),
+        record(2, 2, None, &[], Visibility::Public),
+    ];
+    meta.insert(&records).unwrap();
+    meta.set_counter("blobs", 7);
+    meta.set_counter("kind:video", 1);
+    let problems = meta.derived_problems(&records).unwrap();
+    assert_eq!(
+        problems,
+        vec![
+            "counters: wrong value for blobs".to_owned(),
+            "counters: stray entry kind:video".to_owned(),
+        ]
+    );
+    meta.rederive(&records).unwrap();
+    assert_eq!(assert_totals(&meta).blobs, 2);
 }
 
 fn ids(page: &ListPage) -> Vec<u64> {
