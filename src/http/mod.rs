@@ -35,7 +35,7 @@ use crate::signing::UrlKeys;
 use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
 use crate::store::scrub::ScrubConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{Limits, Store, StoreError};
 use crate::tokens::Tokens;
 
 /// Shared by every worker; read-only apart from the store itself.
@@ -213,8 +213,13 @@ pub fn default_headers() -> DefaultHeaders {
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
-    let store =
-        Arc::new(Store::start(&config.data_dir, Role::Server)?.with_reserve(config.disk_reserve)?);
+    let limits = Limits {
+        db_cache: config.db_cache,
+    };
+    let store = Arc::new(
+        Store::start_with(&config.data_dir, Role::Server, limits)?
+            .with_reserve(config.disk_reserve)?,
+    );
     let settled = &store.started().settlement;
     if !settled.is_empty() {
         tracing::info!(

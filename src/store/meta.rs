@@ -161,7 +161,12 @@ impl Indexes<'_> {
 }
 
 impl MetaStore {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database. `cache_bytes` caps sled's page cache, loosely: sled
+    /// settles its cache's accounts in 256 shards, each once 64 page reads have queued up
+    /// there (`lru.rs` in sled 0.34), so up to 16,384 page reads go unaccounted, and one scan
+    /// of a store's records (some 8,000 pages of 12 records at 100,000) can bring them all
+    /// into memory, whatever the cap.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         // sled releases its file lock from a background thread after the last handle drops,
         // so a reopen in the same process can briefly find it held: retry for up to a second.
         let mut attempts = 0;
@@ -171,6 +176,7 @@ impl MetaStore {
                 // Durability comes from explicit flushes before every acknowledgement; the
                 // background flush only bounds how much unacknowledged work a crash can lose.
                 .flush_every_ms(Some(1000))
+                .cache_capacity(cache_bytes)
                 .open();
             match opened {
                 Ok(db) => break db,

@@ -196,6 +196,24 @@ pub struct Stats {
     pub meta_bytes: u64,
 }
 
+/// sled's page cache when the caller says nothing (see [`Limits`]).
+pub const DEFAULT_DB_CACHE: u64 = 32 << 20;
+
+/// The memory the store may use, as its caller configured it (plain numbers).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// sled's page cache, in bytes.
+    pub db_cache: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            db_cache: DEFAULT_DB_CACHE,
+        }
+    }
+}
+
 /// A new upload: its staged bytes, the fields the caller gave, and what was learned from it.
 pub struct NewMedia {
     pub blob: StagedBlob,
@@ -277,6 +295,11 @@ impl Store {
     /// Nothing more: no lock, no check against `records/`. Servers and commands open a store
     /// with [`start`](Self::start); this is its first step, and the tests' shortcut.
     pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
+        Self::open_with(root, Limits::default())
+    }
+
+    /// [`open`](Self::open) within these limits.
+    pub(crate) fn open_with(root: &Path, limits: Limits) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
         let instance = layout.prepare()?;
         let cleared = layout.clear_tmp()?;
@@ -285,7 +308,7 @@ impl Store {
         }
         let records = RecordFiles::new(layout.records());
         records.clear_temp_files()?;
-        let meta = MetaStore::open(&layout.meta())?;
+        let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
             record_sync: RecordSync::new(records.clone())

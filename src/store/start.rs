@@ -7,7 +7,7 @@ use std::path::Path;
 use super::catalogue::{Damage, Role, Seal, Settlement};
 use super::layout::{DirLock, Layout};
 use super::space::SpaceReserve;
-use super::{rebuild, Store, StoreError};
+use super::{rebuild, Limits, Store, StoreError};
 
 /// What [`Store::start`] found and did.
 #[derive(Debug, Default, Clone)]
@@ -31,7 +31,12 @@ impl Store {
     /// is rebuilt from `records/` for the server; a command gets [`StoreError::Damaged`],
     /// naming the recovery, and nothing is changed.
     pub fn start(root: &Path, role: Role) -> Result<Store, StoreError> {
-        Self::start_here(root, role).map_err(|e| match e {
+        Self::start_with(root, role, Limits::default())
+    }
+
+    /// [`start`](Self::start) within these limits.
+    pub fn start_with(root: &Path, role: Role, limits: Limits) -> Result<Store, StoreError> {
+        Self::start_here(root, role, limits).map_err(|e| match e {
             e @ StoreError::NoRoom(_) => e,
             e if e.is_disk_full() => StoreError::NoRoom(format!(
                 "the disk holding {} is full ({e}). Nothing is damaged: free some space on it \
@@ -42,7 +47,7 @@ impl Store {
         })
     }
 
-    fn start_here(root: &Path, role: Role) -> Result<Store, StoreError> {
+    fn start_here(root: &Path, role: Role, limits: Limits) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
         layout.prepare()?;
         let lock = layout.lock()?;
@@ -50,7 +55,7 @@ impl Store {
         space.release_if_short();
         rebuild::finish_interrupted(&layout)?;
         let seal = Seal::read(&layout)?;
-        let damage = match Store::open(root) {
+        let damage = match Store::open_with(root, limits) {
             Ok(mut store) => {
                 store.space = Some(space);
                 match store.reconcile(seal.as_ref(), role) {
@@ -82,10 +87,10 @@ impl Store {
             "the metadata database disagrees with records/, which holds every record: \
              rebuilding it from records/ (the old one is kept aside)"
         );
-        let report = rebuild::rebuild_locked(&layout)?;
+        let report = rebuild::rebuild_locked(&layout, limits)?;
         let summary = report.summary();
         tracing::warn!("{summary}");
-        let mut store = Store::open(root)?;
+        let mut store = Store::open_with(root, limits)?;
         store.space = Some(SpaceReserve::new(&layout)?);
         let seal = Seal::read(&layout)?;
         match store.reconcile(seal.as_ref(), role)? {

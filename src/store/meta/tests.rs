@@ -37,7 +37,7 @@ fn record(
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let meta = MetaStore::open(&dir.path().join("meta"), 8 << 20).unwrap();
     (dir, meta)
 }
 
@@ -123,18 +123,18 @@ fn totals_survive_reopening_and_a_database_without_them_is_counted_once() {
         .collect();
     let expected = Totals::of(&records);
     {
-        let meta = MetaStore::open(&path).unwrap();
+        let meta = MetaStore::open(&path, 8 << 20).unwrap();
         meta.insert(&records).unwrap();
         meta.flush().unwrap();
     }
     {
-        let meta = MetaStore::open(&path).unwrap();
+        let meta = MetaStore::open(&path, 8 << 20).unwrap();
         assert_eq!(meta.totals().unwrap(), expected);
         // As a Shoebox from before the counters left its database.
         meta.counters.clear().unwrap();
         meta.flush().unwrap();
     }
-    let meta = MetaStore::open(&path).unwrap();
+    let meta = MetaStore::open(&path, 8 << 20).unwrap();
     assert_eq!(meta.totals().unwrap(), expected);
     assert_totals(&meta);
 }
