@@ -36,7 +36,9 @@ impl Store {
 
     /// [`start`](Self::start) within these limits.
     pub fn start_with(root: &Path, role: Role, limits: Limits) -> Result<Store, StoreError> {
-        Self::start_here(root, role, limits).map_err(|e| match e {
+        let started = Self::start_here(root, role, limits);
+        release_freed_memory();
+        started.map_err(|e| match e {
             e @ StoreError::NoRoom(_) => e,
             e if e.is_disk_full() => StoreError::NoRoom(format!(
                 "the disk holding {} is full ({e}). Nothing is damaged: free some space on it \
@@ -181,6 +183,17 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Gives the memory that the start-up check freed back to the system. glibc keeps what a
+/// process frees for its next allocations, so the check's sets of ids (about 6 MiB at 100,000
+/// records) would otherwise stay resident for the whole run.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free pages of the heap back; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -341,6 +354,40 @@ mod tests {
         assert_eq!(report.records, 1);
         assert!(store.get(gone.id).unwrap().is_none());
         assert!(store.get(kept.id).unwrap().is_some());
+    }
+
+    /// The start reads the database's ids from its kind index, the smallest tree that holds
+    /// them all; an index that disagrees with the records is damage, after a clean stop and
+    /// after a crash alike, and the database is rebuilt with every record.
+    #[test]
+    fn an_index_of_ids_that_disagrees_with_the_records_is_damage() {
+        for clean in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = start(dir.path());
+            let made = store
+                .create(vec![new(&store, b"a"), new(&store, b"b")])
+                .unwrap();
+            if clean {
+                store.close_cleanly().unwrap();
+            }
+            store.meta.drop_kind_entry(&made[0]);
+            store.meta.flush().unwrap();
+            drop(store);
+            let store = start(dir.path());
+            let (damage, _) = store.started().rebuilt.clone().expect("rebuilt");
+            if !clean {
+                assert!(
+                    damage
+                        .to_string()
+                        .contains("holds 2 records and its index of ids 1"),
+                    "{damage}"
+                );
+            }
+            for r in &made {
+                assert_eq!(store.get(r.id).unwrap().as_ref(), Some(r));
+            }
+            assert!(!store.verify().unwrap().is_damaged());
+        }
     }
 
     /// More differences than writes can be in flight is damage even after a crash; so is a
