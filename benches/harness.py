@@ -562,7 +562,8 @@ def shoebox_memory(cfg, port):
 
 def shoebox_metadata(cfg, port):
     """`cfg.records` records through the API (multipart, 100 small files a request, 4
-    requests at a time), then collection pages and a restart on that store."""
+    requests at a time), then on that store: collection pages, status and metrics, restarts,
+    and a fresh process's memory as it lists records."""
     s = Shoebox(port, cfg.work + "/meta", cfg.binary)
     s.start()
     per_request, parallel = 100, 4
@@ -619,13 +620,16 @@ def shoebox_metadata(cfg, port):
             raise RuntimeError(f"creating records failed: {failures[:3]}")
         log(f"  {cfg.records} records in {create_s:.1f}s ({cfg.records / create_s:.0f}/s)")
 
-        def pages():
-            # Walk collection c0 newest first, following the cursor, 50 a page.
+        def pages(collection="c0", limit=50, expect=cfg.records // COLLECTIONS):
+            # Walk a collection (or, with None, every record) newest first, following the
+            # cursor.
             lat = []
             conn = http.client.HTTPConnection(HOST, port, timeout=IO_TIMEOUT)
             cursor, seen = None, 0
-            for _ in range(cfg.records // COLLECTIONS // 50 + 1):
-                q = "/api/media?collection=c0&limit=50"
+            for _ in range(expect // limit + 2):
+                q = f"/api/media?limit={limit}"
+                if collection:
+                    q += "&collection=" + collection
                 if cursor:
                     q += "&cursor=" + cursor
                 t = time.perf_counter()
@@ -641,17 +645,41 @@ def shoebox_metadata(cfg, port):
                 if not cursor:
                     break
             conn.close()
-            if seen != cfg.records // COLLECTIONS:
-                raise RuntimeError(f"walked {seen} records of collection c0")
+            if seen != expect:
+                raise RuntimeError(f"walked {seen} records of {collection or 'the store'}")
             return lat
+
+        def status_calls(n=5):
+            """Times `n` calls each of /api/status and /metrics, checking their counts."""
+            out = {"/api/status": [], "/metrics": []}
+            conn = http.client.HTTPConnection(HOST, port, timeout=IO_TIMEOUT)
+            for _ in range(n):
+                for path in out:
+                    t = time.perf_counter()
+                    conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+                    r = conn.getresponse()
+                    data = r.read()
+                    out[path].append((time.perf_counter() - t) * 1e3)
+                    if r.status != 200:
+                        raise RuntimeError(f"{path} answered {r.status} {data[:200]!r}")
+                    if path == "/api/status":
+                        count = json.loads(data)["media"]["count"]
+                    else:
+                        m = re.search(rb"^shoebox_media (\d+)", data, re.M)
+                        count = int(m.group(1)) if m else None
+                    if count != cfg.records:
+                        raise RuntimeError(f"{path} counts {count} media, not {cfg.records}")
+            conn.close()
+            return {k: statistics.median(v) for k, v in out.items()}, max(max(v) for v in out.values())
 
         pages()  # warm
         lat = sorted(pages())
         rss_loaded = status_field(s.proc.pid, "VmHWM") / KIB
+        status_loaded, status_loaded_max = status_calls()
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(timeout=60)
         starts = []
-        for _ in range(3):
+        for i in range(3):
             t = time.perf_counter()
             s.proc = subprocess.Popen(
                 s.command(), stdout=s.log, stderr=subprocess.STDOUT, env=s.env(),
@@ -659,6 +687,17 @@ def shoebox_metadata(cfg, port):
             )  # fmt: skip
             wait_ready(port, s.ready_path(), s.proc, timeout=120)
             starts.append(time.perf_counter() - t)
+            if i == 2:
+                # A fresh process's memory: started, then after walking a collection and
+                # answering status and metrics, then after listing every record as well.
+                rss_started = status_field(s.proc.pid, "VmRSS") / KIB
+                pages()
+                status_fresh, status_fresh_max = status_calls()
+                rss_walked = status_field(s.proc.pid, "VmRSS") / KIB
+                pages(None, 500, cfg.records)
+                status_calls()
+                rss_fresh = status_field(s.proc.pid, "VmRSS") / KIB
+                hwm_fresh = status_field(s.proc.pid, "VmHWM") / KIB
             s.proc.send_signal(signal.SIGTERM)
             s.proc.wait(timeout=60)
         # After a SIGKILL the start compares every record file with the database.
@@ -676,6 +715,7 @@ def shoebox_metadata(cfg, port):
         )  # fmt: skip
         wait_ready(port, s.ready_path(), s.proc, timeout=300)
         killed_start = time.perf_counter() - t
+        killed_hwm = status_field(s.proc.pid, "VmHWM") / KIB
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(timeout=60)
         return {
@@ -686,6 +726,16 @@ def shoebox_metadata(cfg, port):
             "startup_s": statistics.median(starts),
             "startup_max_s": max(starts),
             "meta_peak_rss": rss_loaded,
+            "status_ms": status_loaded["/api/status"],
+            "metrics_ms": status_loaded["/metrics"],
+            "status_max_ms": max(status_loaded_max, status_fresh_max),
+            "status_fresh_ms": status_fresh["/api/status"],
+            "metrics_fresh_ms": status_fresh["/metrics"],
+            "started_rss": rss_started,
+            "walked_rss": rss_walked,
+            "fresh_rss": rss_fresh,
+            "fresh_peak_rss": hwm_fresh,
+            "killed_start_peak_rss": killed_hwm,
         }
     finally:
         s.stop()
@@ -823,7 +873,7 @@ def main():
             log("shoebox: idle memory and a 1 GiB upload")
             extra.update(shoebox_memory(cfg, args.port + 4 if args.port else free_port()))
         if "meta" not in skip:
-            log(f"shoebox: {cfg.records} records, collection pages, start-up")
+            log(f"shoebox: {cfg.records} records, collection pages, status, start-up, memory")
             extra.update(shoebox_metadata(cfg, args.port + 5 if args.port else free_port()))
         elapsed = time.monotonic() - started
         report(servers, samples, extra, cfg, elapsed, args)
@@ -917,7 +967,17 @@ def report(servers, samples, extra, cfg, elapsed, args):
             ("page_p99_ms", "collection page, p99", "ms"),
             ("startup_s", "start-up on that store (median of 3)", "s"),
             ("startup_after_kill_s", "start-up after a SIGKILL (every record file read)", "s"),
-            ("meta_peak_rss", "peak RSS with that store", "MiB"),
+            ("meta_peak_rss", "peak RSS while creating them and listing", "MiB"),
+            ("status_ms", "GET /api/status on that store, median of 5", "ms"),
+            ("metrics_ms", "GET /metrics on that store, median of 5", "ms"),
+            ("status_fresh_ms", "GET /api/status after a restart, median of 5", "ms"),
+            ("metrics_fresh_ms", "GET /metrics after a restart, median of 5", "ms"),
+            ("status_max_ms", "slowest of those 20 calls", "ms"),
+            ("started_rss", "RSS after a restart", "MiB"),
+            ("walked_rss", "  after a collection walk, status and metrics", "MiB"),
+            ("fresh_rss", "  after listing every record as well", "MiB"),
+            ("fresh_peak_rss", "  peak RSS of that process", "MiB"),
+            ("killed_start_peak_rss", "peak RSS of the start after a SIGKILL", "MiB"),
         ]
         out += table(["", "unit", "shoebox"],
                      [[l, u, fmt(extra[k], u)] for k, l, u in labels if k in extra])  # fmt: skip
@@ -991,6 +1051,11 @@ def targets(med, samples, extra, peers):
         check("collection page p99, ms", v, "< 5", v < 5)
         v = extra["startup_s"]
         check("start-up on that store, s", v, "< 1", v < 1)
+    if "status_max_ms" in extra:
+        v = extra["status_max_ms"]
+        check("slowest /api/status or /metrics call, ms", v, "< 50", v < 50)
+        v = extra["fresh_peak_rss"]
+        check("peak RSS after a restart, listings, status, metrics, MiB", v, "< 96", v < 96)
     return lines
 
 

@@ -276,6 +276,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_FILE_CACHE", default_value = "16MiB", value_parser = parse_size)]
     pub file_cache: u64,
 
+    /// Memory for the metadata database's page cache (sled's `cache_capacity`): more keeps
+    /// more of a large store's records in memory. sled holds it loosely (a scan may keep a few
+    /// thousand pages beyond it). At least 1MiB.
+    #[arg(long, env = "SHOEBOX_DB_CACHE", default_value = "32MiB", value_parser = parse_size)]
+    pub db_cache: u64,
+
     /// How often the background scrub re-reads every blob to find bytes the disk damaged
     /// (e.g. 7d, 12h); `off` turns it off.
     #[arg(long, env = "SHOEBOX_SCRUB_INTERVAL", default_value = "7d", value_parser = parse_interval)]
@@ -401,6 +407,8 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Bytes of small files kept in memory.
     pub file_cache: u64,
+    /// Bytes of the metadata database's page cache.
+    pub db_cache: u64,
     pub disk_reserve: Option<u64>,
     /// Between scrub passes; `None` when the scrub is off.
     pub scrub_interval: Option<Duration>,
@@ -483,6 +491,9 @@ impl Config {
         if args.scrub_rate == 0 {
             return Err("SHOEBOX_SCRUB_RATE must be greater than zero; set SHOEBOX_SCRUB_INTERVAL=off to turn the scrub off".into());
         }
+        if args.db_cache < 1 << 20 {
+            return Err("SHOEBOX_DB_CACHE must be at least 1MiB".into());
+        }
         if args.workers == Some(0) {
             return Err("SHOEBOX_WORKERS must be at least 1".into());
         }
@@ -496,6 +507,7 @@ impl Config {
             client_timeout: args.client_timeout,
             workers: args.workers,
             file_cache: args.file_cache,
+            db_cache: args.db_cache,
             disk_reserve: args.disk_reserve,
             scrub_interval: args.scrub_interval.0,
             scrub_rate: args.scrub_rate,
@@ -549,6 +561,7 @@ mod tests {
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),
             ("data-dir", "SHOEBOX_DATA_DIR"),
+            ("db-cache", "SHOEBOX_DB_CACHE"),
             ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
             ("file-cache", "SHOEBOX_FILE_CACHE"),
             ("log-format", "SHOEBOX_LOG_FORMAT"),
@@ -636,7 +649,11 @@ mod tests {
         };
         assert!(parse(&["--admin-token", "short"]).is_err());
         assert!(parse(&["--public-url", "media.example.com"]).is_err());
+        assert!(parse(&["--db-cache", "512KiB"]).is_err());
         let ok = parse(&["--public-url", "https://media.example.com/", "--port", "0"]).unwrap();
         assert_eq!(ok.public_url.as_deref(), Some("https://media.example.com"));
+        if std::env::var_os("SHOEBOX_DB_CACHE").is_none() {
+            assert_eq!(ok.db_cache, 32 << 20);
+        }
     }
 }

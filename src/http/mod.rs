@@ -37,7 +37,7 @@ use crate::signing::UrlKeys;
 use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
 use crate::store::scrub::ScrubConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{Limits, Store, StoreError};
 use crate::tokens::Tokens;
 
 /// Shared by every worker; read-only apart from the store itself.
@@ -220,8 +220,13 @@ pub fn default_headers() -> DefaultHeaders {
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
-    let store =
-        Arc::new(Store::start(&config.data_dir, Role::Server)?.with_reserve(config.disk_reserve)?);
+    let limits = Limits {
+        db_cache: config.db_cache,
+    };
+    let store = Arc::new(
+        Store::start_with(&config.data_dir, Role::Server, limits)?
+            .with_reserve(config.disk_reserve)?,
+    );
     let settled = &store.started().settlement;
     if !settled.is_empty() {
         tracing::info!(
@@ -229,7 +234,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             settled.describe()
         );
     }
-    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count(), "store opened");
+    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count().ok(), "store opened");
     let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config, store.layout())?;

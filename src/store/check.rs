@@ -1,5 +1,5 @@
-//! `verify` and `verify --repair`: re-hash every blob and check every record, count, index and
-//! record file against each other.
+//! `verify` and `verify --repair`: re-hash every blob and check every record, count, index,
+//! total and record file against each other.
 //!
 //! Orphan blobs (no record in sled refers to them) are the normal trace of a
 //! crash between the steps of the write protocol, not damage: they are listed and `gc` removes
@@ -27,7 +27,7 @@ pub struct Report {
     pub corrupt: Vec<(ContentHash, ContentHash)>,
     /// Blobs that records need but that are not on disk, with those records.
     pub missing: Vec<(ContentHash, Vec<MediaId>)>,
-    /// Counts and indexes that disagree with the records.
+    /// Counts, indexes and totals (the status page's figures) that disagree with the records.
     pub derived: Vec<String>,
     /// Records in sled without a record file, or whose file says something else.
     pub record_files: Vec<(MediaId, String)>,
@@ -242,7 +242,7 @@ impl Store {
 
     /// Verifies, then repairs what can be repaired without losing anything silently: corrupt
     /// blobs and the records that need a corrupt or missing blob are moved to `quarantine/`
-    /// (and named in the output), counts and indexes are recreated from the records, and record
+    /// (and named in the output), counts, indexes and totals are recreated from the records, and record
     /// files are rewritten from the database. Returns the report from before the repair and the
     /// actions taken.
     pub fn repair(&self) -> Result<(Report, Vec<String>), StoreError> {
@@ -291,7 +291,7 @@ impl Store {
         if !report.derived.is_empty() || !ignored.derived.is_empty() {
             self.meta.rederive(&records)?;
             actions.push(format!(
-                "recreated reference counts and indexes from {} records",
+                "recreated reference counts, indexes and totals from {} records",
                 records.len()
             ));
         }
@@ -317,5 +317,48 @@ impl Store {
         }
         self.meta.flush()?;
         Ok((report, actions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::new;
+    use super::*;
+
+    /// The totals are derived like the indexes: a wrong one is damage, and the repair counts
+    /// them again from the records.
+    #[test]
+    fn wrong_totals_are_damage_that_the_repair_recounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create(vec![new(&store, b"one"), new(&store, b"two")])
+            .unwrap();
+        store.create(vec![new(&store, b"one")]).unwrap();
+        let right = store.stats().unwrap().totals;
+        assert_eq!((right.media, right.blobs, right.blob_bytes), (3, 2, 6));
+        assert!(!store.verify().unwrap().is_damaged());
+
+        store.meta.set_counter("media", 1000);
+        store.meta.set_counter("blob_bytes", 1);
+        let report = store.verify().unwrap();
+        assert!(report.is_damaged());
+        assert_eq!(
+            report.derived,
+            vec![
+                "counters: wrong value for blob_bytes".to_owned(),
+                "counters: wrong value for media".to_owned(),
+            ]
+        );
+        assert!(report
+            .render()
+            .contains("DAMAGE counters: wrong value for media"));
+        let (_, actions) = store.repair().unwrap();
+        assert!(
+            actions.iter().any(|a| a.contains("indexes and totals")),
+            "{actions:?}"
+        );
+        assert_eq!(store.stats().unwrap().totals, right);
+        assert!(!store.verify().unwrap().is_damaged());
     }
 }

@@ -12,10 +12,17 @@
 //! - `pending`: id → () for new records whose files may not be durable yet (see
 //!   [`Store::create`](super::Store::create)); a completed upload's mark goes once its
 //!   record file is durable, with the next upload's transaction or at a clean shutdown
+//! - `counters`: name → u64 big-endian, the store's [`Totals`] (`media`, `media_bytes`,
+//!   `blobs`, `blob_bytes`, `kind:<kind>`); a zero is no entry
 //!
-//! Every change to a record, its indexes and its blob's count happens in one transaction.
+//! The index key layouts are in [`derived`](super::derived). Every change to a record, its
+//! indexes, its blob's count and the totals happens in one transaction.
+//!
+//! sled 0.34 runs its transactions one at a time (each holds a global lock from before its
+//! first read until it commits, see `concurrency_control.rs` in sled), so counters that every
+//! transaction updates add no conflicts or retries; concurrent uploads share one transaction
+//! anyway (see [`insert_pending`](MetaStore::insert_pending)).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,8 +30,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{IVec, Transactional, Tree};
 
 use super::cache::ReadCache;
+use super::derived::{
+    changed, differences, expected, hash_key, kind_key, text_key, visibility_byte, Delta, Entries,
+    Totals,
+};
 use super::hash::ContentHash;
-use super::record::{Kind, MediaId, MediaRecord, Visibility};
+use super::record::{MediaId, MediaRecord};
 use super::{Cursor, ListPage, ListQuery, StoreError};
 
 /// How many index entries one listing page may examine before it returns what it has and a
@@ -45,14 +56,12 @@ pub struct MetaStore {
     by_legacy: Tree,
     state: Tree,
     pending: Tree,
+    counters: Tree,
     records: ReadCache<MediaId, Arc<MediaRecord>>,
     representatives: ReadCache<ContentHash, MediaId>,
     /// sled's data file, for the fsync that its flush leaves out.
     file: std::fs::File,
 }
-
-/// The key-value pairs of one derived tree.
-type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 type Abortable<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
@@ -82,48 +91,6 @@ fn sled_error(e: sled::Error) -> StoreError {
     }
 }
 
-fn kind_byte(kind: Kind) -> u8 {
-    match kind {
-        Kind::Image => 1,
-        Kind::Video => 2,
-        Kind::Audio => 3,
-        Kind::Document => 4,
-        Kind::Other => 5,
-    }
-}
-
-fn text_key(prefix: &str, id: Option<MediaId>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(prefix.len() + 17);
-    key.extend_from_slice(prefix.as_bytes());
-    key.push(0);
-    if let Some(id) = id {
-        key.extend_from_slice(&id.to_key());
-    }
-    key
-}
-
-fn hash_key(hash: &ContentHash, id: MediaId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(48);
-    key.extend_from_slice(hash.as_bytes());
-    key.extend_from_slice(&id.to_key());
-    key
-}
-
-fn kind_key(kind: Kind, id: Option<MediaId>) -> Vec<u8> {
-    let mut key = vec![kind_byte(kind)];
-    if let Some(id) = id {
-        key.extend_from_slice(&id.to_key());
-    }
-    key
-}
-
-fn visibility_byte(v: Visibility) -> &'static [u8] {
-    match v {
-        Visibility::Public => &[1],
-        Visibility::Private => &[0],
-    }
-}
-
 fn decode(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Corrupt(format!("a media record does not parse: {e}")))
@@ -138,6 +105,17 @@ fn count_of(v: Option<IVec>) -> u64 {
     v.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0)
+}
+
+/// Changes the totals inside a transaction.
+fn apply(counters: &TransactionalTree, delta: &Delta) -> Abortable<()> {
+    for (key, change) in delta.changes() {
+        match changed(count_of(counters.get(key)?), change) {
+            0 => counters.remove(key)?,
+            n => counters.insert(key, &n.to_be_bytes())?,
+        };
+    }
+    Ok(())
 }
 
 /// The index trees inside one transaction.
@@ -183,7 +161,13 @@ impl Indexes<'_> {
 }
 
 impl MetaStore {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the database. `cache_bytes` caps sled's page cache, loosely: sled
+    /// settles its cache's accounts in 256 shards, each once 64 page reads have queued up
+    /// there (`lru.rs` in sled 0.34), so up to 16,384 page reads go unaccounted, and one scan
+    /// of a store's records (some 8,000 pages of about 12 records at 100,000) keeps most of
+    /// them in memory beyond the cap: a server on such a store held 72, 87 and 99 MiB after
+    /// listing every record with a cap of 8 MiB, 32 MiB and 1 GiB.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         // sled releases its file lock from a background thread after the last handle drops,
         // so a reopen in the same process can briefly find it held: retry for up to a second.
         let mut attempts = 0;
@@ -193,6 +177,7 @@ impl MetaStore {
                 // Durability comes from explicit flushes before every acknowledgement; the
                 // background flush only bounds how much unacknowledged work a crash can lose.
                 .flush_every_ms(Some(1000))
+                .cache_capacity(cache_bytes)
                 .open();
             match opened {
                 Ok(db) => break db,
@@ -226,7 +211,7 @@ impl MetaStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
-        Ok(MetaStore {
+        let meta = MetaStore {
             media: tree("media")?,
             refs: tree("blob_refs")?,
             by_hash: tree("idx_hash")?,
@@ -236,13 +221,48 @@ impl MetaStore {
             by_legacy: tree("idx_legacy")?,
             state: tree("state")?,
             pending: tree("pending")?,
+            counters: tree("counters")?,
             // sled keeps its log and pages in this one file (sled 0.34 layout).
             file: std::fs::File::open(path.join("db"))
                 .map_err(|e| StoreError::io("open the metadata database file", e))?,
             db,
             records: ReadCache::new(CACHED_RECORDS),
             representatives: ReadCache::new(CACHED_RECORDS),
-        })
+        };
+        if meta.counters.is_empty() && !meta.media.is_empty() {
+            meta.recount()?;
+        }
+        Ok(meta)
+    }
+
+    /// Counts the totals of a database written before it kept them, once: records exist but
+    /// no counter does (every record adds to `media`, so a database that kept them has
+    /// one). A record that does not decode is left out; `verify` reports it.
+    fn recount(&self) -> Result<(), StoreError> {
+        let totals = Totals::of(self.all().filter_map(Result::ok));
+        let mut batch = sled::Batch::default();
+        for (k, v) in totals.entries() {
+            batch.insert(k, v);
+        }
+        self.counters.apply_batch(batch).map_err(sled_error)?;
+        tracing::info!(
+            records = totals.media,
+            "counted the totals of a database from before they were kept"
+        );
+        Ok(())
+    }
+
+    /// What the store holds, from its counters: a few keys, whatever the store's size.
+    pub fn totals(&self) -> Result<Totals, StoreError> {
+        let entries = self
+            .counters
+            .iter()
+            .map(|e| e.map(|(k, v)| (k, count_of(Some(v)))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sled_error)?;
+        Ok(Totals::from_entries(
+            entries.iter().map(|(k, v)| (k.as_ref(), *v)),
+        ))
     }
 
     /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
@@ -281,9 +301,20 @@ impl MetaStore {
             &self.by_kind,
             &self.by_legacy,
             &self.pending,
+            &self.counters,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
+                |(
+                    media,
+                    refs,
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                    by_legacy,
+                    marks,
+                    counters,
+                )| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -291,6 +322,7 @@ impl MetaStore {
                         by_kind,
                         by_legacy,
                     };
+                    let mut delta = Delta::default();
                     for id in settled {
                         marks.remove(&id.to_key())?;
                     }
@@ -310,8 +342,12 @@ impl MetaStore {
                         let count = count_of(refs.get(record.hash.as_bytes())?);
                         refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
                         idx.add(record)?;
+                        delta.add_record(record);
+                        if count == 0 {
+                            delta.add_blob(record.size);
+                        }
                     }
-                    Ok(())
+                    apply(counters, &delta)
                 },
             )
             .map_err(tx_error);
@@ -337,8 +373,15 @@ impl MetaStore {
     }
 
     /// Replaces a record and re-indexes it in one transaction. Fails with `NotFound` when the
-    /// record is gone, and refuses to overwrite a record that is no longer `old`.
+    /// record is gone, and refuses to overwrite a record that is no longer `old`, or to change
+    /// its bytes (the reference counts go by them).
     pub fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
+        if (old.id, old.hash, old.size) != (new.id, new.hash, new.size) {
+            return Err(StoreError::Corrupt(format!(
+                "an edit of media {} would change its id or its bytes",
+                old.id
+            )));
+        }
         let bytes = encode(new)?;
         let result = (
             &self.media,
@@ -347,9 +390,10 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.counters,
         )
             .transaction(
-                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy)| {
+                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy, counters)| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -369,7 +413,12 @@ impl MetaStore {
                     idx.remove(old)?;
                     idx.add(new)?;
                     media.insert(&new.id.to_key(), bytes.as_slice())?;
-                    Ok(())
+                    // Nothing, unless the kind changed (an edit cannot change it; a record
+                    // file adopted at start-up might).
+                    let mut delta = Delta::default();
+                    delta.remove_record(old);
+                    delta.add_record(new);
+                    apply(counters, &delta)
                 },
             )
             .map_err(tx_error);
@@ -390,9 +439,20 @@ impl MetaStore {
             &self.by_kind,
             &self.by_legacy,
             &self.pending,
+            &self.counters,
         )
             .transaction(
-                |(media, refs, by_hash, by_collection, by_tag, by_kind, by_legacy, marks)| {
+                |(
+                    media,
+                    refs,
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                    by_legacy,
+                    marks,
+                    counters,
+                )| {
                     let idx = Indexes {
                         by_hash,
                         by_collection,
@@ -406,12 +466,19 @@ impl MetaStore {
                     };
                     let record = decode(&bytes).or_else(abort)?;
                     idx.remove(&record)?;
-                    let remaining = count_of(refs.get(record.hash.as_bytes())?).saturating_sub(1);
+                    let count = count_of(refs.get(record.hash.as_bytes())?);
+                    let remaining = count.saturating_sub(1);
                     if remaining == 0 {
                         refs.remove(record.hash.as_bytes())?;
                     } else {
                         refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
                     }
+                    let mut delta = Delta::default();
+                    delta.remove_record(&record);
+                    if count == 1 {
+                        delta.remove_blob(record.size);
+                    }
+                    apply(counters, &delta)?;
                     Ok(Some((record, remaining)))
                 },
             )
@@ -575,48 +642,8 @@ impl MetaStore {
             .collect()
     }
 
-    /// The index entries and counts these records imply, tree by tree.
-    fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 6] {
-        let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        let (mut h, mut c, mut t, mut k, mut l) = (
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-            BTreeMap::new(),
-        );
-        for r in records {
-            *refs.entry(r.hash.as_bytes().to_vec()).or_default() += 1;
-            h.insert(
-                hash_key(&r.hash, r.id),
-                visibility_byte(r.visibility).to_vec(),
-            );
-            if let Some(coll) = &r.collection {
-                c.insert(text_key(coll, Some(r.id)), Vec::new());
-            }
-            for tag in &r.tags {
-                t.insert(text_key(tag, Some(r.id)), Vec::new());
-            }
-            k.insert(kind_key(r.kind, Some(r.id)), Vec::new());
-            if let Some(p) = &r.legacy_path {
-                l.insert(p.as_bytes().to_vec(), r.id.to_key().to_vec());
-            }
-        }
-        let refs = refs
-            .into_iter()
-            .map(|(k, v)| (k, v.to_be_bytes().to_vec()))
-            .collect();
-        [
-            ("blob_refs", refs),
-            ("idx_hash", h),
-            ("idx_collection", c),
-            ("idx_tag", t),
-            ("idx_kind", k),
-            ("idx_legacy", l),
-        ]
-    }
-
-    fn derived_trees(&self) -> [&Tree; 6] {
+    /// The trees [`expected`] derives, in its order.
+    fn derived_trees(&self) -> [&Tree; 7] {
         [
             &self.refs,
             &self.by_hash,
@@ -624,6 +651,7 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.counters,
         ]
     }
 
@@ -636,40 +664,24 @@ impl MetaStore {
             .and_then(|v| MediaId::from_key(&v)))
     }
 
-    /// Compares the counts and indexes with what the records imply; one line per difference.
+    /// Compares the counts, indexes and totals with what the records imply; one line per
+    /// difference.
     pub fn derived_problems(&self, records: &[MediaRecord]) -> Result<Vec<String>, StoreError> {
         let mut problems = Vec::new();
-        for ((name, expected), tree) in Self::expected(records)
-            .into_iter()
-            .zip(self.derived_trees())
-        {
-            let mut actual = BTreeMap::new();
-            for e in tree.iter() {
-                let (k, v) = e.map_err(sled_error)?;
-                actual.insert(k.to_vec(), v.to_vec());
-            }
-            for (k, v) in &expected {
-                match actual.get(k) {
-                    None => problems.push(format!("{name}: missing entry {}", hex::encode(k))),
-                    Some(a) if a != v => {
-                        problems.push(format!("{name}: wrong value for {}", hex::encode(k)))
-                    }
-                    _ => {}
-                }
-            }
-            for k in actual.keys().filter(|k| !expected.contains_key(*k)) {
-                problems.push(format!("{name}: stray entry {}", hex::encode(k)));
-            }
+        for ((name, expected), tree) in expected(records).into_iter().zip(self.derived_trees()) {
+            let actual = tree
+                .iter()
+                .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<Entries, _>>()
+                .map_err(sled_error)?;
+            problems.extend(differences(name, &expected, &actual));
         }
         Ok(problems)
     }
 
-    /// Recreates every count and index from the records. Offline repair only.
+    /// Recreates every count, index and total from the records. Offline repair only.
     pub fn rederive(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        for ((_, expected), tree) in Self::expected(records)
-            .into_iter()
-            .zip(self.derived_trees())
-        {
+        for ((_, expected), tree) in expected(records).into_iter().zip(self.derived_trees()) {
             tree.clear().map_err(sled_error)?;
             for (k, v) in expected {
                 tree.insert(k, v).map_err(sled_error)?;
@@ -727,17 +739,25 @@ impl MetaStore {
             .collect()
     }
 
-    /// The ids of every record, in order, without decoding them.
+    /// The ids of every record, in order, without reading the records: from the kind index,
+    /// which the record's own transaction writes and whose keys (kind ‖ id, no value) are the
+    /// smallest that hold every id. Reading them through the `media` tree would bring every
+    /// record into sled's cache, which outgrows its cap on such a scan (about 40 MiB at
+    /// 100,000 records; see [`open`](Self::open)).
     pub fn ids(&self) -> Result<Vec<MediaId>, StoreError> {
-        self.media
+        let mut ids = self
+            .by_kind
             .iter()
             .keys()
             .map(|k| {
                 let k = k.map_err(sled_error)?;
-                MediaId::from_key(&k)
-                    .ok_or_else(|| StoreError::Corrupt("a record key is not an id".into()))
+                k.get(1..)
+                    .and_then(MediaId::from_key)
+                    .ok_or_else(|| StoreError::Corrupt("a kind index key has no id".into()))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     /// Whether a record exists, without decoding it (or filling the read cache).
@@ -745,6 +765,8 @@ impl MetaStore {
         self.media.contains_key(id.to_key()).map_err(sled_error)
     }
 
+    /// The records, counted one key at a time: a scan, for checks that must not trust the
+    /// counters (the seal, a rebuild); [`totals`](Self::totals) says the same at once.
     pub fn media_count(&self) -> usize {
         self.media.len()
     }
@@ -781,249 +803,21 @@ impl MetaStore {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    /// Removes a record's entry from the kind index behind the transactions' back.
+    #[cfg(test)]
+    pub(crate) fn drop_kind_entry(&self, r: &MediaRecord) {
+        self.by_kind.remove(kind_key(r.kind, Some(r.id))).unwrap();
+    }
+
+    /// Sets a counter behind the transactions' back, as damage would.
+    #[cfg(test)]
+    pub(crate) fn set_counter(&self, name: &str, value: u64) {
+        self.counters
+            .insert(name.as_bytes(), &value.to_be_bytes())
+            .unwrap();
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::record::{now, RECORD_SCHEMA};
-
-    fn record(
-        n: u64,
-        hash: u8,
-        collection: Option<&str>,
-        tags: &[&str],
-        visibility: Visibility,
-    ) -> MediaRecord {
-        MediaRecord {
-            schema: RECORD_SCHEMA,
-            id: MediaId(ulid::Ulid::from_parts(1_000 + n, n as u128)),
-            hash: ContentHash([hash; 32]),
-            size: 10,
-            content_type: "image/png".into(),
-            kind: Kind::Image,
-            filename: format!("f{n}.png"),
-            title: format!("title {n}"),
-            description: String::new(),
-            alt: String::new(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            collection: collection.map(str::to_owned),
-            visibility,
-            custom: Default::default(),
-            legacy_path: None,
-            owner: None,
-            width: None,
-            height: None,
-            created_at: now(),
-            updated_at: now(),
-        }
-    }
-
-    fn open() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
-        (dir, meta)
-    }
-
-    fn ids(page: &ListPage) -> Vec<u64> {
-        page.items
-            .iter()
-            .map(|r| r.id.0.timestamp_ms() - 1_000)
-            .collect()
-    }
-
-    #[test]
-    fn counts_follow_inserts_and_deletes() {
-        let (_d, meta) = open();
-        let a = record(1, 7, None, &[], Visibility::Public);
-        let b = record(2, 7, None, &[], Visibility::Private);
-        meta.insert(&[a.clone(), b.clone()]).unwrap();
-        assert_eq!(meta.refcount(&a.hash).unwrap(), 2);
-        assert_eq!(
-            meta.representative(&a.hash).unwrap(),
-            Some(a.id),
-            "the public user is preferred"
-        );
-        assert_eq!(meta.delete(a.id).unwrap().map(|(_, n)| n), Some(1));
-        assert_eq!(meta.representative(&a.hash).unwrap(), Some(b.id));
-        assert_eq!(meta.delete(b.id).unwrap().map(|(_, n)| n), Some(0));
-        assert_eq!(meta.refcount(&a.hash).unwrap(), 0);
-        assert_eq!(meta.representative(&a.hash).unwrap(), None);
-        assert!(meta.delete(b.id).unwrap().is_none());
-        assert!(
-            meta.insert(&[a.clone(), a]).is_err(),
-            "a duplicate id aborts the whole batch"
-        );
-        assert_eq!(meta.media_count(), 0);
-    }
-
-    #[test]
-    fn lists_newest_first_through_indexes_with_cursors() {
-        let (_d, meta) = open();
-        for n in 0..10 {
-            let coll = if n % 2 == 0 {
-                Some("stories")
-            } else {
-                Some("other")
-            };
-            let vis = if n == 4 {
-                Visibility::Private
-            } else {
-                Visibility::Public
-            };
-            meta.insert(&[record(n, n as u8, coll, &["t"], vis)])
-                .unwrap();
-        }
-        let mut q = ListQuery {
-            collection: Some("stories".into()),
-            limit: 2,
-            ..ListQuery::default()
-        };
-        let first = meta.list(&q).unwrap();
-        assert_eq!(ids(&first), vec![8, 6]);
-        q.before = first.next;
-        let second = meta.list(&q).unwrap();
-        assert_eq!(
-            ids(&second),
-            vec![2, 0],
-            "private media are skipped without authority"
-        );
-        assert!(second.next.is_none(), "the last page says so");
-
-        let all = meta
-            .list(&ListQuery {
-                include_private: true,
-                limit: 100,
-                ..ListQuery::default()
-            })
-            .unwrap();
-        assert_eq!(ids(&all), (0..10).rev().collect::<Vec<_>>());
-        assert!(all.next.is_none());
-    }
-
-    /// A page that ends at its scan bound among records its caller may not see continues
-    /// from a point in time, never from one of those records' ids; every visible record is
-    /// listed once, whatever the bound, including among records of one millisecond.
-    #[test]
-    fn a_cursor_never_names_a_record_its_caller_cannot_see() {
-        let (_d, meta) = open();
-        let mut all = Vec::new();
-        for n in 0..24u64 {
-            // Three records a millisecond, so pages also end inside a millisecond.
-            let mut r = record(n, n as u8, Some("c"), &[], Visibility::Private);
-            r.id = MediaId(ulid::Ulid::from_parts(1_000 + n / 3, u128::from(n) * 7919));
-            if n % 5 == 0 {
-                r.visibility = Visibility::Public;
-            }
-            all.push(r);
-        }
-        meta.insert(&all).unwrap();
-        let private: Vec<String> = all
-            .iter()
-            .filter(|r| !r.is_public())
-            .map(|r| r.id.to_string())
-            .collect();
-        let mut expected: Vec<MediaId> =
-            all.iter().filter(|r| r.is_public()).map(|r| r.id).collect();
-        expected.sort_by(|a, b| b.cmp(a));
-        for by_collection in [false, true] {
-            for max_scan in 1..6 {
-                let mut q = ListQuery {
-                    collection: by_collection.then(|| "c".to_owned()),
-                    limit: 2,
-                    ..ListQuery::default()
-                };
-                let mut seen = Vec::new();
-                for _ in 0..100 {
-                    let page = meta.list_scanning(&q, max_scan).unwrap();
-                    seen.extend(page.items.iter().map(|r| r.id));
-                    let Some(next) = page.next else { break };
-                    let text = next.to_string();
-                    assert!(
-                        !private.iter().any(|p| text.contains(p.as_str())),
-                        "{text} names a private record"
-                    );
-                    q.before = Some(text.parse().unwrap());
-                }
-                assert_eq!(
-                    seen, expected,
-                    "bound {max_scan}, by collection {by_collection}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn damaged_counts_and_indexes_are_found_and_rederived() {
-        let (_d, meta) = open();
-        let records = vec![
-            record(1, 1, Some("a"), &["x"], Visibility::Public),
-            record(2, 1, None, &[], Visibility::Private),
-        ];
-        meta.insert(&records).unwrap();
-        assert!(meta.derived_problems(&records).unwrap().is_empty());
-        meta.refs
-            .insert(records[0].hash.as_bytes(), &5u64.to_be_bytes())
-            .unwrap();
-        meta.by_collection
-            .remove(text_key("a", Some(records[0].id)))
-            .unwrap();
-        meta.by_tag
-            .insert(text_key("ghost", Some(records[1].id)), &[])
-            .unwrap();
-        let problems = meta.derived_problems(&records).unwrap();
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems
-            .iter()
-            .any(|p| p.starts_with("blob_refs: wrong value")));
-        assert!(problems
-            .iter()
-            .any(|p| p.starts_with("idx_collection: missing")));
-        assert!(problems.iter().any(|p| p.starts_with("idx_tag: stray")));
-        meta.rederive(&records).unwrap();
-        assert!(meta.derived_problems(&records).unwrap().is_empty());
-        assert_eq!(meta.refcount(&records[0].hash).unwrap(), 2);
-    }
-
-    #[test]
-    fn updates_move_index_entries() {
-        let (_d, meta) = open();
-        let r = record(1, 1, Some("a"), &["x"], Visibility::Public);
-        meta.insert(std::slice::from_ref(&r)).unwrap();
-        let mut changed = r.clone();
-        changed.collection = Some("b".into());
-        changed.tags = vec!["y".into()];
-        changed.visibility = Visibility::Private;
-        meta.replace(&r, &changed).unwrap();
-        assert!(
-            meta.replace(&r, &changed).is_err(),
-            "a stale edit is refused"
-        );
-        let q = |c: &str| ListQuery {
-            collection: Some(c.into()),
-            include_private: true,
-            limit: 10,
-            ..ListQuery::default()
-        };
-        assert!(meta.list(&q("a")).unwrap().items.is_empty());
-        assert_eq!(meta.list(&q("b")).unwrap().items.len(), 1);
-        let by_tag = ListQuery {
-            tag: Some("x".into()),
-            include_private: true,
-            limit: 10,
-            ..ListQuery::default()
-        };
-        assert!(meta.list(&by_tag).unwrap().items.is_empty());
-        let private = meta
-            .get(meta.representative(&r.hash).unwrap().unwrap())
-            .unwrap()
-            .unwrap();
-        assert_eq!(private.visibility, Visibility::Private);
-        let mut ghost = r.clone();
-        ghost.id = MediaId(ulid::Ulid::nil());
-        assert!(matches!(
-            meta.replace(&ghost, &ghost),
-            Err(StoreError::NotFound)
-        ));
-    }
-}
+mod tests;

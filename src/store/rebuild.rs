@@ -26,7 +26,7 @@ use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::meta::MetaStore;
 use super::record::{MediaId, MediaRecord};
 use super::records::{self, RecordFiles};
-use super::{Store, StoreError};
+use super::{Limits, Store, StoreError};
 
 #[derive(Debug, Default)]
 pub struct RebuildReport {
@@ -53,20 +53,20 @@ pub fn rebuild(root: &Path) -> Result<(Store, RebuildReport), StoreError> {
     let layout = Layout::new(root);
     layout.prepare()?;
     let lock = layout.lock()?;
-    let report = rebuild_locked(&layout)?;
+    let report = rebuild_locked(&layout, Limits::default())?;
     let store = Store::open(root)?.holding(lock)?;
     Ok((store, report))
 }
 
 /// The rebuild itself; the caller holds the data directory's lock.
-pub(crate) fn rebuild_locked(layout: &Layout) -> Result<RebuildReport, StoreError> {
+pub(crate) fn rebuild_locked(layout: &Layout, limits: Limits) -> Result<RebuildReport, StoreError> {
     finish_interrupted(layout)?;
     check_space(layout)?;
     let seal = Seal::read(layout).ok().flatten();
     let mut report = RebuildReport::default();
     let files = RecordFiles::new(layout.records());
     files.clear_temp_files()?;
-    harvest_old(layout, &files, &mut report);
+    harvest_old(layout, &files, &mut report, limits);
 
     let blobs = BlobStore::new(layout.blobs(), layout.tmp());
     let mut good: Vec<MediaRecord> = Vec::new();
@@ -112,7 +112,7 @@ pub(crate) fn rebuild_locked(layout: &Layout) -> Result<RebuildReport, StoreErro
     }
 
     let generation = seal.map_or(1, |s| s.generation + 1);
-    build(layout, &good, generation)?;
+    build(layout, &good, generation, limits)?;
     report.moved_aside = swap_in(layout)?.map(|p| p.display().to_string());
     Seal {
         generation,
@@ -124,12 +124,18 @@ pub(crate) fn rebuild_locked(layout: &Layout) -> Result<RebuildReport, StoreErro
     Ok(report)
 }
 
-/// Writes the new database into `meta.building/`, checks it, and names it `meta.new/`.
-fn build(layout: &Layout, records: &[MediaRecord], generation: u64) -> Result<(), StoreError> {
+/// Writes the new database into `meta.building/`, checks it (its count, every index and the
+/// totals, which the inserts kept, against a scan of the records), and names it `meta.new/`.
+fn build(
+    layout: &Layout,
+    records: &[MediaRecord],
+    generation: u64,
+    limits: Limits,
+) -> Result<(), StoreError> {
     let building = layout.meta_building();
     remove_dir_if_present(&building)?;
     {
-        let meta = MetaStore::open(&building)?;
+        let meta = MetaStore::open(&building, limits.db_cache)?;
         for chunk in records.chunks(1000) {
             meta.insert(chunk)?;
         }
@@ -236,7 +242,7 @@ fn check_space(layout: &Layout) -> Result<(), StoreError> {
 
 /// Reads what only the old database holds (see the module docs). Best effort: a database
 /// damaged enough not to open, or to fail while read, leaves `records/` as it is.
-fn harvest_old(layout: &Layout, files: &RecordFiles, report: &mut RebuildReport) {
+fn harvest_old(layout: &Layout, files: &RecordFiles, report: &mut RebuildReport, limits: Limits) {
     let meta_dir = layout.meta();
     let has_db = fs::read_dir(&meta_dir)
         .map(|mut d| d.next().is_some())
@@ -247,7 +253,7 @@ fn harvest_old(layout: &Layout, files: &RecordFiles, report: &mut RebuildReport)
     // A damaged database may panic inside sled while it is read; that ends the harvest, not
     // the rebuild.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let old = MetaStore::open(&meta_dir)?;
+        let old = MetaStore::open(&meta_dir, limits.db_cache)?;
         harvest_from(&old, layout, files, report)
     }));
     let failed = match outcome {
