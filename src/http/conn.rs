@@ -20,9 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceRequest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Descriptors kept out of the connection cap, at most: blobs being served and written, record
@@ -75,9 +73,11 @@ impl<T> Watched<T> {
     }
 
     /// On a pending read or write: an error once the connection has been idle, with no
-    /// request being handled, for the whole timeout; otherwise a wake-up set for that moment.
+    /// request being handled, for the whole timeout. The timer is not moved on every byte:
+    /// it may fire early, and is then set again for what is left of the timeout, so a busy
+    /// connection costs one timer a timeout, not one per read.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        loop {
+        while self.timer.as_mut().poll(cx).is_ready() {
             let idle_ms = now_ms().saturating_sub(self.activity.last.load(Ordering::Relaxed));
             let left = self.idle.saturating_sub(Duration::from_millis(idle_ms));
             if left.is_zero() && self.activity.busy.load(Ordering::Relaxed) == 0 {
@@ -91,10 +91,8 @@ impl<T> Watched<T> {
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + wait);
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
         }
+        Poll::Pending
     }
 }
 
@@ -163,21 +161,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// Marks a connection busy while one of its requests is handled.
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let activity = req.conn_data::<Arc<Activity>>().cloned();
-    if let Some(a) = &activity {
-        a.busy.fetch_add(1, Ordering::Relaxed);
+/// Marks a request's connection busy until the returned guard drops (the request handled):
+/// the connection's idle timeout waits meanwhile. Called by [`super::intake`]'s middleware,
+/// which every request passes anyway, rather than from a middleware layer of its own.
+pub fn handling(req: &ServiceRequest) -> Option<Handling> {
+    let activity = req.conn_data::<Arc<Activity>>()?.clone();
+    activity.busy.fetch_add(1, Ordering::Relaxed);
+    Some(Handling(activity))
+}
+
+pub struct Handling(Arc<Activity>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
-    let res = next.call(req).await;
-    if let Some(a) = &activity {
-        a.touch();
-        a.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-    res
 }
 
 /// A listening socket as actix binds one: address reuse, and a deep queue for bursts.

@@ -30,6 +30,7 @@ pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let _handling = super::conn::handling(&req);
     let encoded = req
         .headers()
         .get(CONTENT_ENCODING)

@@ -317,7 +317,6 @@ fn serve(
                 .wrap(default_headers())
                 .wrap(actix_web::middleware::from_fn(cors::middleware))
                 .wrap(actix_web::middleware::from_fn(observe::middleware))
-                .wrap(actix_web::middleware::from_fn(conn::middleware))
                 .configure(routes)
                 .into_factory()
                 .map_err(|e| e.error_response());
