@@ -10,8 +10,8 @@ use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::openapi::responses::NotFound;
-use super::openapi::Binary;
+use super::responses::Binary;
+use super::responses::NotFound;
 use super::AppState;
 
 #[derive(RustEmbed)]

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::auth;
 use super::error::ApiError;
-use super::openapi::responses::{ServerError, Unauthorized};
-use super::openapi::Binary;
+use super::responses::Binary;
+use super::responses::{ServerError, Unauthorized};
 use super::AppState;
 
 /// A `Write` that hands 256 KiB chunks to the response body. Writing fails once the client has

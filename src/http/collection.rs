@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::assets;
 use super::error::ApiError;
-use super::openapi::responses::{BadRequest, ServerError};
+use super::responses::{BadRequest, ServerError};
 use super::AppState;
 use crate::store::record;
 use crate::store::{Cursor, Kind, ListQuery, MediaRecord};

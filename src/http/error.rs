@@ -17,10 +17,12 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable and machine-readable: `bad_request`, `invalid_field`, `unauthorized`,
-    /// `cross_site`, `not_found`, `method_not_allowed`, `payload_too_large`,
-    /// `unsupported_media_type`, `insufficient_storage`, `disk_failing`, `busy`,
-    /// `blob_damaged`, `internal`.
+    /// Stable and machine-readable: `bad_request`, `invalid_field` (400); `unauthorized`
+    /// (401); `cross_site`, `insufficient_scope`, `invalid_signature`, `expired_signature`
+    /// (403); `not_found` (404); `method_not_allowed` (405); `request_timeout` (408);
+    /// `payload_too_large` (413); `unsupported_media_type` (415); `too_many_requests` (429);
+    /// `blob_damaged`, `internal` (500); `disk_failing`, `busy` (503);
+    /// `insufficient_storage` (507).
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
@@ -86,90 +88,69 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// How an error is answered, in one exhaustive match: its status, its stable code, and
+    /// the message the client sees. Internal causes are logged, never sent.
+    fn classify(&self) -> (StatusCode, &'static str, String) {
+        use StatusCode as S;
+        const INTERNAL: &str = "internal error; the server log has details";
+        let shown = || self.to_string();
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::InvalidField { .. } => "invalid_field",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden { code, .. } => code,
-            ApiError::NotFound(_) => "not_found",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::RequestTimeout(_) => "request_timeout",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::TooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::DiskFull => "insufficient_storage",
-            ApiError::DiskFailing(_) => "disk_failing",
-            ApiError::Busy => "busy",
-            ApiError::BlobDamaged(_) => "blob_damaged",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request", shown()),
+            ApiError::InvalidField { .. } => (S::BAD_REQUEST, "invalid_field", shown()),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", shown()),
+            ApiError::Forbidden { code, .. } => (S::FORBIDDEN, code, shown()),
+            ApiError::NotFound(_) => (S::NOT_FOUND, "not_found", shown()),
+            ApiError::TooManyRequests { .. } => {
+                (S::TOO_MANY_REQUESTS, "too_many_requests", shown())
+            }
+            ApiError::RequestTimeout(_) => (S::REQUEST_TIMEOUT, "request_timeout", shown()),
+            ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed", shown()),
+            ApiError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large", shown()),
+            ApiError::UnsupportedMediaType(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", shown())
+            }
+            ApiError::DiskFull => (S::INSUFFICIENT_STORAGE, "insufficient_storage", shown()),
+            ApiError::DiskFailing(_) => (S::SERVICE_UNAVAILABLE, "disk_failing", shown()),
+            ApiError::Busy => (S::SERVICE_UNAVAILABLE, "busy", shown()),
+            ApiError::BlobDamaged(_) => (S::INTERNAL_SERVER_ERROR, "blob_damaged", shown()),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into()),
             ApiError::Store(e) => match e {
-                StoreError::Invalid { .. } => "invalid_field",
-                StoreError::NotFound => "not_found",
-                StoreError::NoSpace { .. } | StoreError::NoRoom(_) => "insufficient_storage",
-                e if e.is_disk_full() => "insufficient_storage",
-                e if e.is_out_of_descriptors() => "busy",
+                StoreError::Invalid { .. } => (S::BAD_REQUEST, "invalid_field", e.to_string()),
+                StoreError::NotFound => (S::NOT_FOUND, "not_found", e.to_string()),
+                StoreError::NoSpace { .. } => (
+                    S::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    e.to_string(),
+                ),
+                e if e.is_disk_full() => (
+                    S::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    ApiError::DiskFull.to_string(),
+                ),
+                e if e.is_out_of_descriptors() => {
+                    (S::SERVICE_UNAVAILABLE, "busy", ApiError::Busy.to_string())
+                }
                 StoreError::Io { .. }
+                | StoreError::NoRoom(_)
                 | StoreError::Format(_)
                 | StoreError::Locked(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Damaged(_)
-                | StoreError::Database(_) => "internal",
+                | StoreError::Database(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into())
+                }
             },
-        }
-    }
-
-    /// The message the client sees. Internal causes are logged, not sent.
-    fn public_message(&self) -> String {
-        match self {
-            ApiError::Internal(_) => "internal error; the server log has details".into(),
-            ApiError::Store(e) => match e {
-                StoreError::Invalid { .. } | StoreError::NotFound => e.to_string(),
-                StoreError::NoSpace { .. } => e.to_string(),
-                e if e.is_disk_full() => ApiError::DiskFull.to_string(),
-                e if e.is_out_of_descriptors() => ApiError::Busy.to_string(),
-                _ => "internal error; the server log has details".into(),
-            },
-            other => other.to_string(),
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::DiskFailing(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::BlobDamaged(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Store(e) => match e {
-                StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
-                StoreError::NotFound => StatusCode::NOT_FOUND,
-                StoreError::NoSpace { .. } | StoreError::NoRoom(_) => {
-                    StatusCode::INSUFFICIENT_STORAGE
-                }
-                e if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
-                e if e.is_out_of_descriptors() => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Io { .. }
-                | StoreError::Format(_)
-                | StoreError::Locked(_)
-                | StoreError::Corrupt(_)
-                | StoreError::Damaged(_)
-                | StoreError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-        }
+        self.classify().0
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+        let (status, code, message) = self.classify();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
@@ -193,8 +174,8 @@ impl ResponseError for ApiError {
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         res.json(ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.public_message(),
+                code: code.to_owned(),
+                message,
             },
         })
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::openapi::responses::ServerError;
+use super::responses::ServerError;
 use super::AppState;
 use crate::store::StoreError;
 

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{self, Caller};
 use super::error::ApiError;
-use super::openapi::responses::{
+use super::responses::{
     BadRequest, Forbidden, InsufficientStorage, NotFound, PayloadTooLarge, ServerError,
     Unauthorized, UnsupportedMediaType,
 };

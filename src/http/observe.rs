@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 
 use super::auth;
 use super::error::ApiError;
-use super::openapi::responses::{ServerError, Unauthorized};
+use super::responses::{ServerError, Unauthorized};
 use super::AppState;
 use crate::secrets::TokenHash;
 use crate::store::{disk, timing, Kind};

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::{self, Caller, Credential, SESSION_COOKIE};
 use super::error::ApiError;
-use super::openapi::responses::{
+use super::responses::{
     BadRequest, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
 };
 use super::AppState;

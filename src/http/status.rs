@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::auth;
 use super::error::ApiError;
-use super::openapi::responses::{ServerError, Unauthorized};
+use super::responses::{ServerError, Unauthorized};
 use super::AppState;
 use crate::store::catalogue::Settlement;
 use crate::store::disk::{self, Persistence};

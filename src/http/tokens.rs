@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::auth;
 use super::error::ApiError;
-use super::openapi::responses::{
+use super::responses::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, ServerError, Unauthorized,
     UnsupportedMediaType,
 };

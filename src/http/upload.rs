@@ -24,11 +24,11 @@ use super::auth;
 use super::error::ApiError;
 use super::intake;
 use super::media::MediaView;
-use super::openapi::responses::{
+use super::responses::Binary;
+use super::responses::{
     BadRequest, DiskFailing, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError,
     Unauthorized,
 };
-use super::openapi::Binary;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
 use crate::store::{sniff, MediaFields, MediaRecord, NewMedia, StagedBlob, Store, Visibility};
