@@ -121,23 +121,16 @@ pub fn rebuild(data_dir: &Path) -> Outcome {
     })
 }
 
-/// Writes to `path.partial`, fsyncs, then renames: a crash never leaves a half archive under
-/// the real name.
+/// Writes an archive or a map by the durable recipe (see [`shoebox::durable`]): a crash never
+/// leaves a half file under the real name.
 fn write_durably(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let partial = path.with_extension("partial");
+    let dir = shoebox::durable::dir_of(path);
     // Named, because a command may run as SHOEBOX_RUN_AS's user, who may not write there.
-    let mut file = std::fs::File::create(&partial)
-        .map_err(|e| format!("could not create {}: {e}", partial.display()))?;
-    let result = fill(&mut file).and_then(|_| Ok(file.sync_all()?));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    std::fs::rename(&partial, path)?;
-    Ok(())
+    shoebox::durable::write_with(&dir, path, 0o600, fill)
+        .map_err(|e| format!("could not write {}: {e}", path.display()).into())
 }
 
 pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&str>) -> Outcome {

@@ -6,6 +6,8 @@
 
 /// Command line and validated runtime configuration.
 pub mod config;
+/// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part.
+pub mod durable;
 /// HTTP surface: routes, handlers, error mapping, embedded web assets.
 pub mod http;
 /// Who the process works as: handing the data directory from root to an unprivileged user,

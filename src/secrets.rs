@@ -10,8 +10,20 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::layout::{write_atomically, Layout};
+use crate::store::layout::Layout;
 use crate::store::StoreError;
+
+/// Writes a file under `secrets/` by the durable recipe (see [`crate::durable`]); every
+/// credential file goes through here.
+pub(crate) fn write_secret_file(
+    dir: &std::path::Path,
+    target: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
+    crate::durable::write_atomically(dir, target, bytes, mode)
+        .map_err(|e| StoreError::io("write a file under secrets/", e))
+}
 
 const ADMIN_TOKEN_FILE: &str = "admin_token.sha256";
 const SESSION_KEY_FILE: &str = "session_key";
@@ -98,7 +110,7 @@ pub fn load_or_create_admin_token(
 pub fn reset_admin_token(layout: &Layout) -> Result<AdminToken, StoreError> {
     let token = generate_token();
     let hash = TokenHash::of(&token);
-    write_atomically(
+    write_secret_file(
         &layout.secrets(),
         &token_file(layout),
         hex::encode(hash.0).as_bytes(),
@@ -116,7 +128,7 @@ pub fn generated_token_file(layout: &Layout) -> PathBuf {
 /// Writes a generated admin token for its operator to read once (mode 0600).
 pub fn write_generated_token(layout: &Layout, token: &str) -> Result<PathBuf, StoreError> {
     let path = generated_token_file(layout);
-    write_atomically(
+    write_secret_file(
         &layout.secrets(),
         &path,
         format!("{token}\n").as_bytes(),
@@ -204,7 +216,7 @@ pub fn load_or_create_session_key(layout: &Layout) -> Result<SessionKey, StoreEr
         Err(e) => return Err(StoreError::io("read the session key", e)),
     }
     let key = SessionKey::random();
-    write_atomically(
+    write_secret_file(
         &layout.secrets(),
         &path,
         hex::encode(key.0).as_bytes(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::reload::Reloading;
-use crate::store::layout::{write_atomically, Layout};
+use crate::store::layout::Layout;
 use crate::store::StoreError;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -88,7 +88,7 @@ fn new_key() -> UrlKey {
 
 fn write(layout: &Layout, file: &KeyFile) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec_pretty(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    write_atomically(&layout.secrets(), &key_file(layout), &bytes, 0o600)
+    crate::secrets::write_secret_file(&layout.secrets(), &key_file(layout), &bytes, 0o600)
 }
 
 /// Adds a new signing key; with `keep` > 0, only the newest `keep` keys stay valid.

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use crate::reload::Reloading;
-use crate::store::layout::{write_atomically, Layout};
+use crate::store::layout::Layout;
 use crate::store::StoreError;
 
 /// What a token may do.
@@ -112,7 +112,7 @@ impl Tokens {
     fn save(&self, tokens: Vec<ApiToken>) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(&TokenFile { tokens })
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        write_atomically(&self.dir, self.file.path(), &bytes, 0o600)?;
+        crate::secrets::write_secret_file(&self.dir, self.file.path(), &bytes, 0o600)?;
         self.file.reload()
     }
 

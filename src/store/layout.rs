@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
@@ -259,38 +258,26 @@ fn parse_format(text: &str, path: &Path) -> Result<String, StoreError> {
     Ok(instance)
 }
 
-/// fsync a directory so that a rename or unlink inside it survives a power loss.
-/// Linux needs this: a file's own fsync does not persist its directory entry.
+/// fsyncs a directory so that a rename or unlink inside it survives a power loss (see
+/// [`crate::durable`]).
 pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    super::timing::fsync(|| File::open(dir).and_then(|d| d.sync_all()))
-        .map_err(|e| StoreError::io("fsync a directory", e))
+    crate::durable::fsync_dir(dir).map_err(|e| StoreError::io("fsync a directory", e))
 }
 
-/// Writes a small file so that readers see either the old or the new content, never a mix:
-/// temp file in the same directory, fsync, rename, fsync the directory.
+/// Writes a small file so that readers see either the old or the new content, never a mix
+/// (see [`crate::durable`]).
 pub fn write_atomically(
     dir: &Path,
     target: &Path,
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), StoreError> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| StoreError::io("create a temp file", e))?;
-    set_mode(tmp.path(), mode)?;
-    tmp.write_all(bytes)
-        .and_then(|_| super::timing::fsync(|| tmp.as_file().sync_all()))
-        .map_err(|e| StoreError::io("write a temp file", e))?;
-    tmp.persist(target)
-        .map_err(|e| StoreError::io("rename a temp file into place", e.error))?;
-    fsync_dir(dir)
+    crate::durable::write_atomically(dir, target, bytes, mode)
+        .map_err(|e| StoreError::io("write a file durably", e))
 }
 
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| StoreError::io("set file permissions", e))
+    crate::durable::set_mode(path, mode).map_err(|e| StoreError::io("set file permissions", e))
 }
 
 #[cfg(test)]

@@ -1,19 +1,8 @@
-//! Durations of the store's fsyncs and flushes, the cost at the heart of every upload, kept
-//! process-wide for `/metrics`.
+//! The store's fsyncs and flushes, timed: the cost at the heart of every upload. Durations go
+//! to the observer the server registers for its metrics (see [`crate::durable::timed`]), so
+//! the store depends on no metrics library.
 
-use std::sync::LazyLock;
-use std::time::Instant;
-
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-
-/// From 50 µs to ~1.6 s.
-pub static FSYNC_SECONDS: LazyLock<Histogram> =
-    LazyLock::new(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16)));
-
-/// Runs an fsync (or a flush) and records how long it took.
+/// Runs an fsync (or a flush) and reports how long it took.
 pub fn fsync<T>(f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let out = f();
-    FSYNC_SECONDS.observe(start.elapsed().as_secs_f64());
-    out
+    crate::durable::timed(f)
 }
