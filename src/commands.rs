@@ -319,6 +319,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
             expires_in,
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
+            let scope: shoebox::tokens::Scope = scope.parse()?;
             let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
             println!("{plain}");
             eprintln!(

@@ -1,0 +1,266 @@
+//! The command line: every subcommand and flag, each flag with its environment variable (the
+//! first of the two configuration stages; [`super::Config`] is the second).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::values::{parse_duration, parse_interval, parse_run_as, parse_size, Interval, RunAs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoebox",
+    version,
+    about = "A single-binary media store: durable uploads, direct serving and a metadata API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Without a subcommand, shoebox serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web app and the API (the default).
+    Serve(ServeArgs),
+    /// Replace a generated admin token with a new one and print it (stop the server first).
+    ResetAdminToken(DataDirArgs),
+    /// Re-hash every blob and check every record, count, index and record file; exit 1 on
+    /// damage. Run with the server stopped.
+    Verify {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Quarantine corrupt blobs and the records that lost their bytes, recreate counts
+        /// and indexes, rewrite record files.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove blobs that no record and no record file uses, and stale derived files; refuses
+    /// a damaged database.
+    Gc {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Leave orphans younger than this alone (e.g. 30s, 15m, 2h).
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// Recreate the metadata database from the record files (the old one is moved aside).
+    Rebuild(DataDirArgs),
+    /// Manage API tokens (works on the data directory; a running server picks changes up
+    /// within a second).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Add a new URL-signing key; existing signed URLs keep working unless --keep drops their
+    /// key. Restart the server to sign with the new key.
+    RotateUrlKey {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Keep only this many newest keys (e.g. 1 invalidates every URL signed before).
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+    /// Ask a running Shoebox whether it is healthy; exit 0 when it is, 1 when not (for
+    /// container health checks, which have no curl).
+    Health {
+        /// Base URL of the server (default: this machine on $PORT, else 8080).
+        #[arg(long, env = "SHOEBOX_HEALTH_URL", default_value_t = default_health_url())]
+        url: String,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Write a backup archive: from the data directory when the server is stopped, or from a
+    /// running server with --url.
+    Backup {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Where to write the archive (a tar file).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Fetch the archive from a running Shoebox at this base URL instead.
+        #[arg(long)]
+        url: Option<String>,
+        /// The admin token, for --url.
+        #[arg(long, env = "SHOEBOX_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Restore a backup archive into an empty or new data directory, checking every file.
+    Restore {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The archive written by `shoebox backup` or GET /api/backup.
+        file: PathBuf,
+    },
+    /// Adopt every file under DIR as media, keeping old paths so old URLs keep working.
+    Import {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The uploads folder to adopt.
+        dir: PathBuf,
+        /// Put every imported file in this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// The URL path the folder was served under (e.g. /uploads); the server then answers
+        /// GET <prefix>/<old path> with the file.
+        #[arg(long)]
+        url_prefix: Option<String>,
+        /// Write the old-path-to-new-URL mapping here (.csv or .json); default: CSV on stdout.
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Base URL for absolute links in the mapping.
+        #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+}
+
+fn default_health_url() -> String {
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown once).
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// What the token is for, e.g. "blog uploader".
+        #[arg(long)]
+        name: String,
+        /// upload (create media, change only its own), read (read private media) or admin.
+        #[arg(long, value_parser = ["upload", "read", "admin"])]
+        scope: String,
+        /// Stop working after this long (e.g. 30d, 12h).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List tokens (never their values).
+    List(DataDirArgs),
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        data: DataDirArgs,
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Directory holding blobs, metadata and secrets; put it on a persistent disk.
+    #[arg(long, env = "SHOEBOX_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// When started as root: give the data directory to this user and group (UID:GID, e.g.
+    /// 10001:10001) if it is empty or root's, then drop to them for good before opening
+    /// anything. Ignored when not started as root.
+    #[arg(long, env = "SHOEBOX_RUN_AS", value_parser = parse_run_as)]
+    pub run_as: Option<RunAs>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on (Render sets PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, env = "SHOEBOX_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Admin token; when unset, one is generated on first start and only its hash is stored.
+    #[arg(long, env = "SHOEBOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// A file holding the admin token (a mounted secret), instead of SHOEBOX_ADMIN_TOKEN.
+    #[arg(long, env = "SHOEBOX_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Public base URL (e.g. https://media.example.com) used to make absolute links.
+    #[arg(long, env = "SHOEBOX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest accepted file, in bytes or with a unit (500MiB, 2GiB, 10MB).
+    #[arg(long, env = "SHOEBOX_MAX_UPLOAD_BYTES", default_value = "1GiB", value_parser = parse_size)]
+    pub max_upload_bytes: u64,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "SHOEBOX_SHUTDOWN_TIMEOUT", default_value_t = 25)]
+    pub shutdown_timeout: u64,
+
+    /// How long a client may send nothing while a request is open (its head or its body)
+    /// before it is cut off with 408 (e.g. 60s).
+    #[arg(long, env = "SHOEBOX_CLIENT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SHOEBOX_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Free space kept for the database and work in flight; uploads get 507 below it
+    /// (default: 5 % of the disk, at most 256MiB).
+    #[arg(long, env = "SHOEBOX_DISK_RESERVE", value_parser = parse_size)]
+    pub disk_reserve: Option<u64>,
+
+    /// Memory for keeping small files (up to 256KiB each) ready to send; 0 turns it off.
+    #[arg(long, env = "SHOEBOX_FILE_CACHE", default_value = "16MiB", value_parser = parse_size)]
+    pub file_cache: u64,
+
+    /// Memory for the metadata database's page cache (sled's `cache_capacity`): more keeps
+    /// more of a large store's records in memory. sled holds it loosely (a scan may keep a few
+    /// thousand pages beyond it). At least 1MiB.
+    #[arg(long, env = "SHOEBOX_DB_CACHE", default_value = "32MiB", value_parser = parse_size)]
+    pub db_cache: u64,
+
+    /// How often the background scrub re-reads every blob to find bytes the disk damaged
+    /// (e.g. 7d, 12h); `off` turns it off.
+    #[arg(long, env = "SHOEBOX_SCRUB_INTERVAL", default_value = "7d", value_parser = parse_interval)]
+    pub scrub_interval: Interval,
+
+    /// How fast the scrub reads, per second, so that it never competes with serving.
+    #[arg(long, env = "SHOEBOX_SCRUB_RATE", default_value = "16MiB", value_parser = parse_size)]
+    pub scrub_rate: u64,
+
+    /// Refuse to start unless the data directory is on a persistent disk of its own.
+    #[arg(
+        long,
+        env = "SHOEBOX_REQUIRE_PERSISTENT_DISK",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub require_persistent_disk: bool,
+
+    /// A token that may read /metrics only (the admin token always may).
+    #[arg(long, env = "SHOEBOX_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Origins allowed to read files and public listings from other sites: a comma list of
+    /// origins (https://example.com), or * for any. Never applies to writes or credentials.
+    #[arg(long, env = "SHOEBOX_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Content types accepted for upload, e.g. image/*,video/*,application/pdf (default: any).
+    #[arg(long, env = "SHOEBOX_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Vec<String>,
+
+    /// Reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed for rate limiting.
+    #[arg(long, env = "SHOEBOX_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Log format: text (for terminals) or json (one object per line).
+    #[arg(long, env = "SHOEBOX_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
