@@ -15,6 +15,7 @@ mod limits;
 mod media;
 mod observe;
 pub mod openapi;
+mod receive;
 mod responses;
 mod session;
 mod status;

@@ -5,9 +5,8 @@
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_multipart::Multipart;
 use actix_web::error::PayloadError;
@@ -17,13 +16,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth;
 use super::error::ApiError;
 use super::intake;
 use super::media::MediaView;
+use super::receive::{drain, receive};
 use super::responses::Binary;
 use super::responses::{
     BadRequest, DiskFailing, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError,
@@ -31,16 +30,12 @@ use super::responses::{
 };
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{sniff, MediaFields, MediaRecord, NewMedia, StagedBlob, Store, Visibility};
+use crate::store::{sniff, MediaFields, MediaRecord, NewMedia, StagedBlob, Visibility};
 
 /// Bounds on the non-file parts of a multipart request.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 const MAX_TEXT_FIELDS: usize = 64;
 const MAX_FILES: usize = 100;
-/// After a refusal (too large, disk full), the rest of the body is read and discarded up to
-/// this much so the client sees the JSON error instead of a reset connection.
-const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// The records an upload created, in the order of the files.
 #[derive(Serialize, ToSchema)]
@@ -143,177 +138,6 @@ impl FieldsBuilder {
         self.fields.tags = record::tags(self.tags.iter().map(String::as_str))?;
         self.fields.custom = record::custom(Value::Object(self.custom))?;
         Ok(self.fields)
-    }
-}
-
-/// Network chunks handed to the writing thread together: each hand-off wakes that thread,
-/// and network chunks are small (often 16 KiB), so a 256 KiB upload goes over in one batch
-/// rather than sixteen wake-ups.
-struct Batch {
-    chunks: Vec<Bytes>,
-    /// The body ended with this batch.
-    last: bool,
-}
-
-/// Bytes gathered before a batch is handed over.
-const BATCH_BYTES: usize = 256 * 1024;
-/// Batches in flight per upload (so at most about 1 MiB waits for the disk).
-const BATCHES_QUEUED: usize = 4;
-
-/// What a body's writing thread returns: `None` when the body was abandoned.
-type Written<T> = Result<Option<T>, ApiError>;
-
-/// The blocking thread that writes one body, started with the first batch: a body that fits
-/// in one batch (most uploads) then costs a single hand-off, and `then` runs on that same
-/// thread once the blob is staged, rather than after a second hand-off.
-struct Writer<T, F> {
-    store: Arc<Store>,
-    /// Until the thread starts; then it is the thread's.
-    then: Option<F>,
-    started: Option<(mpsc::Sender<Batch>, tokio::task::JoinHandle<Written<T>>)>,
-}
-
-impl<T, F> Writer<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
-{
-    /// Hands a batch over; `false` when the thread has stopped (on an error it reports).
-    async fn send(&mut self, batch: Batch) -> bool {
-        if let Some(then) = self.then.take() {
-            // A body that is complete in its first batch has a known size.
-            let size = batch
-                .last
-                .then(|| batch.chunks.iter().map(|c| c.len() as u64).sum());
-            let (tx, rx) = mpsc::channel::<Batch>(BATCHES_QUEUED);
-            let store = self.store.clone();
-            let thread = actix_web::rt::task::spawn_blocking(move || write(&store, rx, size, then));
-            self.started = Some((tx, thread));
-        }
-        let Some((tx, _)) = &self.started else {
-            return false;
-        };
-        tx.send(batch).await.is_ok()
-    }
-
-    /// Waits for the thread; `None` when it never started.
-    async fn finish(self) -> Option<Written<T>> {
-        let (tx, thread) = self.started?;
-        drop(tx);
-        Some(
-            thread
-                .await
-                .unwrap_or_else(|_| Err(ApiError::Internal("the upload writer panicked".into()))),
-        )
-    }
-}
-
-/// The body of a [`Writer`]'s thread.
-fn write<T>(
-    store: &Store,
-    mut rx: mpsc::Receiver<Batch>,
-    size: Option<u64>,
-    then: impl FnOnce(StagedBlob) -> Result<T, ApiError>,
-) -> Written<T> {
-    let mut w = store.writer()?;
-    if let Some(size) = size {
-        w.expect_size(size);
-    }
-    while let Some(batch) = rx.blocking_recv() {
-        for bytes in batch.chunks {
-            w.write_bytes(bytes)?;
-        }
-        if batch.last {
-            return then(w.finish()?).map(Some);
-        }
-    }
-    // The sender went away without `last`: the upload was abandoned; dropping `w` removes it.
-    Ok(None)
-}
-
-/// Streams one body into a staged blob and returns what `then` makes of it: the network side
-/// counts bytes and enforces the limit, a blocking thread hashes and writes, then runs `then`.
-/// An interrupted or refused stream leaves no temp file.
-async fn receive<S, E, T, F>(
-    store: Arc<Store>,
-    mut stream: S,
-    limit: u64,
-    idle: Duration,
-    then: F,
-) -> Result<T, ApiError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::error::Error + 'static,
-    T: Send + 'static,
-    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
-{
-    let mut writer = Writer {
-        store,
-        then: Some(then),
-        started: None,
-    };
-    let mut received: u64 = 0;
-    let streamed: Result<(), ApiError> = async {
-        let mut batch = Vec::new();
-        let mut batched = 0;
-        // A client that stops sending mid-body is cut off by the idle timeout every body has
-        // (see `intake`), which ends this stream with an error.
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| intake::body_error(&e, "the upload was interrupted", idle))?;
-            received += chunk.len() as u64;
-            if received > limit {
-                return Err(ApiError::TooLarge { limit });
-            }
-            // A full batch goes once more bytes follow, so the batch that ends the body is
-            // always the one marked `last`.
-            if batched >= BATCH_BYTES {
-                let chunks = std::mem::take(&mut batch);
-                batched = 0;
-                if !writer
-                    .send(Batch {
-                        chunks,
-                        last: false,
-                    })
-                    .await
-                {
-                    // The writer stopped on an error; it is reported below.
-                    return Ok(());
-                }
-            }
-            batched += chunk.len();
-            batch.push(chunk);
-        }
-        writer
-            .send(Batch {
-                chunks: batch,
-                last: true,
-            })
-            .await;
-        Ok(())
-    }
-    .await;
-    let written = writer.finish().await;
-    streamed?;
-    match written {
-        Some(Ok(Some(done))) => Ok(done),
-        Some(Err(e)) => Err(e),
-        Some(Ok(None)) | None => Err(ApiError::Internal("the upload writer stopped early".into())),
-    }
-}
-
-/// Reads and discards what is left of a refused body, within bounds.
-async fn drain<S, E>(mut stream: S)
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    let start = Instant::now();
-    let mut left = DRAIN_BYTES;
-    while start.elapsed() < DRAIN_TIME {
-        match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
-            Ok(Some(Ok(chunk))) if (chunk.len() as u64) <= left => left -= chunk.len() as u64,
-            _ => return,
-        }
     }
 }
 
