@@ -1,0 +1,112 @@
+//! [`StoreError`]: everything that can go wrong below the HTTP layer, and the questions
+//! callers ask of it (a full disk, a failing disk, no descriptors left).
+
+/// Everything that can go wrong below the HTTP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{field} must be {expected}")]
+    Invalid {
+        field: &'static str,
+        expected: String,
+    },
+    #[error("no such media")]
+    NotFound,
+    #[error("could not {action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the disk is nearly full ({} MiB free, {} MiB kept in reserve): new uploads are refused \
+         until space is freed; reads, edits and deletes keep working",
+        free >> 20, reserve >> 20
+    )]
+    NoSpace { free: u64, reserve: u64 },
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Database(String),
+    /// The database disagrees with `records/` beyond what a crash explains.
+    #[error("{0}")]
+    Damaged(String),
+    /// Not enough free space for a maintenance step; nothing was changed.
+    #[error("{0}")]
+    NoRoom(String),
+}
+
+impl StoreError {
+    pub fn io(action: &'static str, source: std::io::Error) -> Self {
+        StoreError::Io { action, source }
+    }
+
+    pub fn invalid(field: &'static str, expected: &str) -> Self {
+        StoreError::Invalid {
+            field,
+            expected: expected.to_owned(),
+        }
+    }
+
+    /// An equal error for a second caller: the one of a step that several callers shared.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Invalid { field, expected } => StoreError::Invalid {
+                field,
+                expected: expected.clone(),
+            },
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Io { action, source } => StoreError::Io {
+                action,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::NoSpace { free, reserve } => StoreError::NoSpace {
+                free: *free,
+                reserve: *reserve,
+            },
+            StoreError::Format(m) => StoreError::Format(m.clone()),
+            StoreError::Locked(m) => StoreError::Locked(m.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::Database(m) => StoreError::Database(m.clone()),
+            StoreError::Damaged(m) => StoreError::Damaged(m.clone()),
+            StoreError::NoRoom(m) => StoreError::NoRoom(m.clone()),
+        }
+    }
+
+    /// True for an error that says the disk or the database is failing: an I/O error other
+    /// than a full disk or a missing file, or a database error.
+    pub fn is_disk_failure(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => {
+                !self.is_disk_full()
+                    && !self.is_out_of_descriptors()
+                    && source.kind() != std::io::ErrorKind::NotFound
+            }
+            StoreError::Database(_) => true,
+            _ => false,
+        }
+    }
+
+    /// True when the process (EMFILE) or the system (ENFILE) has no file descriptor left: a
+    /// passing overload, not a failing disk.
+    pub fn is_out_of_descriptors(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+    }
+
+    /// True when the disk is full (ENOSPC or EDQUOT) or past the reserve.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::NoSpace { .. } | StoreError::NoRoom(_) => true,
+            // Kinds rather than errno alone: tempfile wraps its write errors with the path.
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}

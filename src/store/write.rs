@@ -1,0 +1,354 @@
+//! The store's writes: new records (the durable write protocol, [`Store::create`]), edits and
+//! deletes. Every writer of records goes through these: the upload routes, `import`, and the
+//! start-up check's settlement of what a crash left in flight (see
+//! [`catalogue`](super::catalogue)).
+//!
+//! The order that makes them safe is the same for all three: `records/` changes first, then
+//! the database, and the reply comes only once both are durable, the database by its flush
+//! (shared by concurrent writers, see [`commit`](super::commit)) and the record file by its
+//! own fsync (an edit, a delete's tombstone) or, for a new upload, right after (see
+//! [`record_sync`](super::record_sync)).
+
+use super::record::{self, Kind};
+use super::{
+    blobs, parallel, sniff, MediaId, MediaPatch, MediaRecord, NewMedia, StagedBlob, Store,
+    StoreError,
+};
+
+/// Fault injection for the crash tests, which cannot otherwise stop the process between two
+/// exact steps: with `SHOEBOX_CRASH_AT=<point>` set, the process runs `before` and aborts when
+/// it reaches that point. Unset (always, outside those tests) it costs one comparison.
+fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
+    static AT: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("SHOEBOX_CRASH_AT").ok());
+    if AT.as_deref() == Some(point) {
+        let _ = before();
+        eprintln!("SHOEBOX_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
+impl Store {
+    /// Steps 2–5 of the write protocol for a batch of staged uploads, in one round of fsyncs:
+    ///
+    /// 1. rename each new blob to its content address and write each record file under its
+    ///    name, without waiting for the disk;
+    /// 2. fsync the blobs and the directories on their paths while, side by side, the records
+    ///    are inserted, their counts bumped and the records marked pending in one transaction,
+    ///    and sled is flushed (concurrent uploads share that transaction and flush, see
+    ///    [`commit_records`](Self::commit_records), and the fsyncs of the blob root);
+    /// 3. hand the record files over to be made durable in the background, many at a time
+    ///    (see [`record_sync`]), and return. The upload rests on its blob and its record in
+    ///    sled; the record file is `rebuild`'s copy. Once it is durable, the record's pending
+    ///    mark is cleared with the next upload's transaction.
+    ///
+    /// Until step 2 returns, a crash can leave any part of this on disk, and until the mark is
+    /// cleared, the record file. That is safe because nothing trusts a blob or a record file
+    /// that may be incomplete:
+    /// - the next start checks every record still marked pending: one whose blob hashes to its
+    ///   name is made durable, its file rewritten from sled, and kept (its upload may have
+    ///   been acknowledged), any other is rolled back (its upload cannot have been);
+    /// - a record file whose record sled does not have is indexed at the next start when its
+    ///   blob is whole, and set aside when not (see [`catalogue`]);
+    /// - an existing blob is reused only when a record counts it (and is fsynced in this round
+    ///   too); an uncounted one may be what a crash left of an upload, and a new upload of the
+    ///   same bytes replaces it.
+    ///
+    /// The hashes' locks are held throughout, so a second upload of the same bytes waits until
+    /// the first one's blob is durable before it reuses it.
+    pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let created = self.create_records(items);
+        self.watch(created)
+    }
+
+    fn create_records(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let now = record::now();
+        let mut records = Vec::with_capacity(items.len());
+        let mut staged = Vec::with_capacity(items.len());
+        for item in items {
+            let content_type = sniff::content_type(
+                &item.blob.head,
+                &item.filename,
+                item.declared_type.as_deref(),
+            );
+            let kind = sniff::kind(&content_type);
+            let filename = if item.filename.is_empty() {
+                format!("upload.{}", sniff::extension(&content_type))
+            } else {
+                item.filename
+            };
+            let dims = if kind == Kind::Image {
+                sniff::dimensions(&item.blob.head)
+            } else {
+                None
+            };
+            let f = item.fields;
+            let (id, created_at) = match f.created_at {
+                // Ids sort by time; an imported file keeps its place in history.
+                Some(t) => {
+                    let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                    (MediaId(ulid::Ulid::from_parts(ms, rand::random())), t)
+                }
+                None => (self.new_id(), now),
+            };
+            records.push(MediaRecord {
+                schema: record::RECORD_SCHEMA,
+                id,
+                hash: item.blob.hash,
+                size: item.blob.size,
+                content_type,
+                kind,
+                filename,
+                title: f.title,
+                description: f.description,
+                alt: f.alt,
+                tags: f.tags,
+                collection: f.collection,
+                visibility: f.visibility,
+                custom: f.custom,
+                legacy_path: f.legacy_path,
+                owner: f.owner,
+                width: dims.map(|d| d.0),
+                height: dims.map(|d| d.1),
+                created_at,
+                updated_at: now,
+            });
+            staged.push(item.blob);
+        }
+        {
+            // Before the hashes' locks, as in every writer, so that none waits holding one.
+            let _permit = self.in_flight.enter(records.len());
+            let _guards = self
+                .hash_locks
+                .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
+            let epoch = self.record_sync.epoch();
+            let tasks = match self.place(staged, &records) {
+                Ok(placed) => placed,
+                Err(e) => {
+                    // sled never had these records: their files must not outlive the request
+                    // (the blobs are orphans, never reused).
+                    self.remove_record_files(&records);
+                    return Err(e);
+                }
+            };
+            let durable = parallel::run_all(tasks, || self.commit_records(&records));
+            if let Err(e) = durable {
+                self.roll_back(&records);
+                return Err(e);
+            }
+            // The marks go once the files are durable, with the next upload's transaction (or
+            // at shutdown): one sled write fewer for each upload. A crash before then leaves
+            // them to the next start's check.
+            self.record_sync.add(records.iter().map(|r| r.id), epoch);
+        }
+        self.counters
+            .uploads
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(records)
+    }
+
+    /// Inserts new records, bumps their counts and marks them pending, then flushes sled; the
+    /// records of uploads that reach this point together share one transaction and one flush.
+    /// An error leaves the records of this call either absent or in sled and pending, for
+    /// [`roll_back`](Self::roll_back).
+    fn commit_records(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        self.inserts.submit(records.to_vec(), |batch| {
+            let settled = self.take_settled();
+            let all: Vec<&MediaRecord> = batch.iter().flatten().collect();
+            let inserted = match self.meta.insert_pending(&all, &settled) {
+                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                Err(e) => {
+                    self.return_settled(settled);
+                    if batch.len() == 1 {
+                        return vec![Err(e)];
+                    }
+                    // One upload's failure (a duplicate id) must not fail the others.
+                    batch
+                        .iter()
+                        .map(|r| self.meta.insert_pending(&r.iter().collect::<Vec<_>>(), &[]))
+                        .collect::<Vec<_>>()
+                }
+            };
+            crash_point("upload-after-metadata", || self.meta.flush());
+            match self.commit.wait_durable(|| self.meta.flush()) {
+                Ok(()) => inserted,
+                Err(e) => inserted
+                    .into_iter()
+                    .map(|r| r.and_then(|()| Err(e.duplicate())))
+                    .collect(),
+            }
+        })
+    }
+
+    pub(crate) fn take_settled(&self) -> Vec<MediaId> {
+        self.record_sync.take_settled()
+    }
+
+    fn return_settled(&self, ids: Vec<MediaId>) {
+        self.record_sync.return_settled(ids)
+    }
+
+    /// Step 1 of [`create`](Self::create): puts the blobs and record files under their names
+    /// and returns the fsyncs that make the blobs durable (the record files are made durable
+    /// after them). The caller holds the hashes' locks.
+    pub(crate) fn place(
+        &self,
+        staged: Vec<StagedBlob>,
+        records: &[MediaRecord],
+    ) -> Result<Vec<parallel::Task>, StoreError> {
+        let mut tasks = Vec::new();
+        let mut placed = std::collections::HashSet::new();
+        let mut dirs = std::collections::BTreeSet::new();
+        for blob in staged {
+            let counted = placed.contains(&blob.hash)
+                || (self.meta.refcount(&blob.hash)? > 0 && self.blobs.exists(&blob.hash));
+            if counted {
+                // Deduplication: the temp file goes. The stored copy was durable when the
+                // upload that counted it was acknowledged; it is fsynced with this round all
+                // the same (a no-op write, a cache flush), so this upload's `201` never rests
+                // on another upload's outcome, such as one whose failure could not be undone.
+                if !placed.contains(&blob.hash) {
+                    tasks.push(self.blobs.in_place(&blob.hash)?.durable_tasks(&mut dirs));
+                }
+                self.counters
+                    .dedup_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            placed.insert(blob.hash);
+            let (hash, size) = (blob.hash, blob.size);
+            let new = self.blobs.rename_into_place(blob)?;
+            // Whole bytes under the name again: a blob the scrub found damaged is healed.
+            self.damaged.remove(&hash);
+            self.counters
+                .bytes_stored
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            tasks.push(new.durable_tasks(&mut dirs));
+        }
+        for record in records {
+            self.records.place(record)?;
+        }
+        if dirs.remove(self.root_sync.dir()) {
+            tasks.push(self.root_sync.task());
+        }
+        tasks.extend(dirs.into_iter().map(blobs::fsync_dir_task));
+        Ok(tasks)
+    }
+
+    /// Undoes the records of a [`create`](Self::create) whose files could not be made
+    /// durable: the client is told it failed, so the records go. Best effort: what it cannot
+    /// undo stays marked pending, and the next start settles it.
+    fn roll_back(&self, records: &[MediaRecord]) {
+        for r in records {
+            match self.meta.delete(r.id) {
+                Ok(_) => self.remove_record_files(std::slice::from_ref(r)),
+                Err(e) => {
+                    tracing::warn!(id = %r.id, error = %e, "could not roll back a failed upload")
+                }
+            }
+        }
+    }
+
+    fn remove_record_files(&self, records: &[MediaRecord]) {
+        for r in records {
+            if let Err(e) = self.records.remove(r.id) {
+                tracing::warn!(id = %r.id, error = %e, "could not remove the record file of a failed upload");
+            }
+        }
+    }
+
+    /// Edits a record's editable fields; durable before it returns.
+    pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        let updated = self.update_record(id, patch);
+        self.watch(updated)
+    }
+
+    fn update_record(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        let _permit = self.in_flight.enter(1);
+        self.make_room();
+        let record = {
+            let key = id.to_key();
+            let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
+            let mut record = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
+            let old = record.clone();
+            patch.apply(&mut record);
+            record.updated_at = record::now();
+            self.records.write(&record)?;
+            self.meta.replace(&old, &record)?;
+            record
+        };
+        self.commit.wait_durable(|| self.meta.flush())?;
+        Ok(record)
+    }
+
+    /// Deletes a record; the blob goes with its last reference. Returns false when there was no
+    /// such record.
+    ///
+    /// `records/` changes first: the record file becomes a tombstone, durably, and only then
+    /// does the database follow. A crash in between leaves the tombstone, and the next start
+    /// finishes the delete; once the `204` is sent, no rebuild can bring the record back. The
+    /// blob goes last, so a crash never leaves a record without its bytes.
+    pub fn delete(&self, id: MediaId) -> Result<bool, StoreError> {
+        let deleted = self.delete_record(id);
+        self.watch(deleted)
+    }
+
+    fn delete_record(&self, id: MediaId) -> Result<bool, StoreError> {
+        let _permit = self.in_flight.enter(1);
+        self.make_room();
+        let key = id.to_key();
+        let _id_guard = self.id_locks.lock_all(std::iter::once(&key[..]));
+        let Some(existing) = self.meta.get(id)? else {
+            return Ok(false);
+        };
+        let _guard = self
+            .hash_locks
+            .lock_all(std::iter::once(&existing.hash.as_bytes()[..]));
+        let marked = self.records.tombstone(id)?;
+        let (record, remaining) = match self.meta.delete(id) {
+            Ok(Some(deleted)) => deleted,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                // The database refused: the record stays, and so must its file.
+                if marked {
+                    if let Err(undo) = self.records.restore_tombstone(id) {
+                        tracing::error!(%id, error = %undo, "could not restore the record file of a delete the database refused; the next start finishes the delete");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        // On an error the tombstone stays, and the next start finishes the delete.
+        self.commit.wait_durable(|| self.meta.flush())?;
+        if let Err(e) = self.records.clear_tombstone(id) {
+            tracing::warn!(%id, error = %e, "could not remove a tombstone; the next start does");
+        }
+        if remaining == 0 {
+            if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                // A backup may have read the record already; it still needs the bytes.
+                self.deferred
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(record.hash);
+            } else {
+                self.blobs.remove(&record.hash)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Unlinks blobs whose deletion waited for a backup, if still unused.
+    pub(crate) fn unlink_deferred(&self) {
+        let hashes = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for hash in hashes {
+            let _guard = self
+                .hash_locks
+                .lock_all(std::iter::once(&hash.as_bytes()[..]));
+            if self.meta.refcount(&hash).ok() == Some(0) {
+                if let Err(e) = self.blobs.remove(&hash) {
+                    tracing::warn!(%hash, error = %e, "could not remove a blob after a backup; gc will");
+                }
+            }
+        }
+    }
+}
