@@ -203,6 +203,37 @@ pub(crate) fn changed(value: u64, change: i128) -> u64 {
     u64::try_from((i128::from(value) + change).max(0)).unwrap_or(u64::MAX)
 }
 
+/// The secondary indexes, in the order [`index_entries`] names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Index {
+    Hash,
+    Collection,
+    Tag,
+    Kind,
+    Legacy,
+}
+
+/// Every index entry of one record, `(index, key, value)`: the one statement of the key
+/// layout, which adding, removing and verifying all read, so that they cannot drift apart.
+pub(crate) fn index_entries(r: &MediaRecord) -> Vec<(Index, Vec<u8>, Vec<u8>)> {
+    let mut out = vec![(
+        Index::Hash,
+        hash_key(&r.hash, r.id),
+        visibility_byte(r.visibility).to_vec(),
+    )];
+    if let Some(c) = &r.collection {
+        out.push((Index::Collection, text_key(c, Some(r.id)), Vec::new()));
+    }
+    for t in &r.tags {
+        out.push((Index::Tag, text_key(t, Some(r.id)), Vec::new()));
+    }
+    out.push((Index::Kind, kind_key(r.kind, Some(r.id)), Vec::new()));
+    if let Some(p) = &r.legacy_path {
+        out.push((Index::Legacy, p.as_bytes().to_vec(), r.id.to_key().to_vec()));
+    }
+    out
+}
+
 /// Every derived tree's entries as these records imply them, by tree name: the reference
 /// counts, the indexes and the totals.
 pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 7] {
@@ -216,19 +247,15 @@ pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 7] 
     );
     for r in records {
         *refs.entry(r.hash.as_bytes().to_vec()).or_default() += 1;
-        h.insert(
-            hash_key(&r.hash, r.id),
-            visibility_byte(r.visibility).to_vec(),
-        );
-        if let Some(coll) = &r.collection {
-            c.insert(text_key(coll, Some(r.id)), Vec::new());
-        }
-        for tag in &r.tags {
-            t.insert(text_key(tag, Some(r.id)), Vec::new());
-        }
-        k.insert(kind_key(r.kind, Some(r.id)), Vec::new());
-        if let Some(p) = &r.legacy_path {
-            l.insert(p.as_bytes().to_vec(), r.id.to_key().to_vec());
+        for (index, key, value) in index_entries(r) {
+            let tree = match index {
+                Index::Hash => &mut h,
+                Index::Collection => &mut c,
+                Index::Tag => &mut t,
+                Index::Kind => &mut k,
+                Index::Legacy => &mut l,
+            };
+            tree.insert(key, value);
         }
     }
     let refs = refs

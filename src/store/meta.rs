@@ -31,7 +31,7 @@ use sled::{IVec, Transactional, Tree};
 
 use super::cache::ReadCache;
 use super::derived::{
-    changed, differences, expected, hash_key, kind_key, text_key, visibility_byte, Delta, Entries,
+    changed, differences, expected, index_entries, kind_key, text_key, Delta, Entries, Index,
     Totals,
 };
 use super::hash::ContentHash;
@@ -128,35 +128,85 @@ struct Indexes<'a> {
 }
 
 impl Indexes<'_> {
+    fn tree(&self, index: Index) -> &TransactionalTree {
+        match index {
+            Index::Hash => self.by_hash,
+            Index::Collection => self.by_collection,
+            Index::Tag => self.by_tag,
+            Index::Kind => self.by_kind,
+            Index::Legacy => self.by_legacy,
+        }
+    }
+
     fn add(&self, r: &MediaRecord) -> Abortable<()> {
-        self.by_hash
-            .insert(hash_key(&r.hash, r.id), visibility_byte(r.visibility))?;
-        if let Some(c) = &r.collection {
-            self.by_collection.insert(text_key(c, Some(r.id)), &[])?;
-        }
-        for t in &r.tags {
-            self.by_tag.insert(text_key(t, Some(r.id)), &[])?;
-        }
-        self.by_kind.insert(kind_key(r.kind, Some(r.id)), &[])?;
-        if let Some(p) = &r.legacy_path {
-            self.by_legacy.insert(p.as_bytes(), &r.id.to_key())?;
+        for (index, key, value) in index_entries(r) {
+            self.tree(index).insert(key, value)?;
         }
         Ok(())
     }
 
     fn remove(&self, r: &MediaRecord) -> Abortable<()> {
-        self.by_hash.remove(hash_key(&r.hash, r.id))?;
-        if let Some(c) = &r.collection {
-            self.by_collection.remove(text_key(c, Some(r.id)))?;
-        }
-        for t in &r.tags {
-            self.by_tag.remove(text_key(t, Some(r.id)))?;
-        }
-        self.by_kind.remove(kind_key(r.kind, Some(r.id)))?;
-        if let Some(p) = &r.legacy_path {
-            self.by_legacy.remove(p.as_bytes())?;
+        for (index, key, _) in index_entries(r) {
+            self.tree(index).remove(key)?;
         }
         Ok(())
+    }
+}
+
+/// Every tree a change to a record touches, inside one transaction.
+struct Tx<'a> {
+    media: &'a TransactionalTree,
+    refs: &'a TransactionalTree,
+    indexes: Indexes<'a>,
+    /// The pending marks.
+    marks: &'a TransactionalTree,
+    counters: &'a TransactionalTree,
+}
+
+impl MetaStore {
+    /// Runs `change` in one transaction over every tree a record's change touches: the one
+    /// place that lists them, for inserts, edits and deletes alike. (sled runs its
+    /// transactions one at a time anyway, so trees a change leaves alone cost nothing.)
+    fn transaction<T>(&self, change: impl Fn(&Tx<'_>) -> Abortable<T>) -> Result<T, StoreError> {
+        (
+            &self.media,
+            &self.refs,
+            &self.by_hash,
+            &self.by_collection,
+            &self.by_tag,
+            &self.by_kind,
+            &self.by_legacy,
+            &self.pending,
+            &self.counters,
+        )
+            .transaction(
+                |(
+                    media,
+                    refs,
+                    by_hash,
+                    by_collection,
+                    by_tag,
+                    by_kind,
+                    by_legacy,
+                    marks,
+                    counters,
+                )| {
+                    change(&Tx {
+                        media,
+                        refs,
+                        indexes: Indexes {
+                            by_hash,
+                            by_collection,
+                            by_tag,
+                            by_kind,
+                            by_legacy,
+                        },
+                        marks,
+                        counters,
+                    })
+                },
+            )
+            .map_err(tx_error)
     }
 }
 
@@ -292,65 +342,36 @@ impl MetaStore {
             .iter()
             .map(|r| encode(r))
             .collect::<Result<Vec<_>, _>>()?;
-        let result = (
-            &self.media,
-            &self.refs,
-            &self.by_hash,
-            &self.by_collection,
-            &self.by_tag,
-            &self.by_kind,
-            &self.by_legacy,
-            &self.pending,
-            &self.counters,
-        )
-            .transaction(
-                |(
-                    media,
-                    refs,
-                    by_hash,
-                    by_collection,
-                    by_tag,
-                    by_kind,
-                    by_legacy,
-                    marks,
-                    counters,
-                )| {
-                    let idx = Indexes {
-                        by_hash,
-                        by_collection,
-                        by_tag,
-                        by_kind,
-                        by_legacy,
-                    };
-                    let mut delta = Delta::default();
-                    for id in settled {
-                        marks.remove(&id.to_key())?;
-                    }
-                    for (record, bytes) in records.iter().zip(&encoded) {
-                        if pending {
-                            marks.insert(&record.id.to_key(), &[])?;
-                        }
-                        if media
-                            .insert(&record.id.to_key(), bytes.as_slice())?
-                            .is_some()
-                        {
-                            return abort(StoreError::Corrupt(format!(
-                                "media id {} already exists",
-                                record.id
-                            )));
-                        }
-                        let count = count_of(refs.get(record.hash.as_bytes())?);
-                        refs.insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
-                        idx.add(record)?;
-                        delta.add_record(record);
-                        if count == 0 {
-                            delta.add_blob(record.size);
-                        }
-                    }
-                    apply(counters, &delta)
-                },
-            )
-            .map_err(tx_error);
+        let result = self.transaction(|tx| {
+            let mut delta = Delta::default();
+            for id in settled {
+                tx.marks.remove(&id.to_key())?;
+            }
+            for (record, bytes) in records.iter().zip(&encoded) {
+                if pending {
+                    tx.marks.insert(&record.id.to_key(), &[])?;
+                }
+                if tx
+                    .media
+                    .insert(&record.id.to_key(), bytes.as_slice())?
+                    .is_some()
+                {
+                    return abort(StoreError::Corrupt(format!(
+                        "media id {} already exists",
+                        record.id
+                    )));
+                }
+                let count = count_of(tx.refs.get(record.hash.as_bytes())?);
+                tx.refs
+                    .insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
+                tx.indexes.add(record)?;
+                delta.add_record(record);
+                if count == 0 {
+                    delta.add_blob(record.size);
+                }
+            }
+            apply(tx.counters, &delta)
+        });
         // A new public record can make its blob public.
         self.representatives.forget(records.iter().map(|r| &r.hash));
         self.records.forget(records.iter().map(|r| &r.id));
@@ -383,45 +404,26 @@ impl MetaStore {
             )));
         }
         let bytes = encode(new)?;
-        let result = (
-            &self.media,
-            &self.by_hash,
-            &self.by_collection,
-            &self.by_tag,
-            &self.by_kind,
-            &self.by_legacy,
-            &self.counters,
-        )
-            .transaction(
-                |(media, by_hash, by_collection, by_tag, by_kind, by_legacy, counters)| {
-                    let idx = Indexes {
-                        by_hash,
-                        by_collection,
-                        by_tag,
-                        by_kind,
-                        by_legacy,
-                    };
-                    let Some(current) = media.get(old.id.to_key())? else {
-                        return abort(StoreError::NotFound);
-                    };
-                    if decode(&current).or_else(abort)? != *old {
-                        return abort(StoreError::Corrupt(format!(
-                            "media {} changed during an edit",
-                            old.id
-                        )));
-                    }
-                    idx.remove(old)?;
-                    idx.add(new)?;
-                    media.insert(&new.id.to_key(), bytes.as_slice())?;
-                    // Nothing, unless the kind changed (an edit cannot change it; a record
-                    // file adopted at start-up might).
-                    let mut delta = Delta::default();
-                    delta.remove_record(old);
-                    delta.add_record(new);
-                    apply(counters, &delta)
-                },
-            )
-            .map_err(tx_error);
+        let result = self.transaction(|tx| {
+            let Some(current) = tx.media.get(old.id.to_key())? else {
+                return abort(StoreError::NotFound);
+            };
+            if decode(&current).or_else(abort)? != *old {
+                return abort(StoreError::Corrupt(format!(
+                    "media {} changed during an edit",
+                    old.id
+                )));
+            }
+            tx.indexes.remove(old)?;
+            tx.indexes.add(new)?;
+            tx.media.insert(&new.id.to_key(), bytes.as_slice())?;
+            // Nothing, unless the kind changed (an edit cannot change it; a record file
+            // adopted at start-up might).
+            let mut delta = Delta::default();
+            delta.remove_record(old);
+            delta.add_record(new);
+            apply(tx.counters, &delta)
+        });
         self.representatives.forget([&old.hash, &new.hash]);
         self.records.forget([&old.id]);
         result
@@ -430,59 +432,29 @@ impl MetaStore {
     /// Removes a record and its index entries and decrements its blob's count, in one
     /// transaction. Returns the record and the blob's remaining count.
     pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
-        let result = (
-            &self.media,
-            &self.refs,
-            &self.by_hash,
-            &self.by_collection,
-            &self.by_tag,
-            &self.by_kind,
-            &self.by_legacy,
-            &self.pending,
-            &self.counters,
-        )
-            .transaction(
-                |(
-                    media,
-                    refs,
-                    by_hash,
-                    by_collection,
-                    by_tag,
-                    by_kind,
-                    by_legacy,
-                    marks,
-                    counters,
-                )| {
-                    let idx = Indexes {
-                        by_hash,
-                        by_collection,
-                        by_tag,
-                        by_kind,
-                        by_legacy,
-                    };
-                    marks.remove(&id.to_key())?;
-                    let Some(bytes) = media.remove(&id.to_key())? else {
-                        return Ok(None);
-                    };
-                    let record = decode(&bytes).or_else(abort)?;
-                    idx.remove(&record)?;
-                    let count = count_of(refs.get(record.hash.as_bytes())?);
-                    let remaining = count.saturating_sub(1);
-                    if remaining == 0 {
-                        refs.remove(record.hash.as_bytes())?;
-                    } else {
-                        refs.insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
-                    }
-                    let mut delta = Delta::default();
-                    delta.remove_record(&record);
-                    if count == 1 {
-                        delta.remove_blob(record.size);
-                    }
-                    apply(counters, &delta)?;
-                    Ok(Some((record, remaining)))
-                },
-            )
-            .map_err(tx_error);
+        let result = self.transaction(|tx| {
+            tx.marks.remove(&id.to_key())?;
+            let Some(bytes) = tx.media.remove(&id.to_key())? else {
+                return Ok(None);
+            };
+            let record = decode(&bytes).or_else(abort)?;
+            tx.indexes.remove(&record)?;
+            let count = count_of(tx.refs.get(record.hash.as_bytes())?);
+            let remaining = count.saturating_sub(1);
+            if remaining == 0 {
+                tx.refs.remove(record.hash.as_bytes())?;
+            } else {
+                tx.refs
+                    .insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
+            }
+            let mut delta = Delta::default();
+            delta.remove_record(&record);
+            if count == 1 {
+                delta.remove_blob(record.size);
+            }
+            apply(tx.counters, &delta)?;
+            Ok(Some((record, remaining)))
+        });
         if let Ok(Some((record, _))) = &result {
             self.representatives.forget([&record.hash]);
         }
