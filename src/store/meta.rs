@@ -1,5 +1,6 @@
-//! Metadata in sled. This is the only file that names sled: everything else sees the narrow,
-//! typed interface below, so another engine could replace it here alone.
+//! Metadata in sled. This module (this file and `meta/`) is the only place that names sled:
+//! everything else sees the narrow, typed interface below, so another engine could replace it
+//! here alone.
 //!
 //! Trees (keys are bytes; ids are 16-byte big-endian ULIDs, so they sort by time):
 //! - `media`: id → record JSON
@@ -36,7 +37,7 @@ use super::derived::{
 };
 use super::hash::ContentHash;
 use super::record::{MediaId, MediaRecord};
-use super::{Cursor, ListPage, ListQuery, StoreError};
+use super::StoreError;
 
 /// How many index entries one listing page may examine before it returns what it has and a
 /// cursor to continue: a filter that matches little cannot turn one request into a full scan.
@@ -489,110 +490,6 @@ impl MetaStore {
         Ok(first)
     }
 
-    /// One page of records, newest first.
-    pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
-        self.list_scanning(q, MAX_SCAN)
-    }
-
-    /// [`list`](Self::list), examining at most `max_scan` index entries.
-    fn list_scanning(&self, q: &ListQuery, max_scan: usize) -> Result<ListPage, StoreError> {
-        // Drive the scan from the most selective index the query names.
-        let (tree, prefix): (&Tree, Vec<u8>) = if let Some(c) = &q.collection {
-            (&self.by_collection, text_key(c, None))
-        } else if let Some(t) = &q.tag {
-            (&self.by_tag, text_key(t, None))
-        } else if let Some(k) = q.kind {
-            (&self.by_kind, kind_key(k, None))
-        } else {
-            (&self.media, Vec::new())
-        };
-        // Where the scan starts, and how many records of its first millisecond an earlier
-        // page scanned already (see `Cursor`).
-        let (end, carried, carried_ms) = match q.before {
-            Some(Cursor::After(id)) => (Some(id.to_key()), 0, 0),
-            Some(Cursor::At { ms, skip }) => (
-                Some(MediaId(ulid::Ulid::from_parts(ms + 1, 0)).to_key()),
-                skip,
-                ms,
-            ),
-            None => (None, 0, 0),
-        };
-        let iter = match end {
-            Some(end) => {
-                let mut upper = prefix.clone();
-                upper.extend_from_slice(&end);
-                tree.range(prefix.clone()..upper)
-            }
-            None if prefix.is_empty() => tree.iter(),
-            None => tree.scan_prefix(&prefix),
-        };
-        let mut items = Vec::new();
-        let mut to_skip = carried;
-        let mut scanned = 0;
-        // The last record scanned, and whether the caller sees it.
-        let mut last: Option<(MediaId, bool)> = None;
-        for entry in iter.rev() {
-            let (key, value) = entry.map_err(sled_error)?;
-            let id = MediaId::from_key(&key[prefix.len()..])
-                .ok_or_else(|| StoreError::Corrupt("an index key has a malformed id".into()))?;
-            if to_skip > 0 && id.0.timestamp_ms() == carried_ms {
-                to_skip -= 1;
-                continue;
-            }
-            if items.len() == q.limit {
-                // The last record scanned is the last one listed: its caller saw it.
-                return Ok(ListPage {
-                    items,
-                    next: last.map(|(id, _)| Cursor::After(id)),
-                });
-            }
-            if scanned == max_scan {
-                let next = match last {
-                    Some((id, true)) => Some(Cursor::After(id)),
-                    Some((id, false)) => Some(self.resume_at(tree, &prefix, id)?),
-                    None => None,
-                };
-                return Ok(ListPage { items, next });
-            }
-            scanned += 1;
-            let record = if prefix.is_empty() {
-                decode(&value)?
-            } else {
-                match self.get(id)? {
-                    Some(r) => r,
-                    None => {
-                        return Err(StoreError::Corrupt(format!(
-                            "an index names media {id}, which does not exist"
-                        )))
-                    }
-                }
-            };
-            let seen = q.matches(&record);
-            if seen {
-                items.push(record);
-            }
-            last = Some((id, seen));
-        }
-        Ok(ListPage { items, next: None })
-    }
-
-    /// The cursor that continues a scan after `id` without naming it: its millisecond, and
-    /// how many records of that millisecond the scan has passed (those not older than `id`).
-    fn resume_at(&self, tree: &Tree, prefix: &[u8], id: MediaId) -> Result<Cursor, StoreError> {
-        let ms = id.0.timestamp_ms();
-        let key = |id: MediaId| {
-            let mut k = prefix.to_vec();
-            k.extend_from_slice(&id.to_key());
-            k
-        };
-        let mut passed = 0u32;
-        for entry in tree.range(key(id)..key(MediaId(ulid::Ulid::from_parts(ms + 1, 0)))) {
-            entry.map_err(sled_error)?;
-            passed += 1;
-        }
-        Ok(Cursor::At { ms, skip: passed })
-    }
-
     /// Every record, in id order; for verification and rebuilds.
     pub fn all(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
         self.media
@@ -790,6 +687,8 @@ impl MetaStore {
             .unwrap();
     }
 }
+
+mod list;
 
 #[cfg(test)]
 mod tests;

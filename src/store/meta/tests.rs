@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::record::{now, Kind, Visibility, RECORD_SCHEMA};
+use crate::store::{ListPage, ListQuery};
 
 fn record(
     n: u64,
