@@ -14,7 +14,11 @@ impl MetaStore {
     }
 
     /// [`list`](Self::list), examining at most `max_scan` index entries.
-    pub(super) fn list_scanning(&self, q: &ListQuery, max_scan: usize) -> Result<ListPage, StoreError> {
+    pub(super) fn list_scanning(
+        &self,
+        q: &ListQuery,
+        max_scan: usize,
+    ) -> Result<ListPage, StoreError> {
         // Drive the scan from the most selective index the query names.
         let (tree, prefix): (&Tree, Vec<u8>) = if let Some(c) = &q.collection {
             (&self.by_collection, text_key(c, None))
