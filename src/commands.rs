@@ -9,7 +9,7 @@ use std::io::Write;
 
 use shoebox::store::archive;
 use shoebox::store::catalogue::Role;
-use shoebox::store::import::{ImportOptions, Outcome as Imported};
+use shoebox::store::import::{ImportOptions, ImportOutcome as Imported};
 use shoebox::store::{rebuild, Store, StoreError};
 
 type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
@@ -304,8 +304,8 @@ pub fn health(url: &str, timeout: Duration) -> Outcome {
 }
 
 pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
+    use shoebox::api_tokens::Tokens;
     use shoebox::config::TokenCommand;
-    use shoebox::tokens::Tokens;
     let open = |dir: &Path| -> Result<Tokens, Box<dyn std::error::Error>> {
         let layout = shoebox::store::Layout::new(dir);
         layout.prepare()?;
@@ -319,7 +319,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
             expires_in,
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
-            let scope: shoebox::tokens::Scope = scope.parse()?;
+            let scope: shoebox::api_tokens::Scope = scope.parse()?;
             let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
             println!("{plain}");
             eprintln!(

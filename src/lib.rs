@@ -4,6 +4,8 @@
 //! metadata in sled), which knows nothing about HTTP.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+/// Named, scoped API tokens kept as hashes.
+pub mod api_tokens;
 /// Command line and validated runtime configuration.
 pub mod config;
 /// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part.
@@ -21,5 +23,3 @@ pub mod secrets;
 pub mod signing;
 /// The data directory: content-addressed blobs, sled metadata, the durable write protocol.
 pub mod store;
-/// Named, scoped API tokens kept as hashes.
-pub mod tokens;

@@ -17,8 +17,8 @@ use futures_util::future::{ready, Ready};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::api_tokens::Scope;
 use crate::store::MediaRecord;
-use crate::tokens::Scope;
 
 /// The web app's session cookie.
 pub const SESSION_COOKIE: &str = "shoebox_session";

@@ -198,7 +198,7 @@ fn preconditions(req: &mut ServiceRequest, etag: &EntityTag) -> Option<StatusCod
     None
 }
 
-struct Serve<'a> {
+struct FileSpec<'a> {
     hash: ContentHash,
     size: u64,
     content_type: &'a str,
@@ -206,7 +206,7 @@ struct Serve<'a> {
     cache: &'static str,
 }
 
-async fn serve(mut req: ServiceRequest, state: &AppState, s: Serve<'_>) -> ServiceResponse {
+async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> ServiceResponse {
     if state.store.is_damaged(&s.hash) {
         return error(req, ApiError::BlobDamaged(s.hash.to_hex()));
     }
@@ -329,14 +329,14 @@ fn as_attachment(req: &ServiceRequest, content_type: &str) -> bool {
 
 /// How a record's file is served: inline under its own name when its type is known to be
 /// inert (or SVG), a download otherwise or with `?download=1`; cached briefly when public.
-fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> Serve<'a> {
+fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> FileSpec<'a> {
     let attachment = as_attachment(req, &record.content_type);
     let kind = if attachment {
         DispositionType::Attachment
     } else {
         DispositionType::Inline
     };
-    Serve {
+    FileSpec {
         hash: record.hash,
         size: record.size,
         content_type: &record.content_type,
@@ -541,7 +541,7 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     } else {
         PRIVATE
     };
-    let spec = Serve {
+    let spec = FileSpec {
         hash,
         size: record.size,
         content_type: &record.content_type,

@@ -33,6 +33,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, Route};
 
 pub use error::ApiError;
 
+use crate::api_tokens::Tokens;
 use crate::config::Config;
 use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
 use crate::signing::UrlKeys;
@@ -40,7 +41,6 @@ use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
 use crate::store::scrub::ScrubConfig;
 use crate::store::{Limits, Store, StoreError};
-use crate::tokens::Tokens;
 
 /// Shared by every worker; read-only apart from the store itself.
 pub struct AppState {
@@ -135,13 +135,13 @@ fn json_error_handlers(cfg: &mut web::ServiceConfig) {
 
 /// How one method on one path is served: the handler, attached to a route that already has
 /// the method's guard.
-type Serve = fn(Route) -> Route;
+type Attach = fn(Route) -> Route;
 
 /// Every route, in matching order: `routes()` registers exactly these, `route_table()` lists
 /// them, and the OpenAPI document is checked against them, so none can be served undescribed.
 /// Entries for one path stay together; each path becomes one resource that answers any other
 /// method with `405`.
-static ENDPOINTS: &[(Method, &str, Serve)] = &[
+static ENDPOINTS: &[(Method, &str, Attach)] = &[
     // Files first: they are most of the traffic, and no other pattern overlaps them.
     (Method::GET, "/m/{id}", |r| {
         r.service(fn_service(files::media_file))

@@ -14,7 +14,7 @@ use super::responses::{
     UnsupportedMediaType,
 };
 use super::AppState;
-use crate::tokens::{ApiToken, Scope};
+use crate::api_tokens::{ApiToken, Scope};
 
 /// Every token.
 #[derive(serde::Serialize, ToSchema)]

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::hash::ContentHash;
 use super::layout::{fsync_dir, Layout};
 use super::record::MediaId;
-use super::{records, Store, StoreError};
+use super::{record_files, Store, StoreError};
 
 pub const ARCHIVE_FORMAT: &str = "shoebox-backup";
 pub const ARCHIVE_VERSION: u32 = 1;
@@ -325,7 +325,7 @@ pub fn read_archive(
             Entry::Record(id) => {
                 let mut text = Vec::new();
                 let (sum, size) = copy_hashing(entry, &mut text)?;
-                let mut record = records::parse(&text)?;
+                let mut record = record_files::parse(&text)?;
                 if record.id != id {
                     return Err(bad(format!("{path} holds media {}", record.id)));
                 }
@@ -338,7 +338,7 @@ pub fn read_archive(
                     } else {
                         record.content_type = clean;
                         record.kind = super::sniff::kind(&record.content_type);
-                        records::encode(&record)?
+                        record_files::encode(&record)?
                     };
                     write_file(&l.records().join(format!("{id}.json")), &bytes)?;
                 }

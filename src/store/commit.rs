@@ -16,13 +16,13 @@ use super::StoreError;
 /// a delete holds it from decrementing the count until the blob is unlinked. So a delete can never
 /// unlink a blob that a concurrent upload just deduplicated to. Edits and deletes of one record
 /// hold its id's lock, so its record file and its sled entry change in the same order.
-pub(crate) struct HashLocks {
+pub(crate) struct StripedLocks {
     stripes: Vec<Mutex<()>>,
 }
 
-impl HashLocks {
+impl StripedLocks {
     pub(crate) fn new(n: usize) -> Self {
-        HashLocks {
+        StripedLocks {
             stripes: (0..n).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -153,10 +153,10 @@ struct BatchState<T> {
     taken: u64,
     running: bool,
     /// Outcomes of finished batches that some of their callers have yet to take.
-    outcomes: VecDeque<Outcome>,
+    outcomes: VecDeque<BatchOutcome>,
 }
 
-struct Outcome {
+struct BatchOutcome {
     tickets: Range<u64>,
     unread: usize,
     results: Vec<Option<Result<(), StoreError>>>,
@@ -216,7 +216,7 @@ impl<T> Batcher<T> {
                 let mut st = self.lock();
                 st.running = false;
                 if len > 1 {
-                    st.outcomes.push_back(Outcome {
+                    st.outcomes.push_back(BatchOutcome {
                         tickets,
                         unread: len - 1,
                         results,

@@ -17,7 +17,7 @@ pub struct ImportOptions {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum ImportOutcome {
     Imported(MediaRecord),
     /// Imported by an earlier run.
     AlreadyThere(MediaRecord),
@@ -28,7 +28,7 @@ pub enum Outcome {
 pub struct ImportItem {
     /// The path relative to the imported folder, with `/` separators.
     pub path: String,
-    pub outcome: Outcome,
+    pub outcome: ImportOutcome,
 }
 
 /// A file found under the imported folder: where it was found, and the path to open (a
@@ -138,7 +138,7 @@ impl Store {
                 .map(|p| p.to_string_lossy().replace('\\', "/"))
                 .unwrap_or_else(|_| path.display().to_string());
             let outcome = match readable {
-                Err(why) => Outcome::Skipped(why),
+                Err(why) => ImportOutcome::Skipped(why),
                 Ok(open_path) => {
                     let legacy = match &prefix {
                         Some(p) if p != "/" => format!("{p}/{rel}"),
@@ -146,13 +146,13 @@ impl Store {
                         None => rel.clone(),
                     };
                     match self.by_legacy_path(&legacy)? {
-                        Some(existing) => Outcome::AlreadyThere(existing),
+                        Some(existing) => ImportOutcome::AlreadyThere(existing),
                         None => match open_inside(&root, &open_path).and_then(|file| {
                             self.import_file(file, &path, legacy, collection.clone())
                         }) {
-                            Ok(r) => Outcome::Imported(r),
+                            Ok(r) => ImportOutcome::Imported(r),
                             Err(e @ StoreError::Io { .. }) if !e.is_disk_full() => {
-                                Outcome::Skipped(e.to_string())
+                                ImportOutcome::Skipped(e.to_string())
                             }
                             Err(e) => return Err(e),
                         },

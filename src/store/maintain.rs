@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::hash::ContentHash;
 use super::layout::fsync_dir;
-use super::records::{self, RecordFiles};
+use super::record_files::{self, RecordFiles};
 use super::{Store, StoreError};
 
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ fn named_in(dir: &Path, out: &mut BTreeSet<ContentHash>) -> Result<(), StoreErro
     let files = RecordFiles::new(dir.to_owned());
     for id in files.ids()? {
         if let Ok(bytes) = fs::read(files.path_for(id)) {
-            if let Ok(r) = records::parse(&bytes) {
+            if let Ok(r) = record_files::parse(&bytes) {
                 out.insert(r.hash);
             }
         }

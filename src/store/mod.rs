@@ -26,7 +26,7 @@ pub mod hash;
 /// The fsyncs of one step of the protocol, side by side.
 mod parallel;
 /// New record files made durable behind the uploads, many at a time.
-mod record_sync;
+mod record_file_sync;
 /// Content types, sniffed from the bytes.
 pub mod sniff;
 /// An upload's temp file, written in aligned blocks.
@@ -46,7 +46,7 @@ pub mod meta;
 /// The media record and the rules for its fields.
 pub mod record;
 /// One JSON file per record under `records/`.
-pub mod records;
+pub mod record_files;
 
 // Keeping it sound.
 /// Backups and restores.
@@ -81,11 +81,11 @@ pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility
 pub use start::Started;
 
 use catalogue::InFlight;
-use commit::{Batcher, GroupCommit, HashLocks, SharedDirSync};
+use commit::{Batcher, GroupCommit, SharedDirSync, StripedLocks};
 use layout::DirLock;
 use meta::MetaStore;
-use record_sync::RecordSync;
-use records::RecordFiles;
+use record_file_sync::RecordSync;
+use record_files::RecordFiles;
 use space::SpaceReserve;
 
 /// What the status page and the metrics show of the store.
@@ -131,8 +131,8 @@ pub struct Store {
     blobs: BlobStore,
     records: RecordFiles,
     meta: MetaStore,
-    hash_locks: HashLocks,
-    id_locks: HashLocks,
+    hash_locks: StripedLocks,
+    id_locks: StripedLocks,
     commit: GroupCommit,
     /// New records of concurrent uploads, inserted in one transaction and flushed together.
     inserts: Batcher<Vec<MediaRecord>>,
@@ -205,8 +205,8 @@ impl Store {
             layout,
             instance,
             meta,
-            hash_locks: HashLocks::new(1024),
-            id_locks: HashLocks::new(256),
+            hash_locks: StripedLocks::new(1024),
+            id_locks: StripedLocks::new(256),
             commit: GroupCommit::new(),
             inserts: Batcher::new(),
             ids: Mutex::new(ulid::Generator::new()),

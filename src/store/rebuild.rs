@@ -25,7 +25,7 @@ use super::disk;
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::meta::MetaStore;
 use super::record::{MediaId, MediaRecord};
-use super::records::{self, RecordFiles};
+use super::record_files::{self, RecordFiles};
 use super::{Limits, Store, StoreError};
 
 #[derive(Debug, Default)]
@@ -75,7 +75,7 @@ pub(crate) fn rebuild_locked(layout: &Layout, limits: Limits) -> Result<RebuildR
         let path = files.path_for(id);
         match fs::read(&path)
             .map_err(|e| StoreError::io("read a record file", e))
-            .and_then(|b| records::parse(&b))
+            .and_then(|b| record_files::parse(&b))
         {
             Ok(r) if r.id == id => {
                 // Re-hashing is verify's job; a crash's trace is missing or short.

@@ -7,7 +7,7 @@
 //! the database, and the reply comes only once both are durable, the database by its flush
 //! (shared by concurrent writers, see [`commit`](super::commit)) and the record file by its
 //! own fsync (an edit, a delete's tombstone) or, for a new upload, right after (see
-//! [`record_sync`](super::record_sync)).
+//! [`record_file_sync`](super::record_file_sync)).
 
 use super::record::{self, Kind};
 use super::{
@@ -38,7 +38,7 @@ impl Store {
     ///    and sled is flushed (concurrent uploads share that transaction and flush, see
     ///    [`commit_records`](Self::commit_records), and the fsyncs of the blob root);
     /// 3. hand the record files over to be made durable in the background, many at a time
-    ///    (see [`record_sync`]), and return. The upload rests on its blob and its record in
+    ///    (see [`record_file_sync`]), and return. The upload rests on its blob and its record in
     ///    sled; the record file is `rebuild`'s copy. Once it is durable, the record's pending
     ///    mark is cleared with the next upload's transaction.
     ///

@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::record::MediaId;
-use super::records::RecordFiles;
+use super::record_files::RecordFiles;
 
 /// How long the syncing thread lets record files gather before it makes them durable: long
 /// enough for a burst of uploads to share one `syncfs`, short enough that a crash leaves the
