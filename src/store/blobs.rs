@@ -58,6 +58,15 @@ impl BlobStore {
         self.path_for(hash).is_file()
     }
 
+    /// Whether the blob under `hash` is whole: `size` bytes that hash to its name. Re-hashes
+    /// it, so callers ask for a bounded few (what a crash left in flight).
+    pub(crate) fn holds_whole(&self, hash: &ContentHash, size: u64) -> bool {
+        matches!(
+            super::check::hash_file(&self.path_for(hash)),
+            Ok((found, n)) if found == *hash && n == size
+        )
+    }
+
     /// Starts a new upload in `tmp/`. Dropping the writer (or the staged blob it produces)
     /// removes the temp file, so an early return or an aborted client leaves nothing behind.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {

@@ -28,7 +28,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-use super::check;
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
 use super::{Store, StoreError};
@@ -238,14 +237,6 @@ struct Survey {
     records_read: Option<(usize, usize)>,
 }
 
-/// Whether a blob hashes to its record (re-hashed: this runs for a bounded few).
-fn blob_whole(store: &Store, r: &MediaRecord) -> bool {
-    matches!(
-        check::hash_file(&store.blobs.path_for(&r.hash)),
-        Ok((hash, size)) if hash == r.hash && size == r.size
-    )
-}
-
 impl Store {
     /// The database's generation, as the seal knows it.
     pub(crate) fn generation(&self) -> Result<Option<u64>, StoreError> {
@@ -270,7 +261,7 @@ impl Store {
         let pending: BTreeSet<MediaId> = self.meta.pending()?.into_iter().collect();
         for &id in &pending {
             if let Some(r) = self.meta.get(id)? {
-                let whole = blob_whole(self, &r);
+                let whole = self.blobs.holds_whole(&r.hash, r.size);
                 s.pending.push((r, whole));
             }
         }
@@ -294,7 +285,7 @@ impl Store {
                     }
                 })
                 .map(|r| {
-                    let whole = blob_whole(self, &r);
+                    let whole = self.blobs.holds_whole(&r.hash, r.size);
                     (r, whole)
                 });
             s.extra.push((id, parsed));

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 
 use super::blobs::BlobStore;
 use super::catalogue::{quarantined_copy, Seal, GENERATION, IN_FLIGHT};
-use super::check;
 use super::disk;
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::meta::MetaStore;
@@ -281,16 +280,10 @@ fn harvest_from(
         if matches!(file, Ok(Some(_))) || tombstoned.contains(&r.id) {
             continue;
         }
-        let whole = || {
-            matches!(
-                check::hash_file(&blobs.path_for(&r.hash)),
-                Ok((hash, size)) if hash == r.hash && size == r.size
-            )
-        };
         // A record file that is there but unreadable has its only readable copy here; a
         // missing one is an upload whose file a crash lost (pending), or a record that
         // `records/` no longer holds.
-        if file.is_err() || (pending.contains(&r.id) && whole()) {
+        if file.is_err() || (pending.contains(&r.id) && blobs.holds_whole(&r.hash, r.size)) {
             files.write(&r)?;
             report
                 .recovered
