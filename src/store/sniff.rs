@@ -133,22 +133,18 @@ const INERT: &[&str] = &[
     "application/json",
 ];
 
-/// The type without parameters, lower-cased.
-fn essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+/// The type without its parameters (case as given).
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
 }
 
-/// How a stored type is served (see [`Presentation`]).
+/// How a stored type is served (see [`Presentation`]). Runs on every file request, so it
+/// compares in place rather than building a lower-cased copy.
 pub fn presentation(content_type: &str) -> Presentation {
     let essence = essence(content_type);
-    if INERT.contains(&essence.as_str()) {
+    if INERT.iter().any(|t| t.eq_ignore_ascii_case(essence)) {
         Presentation::Inline
-    } else if essence == "image/svg+xml" {
+    } else if essence.eq_ignore_ascii_case("image/svg+xml") {
         Presentation::InlineNoScript
     } else {
         Presentation::Attachment
@@ -160,7 +156,7 @@ pub fn presentation(content_type: &str) -> Presentation {
 /// `application/octet-stream`. Applied to every type that comes from outside (a client's
 /// declaration, a restored archive), so a stored type is always a clean header value.
 pub fn normalise(content_type: &str) -> String {
-    let essence = essence(content_type);
+    let essence = essence(content_type).to_ascii_lowercase();
     let token = |t: &str| {
         !t.is_empty()
             && t.len() <= 127
