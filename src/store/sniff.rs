@@ -63,7 +63,7 @@ fn looks_like_text(head: &[u8]) -> bool {
 
 /// The broad kind of a content type.
 pub fn kind(content_type: &str) -> Kind {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let essence = essence(content_type);
     let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
     match top {
         "image" => Kind::Image,
