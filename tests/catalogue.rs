@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::mount::Mount;
 use common::{all_records, bytes, run_cli, sha256_hex, TestServer};
@@ -81,17 +81,6 @@ fn record_files(data_dir: &Path) -> usize {
         .count()
 }
 
-fn blob_files(data_dir: &Path) -> usize {
-    let root = data_dir.join("blobs/sha256");
-    let mut n = 0;
-    for a in common::entries(&root) {
-        for b in common::entries(&root.join(&a)) {
-            n += common::entries(&root.join(&a).join(&b)).len();
-        }
-    }
-    n
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     let ok = Command::new("cp")
         .arg("-a")
@@ -143,7 +132,7 @@ fn a_damaged_database_costs_no_record_and_no_blob() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base");
     let expected = seed(&base, 100, 1);
-    assert_eq!(blob_files(&base), 100);
+    assert_eq!(common::blob_files(&base), 100);
     for (n, case) in [
         "one flipped byte",
         "16 flipped bytes",
@@ -175,7 +164,11 @@ fn a_damaged_database_costs_no_record_and_no_blob() {
         assert!(code == 0 || code == 1, "{case}: gc ({code}):\n{out}");
         assert_eq!(record_files(&data_dir), 100, "{case}: no record file moved");
         assert!(!data_dir.join("quarantine/records").exists(), "{case}");
-        assert_eq!(blob_files(&data_dir), 100, "{case}: gc kept every blob");
+        assert_eq!(
+            common::blob_files(&data_dir),
+            100,
+            "{case}: gc kept every blob"
+        );
 
         // The server starts with every record, rebuilding the database when it must.
         let mut s = TestServer::builder().data_dir(&data_dir).start();
@@ -198,7 +191,7 @@ fn a_damaged_database_costs_no_record_and_no_blob() {
         let (code, out) = run_cli(&["gc", "--grace", "0s"], &data_dir);
         assert_eq!(code, 0, "{case}: gc runs:\n{out}");
         assert!(out.contains("removed 0 orphan blobs"), "{case}: {out}");
-        assert_eq!(blob_files(&data_dir), 100, "{case}");
+        assert_eq!(common::blob_files(&data_dir), 100, "{case}");
         let s = TestServer::builder().data_dir(&data_dir).start();
         assert_complete(&s, &expected, case);
     }
@@ -378,7 +371,7 @@ fn a_disk_filled_by_something_else_breaks_nothing() {
 /// read, so a client that retries cannot fill a failing disk. Reads keep working.
 #[test]
 fn a_failing_disk_refuses_uploads_before_their_body() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let Some(m) = Mount::ext4_with(64, "errors=remount-ro") else {
         return;
     };
@@ -396,29 +389,17 @@ fn a_failing_disk_refuses_uploads_before_their_body() {
     assert_eq!(health.status(), 503);
 
     // 100 MiB announced, 64 KiB sent: the answer comes without the rest.
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = s.raw();
     write!(
         conn,
-        "POST /api/media?filename=big.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+        "POST /api/media?filename=big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
         common::TOKEN,
         100u64 << 20
     )
     .unwrap();
     conn.write_all(&vec![7u8; 64 << 10]).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&answer).contains("}}") {
-        match conn.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("no answer before the body: {e}"),
-        }
-    }
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = common::read_answer(&mut conn);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("disk_failing"), "{answer}");
 

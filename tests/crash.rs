@@ -324,14 +324,7 @@ fn a_crash_between_the_database_and_the_disk_is_settled_at_the_next_start() {
     // Only part of the bytes reached the disk.
     let partial = bytes(300_000, 3);
     let partial_id = upload_cut_off_after_the_database(&data_dir, &partial);
-    let blob_path = |data: &[u8]| {
-        let hash = sha256_hex(data);
-        data_dir
-            .join("blobs/sha256")
-            .join(&hash[0..2])
-            .join(&hash[2..4])
-            .join(hash)
-    };
+    let blob_path = |data: &[u8]| common::blob_path(&data_dir, &sha256_hex(data));
     let partial_blob = blob_path(&partial);
     std::fs::write(&partial_blob, &partial[..4096]).unwrap();
     // A blob of an upload that never reached the database, cut short too.
@@ -401,12 +394,7 @@ fn a_rebuild_sets_aside_record_files_whose_blob_a_crash_cut_short() {
     s.terminate();
     let cut = bytes(300_000, 6);
     let cut_id = upload_cut_off_after_the_database(&data_dir, &cut);
-    let hash = sha256_hex(&cut);
-    let blob = data_dir
-        .join("blobs/sha256")
-        .join(&hash[0..2])
-        .join(&hash[2..4])
-        .join(&hash);
+    let blob = common::blob_path(&data_dir, &sha256_hex(&cut));
     std::fs::write(&blob, &cut[..8192]).unwrap();
     std::fs::remove_dir_all(data_dir.join("meta")).unwrap();
 

@@ -690,45 +690,6 @@ fn repeated_bad_tokens_are_throttled() {
     assert_eq!(res.status(), 201);
 }
 
-/// A raw connection to the server, for requests no HTTP client would send.
-fn raw(s: &TestServer) -> std::net::TcpStream {
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    conn
-}
-
-/// Reads until the server closes or answers a whole response head; returns what came.
-fn read_answer(conn: &mut std::net::TcpStream) -> String {
-    use std::io::Read;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 /// Requests that stall or inflate: each is cut off within the client timeout (2 s here), with
 /// `408` where an answer can still be given, and the server keeps answering everyone else.
 #[test]
@@ -778,9 +739,9 @@ fn stalled_and_inflating_requests_are_cut_off() {
     ];
     for (what, request) in cases {
         let started = std::time::Instant::now();
-        let mut conn = raw(&s);
+        let mut conn = s.raw();
         conn.write_all(request.as_bytes()).unwrap();
-        let answer = read_answer(&mut conn);
+        let answer = common::read_answer(&mut conn);
         assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
         assert!(answer.contains("request_timeout"), "{what}: {answer}");
         assert!(
@@ -791,14 +752,14 @@ fn stalled_and_inflating_requests_are_cut_off() {
     }
 
     // A head that never ends, on a connection whose first request was answered.
-    let mut conn = raw(&s);
+    let mut conn = s.raw();
     conn.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    assert!(read_answer(&mut conn).starts_with("HTTP/1.1 200"));
+    assert!(common::read_answer(&mut conn).starts_with("HTTP/1.1 200"));
     conn.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
     let started = std::time::Instant::now();
-    let rest = read_answer(&mut conn);
+    let rest = common::read_answer(&mut conn);
     assert!(
         !rest.starts_with("HTTP/1.1 200"),
         "the stalled head was never answered: {rest}"
@@ -851,9 +812,9 @@ fn stalled_and_inflating_requests_are_cut_off() {
         ),
     ] {
         let started = std::time::Instant::now();
-        let mut conn = raw(&s);
+        let mut conn = s.raw();
         conn.write_all(request.as_bytes()).unwrap();
-        let answer = read_answer(&mut conn);
+        let answer = common::read_answer(&mut conn);
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status}")),
             "{request}: {answer}"
@@ -897,11 +858,11 @@ fn stalled_connections_cannot_exhaust_descriptors() {
         .start();
     let mut stalled = Vec::new();
     for n in 0..150 {
-        let mut conn = raw(&s);
+        let mut conn = s.raw();
         if conn
             .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
             .is_err()
-            || !read_answer(&mut conn).starts_with("HTTP/1.1 200")
+            || !common::read_answer(&mut conn).starts_with("HTTP/1.1 200")
         {
             continue;
         }

@@ -342,23 +342,42 @@ impl TestServer {
     }
 
     pub fn blob_path(&self, hash: &str) -> PathBuf {
-        self.data_dir
-            .join("blobs/sha256")
-            .join(&hash[0..2])
-            .join(&hash[2..4])
-            .join(hash)
+        blob_path(&self.data_dir, hash)
     }
 
     pub fn blob_count(&self) -> usize {
-        let mut n = 0;
-        let root = self.data_dir.join("blobs/sha256");
-        for a in entries(&root) {
-            for b in entries(&root.join(&a)) {
-                n += entries(&root.join(&a).join(&b)).len();
-            }
-        }
-        n
+        blob_files(&self.data_dir)
     }
+
+    /// A plain TCP connection to the server, for requests a client library will not send.
+    pub fn raw(&self) -> std::net::TcpStream {
+        let addr = self.base.trim_start_matches("http://");
+        let conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        conn
+    }
+}
+
+/// Where the blob named `hash` lives under `data_dir`.
+pub fn blob_path(data_dir: &Path, hash: &str) -> PathBuf {
+    data_dir
+        .join("blobs/sha256")
+        .join(&hash[0..2])
+        .join(&hash[2..4])
+        .join(hash)
+}
+
+/// How many blob files `data_dir` holds.
+pub fn blob_files(data_dir: &Path) -> usize {
+    let root = data_dir.join("blobs/sha256");
+    let mut n = 0;
+    for a in entries(&root) {
+        for b in entries(&root.join(&a)) {
+            n += entries(&root.join(&a).join(&b)).len();
+        }
+    }
+    n
 }
 
 impl Drop for TestServer {
@@ -466,4 +485,34 @@ pub fn unavailable(what: &str) {
     // that did not run must not pass without a word.
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
+}
+
+/// Reads until the server closes or answers a whole response head; returns what came.
+pub fn read_answer(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
