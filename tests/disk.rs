@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::mount::Mount;
 use common::{bytes, error_code, run_cli, TestServer};
 use reqwest::Method;
@@ -51,37 +53,32 @@ fn status_is_for_the_admin_and_reports_counts_and_space() {
 
 #[test]
 fn refuses_to_start_on_a_non_persistent_directory_when_required() {
-    let dir = tempfile::tempdir().unwrap();
-    if shoebox::store::disk::persistence(dir.path()).persistent {
-        // Straight to stderr: the harness swallows eprintln! of passing tests.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: the temp directory is on a persistent mount of its own here"
-        );
-        return;
-    }
-    let (status, out) = TestServer::builder()
-        .data_dir(&dir.path().join("data"))
+    // The temp directory is usually on a tmpfs or an overlay; where it is a persistent mount
+    // of its own, the test makes a tmpfs to stand on.
+    let temp = tempfile::tempdir().unwrap();
+    let mounted;
+    let dir: &Path = if shoebox::store::disk::persistence(temp.path()).persistent {
+        let Some(m) = Mount::tmpfs("8m") else { return };
+        mounted = m;
+        mounted.path()
+    } else {
+        temp.path()
+    };
+    let (exit, out) = TestServer::builder()
+        .data_dir(&dir.join("data"))
         .arg("--require-persistent-disk")
         .start_expecting_failure();
-    assert!(!status.success());
+    assert!(!exit.success());
     assert!(
         out.contains("refusing to start") && out.contains("SHOEBOX_DATA_DIR"),
         "{out}"
     );
-    assert!(!dir.path().join("data").exists(), "nothing was written");
+    assert!(!dir.join("data").exists(), "nothing was written");
 
     // Without the requirement it starts, and says so loudly.
-    let s = TestServer::builder()
-        .data_dir(&dir.path().join("data"))
-        .start();
+    let s = TestServer::builder().data_dir(&dir.join("data")).start();
     assert!(s.output().contains("NOT PERSISTENT"), "{}", s.output());
-    assert_eq!(status_of(&s)["persistent"]["persistent"], false);
-}
-
-fn status_of(s: &TestServer) -> Value {
-    status(s)
+    assert_eq!(status(&s)["persistent"]["persistent"], false);
 }
 
 #[test]
