@@ -62,13 +62,7 @@ fn gallery_pages_as_you_scroll_filters_and_works_from_the_keyboard() {
         )
         .await;
         kind.select_by_value("").await.unwrap();
-        b.client()
-            .find(Locator::Css("#filter-q"))
-            .await
-            .unwrap()
-            .send_keys("tile-07")
-            .await
-            .unwrap();
+        type_into(&b, "#filter-q", "tile-07").await;
         b.wait_js(
             "the search result",
             "const cards = document.querySelectorAll('#grid .card'); \
@@ -88,13 +82,7 @@ fn gallery_pages_as_you_scroll_filters_and_works_from_the_keyboard() {
             vec![],
         )
         .await;
-        b.client()
-            .find(Locator::Css("#details-title"))
-            .await
-            .unwrap()
-            .send_keys("\u{E00C}")
-            .await
-            .unwrap();
+        type_into(&b, "#details-title", "\u{E00C}").await;
         b.wait_js(
             "the dialog to close with focus back on the card",
             "return !document.querySelector('#details').open && \

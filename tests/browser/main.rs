@@ -32,13 +32,7 @@ async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.client().goto(&format!("{base}/")).await.expect("open");
     let input = b.visible("#token").await;
     input.send_keys(token).await.expect("type token");
-    b.client()
-        .find(Locator::Css("#sign-in-button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(b, "#sign-in-button").await;
 }
 
 fn assert_no_page_errors(errors: &[String]) {
@@ -118,6 +112,12 @@ fn api_token(s: &TestServer, name: &str, scope: &str, days: Option<u64>) -> (Str
 
 async fn click(b: &Browser, css: &str) {
     b.visible(css).await.click().await.expect("click");
+}
+
+/// Sends keys to an element (visible or not: a file input is usually hidden).
+async fn type_into(b: &Browser, css: &str, keys: &str) {
+    let e = b.client().find(Locator::Css(css)).await.expect(css);
+    e.send_keys(keys).await.expect("send keys");
 }
 
 /// Moves the pointer to the page's corner, so no hover state shows in a screenshot.

@@ -71,13 +71,7 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
             .select_by_value("upload")
             .await
             .unwrap();
-        b.client()
-            .find(Locator::Css("#token-expiry"))
-            .await
-            .unwrap()
-            .send_keys("30\u{E007}")
-            .await
-            .unwrap();
+        type_into(&b, "#token-expiry", "30\u{E007}").await;
         b.visible("#token-reveal #new-token-value").await;
         b.text_contains("#token-reveal", "you will not see this token again")
             .await;
@@ -213,13 +207,7 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
 
         // Uploading works.
         click(&b, ".tabs a[data-view=upload]").await;
-        b.client()
-            .find(Locator::Css("#file-input"))
-            .await
-            .unwrap()
-            .send_keys(&photo.display().to_string())
-            .await
-            .unwrap();
+        type_into(&b, "#file-input", &photo.display().to_string()).await;
         click(&b, "#start-upload").await;
         b.wait_js(
             "the upload to finish",
@@ -261,13 +249,7 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
             .await;
         assert_eq!(locked, json!([true, true, true, true]));
         b.screenshot("uploader-details-readonly").await;
-        b.client()
-            .find(Locator::Css("#details-link"))
-            .await
-            .unwrap()
-            .send_keys("\u{E00C}")
-            .await
-            .unwrap();
+        type_into(&b, "#details-link", "\u{E00C}").await;
         b.wait_js(
             "the dialog to close",
             "return !document.querySelector('#details').open",

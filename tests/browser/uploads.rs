@@ -23,21 +23,9 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         b.text_contains("#role", "Admin").await;
 
         // Upload two files through the page's own file input.
-        b.client()
-            .find(Locator::Css(".tabs a[data-view=upload]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, ".tabs a[data-view=upload]").await;
         b.visible("#dropzone").await;
-        b.client()
-            .find(Locator::Css("#shared-collection"))
-            .await
-            .unwrap()
-            .send_keys("trips")
-            .await
-            .unwrap();
+        type_into(&b, "#shared-collection", "trips").await;
         let input = b.client().find(Locator::Css("#file-input")).await.unwrap();
         input
             .send_keys(&format!("{}\n{}", harbour.display(), meadow.display()))
@@ -51,13 +39,7 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         .await;
         b.text_contains("#start-upload", "Upload 2 files").await;
         b.screenshot("upload-queued").await;
-        b.client()
-            .find(Locator::Css("#start-upload"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#start-upload").await;
         b.wait_js(
             "both uploads to finish",
             "const items = [...document.querySelectorAll('.upload-item')]; \
@@ -121,13 +103,7 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         b.color_scheme("light").await;
 
         // The status panel degrades gracefully where /api/status is missing or failing.
-        b.client()
-            .find(Locator::Css(".tabs a[data-view=status]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, ".tabs a[data-view=status]").await;
         b.visible("#status-body .notice, #status-body .stat").await;
         b.screenshot("status").await;
         // The panel and the banner render the documented /api/status shape.
@@ -155,13 +131,7 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         let field = b.client().find(Locator::Css("#details-title")).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys("Harbour at dawn").await.unwrap();
-        b.client()
-            .find(Locator::Css("#details-save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#details-save").await;
         b.wait_js(
             "the dialog to close",
             "return !document.querySelector('#details').open",
@@ -192,13 +162,7 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         b.visible("#confirm-yes").await;
         b.text_contains("#confirm-text", "cannot be undone").await;
         b.screenshot("delete-confirm").await;
-        b.client()
-            .find(Locator::Css("#confirm-yes"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#confirm-yes").await;
         b.wait_js(
             "the card to go",
             "return !document.querySelector(arguments[0])",
@@ -228,13 +192,7 @@ fn web_app_signs_in_uploads_edits_across_a_restart_and_deletes() {
         b.visible("#dropzone").await;
 
         // Signing out shows the sign-in form again.
-        b.client()
-            .find(Locator::Css("#sign-out"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#sign-out").await;
         b.visible("#token").await;
         errors.extend(b.page_errors().await);
     });
@@ -301,13 +259,7 @@ fn upload_errors_are_explained_per_file() {
             .await
             .unwrap();
         b.screenshot("upload-errors").await;
-        b.client()
-            .find(Locator::Css("#start-upload"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&b, "#start-upload").await;
         b.visible(".upload-item[data-state=done]").await;
         b.page_errors().await
     });
