@@ -103,12 +103,7 @@ fn a_backup_taken_during_uploads_restores_to_an_identical_store() {
         let body = r.media_bytes(id);
         assert_eq!(sha256_hex(&body), record["hash"].as_str().unwrap());
     }
-    let status: Value = s
-        .authed(Method::GET, "/api/status")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let status: Value = s.status();
     assert!(status["last_backup"].as_str().is_some());
 }
 

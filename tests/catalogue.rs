@@ -173,12 +173,7 @@ fn a_damaged_database_costs_no_record_and_no_blob() {
         // The server starts with every record, rebuilding the database when it must.
         let mut s = TestServer::builder().data_dir(&data_dir).start();
         assert_complete(&s, &expected, case);
-        let status: Value = s
-            .authed(Method::GET, "/api/status")
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let status: Value = s.status();
         if case == "meta/ deleted" {
             assert!(
                 status["start"]["rebuilt"]["reason"].is_string(),
@@ -302,12 +297,7 @@ fn a_disk_filled_by_something_else_breaks_nothing() {
         let item = s.upload(&format!("f{i}.bin"), &data, &[]);
         kept.insert(item["id"].as_str().unwrap().to_owned(), sha256_hex(&data));
     }
-    let status: Value = s
-        .authed(Method::GET, "/api/status")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let status: Value = s.status();
     assert_eq!(status["disk"]["space_reserve_held"], true, "{status}");
 
     let filler = m.fill();

@@ -222,12 +222,7 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
         s = s.restart();
         // A crash is no damage: the start settles what was in flight, and sets aside at most
         // the uploads in flight (each client has one at a time), never more.
-        let status: Value = s
-            .authed(Method::GET, "/api/status")
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let status: Value = s.status();
         assert!(
             status["start"]["rebuilt"].is_null(),
             "round {round}: a crash made the start rebuild: {}",

@@ -11,12 +11,6 @@ use common::{bytes, error_code, run_cli, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn status(s: &TestServer) -> Value {
-    let res = s.authed(Method::GET, "/api/status").send().unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().unwrap()
-}
-
 #[test]
 fn status_is_for_the_admin_and_reports_counts_and_space() {
     let s = TestServer::start();
@@ -27,7 +21,7 @@ fn status_is_for_the_admin_and_reports_counts_and_space() {
     s.upload("a.bin", &bytes(1000, 1), &[]);
     s.upload("b.bin", &bytes(1000, 1), &[]);
     s.upload("c.bin", &bytes(500, 2), &[]);
-    let v = status(&s);
+    let v = s.status();
     assert_eq!(v["media"]["count"], 3);
     assert_eq!(v["media"]["bytes"], 2500);
     assert_eq!(
@@ -78,7 +72,7 @@ fn refuses_to_start_on_a_non_persistent_directory_when_required() {
     // Without the requirement it starts, and says so loudly.
     let s = TestServer::builder().data_dir(&dir.join("data")).start();
     assert!(s.output().contains("NOT PERSISTENT"), "{}", s.output());
-    assert_eq!(status(&s)["persistent"]["persistent"], false);
+    assert_eq!(s.status()["persistent"]["persistent"], false);
 }
 
 #[test]
@@ -87,7 +81,7 @@ fn verdicts_for_a_tmpfs_and_an_ext4_mount() {
         let s = TestServer::builder()
             .data_dir(&m.path().join("data"))
             .start();
-        let p = &status(&s)["persistent"];
+        let p = &s.status()["persistent"];
         assert_eq!(p["persistent"], false, "{p}");
         assert_eq!(p["fs_type"], "tmpfs");
     }
@@ -97,7 +91,7 @@ fn verdicts_for_a_tmpfs_and_an_ext4_mount() {
             .data_dir(m.path())
             .arg("--require-persistent-disk")
             .start();
-        let p = &status(&s)["persistent"];
+        let p = &s.status()["persistent"];
         assert_eq!(p["persistent"], true, "{p}");
         assert_eq!(p["fs_type"], "ext4");
         s.upload("a.txt", b"on ext4", &[]);
@@ -160,7 +154,7 @@ fn a_full_disk_refuses_uploads_keeps_reads_and_recovers() {
     assert_eq!(res.status(), 200);
     let health: Value = s.get("/api/health").send().unwrap().json().unwrap();
     assert_eq!(health["status"], "degraded");
-    assert_eq!(status(&s)["disk"]["accepting_uploads"], false);
+    assert_eq!(s.status()["disk"]["accepting_uploads"], false);
 
     // Deleting frees space and uploads resume by themselves.
     for item in items.iter().rev().take(3) {

@@ -305,12 +305,7 @@ fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
         std::fs::read(s.data_dir.join("quarantine/blobs").join(&hash)).unwrap(),
         flipped
     );
-    let status: Value = s
-        .authed(Method::GET, "/api/status")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let status: Value = s.status();
     assert_eq!(status["scrub"]["damaged_blobs"], 1, "{status}");
     assert_eq!(status["scrub"]["enabled"], true);
     let metrics = s
@@ -329,12 +324,7 @@ fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
         "a pass finishes and is shown",
         Duration::from_secs(30),
         || {
-            let status: Value = s
-                .authed(Method::GET, "/api/status")
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
+            let status: Value = s.status();
             status["scrub"]["last_pass"]["finished_at"].is_string()
         },
     );

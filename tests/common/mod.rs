@@ -341,6 +341,16 @@ impl TestServer {
         entries(&self.data_dir.join("tmp"))
     }
 
+    /// `/api/status`, as the admin sees it.
+    pub fn status(&self) -> Value {
+        let res = self
+            .authed(reqwest::Method::GET, "/api/status")
+            .send()
+            .expect("status");
+        assert_eq!(res.status(), 200);
+        res.json().expect("status json")
+    }
+
     pub fn blob_path(&self, hash: &str) -> PathBuf {
         blob_path(&self.data_dir, hash)
     }
