@@ -418,13 +418,7 @@ pub async fn metrics(
     let last_pass = state
         .store
         .last_scrub()
-        .and_then(|p| {
-            time::OffsetDateTime::parse(
-                &p.started_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()
-        })
+        .and_then(|p| p.started())
         .map_or(0, |t| t.unix_timestamp());
     m.scrub_last_pass.set(last_pass);
     m.damaged_blobs.set(state.store.damaged_blobs() as i64);

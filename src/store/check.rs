@@ -97,6 +97,18 @@ impl Report {
 
 /// Hashes a file in 1 MiB reads.
 pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
+    match hash_file_with(path, |_, _| true)? {
+        Some(found) => Ok(found),
+        None => unreachable!("nothing asked the hashing to stop"),
+    }
+}
+
+/// Hashes a file in 1 MiB reads, telling `each` after every read how many bytes it read and
+/// how many so far; `None` when `each` answers `false` (stop).
+pub fn hash_file_with(
+    path: &Path,
+    mut each: impl FnMut(u64, u64) -> bool,
+) -> std::io::Result<Option<(ContentHash, u64)>> {
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -108,8 +120,11 @@ pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
         }
         hasher.update(&buf[..n]);
         total += n as u64;
+        if !each(n as u64, total) {
+            return Ok(None);
+        }
     }
-    Ok((ContentHash(hasher.finalize().into()), total))
+    Ok(Some((ContentHash(hasher.finalize().into()), total)))
 }
 
 /// A progress line on stderr, only when stderr is a terminal, at most a few times a second.

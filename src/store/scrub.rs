@@ -11,14 +11,12 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::hash::ContentHash;
 use super::{Store, StoreError};
@@ -47,6 +45,17 @@ pub struct ScrubPass {
     pub bytes: u64,
     /// Blobs found damaged and quarantined.
     pub damaged: u64,
+}
+
+impl ScrubPass {
+    /// When the pass started.
+    pub fn started(&self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::parse(
+            &self.started_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    }
 }
 
 /// Blobs known to be damaged, and the scrub's running totals.
@@ -140,28 +149,14 @@ fn hash_paced(
     rate: u64,
     state: &ScrubState,
 ) -> std::io::Result<Option<(ContentHash, u64)>> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
     let began = Instant::now();
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-        state.bytes_total.fetch_add(n as u64, Ordering::Relaxed);
+    super::check::hash_file_with(path, |n, total| {
+        state.bytes_total.fetch_add(n, Ordering::Relaxed);
         // Never ahead of the rate: sleep until `total` bytes were due.
         let due = Duration::from_secs_f64(total as f64 / rate.max(1) as f64);
-        if let Some(ahead) = due.checked_sub(began.elapsed()) {
-            if !state.sleep(ahead) {
-                return Ok(None);
-            }
-        }
-    }
-    Ok(Some((ContentHash(hasher.finalize().into()), total)))
+        due.checked_sub(began.elapsed())
+            .is_none_or(|ahead| state.sleep(ahead))
+    })
 }
 
 impl Store {
@@ -304,13 +299,7 @@ impl Store {
             // The next pass is due an interval after the last one started.
             let since_last = self
                 .last_scrub()
-                .and_then(|p| {
-                    time::OffsetDateTime::parse(
-                        &p.started_at,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()
-                })
+                .and_then(|p| p.started())
                 .map(|t| (time::OffsetDateTime::now_utc() - t).unsigned_abs());
             let wait = match since_last {
                 Some(elapsed) => config.interval.saturating_sub(elapsed),
