@@ -8,8 +8,9 @@
 pub mod api_tokens;
 /// Command line and validated runtime configuration.
 pub mod config;
-/// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part.
-pub mod durable;
+/// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part:
+/// the store crate's leaf module.
+pub use shoebox_store::durable;
 /// HTTP surface: routes, handlers, error mapping, embedded web assets.
 pub mod http;
 /// Who the process works as: handing the data directory from root to an unprivileged user,
@@ -21,5 +22,6 @@ pub mod reload;
 pub mod secrets;
 /// Signed, expiring URLs for private media.
 pub mod signing;
-/// The data directory: content-addressed blobs, sled metadata, the durable write protocol.
-pub mod store;
+/// The data directory: content-addressed blobs, sled metadata, the durable write protocol. A
+/// crate of its own (`crates/store`), so that the compiler keeps HTTP out of it.
+pub use shoebox_store as store;

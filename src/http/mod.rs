@@ -458,7 +458,7 @@ mod tests {
     fn state(dir: &std::path::Path) -> web::Data<AppState> {
         let args = ["shoebox", "--data-dir", dir.to_str().unwrap()];
         let config = Config::from_args(Cli::try_parse_from(args).unwrap().serve).unwrap();
-        let store = Arc::new(Store::open(dir).unwrap());
+        let store = Arc::new(Store::start(dir, crate::store::catalogue::Role::Server).unwrap());
         web::Data::new(
             AppState::new(
                 store,

@@ -206,7 +206,7 @@ mod tests {
             args.extend(["--public-url", u]);
         }
         let config = Config::from_args(Cli::try_parse_from(args).unwrap().serve).unwrap();
-        let store = Arc::new(Store::open(dir).unwrap());
+        let store = Arc::new(Store::start(dir, crate::store::catalogue::Role::Server).unwrap());
         web::Data::new(
             AppState::new(
                 store,

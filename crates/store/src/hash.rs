@@ -58,6 +58,7 @@ impl FromStr for ContentHash {
 }
 
 /// Described for the OpenAPI document (see `http::openapi`): 64 lowercase hex digits.
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for ContentHash {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -71,6 +72,7 @@ impl utoipa::PartialSchema for ContentHash {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for ContentHash {}
 
 impl Serialize for ContentHash {

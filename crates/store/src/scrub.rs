@@ -34,7 +34,8 @@ pub struct ScrubConfig {
 }
 
 /// One pass, for `/api/status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScrubPass {
     /// RFC 3339.
     pub started_at: String,

@@ -4,8 +4,8 @@
 use sled::Tree;
 
 use super::{decode, kind_key, sled_error, text_key, MetaStore, MAX_SCAN};
-use crate::store::record::MediaId;
-use crate::store::{Cursor, ListPage, ListQuery, StoreError};
+use crate::record::MediaId;
+use crate::{Cursor, ListPage, ListQuery, StoreError};
 
 impl MetaStore {
     /// One page of records, newest first.

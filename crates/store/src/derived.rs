@@ -298,7 +298,7 @@ pub(crate) fn differences(tree: &str, expected: &Entries, actual: &Entries) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::record::{now, RECORD_SCHEMA};
+    use crate::record::{now, RECORD_SCHEMA};
 
     fn r(size: u64, kind: Kind, hash: u8) -> MediaRecord {
         MediaRecord {

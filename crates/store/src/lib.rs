@@ -1,6 +1,7 @@
 //! The store: content-addressed blobs on disk plus metadata in sled, kept in step by the
 //! durable write protocol. Nothing here knows about HTTP; callers run these blocking methods
 //! on a blocking thread pool.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 // Opening, closing and the start-up check.
 /// `records/` is the truth, the database an index: the check that keeps them in step.
@@ -47,6 +48,11 @@ pub mod meta;
 pub mod record;
 /// One JSON file per record under `records/`.
 pub mod record_files;
+
+// Writing whole files.
+/// Durable whole-file writes (temp file, fsync, rename, fsync the directory): a leaf that the
+/// credentials and the commands use too.
+pub mod durable;
 
 // Keeping it sound.
 /// Backups and restores.

@@ -155,7 +155,8 @@ pub enum Role {
 }
 
 /// What the start-up check did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Settlement {
     /// Uploads a crash interrupted after the database had them, complete on disk and kept.
     pub kept: usize,

@@ -2,8 +2,8 @@
 //! records imply.
 
 use super::*;
-use crate::store::record::{now, Kind, Visibility, RECORD_SCHEMA};
-use crate::store::{ListPage, ListQuery};
+use crate::record::{now, Kind, Visibility, RECORD_SCHEMA};
+use crate::{ListPage, ListQuery};
 
 fn record(
     n: u64,

@@ -31,7 +31,8 @@ pub fn space(path: &Path) -> Result<Space, StoreError> {
 }
 
 /// Whether the data directory would survive a restart or a redeploy, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Persistence {
     pub persistent: bool,
     /// The verdict as a sentence.

@@ -63,6 +63,7 @@ impl FromStr for MediaId {
 }
 
 /// Described for the OpenAPI document (see `http::openapi`): a ULID string.
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for MediaId {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -77,6 +78,7 @@ impl utoipa::PartialSchema for MediaId {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for MediaId {}
 
 impl Serialize for MediaId {
@@ -93,7 +95,8 @@ impl<'de> Deserialize<'de> for MediaId {
 }
 
 /// What a file is, broadly; derived from its content type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Image,
@@ -136,7 +139,8 @@ impl FromStr for Kind {
 }
 
 /// Who may see a record: anyone, or only callers with a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     #[default]
@@ -162,7 +166,8 @@ impl FromStr for Visibility {
 ///
 /// Its derived `ToSchema` is the record's shape in the OpenAPI document; the store itself never
 /// uses it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaRecord {
     /// Version of the record's JSON shape.
     pub schema: u32,
@@ -181,11 +186,11 @@ pub struct MediaRecord {
     /// Lower-cased, without duplicates.
     pub tags: Vec<String>,
     /// Always present; `null` outside any collection.
-    #[schema(required = true)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub collection: Option<String>,
     pub visibility: Visibility,
     /// The caller's own keys.
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub custom: Map<String, Value>,
     /// The file's old URL path (or path inside the imported folder), for media adopted by
     /// `shoebox import`; the server answers that path with this file.
