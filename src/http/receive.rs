@@ -88,7 +88,7 @@ fn write<T>(
     size: Option<u64>,
     then: impl FnOnce(StagedBlob) -> Result<T, ApiError>,
 ) -> Written<T> {
-    let mut w = store.writer()?;
+    let mut w = store.stage()?;
     if let Some(size) = size {
         w.expect_size(size);
     }

@@ -30,7 +30,7 @@ use super::responses::{
 };
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{sniff, MediaFields, MediaRecord, NewMedia, StagedBlob, Visibility};
+use crate::store::{MediaFields, MediaRecord, NewMedia, StagedBlob, Visibility};
 
 /// Bounds on the non-file parts of a multipart request.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -248,12 +248,8 @@ pub async fn create(
 
 /// Checks a staged file's type against the configured list and sets its owner.
 fn accept(state: &AppState, item: &mut NewMedia, owner: Option<String>) -> Result<(), ApiError> {
-    let ct = sniff::content_type(
-        &item.blob.head,
-        &item.filename,
-        item.declared_type.as_deref(),
-    );
-    if !state.config.type_allowed(&ct) {
+    let ct = &item.content_type;
+    if !state.config.type_allowed(ct) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "{} is {ct}, which this server does not accept (allowed: {})",
             if item.filename.is_empty() {
@@ -303,12 +299,7 @@ async fn raw(
     let store = state.store.clone();
     let idle = state.config.client_timeout;
     let created = receive(store, &mut payload, limit, idle, move |blob| {
-        let mut item = NewMedia {
-            blob,
-            filename,
-            declared_type: declared,
-            fields,
-        };
+        let mut item = NewMedia::new(blob, filename, declared.as_deref(), fields);
         // On a refusal, dropping `item` removes the staged file.
         accept(&state, &mut item, owner)?;
         Ok(state.store.create(vec![item])?)
@@ -418,11 +409,8 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
     let fields = builder.finish()?;
     Ok(files
         .into_iter()
-        .map(|(blob, filename, declared_type)| NewMedia {
-            blob,
-            filename,
-            declared_type,
-            fields: fields.clone(),
+        .map(|(blob, filename, declared_type)| {
+            NewMedia::new(blob, filename, declared_type.as_deref(), fields.clone())
         })
         .collect())
 }

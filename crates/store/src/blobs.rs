@@ -17,8 +17,8 @@ use tempfile::NamedTempFile;
 
 use super::hash::ContentHash;
 use super::layout::fsync_dir;
-use super::parallel::{self, Task};
-use super::upload_file::UploadFile;
+use super::write::parallel::{self, Task};
+use super::write::upload_file::UploadFile;
 use super::StoreError;
 
 /// How many leading bytes of each upload are kept for content sniffing and image dimensions.
@@ -69,7 +69,7 @@ impl BlobStore {
 
     /// Starts a new upload in `tmp/`. Dropping the writer (or the staged blob it produces)
     /// removes the temp file, so an early return or an aborted client leaves nothing behind.
-    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+    pub fn stage(&self) -> Result<BlobWriter, StoreError> {
         let temp = tempfile::Builder::new()
             .prefix("upload-")
             .tempfile_in(&self.tmp)
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn hashes_while_writing_and_places_by_hash() {
         let (dir, store) = store();
-        let mut w = store.writer().unwrap();
+        let mut w = store.stage().unwrap();
         w.write(b"hello ").unwrap();
         w.write(b"world").unwrap();
         let staged = w.finish().unwrap();
@@ -476,7 +476,7 @@ mod tests {
         let data: Vec<u8> = (0..(9u32 << 20) / 4)
             .flat_map(|i| i.to_le_bytes())
             .collect();
-        let mut w = store.writer().unwrap();
+        let mut w = store.stage().unwrap();
         for chunk in data.chunks(64 * 1024 + 7) {
             w.write_bytes(Bytes::copy_from_slice(chunk)).unwrap();
         }
@@ -493,11 +493,11 @@ mod tests {
     fn a_second_copy_is_dropped_and_an_abandoned_writer_leaves_nothing() {
         let (dir, store) = store();
         for expected_new in [true, false] {
-            let mut w = store.writer().unwrap();
+            let mut w = store.stage().unwrap();
             w.write(b"same").unwrap();
             assert_eq!(store.place(w.finish().unwrap()).unwrap(), expected_new);
         }
-        let mut w = store.writer().unwrap();
+        let mut w = store.stage().unwrap();
         w.write(b"never finished").unwrap();
         drop(w);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);

@@ -178,7 +178,7 @@ impl Store {
         collection: Option<String>,
     ) -> Result<MediaRecord, StoreError> {
         let mtime = file.metadata().and_then(|m| m.modified()).ok();
-        let mut writer = self.writer()?;
+        let mut writer = self.stage()?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = file
@@ -206,12 +206,7 @@ impl Store {
             }),
             ..MediaFields::default()
         };
-        let mut created = self.create(vec![NewMedia {
-            blob,
-            filename,
-            declared_type: None,
-            fields,
-        }])?;
+        let mut created = self.create(vec![NewMedia::new(blob, filename, None, fields)])?;
         created
             .pop()
             .ok_or_else(|| StoreError::Corrupt("an import created nothing".into()))

@@ -20,20 +20,12 @@ mod start;
 // Writing.
 /// Content-addressed blob files: staging, placing, fsyncing.
 pub mod blobs;
-/// Striped locks and group commit of the database's flushes.
-mod commit;
 /// Content addresses: sha256 digests.
 pub mod hash;
-/// The fsyncs of one step of the protocol, side by side.
-mod parallel;
-/// New record files made durable behind the uploads, many at a time.
-mod record_file_sync;
 /// Content types, sniffed from the bytes.
 pub mod sniff;
-/// An upload's temp file, written in aligned blocks.
-mod upload_file;
-/// New records (the durable write protocol), edits and deletes.
-mod write;
+/// The durable write path, the one way in for every new upload: stage, then commit.
+pub mod write;
 
 // Records and the database.
 /// Decoded records kept in memory for the read paths.
@@ -85,14 +77,14 @@ pub use layout::Layout;
 pub use listing::{Cursor, ListPage, ListQuery};
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
 pub use start::Started;
+pub use write::NewMedia;
 
 use catalogue::InFlight;
-use commit::{Batcher, GroupCommit, SharedDirSync, StripedLocks};
 use layout::DirLock;
 use meta::MetaStore;
-use record_file_sync::RecordSync;
 use record_files::RecordFiles;
 use space::SpaceReserve;
+use write::{Batcher, GroupCommit, RecordSync, SharedDirSync, StripedLocks};
 
 /// What the status page and the metrics show of the store.
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,16 +110,6 @@ impl Default for Limits {
             db_cache: DEFAULT_DB_CACHE,
         }
     }
-}
-
-/// A new upload: its staged bytes, the fields the caller gave, and what was learned from it.
-pub struct NewMedia {
-    pub blob: StagedBlob,
-    /// The original name (sanitised); may be empty.
-    pub filename: String,
-    /// The type the client declared, used only when sniffing and the extension say nothing.
-    pub declared_type: Option<String>,
-    pub fields: MediaFields,
 }
 
 /// An open data directory.
@@ -231,15 +213,6 @@ impl Store {
             damaged: scrub::Damaged::default(),
             scrub: scrub::ScrubState::default(),
         })
-    }
-
-    /// Starts an upload in `tmp/`, watching the reserve while it is written.
-    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        self.check_space(0)?;
-        Ok(self
-            .blobs
-            .writer()?
-            .with_guard(self.layout.root().to_owned(), self.reserve))
     }
 
     pub fn layout(&self) -> &Layout {

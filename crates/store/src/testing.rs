@@ -3,18 +3,18 @@
 use super::*;
 
 pub(crate) fn staged(store: &Store, bytes: &[u8]) -> StagedBlob {
-    let mut w = store.blobs().writer().unwrap();
+    let mut w = store.blobs().stage().unwrap();
     w.write(bytes).unwrap();
     w.finish().unwrap()
 }
 
 pub(crate) fn new(store: &Store, bytes: &[u8]) -> NewMedia {
-    NewMedia {
-        blob: staged(store, bytes),
-        filename: "a.txt".into(),
-        declared_type: None,
-        fields: MediaFields::default(),
-    }
+    NewMedia::new(
+        staged(store, bytes),
+        "a.txt".into(),
+        None,
+        MediaFields::default(),
+    )
 }
 
 /// The state a crash can leave mid-[`create`](Store::create): blob and record file under

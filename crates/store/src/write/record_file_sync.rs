@@ -5,7 +5,7 @@
 //! ever be lost, is written before the `201` and made durable here, shortly after it. Until
 //! then the record keeps the pending mark it was inserted with, so a crash in between leaves it
 //! to the next start, which checks the blob and rewrites the file from sled (see
-//! [`catalogue`](super::catalogue)). A mark is handed on to be cleared only once the
+//! [`catalogue`](crate::catalogue)). A mark is handed on to be cleared only once the
 //! file is durable and the upload's own durable round has succeeded.
 //!
 //! Taking the record file's fsync off the upload's path saves each upload a file's worth of
@@ -34,8 +34,8 @@ use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::record::MediaId;
-use super::record_files::RecordFiles;
+use crate::record::MediaId;
+use crate::record_files::RecordFiles;
 
 /// How long the syncing thread lets record files gather before it makes them durable: long
 /// enough for a burst of uploads to share one `syncfs`, short enough that a crash leaves the
@@ -280,7 +280,7 @@ impl Inner {
     /// One `syncfs`; on an error, starts a new epoch, switches to per-file fsyncs for good and
     /// answers false.
     fn sync_fs(&self) -> bool {
-        match super::timing::fsync(|| rustix::fs::syncfs(&self.handle)) {
+        match crate::timing::fsync(|| rustix::fs::syncfs(&self.handle)) {
             Ok(()) => true,
             Err(e) => {
                 self.syncfs_failed(&e.into());
@@ -307,7 +307,7 @@ impl Inner {
         let mut durable = Vec::with_capacity(batch.len());
         for id in batch {
             let synced = File::open(self.files.path_for(id))
-                .and_then(|file| super::timing::fsync(|| file.sync_all()));
+                .and_then(|file| crate::timing::fsync(|| file.sync_all()));
             match synced {
                 Ok(()) => durable.push(id),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => durable.push(id),
@@ -317,7 +317,7 @@ impl Inner {
                 ),
             }
         }
-        match super::layout::fsync_dir(self.files.dir()) {
+        match crate::layout::fsync_dir(self.files.dir()) {
             Ok(()) => durable,
             Err(e) => {
                 tracing::error!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::parallel::Task;
-use super::StoreError;
+use crate::StoreError;
 
 /// Striped locks keyed by bytes (a content hash or a media id).
 ///
@@ -132,7 +132,7 @@ impl SharedDirSync {
         Box::new(move || {
             shared
                 .commit
-                .wait_durable(|| super::layout::fsync_dir(&shared.dir))
+                .wait_durable(|| crate::layout::fsync_dir(&shared.dir))
         })
     }
 }

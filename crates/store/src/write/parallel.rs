@@ -12,7 +12,7 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use super::StoreError;
+use crate::StoreError;
 
 /// One durable operation of a step; it owns what it needs (a file handle, a path).
 pub(crate) type Task = Box<dyn FnOnce() -> Result<(), StoreError> + Send + 'static>;

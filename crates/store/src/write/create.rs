@@ -1,19 +1,9 @@
-//! The store's writes: new records (the durable write protocol, [`Store::create`]), edits and
-//! deletes. Every writer of records goes through these: the upload routes, `import`, and the
-//! start-up check's settlement of what a crash left in flight (see
-//! [`catalogue`](super::catalogue)).
-//!
-//! The order that makes them safe is the same for all three: `records/` changes first, then
-//! the database, and the reply comes only once both are durable, the database by its flush
-//! (shared by concurrent writers, see [`commit`](super::commit)) and the record file by its
-//! own fsync (an edit, a delete's tombstone) or, for a new upload, right after (see
-//! [`record_file_sync`](super::record_file_sync)).
+//! A new upload's records: steps 2 to 5 of the protocol (see the [module above](super)), for
+//! a batch of staged uploads in one round of fsyncs, and the rollback when the round fails.
 
-use super::record::{self, Kind};
-use super::{
-    blobs, parallel, sniff, MediaId, MediaPatch, MediaRecord, NewMedia, StagedBlob, Store,
-    StoreError,
-};
+use super::parallel;
+use crate::record::{self, Kind};
+use crate::{blobs, sniff, MediaId, MediaRecord, NewMedia, StagedBlob, Store, StoreError};
 
 /// Fault injection for the crash tests, which cannot otherwise stop the process between two
 /// exact steps: with `SHOEBOX_CRASH_AT=<point>` set, the process runs `before` and aborts when
@@ -66,11 +56,7 @@ impl Store {
         let mut records = Vec::with_capacity(items.len());
         let mut staged = Vec::with_capacity(items.len());
         for item in items {
-            let content_type = sniff::content_type(
-                &item.blob.head,
-                &item.filename,
-                item.declared_type.as_deref(),
-            );
+            let content_type = item.content_type;
             let kind = sniff::kind(&content_type);
             let filename = if item.filename.is_empty() {
                 format!("upload.{}", sniff::extension(&content_type))
@@ -253,101 +239,6 @@ impl Store {
         for r in records {
             if let Err(e) = self.records.remove(r.id) {
                 tracing::warn!(id = %r.id, error = %e, "could not remove the record file of a failed upload");
-            }
-        }
-    }
-
-    /// Edits a record's editable fields; durable before it returns.
-    pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
-        let updated = self.update_record(id, patch);
-        self.watch(updated)
-    }
-
-    fn update_record(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
-        let _permit = self.in_flight.enter(1);
-        self.make_room();
-        let record = {
-            let key = id.to_key();
-            let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
-            let mut record = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
-            let old = record.clone();
-            patch.apply(&mut record);
-            record.updated_at = record::now();
-            self.records.write(&record)?;
-            self.meta.replace(&old, &record)?;
-            record
-        };
-        self.commit.wait_durable(|| self.meta.flush())?;
-        Ok(record)
-    }
-
-    /// Deletes a record; the blob goes with its last reference. Returns false when there was no
-    /// such record.
-    ///
-    /// `records/` changes first: the record file becomes a tombstone, durably, and only then
-    /// does the database follow. A crash in between leaves the tombstone, and the next start
-    /// finishes the delete; once the `204` is sent, no rebuild can bring the record back. The
-    /// blob goes last, so a crash never leaves a record without its bytes.
-    pub fn delete(&self, id: MediaId) -> Result<bool, StoreError> {
-        let deleted = self.delete_record(id);
-        self.watch(deleted)
-    }
-
-    fn delete_record(&self, id: MediaId) -> Result<bool, StoreError> {
-        let _permit = self.in_flight.enter(1);
-        self.make_room();
-        let key = id.to_key();
-        let _id_guard = self.id_locks.lock_all(std::iter::once(&key[..]));
-        let Some(existing) = self.meta.get(id)? else {
-            return Ok(false);
-        };
-        let _guard = self
-            .hash_locks
-            .lock_all(std::iter::once(&existing.hash.as_bytes()[..]));
-        let marked = self.records.tombstone(id)?;
-        let (record, remaining) = match self.meta.delete(id) {
-            Ok(Some(deleted)) => deleted,
-            Ok(None) => return Ok(false),
-            Err(e) => {
-                // The database refused: the record stays, and so must its file.
-                if marked {
-                    if let Err(undo) = self.records.restore_tombstone(id) {
-                        tracing::error!(%id, error = %undo, "could not restore the record file of a delete the database refused; the next start finishes the delete");
-                    }
-                }
-                return Err(e);
-            }
-        };
-        // On an error the tombstone stays, and the next start finishes the delete.
-        self.commit.wait_durable(|| self.meta.flush())?;
-        if let Err(e) = self.records.clear_tombstone(id) {
-            tracing::warn!(%id, error = %e, "could not remove a tombstone; the next start does");
-        }
-        if remaining == 0 {
-            if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                // A backup may have read the record already; it still needs the bytes.
-                self.deferred
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(record.hash);
-            } else {
-                self.blobs.remove(&record.hash)?;
-            }
-        }
-        Ok(true)
-    }
-
-    /// Unlinks blobs whose deletion waited for a backup, if still unused.
-    pub(crate) fn unlink_deferred(&self) {
-        let hashes = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for hash in hashes {
-            let _guard = self
-                .hash_locks
-                .lock_all(std::iter::once(&hash.as_bytes()[..]));
-            if self.meta.refcount(&hash).ok() == Some(0) {
-                if let Err(e) = self.blobs.remove(&hash) {
-                    tracing::warn!(%hash, error = %e, "could not remove a blob after a backup; gc will");
-                }
             }
         }
     }
