@@ -75,7 +75,7 @@ impl FileCache {
         if let Some(b) = entries.get(hash) {
             return Some(b);
         }
-        let path = store.blob_path(hash);
+        let path = store.blobs().local_path(hash)?;
         let read = web::block(move || std::fs::read(path)).await.ok()?.ok()?;
         // A blob whose length disagrees with its record is damage for `verify`, not for a cache.
         if read.len() as u64 != size {
@@ -250,7 +250,12 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
             return ServiceResponse::new(req, res);
         }
     }
-    let path = state.store.blob_path(&s.hash);
+    let Some(path) = state.store.blobs().local_path(&s.hash) else {
+        return error(
+            req,
+            ApiError::Internal("this blob store keeps no local files to serve".into()),
+        );
+    };
     let file = match NamedFile::open_async(&path).await {
         Ok(f) => f,
         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {

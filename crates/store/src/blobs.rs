@@ -88,7 +88,7 @@ impl BlobStore {
     /// Moves a staged blob into place and makes it durable, or drops it when the same content
     /// is already stored. Returns true when a new blob file was created.
     #[cfg(test)]
-    pub(crate) fn place(&self, staged: StagedBlob) -> Result<bool, StoreError> {
+    pub(crate) fn place_now(&self, staged: StagedBlob) -> Result<bool, StoreError> {
         if self.exists(&staged.hash) {
             return Ok(false);
         }
@@ -156,8 +156,8 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Every blob file on disk, for verification and garbage collection.
-    pub fn list(&self) -> Result<Vec<(ContentHash, PathBuf)>, StoreError> {
+    /// Every blob file on disk with its path, for verification and garbage collection.
+    pub(crate) fn list_files(&self) -> Result<Vec<(ContentHash, PathBuf)>, StoreError> {
         let mut out = Vec::new();
         walk(&self.root, 0, &mut out)?;
         Ok(out)
@@ -388,8 +388,9 @@ pub(crate) fn fsync_dir_task(dir: PathBuf) -> Task {
     Box::new(move || fsync_dir(&dir))
 }
 
-/// A blob under its content address, not yet durable.
-pub(crate) struct Placed {
+/// A blob under its content address, not yet durable: what makes it durable, for the write
+/// path to run in its round of fsyncs.
+pub struct Placed {
     file: fs::File,
     /// The directories whose entries lead to it.
     dirs: Vec<PathBuf>,
@@ -457,7 +458,7 @@ mod tests {
         assert_eq!(staged.hash.to_hex(), expected);
         assert_eq!(staged.size, 11);
         let hash = staged.hash;
-        assert!(store.place(staged).unwrap());
+        assert!(store.place_now(staged).unwrap());
         let path = store.path_for(&hash);
         assert!(path.ends_with(format!(
             "{}/{}/{}",
@@ -467,7 +468,7 @@ mod tests {
         )));
         assert_eq!(fs::read(&path).unwrap(), b"hello world");
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(store.list_files().unwrap().len(), 1);
     }
 
     #[test]
@@ -485,7 +486,7 @@ mod tests {
         assert_eq!(staged.size, data.len() as u64);
         assert_eq!(staged.head, data[..HEAD_BYTES]);
         let path = store.path_for(&staged.hash);
-        assert!(store.place(staged).unwrap());
+        assert!(store.place_now(staged).unwrap());
         assert_eq!(fs::read(path).unwrap(), data);
     }
 
@@ -495,7 +496,7 @@ mod tests {
         for expected_new in [true, false] {
             let mut w = store.stage().unwrap();
             w.write(b"same").unwrap();
-            assert_eq!(store.place(w.finish().unwrap()).unwrap(), expected_new);
+            assert_eq!(store.place_now(w.finish().unwrap()).unwrap(), expected_new);
         }
         let mut w = store.stage().unwrap();
         w.write(b"never finished").unwrap();

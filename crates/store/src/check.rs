@@ -186,7 +186,7 @@ impl Store {
         }
         let only_pending = |hash: &ContentHash| users[hash].iter().all(|id| pending.contains(id));
 
-        let blobs = self.blobs.list()?;
+        let blobs = self.blobs.list_files()?;
         report.blobs = blobs.len();
         let mut on_disk = BTreeSet::new();
         let mut progress = Progress::new();

@@ -18,6 +18,8 @@ mod space;
 mod start;
 
 // Writing.
+/// The seams a second backend fills: where blobs live, where records are indexed.
+pub mod backend;
 /// Content-addressed blob files: staging, placing, fsyncing.
 pub mod blobs;
 /// Content addresses: sha256 digests.
@@ -66,9 +68,10 @@ mod testing;
 /// Timed fsyncs, reported to whoever observes them.
 pub mod timing;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub use backend::{BlobBackend, MetaBackend};
 pub use blobs::{BlobStore, BlobWriter, StagedBlob};
 pub use derived::Totals;
 pub use error::StoreError;
@@ -223,8 +226,14 @@ impl Store {
         &self.instance
     }
 
-    pub fn blobs(&self) -> &BlobStore {
+    /// Where the blobs live, through the seam a second backend fills.
+    pub fn blobs(&self) -> &dyn BlobBackend {
         &self.blobs
+    }
+
+    /// Where the records are indexed, through the seam a second backend fills.
+    pub fn index(&self) -> &dyn MetaBackend {
+        &self.meta
     }
 
     pub fn counters(&self) -> &Counters {
@@ -235,7 +244,8 @@ impl Store {
         &self.records
     }
 
-    pub fn blob_path(&self, hash: &ContentHash) -> PathBuf {
+    #[cfg(test)]
+    pub(crate) fn blob_path(&self, hash: &ContentHash) -> std::path::PathBuf {
         self.blobs.path_for(hash)
     }
 
@@ -246,20 +256,20 @@ impl Store {
     }
 
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
-        self.meta.get(id)
+        self.index().get(id)
     }
 
     /// A record as the read cache holds it, for paths that only look at it.
     pub fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
-        self.meta.get_shared(id)
+        self.index().get_shared(id)
     }
 
     pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
-        self.meta.list(q)
+        self.index().list(q)
     }
 
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
-        self.meta.refcount(hash)
+        self.index().refcount(hash)
     }
 
     /// A record using this blob, public if any public record uses it.
@@ -267,8 +277,8 @@ impl Store {
         &self,
         hash: &ContentHash,
     ) -> Result<Option<Arc<MediaRecord>>, StoreError> {
-        match self.meta.representative(hash)? {
-            Some(id) => self.meta.get_shared(id),
+        match self.index().representative(hash)? {
+            Some(id) => self.index().get_shared(id),
             None => Ok(None),
         }
     }
@@ -277,35 +287,35 @@ impl Store {
     /// write keeps in step: as cheap with a million records as with one.
     pub fn stats(&self) -> Result<Stats, StoreError> {
         Ok(Stats {
-            totals: self.meta.totals()?,
-            meta_bytes: self.meta.size_on_disk(),
+            totals: self.index().totals()?,
+            meta_bytes: self.index().size_on_disk(),
         })
     }
 
     /// The media adopted from this old path by `import`.
     pub fn by_legacy_path(&self, path: &str) -> Result<Option<MediaRecord>, StoreError> {
-        match self.meta.by_legacy_path(path)? {
-            Some(id) => self.meta.get(id),
+        match self.index().by_legacy_path(path)? {
+            Some(id) => self.index().get(id),
             None => Ok(None),
         }
     }
 
     /// The records, by the counters (see [`stats`](Self::stats)).
     pub fn media_count(&self) -> Result<u64, StoreError> {
-        Ok(self.meta.totals()?.media)
+        Ok(self.index().totals()?.media)
     }
 
     pub fn all_records(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
-        self.meta.all()
+        self.index().all()
     }
 
     pub fn meta_size_on_disk(&self) -> u64 {
-        self.meta.size_on_disk()
+        self.index().size_on_disk()
     }
 
     /// Flushes metadata; used at shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.meta.flush()
+        self.index().flush()
     }
 }
 

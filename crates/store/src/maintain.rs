@@ -61,7 +61,7 @@ impl Store {
         named_in(self.records.dir(), &mut named)?;
         named_in(&self.layout.quarantine().join("records"), &mut named)?;
         let mut gc = GcReport::default();
-        for (hash, path) in self.blobs.list()? {
+        for (hash, path) in self.blobs.list_files()? {
             if used.contains(&hash) {
                 continue;
             }

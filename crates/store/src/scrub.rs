@@ -252,7 +252,7 @@ impl Store {
             started_at: now_text(),
             ..ScrubPass::default()
         };
-        let mut blobs = self.blobs.list()?;
+        let mut blobs = self.blobs.list_files()?;
         blobs.sort();
         for (hash, path) in blobs {
             if self.scrub.stopped() {

@@ -2,6 +2,7 @@
 //! a batch of staged uploads in one round of fsyncs, and the rollback when the round fails.
 
 use super::parallel;
+use crate::backend::BlobBackend;
 use crate::record::{self, Kind};
 use crate::{blobs, sniff, MediaId, MediaRecord, NewMedia, StagedBlob, Store, StoreError};
 
@@ -194,7 +195,7 @@ impl Store {
                 // the same (a no-op write, a cache flush), so this upload's `201` never rests
                 // on another upload's outcome, such as one whose failure could not be undone.
                 if !placed.contains(&blob.hash) {
-                    tasks.push(self.blobs.in_place(&blob.hash)?.durable_tasks(&mut dirs));
+                    tasks.push(self.blobs.reuse(&blob.hash)?.durable_tasks(&mut dirs));
                 }
                 self.counters
                     .dedup_hits
@@ -203,7 +204,7 @@ impl Store {
             }
             placed.insert(blob.hash);
             let (hash, size) = (blob.hash, blob.size);
-            let new = self.blobs.rename_into_place(blob)?;
+            let new = self.blobs.place(blob)?;
             // Whole bytes under the name again: a blob the scrub found damaged is healed.
             self.damaged.remove(&hash);
             self.counters
