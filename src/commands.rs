@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::io::Write;
 
+use shoebox::credentials::SecretsDir;
 use shoebox::store::archive;
 use shoebox::store::catalogue::Role;
 use shoebox::store::import::{ImportOptions, ImportOutcome as Imported};
@@ -304,12 +305,12 @@ pub fn health(url: &str, timeout: Duration) -> Outcome {
 }
 
 pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
-    use shoebox::api_tokens::Tokens;
     use shoebox::config::TokenCommand;
+    use shoebox::credentials::api_tokens::Tokens;
     let open = |dir: &Path| -> Result<Tokens, Box<dyn std::error::Error>> {
         let layout = shoebox::store::Layout::new(dir);
         layout.prepare()?;
-        Ok(Tokens::open(&layout)?)
+        Ok(Tokens::open(&SecretsDir::new(layout.secrets()))?)
     };
     match cmd {
         TokenCommand::Create {
@@ -319,7 +320,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
             expires_in,
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
-            let scope: shoebox::api_tokens::Scope = scope.parse()?;
+            let scope: shoebox::credentials::api_tokens::Scope = scope.parse()?;
             let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
             println!("{plain}");
             eprintln!(
@@ -351,7 +352,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
 pub fn rotate_url_key(data_dir: &Path, keep: Option<usize>) -> Outcome {
     let layout = shoebox::store::Layout::new(data_dir);
     layout.prepare()?;
-    let kid = shoebox::signing::rotate(&layout, keep)?;
+    let kid = shoebox::credentials::signing::rotate(&SecretsDir::new(layout.secrets()), keep)?;
     println!("new URL-signing key {kid}; restart Shoebox to sign with it");
     Ok(ExitCode::SUCCESS)
 }

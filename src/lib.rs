@@ -4,10 +4,11 @@
 //! metadata in sled), which knows nothing about HTTP.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
-/// Named, scoped API tokens kept as hashes.
-pub mod api_tokens;
 /// Command line and validated runtime configuration.
 pub mod config;
+/// What proves who a caller is: the admin token, the session key, API tokens and URL-signing
+/// keys, under `secrets/`.
+pub mod credentials;
 /// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part:
 /// the store crate's leaf module.
 pub use shoebox_store::durable;
@@ -16,12 +17,6 @@ pub mod http;
 /// Who the process works as: handing the data directory from root to an unprivileged user,
 /// dropping root, and checking that the store is the user's.
 pub mod privileges;
-/// Small files under `secrets/` that the server re-reads when a command replaces them.
-pub mod reload;
-/// Admin token generation, hashing and constant-time checks.
-pub mod secrets;
-/// Signed, expiring URLs for private media.
-pub mod signing;
 /// The data directory: content-addressed blobs, sled metadata, the durable write protocol. A
 /// crate of its own (`crates/store`), so that the compiler keeps HTTP out of it.
 pub use shoebox_store as store;

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shoebox::config::{Cli, Command, Config, DataDirArgs, TokenCommand};
+use shoebox::credentials::secrets::{self, AdminToken};
+use shoebox::credentials::SecretsDir;
 use shoebox::privileges;
-use shoebox::secrets::{self, AdminToken};
 use shoebox::store::Layout;
 
 fn init_tracing(json: bool) {
@@ -126,7 +127,9 @@ fn serve(args: shoebox::config::ServeArgs) -> Outcome {
 fn reset_admin_token(data_dir: &std::path::Path) -> Outcome {
     let layout = Layout::new(data_dir);
     layout.prepare()?;
-    if let AdminToken::Generated(_, token) = secrets::reset_admin_token(&layout)? {
+    if let AdminToken::Generated(_, token) =
+        secrets::reset_admin_token(&SecretsDir::new(layout.secrets()))?
+    {
         println!("{token}");
         eprintln!(
             "The new admin token is above; the old one no longer works once Shoebox restarts."

@@ -17,7 +17,7 @@ use futures_util::future::{ready, Ready};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::api_tokens::Scope;
+use crate::credentials::api_tokens::Scope;
 use crate::store::MediaRecord;
 
 /// The web app's session cookie.

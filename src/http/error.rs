@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::credentials::CredentialError;
 use crate::store::StoreError;
 
 /// Every error response's body.
@@ -74,6 +75,8 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Credential(#[from] CredentialError),
 }
 
 impl ApiError {
@@ -137,6 +140,17 @@ impl ApiError {
                 | StoreError::Corrupt(_)
                 | StoreError::Damaged(_)
                 | StoreError::Database(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into())
+                }
+            },
+            ApiError::Credential(e) => match e {
+                CredentialError::Invalid { .. } => (S::BAD_REQUEST, "invalid_field", e.to_string()),
+                e if e.is_disk_full() => (
+                    S::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    ApiError::DiskFull.to_string(),
+                ),
+                CredentialError::Io { .. } | CredentialError::Damaged(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into())
                 }
             },

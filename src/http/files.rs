@@ -23,7 +23,7 @@ use super::media::parse_id;
 use super::responses::Binary;
 use super::responses::{Forbidden, NotFound, ServerError, Unauthorized};
 use super::AppState;
-use crate::signing::{self, Verdict};
+use crate::credentials::signing::{self, Verdict};
 use crate::store::sniff::{self, Presentation};
 use crate::store::{ContentHash, MediaId, MediaRecord, Store};
 

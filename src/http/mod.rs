@@ -33,14 +33,15 @@ use actix_web::{web, App, HttpRequest, HttpResponse, Route};
 
 pub use error::ApiError;
 
-use crate::api_tokens::Tokens;
 use crate::config::Config;
-use crate::secrets::{self, AdminToken, SessionKey, TokenHash};
-use crate::signing::UrlKeys;
+use crate::credentials::api_tokens::Tokens;
+use crate::credentials::secrets::{self, AdminToken, SessionKey, TokenHash};
+use crate::credentials::signing::UrlKeys;
+use crate::credentials::{CredentialError, SecretsDir};
 use crate::store::catalogue::Role;
 use crate::store::disk::{self, Persistence};
 use crate::store::scrub::ScrubConfig;
-use crate::store::{Limits, Store, StoreError};
+use crate::store::{Limits, Store};
 
 /// Shared by every worker; read-only apart from the store itself.
 pub struct AppState {
@@ -70,10 +71,11 @@ impl AppState {
         admin: TokenHash,
         persistence: Persistence,
         session_key: SessionKey,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, CredentialError> {
+        let secrets = SecretsDir::new(store.layout().secrets());
         Ok(AppState {
-            tokens: Tokens::open(store.layout())?,
-            url_keys: UrlKeys::load_or_create(store.layout())?,
+            tokens: Tokens::open(&secrets)?,
+            url_keys: UrlKeys::load_or_create(&secrets)?,
             files: files::FileCache::new(config.file_cache),
             store,
             config,
@@ -237,11 +239,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count().ok(), "store opened");
-    let admin = secrets::load_or_create_admin_token(store.layout(), config.admin_token.as_deref())?;
+    let secrets_dir = SecretsDir::new(store.layout().secrets());
+    let admin = secrets::load_or_create_admin_token(&secrets_dir, config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
-        announce_generated_token(token, &config, store.layout())?;
+        announce_generated_token(token, &config, &secrets_dir)?;
     }
-    let session_key = secrets::load_or_create_session_key(store.layout())?;
+    let session_key = secrets::load_or_create_session_key(&secrets_dir)?;
     let state = web::Data::new(AppState::new(
         store.clone(),
         config.clone(),
@@ -381,14 +384,14 @@ fn check_persistence(p: &Persistence, config: &Config) -> Result<(), String> {
 fn announce_generated_token(
     token: &str,
     config: &Config,
-    layout: &crate::store::Layout,
-) -> Result<(), StoreError> {
+    secrets_dir: &SecretsDir,
+) -> Result<(), CredentialError> {
     use std::io::IsTerminal;
     let port = config.listen.port();
     if !std::io::stdout().is_terminal() {
         // Output that is not a terminal is a log stream (Docker, journald, a platform's log)
         // that others read and keep: the token goes to a file only its owner can read.
-        let path = secrets::write_generated_token(layout, token)?;
+        let path = secrets::write_generated_token(secrets_dir, token)?;
         println!(
             "\n  Shoebox generated an admin token and wrote it to {} (readable only by this \n  user; only its hash is kept). Read it there, keep it somewhere safe, then delete the\n  file. Lost it? Stop Shoebox and run `shoebox reset-admin-token`, or set\n  SHOEBOX_ADMIN_TOKEN or SHOEBOX_ADMIN_TOKEN_FILE.\n",
             path.display()
@@ -414,7 +417,7 @@ mod tests {
 
     use super::*;
     use crate::config::Cli;
-    use crate::secrets::{SessionKey, TokenHash};
+    use crate::credentials::secrets::{SessionKey, TokenHash};
 
     const TOKEN: &str = "in-process-admin-token";
     const PROBED: [Method; 7] = [

@@ -21,7 +21,7 @@ use super::auth;
 use super::error::ApiError;
 use super::responses::{ServerError, Unauthorized};
 use super::AppState;
-use crate::secrets::TokenHash;
+use crate::credentials::secrets::TokenHash;
 use crate::store::{disk, Kind};
 
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -190,7 +190,7 @@ mod tests {
     use actix_web::{test, App};
 
     use crate::config::{Cli, Config};
-    use crate::secrets::{SessionKey, TokenHash};
+    use crate::credentials::secrets::{SessionKey, TokenHash};
     use crate::store::Store;
 
     use super::*;

@@ -14,7 +14,7 @@ use super::responses::{
     UnsupportedMediaType,
 };
 use super::AppState;
-use crate::api_tokens::{ApiToken, Scope};
+use crate::credentials::api_tokens::{ApiToken, Scope};
 
 /// Every token.
 #[derive(serde::Serialize, ToSchema)]

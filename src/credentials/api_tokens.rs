@@ -3,7 +3,6 @@
 //! atomically); a new token is shown once. The server re-reads the file when it changes, so
 //! tokens made or revoked with the command line take effect within a second.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -11,9 +10,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::reload::Reloading;
-use crate::store::layout::Layout;
-use crate::store::StoreError;
+use super::reload::Reloading;
+use super::CredentialError;
+use super::SecretsDir;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -81,38 +80,38 @@ struct TokenFile {
 
 pub struct Tokens {
     file: Reloading<Vec<ApiToken>>,
-    dir: PathBuf,
+    secrets: SecretsDir,
 }
 
 const MAX_NAME: usize = 100;
 
-fn parse(path: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<ApiToken>, StoreError> {
+fn parse(path: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<ApiToken>, CredentialError> {
     let Some(bytes) = bytes else {
         return Ok(Vec::new());
     };
     let file: TokenFile = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Format(format!("{} does not parse: {e}", path.display())))?;
+        .map_err(|e| CredentialError::Damaged(format!("{} does not parse: {e}", path.display())))?;
     Ok(file.tokens)
 }
 
 impl Tokens {
-    pub fn open(layout: &Layout) -> Result<Tokens, StoreError> {
+    pub fn open(secrets: &SecretsDir) -> Result<Tokens, CredentialError> {
         Ok(Tokens {
-            file: Reloading::open(layout.secrets().join("tokens.json"), parse)?,
-            dir: layout.secrets(),
+            file: Reloading::open(secrets.file("tokens.json"), parse)?,
+            secrets: secrets.clone(),
         })
     }
 
     /// The tokens as the file holds them now, for a change to be saved.
-    fn read_file(&self) -> Result<Vec<ApiToken>, StoreError> {
+    fn read_file(&self) -> Result<Vec<ApiToken>, CredentialError> {
         self.file.reload()?;
         Ok(self.file.get().as_ref().clone())
     }
 
-    fn save(&self, tokens: Vec<ApiToken>) -> Result<(), StoreError> {
+    fn save(&self, tokens: Vec<ApiToken>) -> Result<(), CredentialError> {
         let bytes = serde_json::to_vec_pretty(&TokenFile { tokens })
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        crate::secrets::write_secret_file(&self.dir, self.file.path(), &bytes, 0o600)?;
+            .map_err(|e| CredentialError::Damaged(format!("could not encode the tokens: {e}")))?;
+        self.secrets.write(self.file.path(), &bytes)?;
         self.file.reload()
     }
 
@@ -122,13 +121,16 @@ impl Tokens {
         name: &str,
         scope: Scope,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<(ApiToken, String), StoreError> {
+    ) -> Result<(ApiToken, String), CredentialError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
         {
-            return Err(StoreError::invalid("name", "a name of 1 to 100 characters"));
+            return Err(CredentialError::Invalid {
+                field: "name",
+                expected: "a name of 1 to 100 characters",
+            });
         }
-        let plain = crate::secrets::generate_token();
+        let plain = crate::credentials::secrets::generate_token();
         let token = ApiToken {
             id: hex::encode(rand::random::<[u8; 8]>()),
             name: name.to_owned(),
@@ -149,7 +151,7 @@ impl Tokens {
     }
 
     /// Revokes a token; false when there is no such (unrevoked) token.
-    pub fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn revoke(&self, id: &str) -> Result<bool, CredentialError> {
         let mut all = self.read_file()?;
         let Some(t) = all
             .iter_mut()
@@ -197,12 +199,10 @@ mod tests {
 
     #[test]
     fn tokens_are_stored_hashed_and_can_expire_and_be_revoked() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        layout.prepare().unwrap();
-        let tokens = Tokens::open(&layout).unwrap();
+        let (_dir, secrets) = super::super::temp_secrets();
+        let tokens = Tokens::open(&secrets).unwrap();
         let (t, plain) = tokens.create("ci uploader", Scope::Upload, None).unwrap();
-        let file = std::fs::read_to_string(layout.secrets().join("tokens.json")).unwrap();
+        let file = std::fs::read_to_string(secrets.file("tokens.json")).unwrap();
         assert!(!file.contains(&plain[4..]), "only the hash is stored");
         assert_eq!(tokens.verify(&plain).map(|v| v.id), Some(t.id.clone()));
         assert!(tokens.verify("sbx_wrong").is_none());
@@ -217,7 +217,7 @@ mod tests {
         assert!(tokens.verify(&plain).is_none());
         assert!(tokens.create("", Scope::Read, None).is_err());
         // Another process (the command line) sees the same file.
-        let again = Tokens::open(&layout).unwrap();
+        let again = Tokens::open(&secrets).unwrap();
         assert_eq!(again.list().len(), 2);
     }
 }

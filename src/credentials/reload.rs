@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::store::StoreError;
+use super::CredentialError;
 
 type FileVersion = (u64, Option<SystemTime>, u64);
 
@@ -19,7 +19,7 @@ fn version_of(path: &Path) -> Option<FileVersion> {
 }
 
 /// Turns the file's bytes (`None` when it does not exist) into its value.
-pub type Parse<T> = fn(&Path, Option<&[u8]>) -> Result<T, StoreError>;
+pub type Parse<T> = fn(&Path, Option<&[u8]>) -> Result<T, CredentialError>;
 
 pub struct Reloading<T> {
     path: PathBuf,
@@ -29,7 +29,7 @@ pub struct Reloading<T> {
 }
 
 impl<T> Reloading<T> {
-    pub fn open(path: PathBuf, parse: Parse<T>) -> Result<Self, StoreError> {
+    pub fn open(path: PathBuf, parse: Parse<T>) -> Result<Self, CredentialError> {
         let (version, value) = read(&path, parse)?;
         Ok(Reloading {
             path,
@@ -54,7 +54,7 @@ impl<T> Reloading<T> {
     }
 
     /// Re-reads the file now (after this process saved it).
-    pub fn reload(&self) -> Result<(), StoreError> {
+    pub fn reload(&self) -> Result<(), CredentialError> {
         let (version, value) = read(&self.path, self.parse)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = (version, Arc::new(value));
         Ok(())
@@ -79,11 +79,11 @@ impl<T> Reloading<T> {
 }
 
 /// The version is taken before reading: a change in between is then seen next time.
-fn read<T>(path: &Path, parse: Parse<T>) -> Result<(Option<FileVersion>, T), StoreError> {
+fn read<T>(path: &Path, parse: Parse<T>) -> Result<(Option<FileVersion>, T), CredentialError> {
     let version = version_of(path);
     match fs::read(path) {
         Ok(bytes) => Ok((version, parse(path, Some(&bytes))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, parse(path, None)?)),
-        Err(e) => Err(StoreError::io("read a file under secrets/", e)),
+        Err(e) => Err(CredentialError::io("read a file under secrets/", e)),
     }
 }

@@ -10,9 +10,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::reload::Reloading;
-use crate::store::layout::Layout;
-use crate::store::StoreError;
+use super::reload::Reloading;
+use super::CredentialError;
+use super::SecretsDir;
 
 #[derive(Clone, Serialize, Deserialize)]
 struct UrlKey {
@@ -63,16 +63,16 @@ pub enum Verdict {
     Invalid,
 }
 
-fn key_file(layout: &Layout) -> std::path::PathBuf {
-    layout.secrets().join("url_keys.json")
+fn key_file(secrets: &SecretsDir) -> std::path::PathBuf {
+    secrets.file("url_keys.json")
 }
 
-fn read(layout: &Layout) -> Result<KeyFile, StoreError> {
-    match fs::read(key_file(layout)) {
+fn read(secrets: &SecretsDir) -> Result<KeyFile, CredentialError> {
+    match fs::read(key_file(secrets)) {
         Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| StoreError::Format(format!("url_keys.json does not parse: {e}"))),
+            .map_err(|e| CredentialError::Damaged(format!("url_keys.json does not parse: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
-        Err(e) => Err(StoreError::io("read the URL signing keys", e)),
+        Err(e) => Err(CredentialError::io("read the URL signing keys", e)),
     }
 }
 
@@ -86,15 +86,16 @@ fn new_key() -> UrlKey {
     }
 }
 
-fn write(layout: &Layout, file: &KeyFile) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    crate::secrets::write_secret_file(&layout.secrets(), &key_file(layout), &bytes, 0o600)
+fn write(secrets: &SecretsDir, file: &KeyFile) -> Result<(), CredentialError> {
+    let bytes = serde_json::to_vec_pretty(file)
+        .map_err(|e| CredentialError::Damaged(format!("could not encode the URL keys: {e}")))?;
+    secrets.write(&key_file(secrets), &bytes)
 }
 
 /// Adds a new signing key; with `keep` > 0, only the newest `keep` keys stay valid.
 /// Returns the new key id.
-pub fn rotate(layout: &Layout, keep: Option<usize>) -> Result<String, StoreError> {
-    let mut file = read(layout)?;
+pub fn rotate(secrets: &SecretsDir, keep: Option<usize>) -> Result<String, CredentialError> {
+    let mut file = read(secrets)?;
     let key = new_key();
     let kid = key.kid.clone();
     file.keys.push(key);
@@ -102,15 +103,15 @@ pub fn rotate(layout: &Layout, keep: Option<usize>) -> Result<String, StoreError
         let drop = file.keys.len().saturating_sub(keep);
         file.keys.drain(..drop);
     }
-    write(layout, &file)?;
+    write(secrets, &file)?;
     Ok(kid)
 }
 
 /// The keys in the file, in order, decoded.
-fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, StoreError> {
+fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, CredentialError> {
     let file: KeyFile = match bytes {
         Some(b) => serde_json::from_slice(b)
-            .map_err(|e| StoreError::Format(format!("url_keys.json does not parse: {e}")))?,
+            .map_err(|e| CredentialError::Damaged(format!("url_keys.json does not parse: {e}")))?,
         None => KeyFile::default(),
     };
     file.keys
@@ -118,7 +119,7 @@ fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, Sto
         .map(|k| {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(&k.key, &mut bytes).map_err(|_| {
-                StoreError::Format(format!("URL key {} is not 32 hex bytes", k.kid))
+                CredentialError::Damaged(format!("URL key {} is not 32 hex bytes", k.kid))
             })?;
             Ok((k.kid, bytes))
         })
@@ -127,14 +128,14 @@ fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, Sto
 
 impl UrlKeys {
     /// Loads the keys, making the first one on first start.
-    pub fn load_or_create(layout: &Layout) -> Result<UrlKeys, StoreError> {
-        let mut file = read(layout)?;
+    pub fn load_or_create(secrets: &SecretsDir) -> Result<UrlKeys, CredentialError> {
+        let mut file = read(secrets)?;
         if file.keys.is_empty() {
             file.keys.push(new_key());
-            write(layout, &file)?;
+            write(secrets, &file)?;
         }
         Ok(UrlKeys {
-            keys: Keys::File(Reloading::open(key_file(layout), parse_keys)?),
+            keys: Keys::File(Reloading::open(key_file(secrets), parse_keys)?),
         })
     }
 

@@ -10,20 +10,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::layout::Layout;
-use crate::store::StoreError;
-
-/// Writes a file under `secrets/` by the durable recipe (see [`crate::durable`]); every
-/// credential file goes through here.
-pub(crate) fn write_secret_file(
-    dir: &std::path::Path,
-    target: &std::path::Path,
-    bytes: &[u8],
-    mode: u32,
-) -> Result<(), StoreError> {
-    crate::durable::write_atomically(dir, target, bytes, mode)
-        .map_err(|e| StoreError::io("write a file under secrets/", e))
-}
+use super::CredentialError;
+use super::SecretsDir;
 
 const ADMIN_TOKEN_FILE: &str = "admin_token.sha256";
 const SESSION_KEY_FILE: &str = "session_key";
@@ -60,8 +48,8 @@ pub fn generate_token() -> String {
     format!("sbx_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-fn token_file(layout: &Layout) -> PathBuf {
-    layout.secrets().join(ADMIN_TOKEN_FILE)
+fn token_file(secrets: &SecretsDir) -> PathBuf {
+    secrets.file(ADMIN_TOKEN_FILE)
 }
 
 /// How the admin token was obtained at start-up.
@@ -84,61 +72,54 @@ impl AdminToken {
 
 /// Uses the configured token, or the stored hash of a generated one, or generates one.
 pub fn load_or_create_admin_token(
-    layout: &Layout,
+    secrets: &SecretsDir,
     configured: Option<&str>,
-) -> Result<AdminToken, StoreError> {
+) -> Result<AdminToken, CredentialError> {
     if let Some(token) = configured {
         return Ok(AdminToken::Configured(TokenHash::of(token)));
     }
-    match fs::read_to_string(token_file(layout)) {
+    match fs::read_to_string(token_file(secrets)) {
         Ok(text) => {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
-                StoreError::Format(format!(
+                CredentialError::Damaged(format!(
                     "{} is damaged; run `shoebox reset-admin-token` to make a new token",
-                    token_file(layout).display()
+                    token_file(secrets).display()
                 ))
             })?;
             Ok(AdminToken::Stored(TokenHash(bytes)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => reset_admin_token(layout),
-        Err(e) => Err(StoreError::io("read the stored admin token", e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => reset_admin_token(secrets),
+        Err(e) => Err(CredentialError::io("read the stored admin token", e)),
     }
 }
 
 /// Generates a new admin token and stores its hash, replacing any earlier one.
-pub fn reset_admin_token(layout: &Layout) -> Result<AdminToken, StoreError> {
+pub fn reset_admin_token(secrets: &SecretsDir) -> Result<AdminToken, CredentialError> {
     let token = generate_token();
     let hash = TokenHash::of(&token);
-    write_secret_file(
-        &layout.secrets(),
-        &token_file(layout),
-        hex::encode(hash.0).as_bytes(),
-        0o600,
-    )?;
+    secrets.write(&token_file(secrets), hex::encode(hash.0).as_bytes())?;
     Ok(AdminToken::Generated(hash, token))
 }
 
 /// Where a generated admin token is written for its operator when the server's output is not a
 /// terminal (a log stream: Docker, journald, a platform's log).
-pub fn generated_token_file(layout: &Layout) -> PathBuf {
-    layout.secrets().join("admin_token")
+pub fn generated_token_file(secrets: &SecretsDir) -> PathBuf {
+    secrets.file("admin_token")
 }
 
 /// Writes a generated admin token for its operator to read once (mode 0600).
-pub fn write_generated_token(layout: &Layout, token: &str) -> Result<PathBuf, StoreError> {
-    let path = generated_token_file(layout);
-    write_secret_file(
-        &layout.secrets(),
-        &path,
-        format!("{token}\n").as_bytes(),
-        0o600,
-    )?;
+pub fn write_generated_token(
+    secrets: &SecretsDir,
+    token: &str,
+) -> Result<PathBuf, CredentialError> {
+    let path = generated_token_file(secrets);
+    secrets.write(&path, format!("{token}\n").as_bytes())?;
     Ok(path)
 }
 
-fn session_key_file(layout: &Layout) -> PathBuf {
-    layout.secrets().join(SESSION_KEY_FILE)
+fn session_key_file(secrets: &SecretsDir) -> PathBuf {
+    secrets.file(SESSION_KEY_FILE)
 }
 
 /// Signs and checks session cookies: `s1.<role>.<expires unix seconds>.<hex HMAC-SHA256>`.
@@ -198,8 +179,8 @@ impl SessionKey {
 }
 
 /// Loads the session key, generating and storing one on first start.
-pub fn load_or_create_session_key(layout: &Layout) -> Result<SessionKey, StoreError> {
-    let path = session_key_file(layout);
+pub fn load_or_create_session_key(secrets: &SecretsDir) -> Result<SessionKey, CredentialError> {
+    let path = session_key_file(secrets);
     match fs::read_to_string(&path) {
         Ok(text) => {
             let mut bytes = [0u8; 32];
@@ -213,15 +194,10 @@ pub fn load_or_create_session_key(layout: &Layout) -> Result<SessionKey, StoreEr
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::io("read the session key", e)),
+        Err(e) => return Err(CredentialError::io("read the session key", e)),
     }
     let key = SessionKey::random();
-    write_secret_file(
-        &layout.secrets(),
-        &path,
-        hex::encode(key.0).as_bytes(),
-        0o600,
-    )?;
+    secrets.write(&path, hex::encode(key.0).as_bytes())?;
     Ok(key)
 }
 
@@ -232,25 +208,23 @@ mod tests {
 
     #[test]
     fn generated_token_is_stored_hashed_with_mode_0600_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        layout.prepare().unwrap();
-        let AdminToken::Generated(_, token) = load_or_create_admin_token(&layout, None).unwrap()
+        let (_dir, secrets) = super::super::temp_secrets();
+        let AdminToken::Generated(_, token) = load_or_create_admin_token(&secrets, None).unwrap()
         else {
             panic!("first start generates a token");
         };
-        let stored = fs::read_to_string(token_file(&layout)).unwrap();
+        let stored = fs::read_to_string(token_file(&secrets)).unwrap();
         assert!(
             !stored.contains(&token[4..]),
             "the plain token is never written"
         );
-        let mode = fs::metadata(token_file(&layout))
+        let mode = fs::metadata(token_file(&secrets))
             .unwrap()
             .permissions()
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let again = load_or_create_admin_token(&layout, None).unwrap();
+        let again = load_or_create_admin_token(&secrets, None).unwrap();
         assert!(matches!(again, AdminToken::Stored(_)));
         assert!(again.hash().matches(&token));
         assert!(!again.hash().matches("sbx_wrong"));
@@ -258,28 +232,24 @@ mod tests {
 
     #[test]
     fn configured_token_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        layout.prepare().unwrap();
-        let t = load_or_create_admin_token(&layout, Some("a-configured-token")).unwrap();
+        let (_dir, secrets) = super::super::temp_secrets();
+        let t = load_or_create_admin_token(&secrets, Some("a-configured-token")).unwrap();
         assert!(matches!(t, AdminToken::Configured(_)));
         assert!(t.hash().matches("a-configured-token"));
-        assert!(!token_file(&layout).exists());
+        assert!(!token_file(&secrets).exists());
     }
 
     #[test]
     fn session_key_is_generated_once_with_mode_0600() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
-        layout.prepare().unwrap();
-        let key = load_or_create_session_key(&layout).unwrap();
-        let mode = fs::metadata(session_key_file(&layout))
+        let (_dir, secrets) = super::super::temp_secrets();
+        let key = load_or_create_session_key(&secrets).unwrap();
+        let mode = fs::metadata(session_key_file(&secrets))
             .unwrap()
             .permissions()
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let again = load_or_create_session_key(&layout).unwrap();
+        let again = load_or_create_session_key(&secrets).unwrap();
         assert_eq!(key.0, again.0, "the key survives a restart");
     }
 
