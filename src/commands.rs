@@ -13,10 +13,10 @@ use shoebox::store::catalogue::Role;
 use shoebox::store::import::{ImportOptions, ImportOutcome as Imported};
 use shoebox::store::{rebuild, Store, StoreError};
 
-type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
+use crate::CommandResult;
 
 /// A damaged database is reported like any other damage: a line per finding, exit 1.
-fn damaged(e: StoreError, what: &str) -> Outcome {
+fn damaged(e: StoreError, what: &str) -> CommandResult {
     match e {
         StoreError::Damaged(msg) => {
             println!("DAMAGE {msg}");
@@ -27,7 +27,7 @@ fn damaged(e: StoreError, what: &str) -> Outcome {
     }
 }
 
-pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
+pub fn verify(data_dir: &Path, repair: bool) -> CommandResult {
     let store = match open_store(data_dir) {
         Ok(store) => store,
         Err(e) => return damaged(e, "run `shoebox rebuild`, then verify again"),
@@ -55,7 +55,7 @@ pub fn verify(data_dir: &Path, repair: bool) -> Outcome {
     })
 }
 
-pub fn gc(data_dir: &Path, grace: Duration) -> Outcome {
+pub fn gc(data_dir: &Path, grace: Duration) -> CommandResult {
     let store = match open_store(data_dir) {
         Ok(store) => store,
         Err(e) => {
@@ -95,7 +95,7 @@ fn open_store(data_dir: &Path) -> Result<Store, shoebox::store::StoreError> {
     Ok(store)
 }
 
-pub fn rebuild(data_dir: &Path) -> Outcome {
+pub fn rebuild(data_dir: &Path) -> CommandResult {
     let (store, report) = rebuild::rebuild(data_dir)?;
     for line in &report.unreadable {
         println!("skipped unreadable record file {line}");
@@ -134,7 +134,12 @@ fn write_durably(
         .map_err(|e| format!("could not write {}: {e}", path.display()).into())
 }
 
-pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&str>) -> Outcome {
+pub fn backup(
+    data_dir: &Path,
+    output: &Path,
+    url: Option<&str>,
+    token: Option<&str>,
+) -> CommandResult {
     if let Some(url) = url {
         let token = token.ok_or("--url needs the admin token: --token or SHOEBOX_ADMIN_TOKEN")?;
         let endpoint = format!("{}/api/backup", url.trim_end_matches('/'));
@@ -183,7 +188,7 @@ pub fn backup(data_dir: &Path, output: &Path, url: Option<&str>, token: Option<&
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(data_dir: &Path, file: &Path) -> Outcome {
+pub fn restore(data_dir: &Path, file: &Path) -> CommandResult {
     let input = std::io::BufReader::new(
         std::fs::File::open(file).map_err(|e| format!("could not open {}: {e}", file.display()))?,
     );
@@ -205,7 +210,7 @@ pub fn import(
     url_prefix: Option<String>,
     map: Option<&Path>,
     public_url: Option<&str>,
-) -> Outcome {
+) -> CommandResult {
     let store = open_store(data_dir)?;
     let opts = ImportOptions {
         collection,
@@ -275,7 +280,7 @@ pub fn import(
 }
 
 /// Exit 0 when `GET {url}/api/health` answers 200 (healthy or degraded), 1 otherwise.
-pub fn health(url: &str, timeout: Duration) -> Outcome {
+pub fn health(url: &str, timeout: Duration) -> CommandResult {
     let endpoint = format!("{}/api/health", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -304,7 +309,7 @@ pub fn health(url: &str, timeout: Duration) -> Outcome {
     }
 }
 
-pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
+pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
     use shoebox::config::TokenCommand;
     use shoebox::credentials::api_tokens::Tokens;
     let open = |dir: &Path| -> Result<Tokens, Box<dyn std::error::Error>> {
@@ -349,7 +354,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rotate_url_key(data_dir: &Path, keep: Option<usize>) -> Outcome {
+pub fn rotate_url_key(data_dir: &Path, keep: Option<usize>) -> CommandResult {
     let layout = shoebox::store::Layout::new(data_dir);
     layout.prepare()?;
     let kid = shoebox::credentials::signing::rotate(&SecretsDir::new(layout.secrets()), keep)?;

@@ -30,7 +30,8 @@ fn init_tracing(json: bool) {
     }
 }
 
-type Outcome = Result<ExitCode, Box<dyn std::error::Error>>;
+/// What a command ends in: its exit code, or the error that stopped it.
+type CommandResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     // Before anything is created: the store's files are private to the user it runs as.
@@ -118,13 +119,13 @@ fn data_dir_of(cli: &Cli) -> Option<&DataDirArgs> {
     }
 }
 
-fn serve(args: shoebox::config::ServeArgs) -> Outcome {
+fn serve(args: shoebox::config::ServeArgs) -> CommandResult {
     let config = Config::from_args(args)?;
     actix_web::rt::System::new().block_on(shoebox::http::run(config))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn reset_admin_token(data_dir: &std::path::Path) -> Outcome {
+fn reset_admin_token(data_dir: &std::path::Path) -> CommandResult {
     let layout = Layout::new(data_dir);
     layout.prepare()?;
     if let AdminToken::Generated(_, token) =
