@@ -26,25 +26,40 @@ use super::layout::{fsync_dir, Layout};
 use super::record::MediaId;
 use super::{record_files, Store, StoreError};
 
+/// The `format` that an archive's `FORMAT.json` and manifest name.
 pub const ARCHIVE_FORMAT: &str = "shoebox-backup";
+/// The archive version this build writes; it reads this one and older ones.
 pub const ARCHIVE_VERSION: u32 = 1;
 const PREFIX: &str = "shoebox-backup";
 
+/// One file of an archive, as its manifest lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ManifestEntry {
+    /// Its path in the archive: `shoebox-backup/records/<id>.json` or
+    /// `shoebox-backup/blobs/<sha256>`.
     pub path: String,
+    /// The sha256 of its bytes, as 64 lowercase hex digits.
     pub sha256: String,
+    /// Bytes.
     pub size: u64,
 }
 
+/// An archive's last entry: what the archive holds, with every file's hash and size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`ARCHIVE_FORMAT`].
     pub format: String,
+    /// The archive version it was written in (see [`ARCHIVE_VERSION`]).
     pub version: u32,
+    /// RFC 3339; when the backup started.
     pub created_at: String,
+    /// The instance id of the store backed up, from its `FORMAT`.
     pub instance: String,
+    /// Record files in the archive.
     pub records: usize,
+    /// Blobs in the archive, each once however many records use it.
     pub blobs: usize,
+    /// Every record file and blob, in archive order (not `FORMAT.json` or the manifest).
     pub files: Vec<ManifestEntry>,
 }
 
@@ -165,6 +180,8 @@ impl Store {
         Ok(manifest)
     }
 
+    /// RFC 3339; when the last backup that completed started. `None` before the first one,
+    /// or when the database cannot say.
     pub fn last_backup(&self) -> Option<String> {
         self.meta.get_state("last_backup").ok().flatten()
     }
@@ -228,10 +245,14 @@ fn copy_hashing(mut input: impl Read, mut sink: impl Write) -> Result<(String, u
     Ok((hex::encode(hasher.finalize()), total))
 }
 
+/// What a restore wrote, or what a check of an archive read.
 #[derive(Debug, Default)]
 pub struct RestoreReport {
+    /// Record files.
     pub records: usize,
+    /// Blobs.
     pub blobs: usize,
+    /// The blobs' bytes, added up.
     pub bytes: u64,
 }
 
@@ -479,7 +500,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Restores an archive into `root`, which must be absent or empty (a fresh disk's `lost+found`
 /// is fine). Everything is written and checked in `root/.restore-partial` first; only a complete,
 /// verified store is moved into place, `FORMAT` last. On any failure nothing is left behind, and
-/// a restore that was killed is cleared by the next one (see [`clear_killed_restore`]).
+/// a restore that was killed is cleared by the next one (see `clear_killed_restore`).
 pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreError> {
     fs::create_dir_all(root).map_err(|e| StoreError::io("create the data directory", e))?;
     clear_killed_restore(root)?;

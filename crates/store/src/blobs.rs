@@ -4,7 +4,7 @@
 //! `blobs/sha256/ab/cd/<hash>`, and then fsynced together with the directories on its path
 //! (on Linux a file's own fsync does not persist its name). Until those fsyncs return, a crash
 //! can leave the name with only part of the bytes behind it: such a blob is never trusted, see
-//! [`Store::create`](super::Store::create). Long uploads start the disk writing while they
+//! [`Store::create`](crate::Store::create). Long uploads start the disk writing while they
 //! arrive, so that the final fsync has little left to do.
 
 use std::collections::BTreeSet;
@@ -44,6 +44,8 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
+    /// Blobs under `root`, staged in `tmp` (on the same filesystem, so that placing one is a
+    /// rename).
     pub fn new(root: PathBuf, tmp: PathBuf) -> Self {
         BlobStore { root, tmp }
     }
@@ -54,6 +56,7 @@ impl BlobStore {
         self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
     }
 
+    /// Whether a file is stored under this address (whole or not).
     pub fn exists(&self, hash: &ContentHash) -> bool {
         self.path_for(hash).is_file()
     }
@@ -261,11 +264,13 @@ impl Hashing {
 const SPACE_CHECK_EVERY: u64 = 8 << 20;
 
 impl BlobWriter {
+    /// Refuses further bytes once the disk holding `dir` has fewer than `reserve` bytes free.
     pub fn with_guard(mut self, dir: PathBuf, reserve: u64) -> Self {
         self.guard = Some((dir, reserve));
         self
     }
 
+    /// Appends bytes, hashing them on the way.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.write_bytes(Bytes::copy_from_slice(data))
     }
@@ -324,12 +329,13 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// Hands the temp file's bytes to the kernel. They are not yet durable: the fsync comes
-    /// after placing ([`Placed::durable_tasks`]), where the fsyncs of a whole request, and of
+    /// after placing (`Placed::durable_tasks`), where the fsyncs of a whole request, and of
     /// the concurrent requests, are issued together; an upload whose content is already stored
     /// needs none.
     pub fn finish(self) -> Result<StagedBlob, StoreError> {
@@ -421,7 +427,9 @@ impl Placed {
 /// A fully written upload in `tmp/`, waiting to be placed.
 pub struct StagedBlob {
     temp: NamedTempFile,
+    /// The sha256 of its bytes: the address it will be placed under.
     pub hash: ContentHash,
+    /// Bytes.
     pub size: u64,
     /// The first bytes, for sniffing the content type and reading image dimensions.
     pub head: Vec<u8>,

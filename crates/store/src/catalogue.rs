@@ -3,19 +3,19 @@
 //!
 //! Every write changes `records/` before the database:
 //! - an upload places its record file, then commits the record (see
-//!   [`Store::create`](super::Store::create));
+//!   [`Store::create`](crate::Store::create));
 //! - an edit replaces the file durably, then the record;
 //! - a delete renames the file to a tombstone durably, then deletes the record.
 //!
 //! So a crash can leave the database behind `records/` only by the writes in flight, and
-//! [`InFlight`] bounds those to [`IN_FLIGHT`]. At every open the record ids on both sides are
-//! compared, and after an unclean stop the records' contents too:
+//! `InFlight` bounds those to [`IN_FLIGHT`](crate::catalogue::IN_FLIGHT). At every open the
+//! record ids on both sides are compared, and after an unclean stop the records' contents too:
 //! - differences within the bound are settled from `records/`: a record file the database
 //!   lacks is indexed (its blob is whole) or, when its bytes never arrived whole so that its
 //!   upload cannot have been acknowledged, set aside in `quarantine/records/`; a file newer
 //!   than its record replaces it; a tombstone finishes its delete;
 //! - anything more is damage: the server rebuilds the database from `records/` (see
-//!   [`rebuild`](super::rebuild)), a command refuses and names `shoebox rebuild`.
+//!   [`rebuild`](crate::rebuild)), a command refuses and names `shoebox rebuild`.
 //!
 //! The evidence that no write was in flight lives outside the database, in the seal
 //! (`CATALOG`): a generation that the database holds too, whether the last run closed
@@ -45,6 +45,8 @@ const SEAL_MAGIC: &str = "shoebox-catalog 1";
 /// What the last run left in `CATALOG`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seal {
+    /// The database's generation, which the database holds too: a database at another one
+    /// (other than the next) was replaced, recreated or lost writes.
     pub generation: u64,
     /// Closed cleanly: every write settled, the database flushed.
     pub clean: bool,
@@ -53,6 +55,8 @@ pub struct Seal {
 }
 
 impl Seal {
+    /// Reads `CATALOG`; `None` when it is absent or not a seal this Shoebox understands (the
+    /// next start then compares every record file with the database, as after a crash).
     pub fn read(layout: &Layout) -> Result<Option<Seal>, StoreError> {
         let text = match fs::read_to_string(layout.catalog_file()) {
             Ok(t) => t,
@@ -89,6 +93,7 @@ impl Seal {
         }))
     }
 
+    /// Replaces `CATALOG` with this seal, atomically and durably.
     pub fn write(&self, layout: &Layout) -> Result<(), StoreError> {
         let text = format!(
             "{SEAL_MAGIC}\ngeneration {}\nstate {}\nrecords {}\n",
@@ -150,7 +155,9 @@ impl Drop for Permit<'_> {
 /// record file, and leaves what only a move would settle to the server's next start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The server: settles everything, and rebuilds a damaged database.
     Server,
+    /// A maintenance command: moves no record file, and refuses a damaged database.
     Command,
 }
 
@@ -175,10 +182,13 @@ pub struct Settlement {
 }
 
 impl Settlement {
+    /// True when the check found nothing to settle.
     pub fn is_empty(&self) -> bool {
         *self == Settlement::default()
     }
 
+    /// The counts that are not zero, as a comma-separated phrase ("3 record files indexed,
+    /// 2 deletes finished"); empty when all are.
     pub fn describe(&self) -> String {
         let parts = [
             (self.kept, "interrupted uploads kept"),
@@ -201,6 +211,7 @@ impl Settlement {
 /// How the database disagrees with `records/` beyond what a crash explains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
+    /// What was found, a phrase each ("the database lacks 3 records that records/ holds").
     pub findings: Vec<String>,
 }
 

@@ -18,10 +18,14 @@ use super::hash::ContentHash;
 use super::record::{MediaId, MediaRecord};
 use super::{Store, StoreError};
 
+/// What `verify` found: damage, and the traces a crash leaves, which are not damage.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Records read from the database (those that decode).
     pub records: usize,
+    /// Blob files on disk.
     pub blobs: usize,
+    /// Bytes re-hashed.
     pub bytes_hashed: u64,
     /// Blobs whose bytes no longer hash to their name: (name, actual hash).
     pub corrupt: Vec<(ContentHash, ContentHash)>,
@@ -42,6 +46,8 @@ pub struct Report {
 }
 
 impl Report {
+    /// True when it found damage: a corrupt or missing blob, a count, index or total, or a
+    /// record file, that disagrees. Orphans and interrupted uploads are not damage.
     pub fn is_damaged(&self) -> bool {
         !(self.corrupt.is_empty()
             && self.missing.is_empty()
@@ -251,6 +257,8 @@ impl Store {
         self.meta.flush()
     }
 
+    /// When verify last ran and what it found: an RFC 3339 time, a space, and `ok` or
+    /// `damaged`. `None` before the first run, or when the database cannot say.
     pub fn last_verify(&self) -> Option<String> {
         self.meta.get_state("last_verify").ok().flatten()
     }

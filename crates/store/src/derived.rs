@@ -111,6 +111,7 @@ impl Totals {
         t
     }
 
+    /// Records of this kind.
     pub fn kind(&self, kind: Kind) -> u64 {
         self.kinds[kind_slot(kind)]
     }

@@ -13,12 +13,16 @@ pub fn default_reserve(total: u64) -> u64 {
     (total / 20).min(256 << 20)
 }
 
+/// The space of the filesystem holding a path.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Space {
+    /// Bytes that a writer without root's privileges can still use.
     pub free_bytes: u64,
+    /// The filesystem's size, in bytes.
     pub total_bytes: u64,
 }
 
+/// The space of the filesystem holding `path`, from `statvfs`.
 pub fn space(path: &Path) -> Result<Space, StoreError> {
     let st = nix::sys::statvfs::statvfs(path)
         .map_err(|e| StoreError::io("read free disk space", std::io::Error::from(e)))?;
@@ -34,11 +38,14 @@ pub fn space(path: &Path) -> Result<Space, StoreError> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Persistence {
+    /// True when the data directory has a mount of its own, on a filesystem that keeps its
+    /// contents.
     pub persistent: bool,
     /// The verdict as a sentence.
     pub reason: String,
     /// The filesystem type of the mount holding the data directory.
     pub fs_type: String,
+    /// Where that mount is; empty when no mount was found.
     pub mount_point: String,
 }
 

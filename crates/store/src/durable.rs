@@ -6,7 +6,8 @@
 //! part of the recipe, not an option.
 //!
 //! fsyncs are the cost at the heart of every upload; their durations go to whoever registered
-//! an observer ([`observe_syncs`]), the server's metrics, so that this leaf depends on no part.
+//! an observer ([`observe_syncs`](crate::durable::observe_syncs)), the server's metrics, so
+//! that this leaf depends on no part.
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -4,31 +4,50 @@
 /// Everything that can go wrong below the HTTP layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A value the caller supplied was refused; the message names the field and what it must be.
     #[error("{field} must be {expected}")]
     Invalid {
+        /// The name of the field refused, as the API spells it.
         field: &'static str,
+        /// What the field must be, as a phrase: "at most 500 characters".
         expected: String,
     },
+    /// No record has the id asked for.
     #[error("no such media")]
     NotFound,
+    /// An I/O operation failed; the message says what was being done and why it failed.
     #[error("could not {action}: {source}")]
     Io {
+        /// What was being done, as a phrase: "read a record file".
         action: &'static str,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// Free space is below the reserve: new uploads are refused until space is freed.
     #[error(
         "the disk is nearly full ({} MiB free, {} MiB kept in reserve): new uploads are refused \
          until space is freed; reads, edits and deletes keep working",
         free >> 20, reserve >> 20
     )]
-    NoSpace { free: u64, reserve: u64 },
+    NoSpace {
+        /// Bytes free on the disk.
+        free: u64,
+        /// Bytes kept free, below which uploads stop.
+        reserve: u64,
+    },
+    /// A file or directory is not one this Shoebox can use (a data directory of another layout
+    /// version or of something else, a backup, a configuration file); the message says why.
     #[error("{0}")]
     Format(String),
+    /// Another process holds the data directory or its database.
     #[error("{0}")]
     Locked(String),
+    /// Data does not parse or breaks a rule the store keeps (or an internal step went wrong);
+    /// the message says what.
     #[error("{0}")]
     Corrupt(String),
+    /// The database failed other than by I/O or corruption, or would not open.
     #[error("{0}")]
     Database(String),
     /// The database disagrees with `records/` beyond what a crash explains.
@@ -40,10 +59,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// An [`Io`](Self::Io) error; `action` completes "could not …".
     pub fn io(action: &'static str, source: std::io::Error) -> Self {
         StoreError::Io { action, source }
     }
 
+    /// An [`Invalid`](Self::Invalid) error; `expected` completes "`field` must be …".
     pub fn invalid(field: &'static str, expected: &str) -> Self {
         StoreError::Invalid {
             field,

@@ -10,14 +10,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ContentHash(pub [u8; 32]);
 
 impl ContentHash {
+    /// The digest's 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
+    /// The hash whose digest these bytes are; `None` unless there are 32.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(bytes).ok().map(ContentHash)
     }
 
+    /// 64 lowercase hex digits: the blob's name on disk and in URLs.
     pub fn to_hex(&self) -> String {
         // A table lookup per byte: this runs several times for every file served.
         let mut buf = [0u8; 64];

@@ -62,8 +62,8 @@ impl Store {
         (disk, meta)
     }
 
-    /// The deep health check: a probe file written, fsynced, read back and removed in `tmp/`,
-    /// and a probe key written, flushed, read back and removed in sled.
+    /// The disk's deep health check: a probe file written, fsynced, read back and removed in
+    /// `tmp/`.
     pub fn probe_disk(&self) -> Result<(), StoreError> {
         use std::io::{Read, Seek, Write};
         let value: [u8; 32] = rand::random();
@@ -87,6 +87,7 @@ impl Store {
             .map_err(|e| StoreError::io("remove the health probe file", e))
     }
 
+    /// The database's deep health check: a probe key written, flushed, read back and removed.
     pub fn probe_meta(&self) -> Result<(), StoreError> {
         self.meta.probe()
     }

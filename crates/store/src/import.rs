@@ -9,25 +9,34 @@ use std::path::{Path, PathBuf};
 use super::record::{self, MediaFields, MediaRecord};
 use super::{NewMedia, Store, StoreError};
 
+/// How `shoebox import` files what it adopts.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// The collection every imported file joins (checked as a collection name); `None` for
+    /// none.
     pub collection: Option<String>,
     /// URL path prefix the old files were served under, e.g. `/uploads`.
     pub url_prefix: Option<String>,
 }
 
+/// What became of one file found under the imported folder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImportOutcome {
+    /// Adopted now, as this new record.
     Imported(MediaRecord),
     /// Imported by an earlier run.
     AlreadyThere(MediaRecord),
+    /// Left alone; the reason, as a phrase (not a regular file, a link that may lead outside
+    /// the folder, unreadable).
     Skipped(String),
 }
 
+/// One file found under the imported folder, and what became of it.
 #[derive(Debug, Clone)]
 pub struct ImportItem {
     /// The path relative to the imported folder, with `/` separators.
     pub path: String,
+    /// What became of it.
     pub outcome: ImportOutcome,
 }
 
@@ -116,6 +125,11 @@ fn open_inside(root: &Path, path: &Path) -> Result<fs::File, StoreError> {
 }
 
 impl Store {
+    /// Adopts every regular file under `dir` as media, in path order, and reports on each. A
+    /// file an earlier run imported (the same old path) is not imported twice; one that cannot
+    /// be read safely is skipped with its reason. Fails only on what stops the whole import,
+    /// such as a full disk or a failing database. Shows progress on stderr when it is a
+    /// terminal.
     pub fn import(&self, dir: &Path, opts: &ImportOptions) -> Result<Vec<ImportItem>, StoreError> {
         let root =
             fs::canonicalize(dir).map_err(|e| StoreError::io("open the folder to import", e))?;

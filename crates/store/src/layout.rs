@@ -56,34 +56,45 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The paths of the data directory at `root`; nothing is read or created (see
+    /// [`prepare`](Self::prepare)).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Layout { root: root.into() }
     }
 
+    /// The data directory itself.
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// `FORMAT`: the layout version and the instance id.
     pub fn format_file(&self) -> PathBuf {
         self.root.join("FORMAT")
     }
+    /// `blobs/sha256/`: the blob files, named by the sha256 of their bytes.
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }
+    /// `tmp/`: uploads in flight; emptied at start-up.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
+    /// `meta/`: the sled database, an index over `records/`.
     pub fn meta(&self) -> PathBuf {
         self.root.join("meta")
     }
+    /// `records/`: one JSON file per record, the truth.
     pub fn records(&self) -> PathBuf {
         self.root.join("records")
     }
+    /// `quarantine/`: what was set aside (damaged blobs, record files), never deleted.
     pub fn quarantine(&self) -> PathBuf {
         self.root.join("quarantine")
     }
+    /// `variants/`: files derived from blobs; a cache, safe to delete.
     pub fn variants(&self) -> PathBuf {
         self.root.join("variants")
     }
+    /// `secrets/`: the hashes of the tokens, and the session and URL-signing keys.
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets")
     }
@@ -92,11 +103,12 @@ impl Layout {
     pub fn catalog_file(&self) -> PathBuf {
         self.root.join("CATALOG")
     }
-    /// Where a rebuild writes the new database, and where it waits, complete, to be swapped
-    /// in (see [`rebuild`](super::rebuild)).
+    /// Where a rebuild writes the new database until it is complete (see
+    /// [`rebuild`](super::rebuild)).
     pub fn meta_building(&self) -> PathBuf {
         self.root.join("meta.building")
     }
+    /// Where a rebuild's new database, once complete, waits to be swapped in for `meta/`.
     pub fn meta_new(&self) -> PathBuf {
         self.root.join("meta.new")
     }
@@ -276,6 +288,7 @@ pub fn write_atomically(
         .map_err(|e| StoreError::io("write a file durably", e))
 }
 
+/// Sets the permission bits of a file or directory (see [`FILE_MODE`]).
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
     crate::durable::set_mode(path, mode).map_err(|e| StoreError::io("set file permissions", e))
 }

@@ -1,7 +1,7 @@
 //! The store: content-addressed blobs on disk plus metadata in sled, kept in step by the
 //! durable write protocol. Nothing here knows about HTTP; callers run these blocking methods
 //! on a blocking thread pool.
-#![warn(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 // Opening, closing and the start-up check.
 /// `records/` is the truth, the database an index: the check that keeps them in step.
@@ -94,6 +94,7 @@ use write::{Batcher, GroupCommit, RecordSync, SharedDirSync, StripedLocks};
 pub struct Stats {
     /// Records, blobs that records use, and their sizes (see [`Totals`]).
     pub totals: Totals,
+    /// Bytes the database takes on disk.
     pub meta_bytes: u64,
 }
 
@@ -163,8 +164,11 @@ pub struct Store {
 /// Running totals since start, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// New records committed.
     pub uploads: std::sync::atomic::AtomicU64,
+    /// Uploads whose bytes were stored already, so that no new blob was written.
     pub dedup_hits: std::sync::atomic::AtomicU64,
+    /// Bytes of new blobs written.
     pub bytes_stored: std::sync::atomic::AtomicU64,
 }
 
@@ -218,10 +222,12 @@ impl Store {
         })
     }
 
+    /// The data directory's folders and files.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
+    /// This data directory's id, made when it was first prepared.
     pub fn instance(&self) -> &str {
         &self.instance
     }
@@ -236,10 +242,12 @@ impl Store {
         &self.meta
     }
 
+    /// Running totals since the start, for `/metrics`.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
+    /// The record files under `records/`, the truth the database indexes.
     pub fn record_files(&self) -> &RecordFiles {
         &self.records
     }
@@ -255,6 +263,7 @@ impl Store {
         MediaId(gen.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
 
+    /// A record by id.
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
         self.index().get(id)
     }
@@ -264,10 +273,12 @@ impl Store {
         self.index().get_shared(id)
     }
 
+    /// One page of a listing.
     pub fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         self.index().list(q)
     }
 
+    /// How many records use a blob.
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
         self.index().refcount(hash)
     }
@@ -305,10 +316,12 @@ impl Store {
         Ok(self.index().totals()?.media)
     }
 
+    /// Every record, in id order.
     pub fn all_records(&self) -> impl Iterator<Item = Result<MediaRecord, StoreError>> + '_ {
         self.index().all()
     }
 
+    /// Bytes the database takes on disk.
     pub fn meta_size_on_disk(&self) -> u64 {
         self.index().size_on_disk()
     }

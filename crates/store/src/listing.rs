@@ -9,19 +9,27 @@ use super::record::{Kind, MediaId, MediaRecord};
 /// Filters for a listing, newest first; `before` is where it starts.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
+    /// Only records in this collection.
     pub collection: Option<String>,
+    /// Only records with this tag, as [`record::tag`](crate::record::tag) normalises it.
     pub tag: Option<String>,
+    /// Only records of this kind.
     pub kind: Option<Kind>,
     /// Case-insensitive text searched in title, description and filename; lower-cased.
     pub q: Option<String>,
+    /// Private records are listed too, whoever owns them.
     pub include_private: bool,
     /// Private media owned by this token are visible too.
     pub owner: Option<String>,
+    /// The most records a page holds.
     pub limit: usize,
+    /// Where the page starts; `None` for the newest record.
     pub before: Option<Cursor>,
 }
 
 impl ListQuery {
+    /// Whether the caller may see `r` and it passes every filter (`limit` and `before`
+    /// aside).
     pub fn matches(&self, r: &MediaRecord) -> bool {
         (self.include_private || r.is_public() || (self.owner.is_some() && r.owner == self.owner))
             && self
@@ -38,8 +46,11 @@ impl ListQuery {
     }
 }
 
+/// One page of a listing.
 #[derive(Debug)]
 pub struct ListPage {
+    /// The records the caller may see, newest first: fewer than the limit at the end of the
+    /// listing, or when the scan stopped at its bound.
     pub items: Vec<MediaRecord>,
     /// Where the next page starts, or `None` when this was the last.
     pub next: Option<Cursor>,
@@ -56,7 +67,12 @@ pub enum Cursor {
     /// Records older than this one.
     After(MediaId),
     /// Records of this millisecond or older, but for the first `skip` of this millisecond.
-    At { ms: u64, skip: u32 },
+    At {
+        /// Milliseconds since the Unix epoch, as in a ULID.
+        ms: u64,
+        /// Records of that millisecond that an earlier page scanned already.
+        skip: u32,
+    },
 }
 
 impl fmt::Display for Cursor {
@@ -69,6 +85,7 @@ impl fmt::Display for Cursor {
     }
 }
 
+/// Error for a string that is not a cursor from an earlier page.
 #[derive(Debug, thiserror::Error)]
 #[error("a cursor is a next_cursor from an earlier page")]
 pub struct InvalidCursor;

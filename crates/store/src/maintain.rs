@@ -1,6 +1,6 @@
 //! `gc`: removes blobs that nothing names, and derived files whose blob is gone. It never
 //! removes a record file, and never a blob that a record file names, in `records/` or in
-//! `quarantine/records/`: record files are the truth (see [`catalogue`](super::catalogue)),
+//! `quarantine/records/`: record files are the truth (see [`catalogue`](crate::catalogue)),
 //! and a blob the database has forgotten may still be one a record needs. It runs only on a
 //! store that passed the start-up check, so a damaged database stops it before it starts.
 
@@ -14,10 +14,14 @@ use super::layout::fsync_dir;
 use super::record_files::{self, RecordFiles};
 use super::{Store, StoreError};
 
+/// What `gc` removed, and what it kept.
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// Orphan blobs removed.
     pub blobs_removed: usize,
+    /// Their bytes, added up.
     pub bytes_freed: u64,
+    /// Entries of `variants/` removed: derived files whose blob is gone.
     pub variants_removed: usize,
     /// Orphans younger than the grace period, left for a later run.
     pub kept_young: usize,

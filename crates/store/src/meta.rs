@@ -11,12 +11,12 @@
 //! - `idx_kind`: kind ‖ id → ()
 //! - `state`: health probes and bookkeeping
 //! - `pending`: id → () for new records whose files may not be durable yet (see
-//!   [`Store::create`](super::Store::create)); a completed upload's mark goes once its
+//!   [`Store::create`](crate::Store::create)); a completed upload's mark goes once its
 //!   record file is durable, with the next upload's transaction or at a clean shutdown
 //! - `counters`: name → u64 big-endian, the store's [`Totals`] (`media`, `media_bytes`,
 //!   `blobs`, `blob_bytes`, `kind:<kind>`); a zero is no entry
 //!
-//! The index key layouts are in [`derived`](super::derived). Every change to a record, its
+//! The index key layouts are in `derived.rs`. Every change to a record, its
 //! indexes, its blob's count and the totals happens in one transaction.
 //!
 //! sled 0.34 runs its transactions one at a time (each holds a global lock from before its
@@ -46,6 +46,8 @@ const MAX_SCAN: usize = 20_000;
 /// Decoded records kept for the file-serving paths, and which record stands for each blob.
 const CACHED_RECORDS: usize = 4096;
 
+/// The sled database: records, their indexes, reference counts and totals, and the pending
+/// marks of the write path.
 pub struct MetaStore {
     db: sled::Db,
     media: Tree,
@@ -349,6 +351,7 @@ impl MetaStore {
         result
     }
 
+    /// A record by id, decoded (from the read cache when it holds it).
     pub fn get(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
         Ok(self.get_shared(id)?.map(|r| (*r).clone()))
     }
@@ -433,6 +436,7 @@ impl MetaStore {
         result
     }
 
+    /// How many records use a blob.
     pub fn refcount(&self, hash: &ContentHash) -> Result<u64, StoreError> {
         Ok(count_of(
             self.refs.get(hash.as_bytes()).map_err(sled_error)?,
@@ -476,6 +480,8 @@ impl MetaStore {
             .and_then(|v| MediaId::from_key(&v)))
     }
 
+    /// A small value the store keeps about itself (the last verify, the catalogue's
+    /// generation).
     pub fn get_state(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .state
@@ -484,6 +490,7 @@ impl MetaStore {
             .map(|v| state_text(&v)))
     }
 
+    /// Sets one of those values; durable with the next flush.
     pub fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.state
             .insert(key.as_bytes(), value.as_bytes())
@@ -559,7 +566,7 @@ impl MetaStore {
     ///
     /// sled's own flush writes its log with `sync_file_range` on Linux, which neither flushes
     /// the disk's write cache nor persists the file's size, so it is followed by an fdatasync
-    /// of the database file (https://github.com/spacejam/sled/issues/1452).
+    /// of the database file (<https://github.com/spacejam/sled/issues/1452>).
     pub fn flush(&self) -> Result<(), StoreError> {
         super::timing::fsync(|| self.db.flush())
             .map(|_| ())
@@ -584,6 +591,7 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }

@@ -1,5 +1,5 @@
 //! Rebuilding the database from `records/`: `shoebox rebuild`, `restore`, and the server's
-//! start-up when the database lost data (see [`catalogue`](super::catalogue)).
+//! start-up when the database lost data (see [`catalogue`](crate::catalogue)).
 //!
 //! A rebuild never touches the database in use until its replacement is complete:
 //! 1. it checks that the disk has room for a second database;
@@ -27,9 +27,13 @@ use super::record::{MediaId, MediaRecord};
 use super::record_files::{self, RecordFiles};
 use super::{Limits, Store, StoreError};
 
+/// What a rebuild did.
 #[derive(Debug, Default)]
 pub struct RebuildReport {
+    /// Records in the new database.
     pub records: usize,
+    /// Record files left out because they do not parse or their id is not their name: the
+    /// path and why, one per file.
     pub unreadable: Vec<String>,
     /// Record files moved to `quarantine/records/` because their blob is missing or short:
     /// uploads a crash cut off (at most [`IN_FLIGHT`]; more is damage, and they stay).
@@ -43,6 +47,8 @@ pub struct RebuildReport {
     pub kept_aside: Vec<String>,
     /// Why the old database could not be read, when it could not.
     pub old_unreadable: Option<String>,
+    /// Where the old database went (`meta.damaged-<time>/`); `None` when there was none, or
+    /// it was empty and removed.
     pub moved_aside: Option<String>,
 }
 

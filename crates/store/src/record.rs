@@ -13,13 +13,21 @@ use super::StoreError;
 /// Version of the record's JSON shape, stored in every record so that it can evolve.
 pub const RECORD_SCHEMA: u32 = 1;
 
+/// Longest title, in characters.
 pub const MAX_TITLE: usize = 500;
+/// Longest description, in characters.
 pub const MAX_DESCRIPTION: usize = 10_000;
+/// Longest alt text, in characters.
 pub const MAX_ALT: usize = 2_000;
+/// Most tags on one record.
 pub const MAX_TAGS: usize = 64;
+/// Longest tag, in characters.
 pub const MAX_TAG: usize = 64;
+/// Longest collection name, in characters.
 pub const MAX_COLLECTION: usize = 100;
+/// Longest original file name kept, in UTF-8 bytes; a longer one is cut short.
 pub const MAX_FILENAME: usize = 255;
+/// Largest `custom` object, in bytes of compact JSON.
 pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
 
 /// A media id: a ULID, so ids are short, URL-safe and sort by creation time.
@@ -32,6 +40,7 @@ impl MediaId {
         self.0 .0.to_be_bytes()
     }
 
+    /// The id whose [`to_key`](Self::to_key) these bytes are; `None` unless there are 16.
     pub fn from_key(bytes: &[u8]) -> Option<Self> {
         <[u8; 16]>::try_from(bytes)
             .ok()
@@ -46,6 +55,7 @@ impl fmt::Display for MediaId {
     }
 }
 
+/// Error for a string that is not a 26-character ULID.
 #[derive(Debug, thiserror::Error)]
 #[error("a media id is a 26-character ULID")]
 pub struct InvalidId;
@@ -99,14 +109,20 @@ impl<'de> Deserialize<'de> for MediaId {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// `image/*`.
     Image,
+    /// `video/*`.
     Video,
+    /// `audio/*`.
     Audio,
+    /// `text/*`, PDF, JSON, office documents and EPUB.
     Document,
+    /// Anything else.
     Other,
 }
 
 impl Kind {
+    /// Every kind, in a fixed order (that of [`Totals::kinds`](crate::Totals::kinds)).
     pub const ALL: [Kind; 5] = [
         Kind::Image,
         Kind::Video,
@@ -115,6 +131,7 @@ impl Kind {
         Kind::Other,
     ];
 
+    /// The name in JSON and in query strings: `image`, `video`, `audio`, `document`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Image => "image",
@@ -143,8 +160,10 @@ impl FromStr for Kind {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
+    /// Anyone may see it, without a token.
     #[default]
     Public,
+    /// Only callers with a token that may see it.
     Private,
 }
 
@@ -171,23 +190,30 @@ impl FromStr for Visibility {
 pub struct MediaRecord {
     /// Version of the record's JSON shape.
     pub schema: u32,
+    /// Assigned at upload; its time is the upload's, or an imported file's own.
     pub id: MediaId,
+    /// The sha256 of the bytes, naming their blob; records of identical files share it.
     pub hash: ContentHash,
     /// Bytes.
     pub size: u64,
     /// Sniffed from the bytes, not trusted from the name.
     pub content_type: String,
+    /// Derived from `content_type`.
     pub kind: Kind,
     /// The original file name (metadata only); may be empty.
     pub filename: String,
+    /// A short caption; may be empty.
     pub title: String,
+    /// Longer free text; may be empty.
     pub description: String,
+    /// Text alternative for readers who cannot see the media; may be empty.
     pub alt: String,
     /// Lower-cased, without duplicates.
     pub tags: Vec<String>,
     /// Always present; `null` outside any collection.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub collection: Option<String>,
+    /// Who may see it.
     pub visibility: Visibility,
     /// The caller's own keys.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -199,17 +225,22 @@ pub struct MediaRecord {
     /// The id of the API token that uploaded it; none for the admin token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Pixels, for an image whose header gave its size; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
+    /// Pixels, for an image whose header gave its size; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// When it was uploaded, or an imported file's modification time; RFC 3339 in JSON.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When it was uploaded or last edited; RFC 3339 in JSON.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
 
 impl MediaRecord {
+    /// Whether anyone may see it, without a token.
     pub fn is_public(&self) -> bool {
         self.visibility == Visibility::Public
     }
@@ -218,15 +249,23 @@ impl MediaRecord {
 /// The caller-supplied fields of a new upload, already validated.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaFields {
+    /// A short caption; may be empty.
     pub title: String,
+    /// Longer free text; may be empty.
     pub description: String,
+    /// Text alternative; may be empty.
     pub alt: String,
+    /// As [`tags`] leaves them: lower-cased, without duplicates.
     pub tags: Vec<String>,
+    /// `None` outside any collection.
     pub collection: Option<String>,
+    /// Who may see it.
     pub visibility: Visibility,
+    /// The caller's own keys.
     pub custom: Map<String, Value>,
     /// For imports: the old path, and the file's own time instead of now.
     pub legacy_path: Option<String>,
+    /// The record's creation time, which its id sorts by too; `None` for now.
     pub created_at: Option<OffsetDateTime>,
     /// The uploading token's id, when it is not the admin.
     pub owner: Option<String>,
@@ -235,18 +274,27 @@ pub struct MediaFields {
 /// A change to the editable fields; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaPatch {
+    /// Replaces the original file name (metadata only).
     pub filename: Option<String>,
+    /// Replaces the title.
     pub title: Option<String>,
+    /// Replaces the description.
     pub description: Option<String>,
+    /// Replaces the alt text.
     pub alt: Option<String>,
+    /// Replaces every tag.
     pub tags: Option<Vec<String>>,
     /// `Some(None)` removes the record from its collection.
     pub collection: Option<Option<String>>,
+    /// Replaces the visibility.
     pub visibility: Option<Visibility>,
+    /// Replaces the whole custom object; keys are not merged.
     pub custom: Option<Map<String, Value>>,
 }
 
 impl MediaPatch {
+    /// Sets the fields that are `Some` on `record`, as given: validating them and setting
+    /// `updated_at` are the caller's.
     pub fn apply(&self, record: &mut MediaRecord) {
         let set = |dst: &mut String, src: &Option<String>| {
             if let Some(v) = src {
@@ -383,6 +431,8 @@ pub fn custom(value: Value) -> Result<Map<String, Value>, StoreError> {
     }
 }
 
+/// The caller's own keys from JSON text, checked as [`custom`] checks them; blank text is an
+/// empty object.
 pub fn custom_str(value: &str) -> Result<Map<String, Value>, StoreError> {
     if value.trim().is_empty() {
         return Ok(Map::new());
@@ -408,6 +458,7 @@ pub fn filename(value: &str) -> String {
     out
 }
 
+/// The time now, in UTC, to the millisecond: the precision records store.
 pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     // Millisecond precision keeps the JSON short and round-trips exactly.

@@ -2,12 +2,12 @@
 //! durably before sled is told; a new record's file is written before the upload is
 //! acknowledged and made durable shortly after, many at a time, while the record stays marked
 //! pending in sled, and start-up rewrites it from sled if a crash caught it half-written (see
-//! [`Store::create`](super::Store::create)).
+//! [`Store::create`](crate::Store::create)).
 //!
 //! These files are the truth and sled an index over them (sled has known corruption and
 //! space-growth reports): every write changes them first, a delete by renaming the file to a
 //! tombstone, and the database is checked against them at every start and rebuilt from them
-//! when it lost data (see [`catalogue`](super::catalogue)).
+//! when it lost data (see [`catalogue`](crate::catalogue)).
 //! A file per record rather than a journal: each write is independent (a torn or damaged file
 //! affects one record, never those after it), there is nothing to compact, and a person can
 //! read the store with `cat`. The cost is one extra small file per record.
@@ -20,20 +20,25 @@ use super::layout::{fsync_dir, write_atomically, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
 use super::StoreError;
 
+/// The record files in one directory (`records/`, or `quarantine/records/`): `<id>.json`
+/// per record, and `<id>.deleted` per delete under way.
 #[derive(Debug, Clone)]
 pub struct RecordFiles {
     dir: PathBuf,
 }
 
 impl RecordFiles {
+    /// The record files in `dir`; nothing is read or created.
     pub fn new(dir: PathBuf) -> Self {
         RecordFiles { dir }
     }
 
+    /// Where the file of record `id` is, or would be: `<dir>/<id>.json`.
     pub fn path_for(&self, id: MediaId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// The directory holding the files.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
     }
@@ -128,6 +133,8 @@ impl RecordFiles {
         fsync_dir(&self.dir)
     }
 
+    /// The record in `id`'s file; `None` when there is no such file, and
+    /// [`StoreError::Corrupt`] when it does not parse.
     pub fn read(&self, id: MediaId) -> Result<Option<MediaRecord>, StoreError> {
         match fs::read(self.path_for(id)) {
             Ok(bytes) => parse(&bytes).map(Some),
@@ -188,6 +195,7 @@ pub(crate) fn encode(record: &MediaRecord) -> Result<Vec<u8>, StoreError> {
     Ok(bytes)
 }
 
+/// The record in a record file's bytes; [`StoreError::Corrupt`] when they do not parse.
 pub fn parse(bytes: &[u8]) -> Result<MediaRecord, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Corrupt(format!("a record file does not parse: {e}")))

@@ -42,7 +42,9 @@ pub struct ScrubPass {
     /// RFC 3339; absent while the pass runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// Blobs re-hashed so far.
     pub blobs: u64,
+    /// Bytes of the blobs re-hashed so far.
     pub bytes: u64,
     /// Blobs found damaged and quarantined.
     pub damaged: u64,
@@ -100,8 +102,11 @@ impl Damaged {
 /// The scrub's state, shared with the status page and the metrics.
 #[derive(Default)]
 pub struct ScrubState {
+    /// Blobs re-hashed since the process started, over every pass.
     pub blobs_total: AtomicU64,
+    /// Bytes read by the scrub since the process started, passes stopped part-way included.
     pub bytes_total: AtomicU64,
+    /// Blobs found damaged and quarantined since the process started.
     pub damaged_total: AtomicU64,
     current: Mutex<Option<ScrubPass>>,
     stop: Mutex<bool>,
@@ -166,10 +171,12 @@ impl Store {
         self.damaged.contains(hash)
     }
 
+    /// How many blobs are known to be damaged and are no longer served.
     pub fn damaged_blobs(&self) -> usize {
         self.damaged.len()
     }
 
+    /// The scrub's running state, for the status page and the metrics.
     pub fn scrub_state(&self) -> &ScrubState {
         &self.scrub
     }

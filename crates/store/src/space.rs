@@ -153,6 +153,8 @@ impl super::Store {
         }
     }
 
+    /// Bytes kept free on the disk: new uploads are refused below it (see
+    /// [`with_reserve`](Self::with_reserve)).
     pub fn reserve(&self) -> u64 {
         self.reserve
     }

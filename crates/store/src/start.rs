@@ -1,5 +1,5 @@
 //! Opening and closing a store for a server or a command: the data directory's lock, the
-//! start-up check against `records/` (see [`catalogue`](super::catalogue)) and the rebuild it
+//! start-up check against `records/` (see [`catalogue`](crate::catalogue)) and the rebuild it
 //! may call for, and the clean close that seals the catalogue.
 
 use std::path::Path;
@@ -12,6 +12,7 @@ use super::{rebuild, Limits, Store, StoreError};
 /// What [`Store::start`] found and did.
 #[derive(Debug, Default, Clone)]
 pub struct Started {
+    /// What the start-up check settled of what a crash left in flight.
     pub settlement: Settlement,
     /// Why the database was rebuilt from `records/` at start-up, and what the rebuild did.
     pub rebuilt: Option<(Damage, String)>,
@@ -27,9 +28,9 @@ impl Store {
 
     /// Opens a data directory for a server or a command: locks it, finishes a rebuild that
     /// was killed, opens the database and checks it against `records/`, settling what a crash
-    /// left in flight (see [`catalogue`]). A database that lost data, or that will not open,
-    /// is rebuilt from `records/` for the server; a command gets [`StoreError::Damaged`],
-    /// naming the recovery, and nothing is changed.
+    /// left in flight (see [`catalogue`](crate::catalogue)). A database that lost data, or
+    /// that will not open, is rebuilt from `records/` for the server; a command gets
+    /// [`StoreError::Damaged`], naming the recovery, and nothing is changed.
     pub fn start(root: &Path, role: Role) -> Result<Store, StoreError> {
         Self::start_with(root, role, Limits::default())
     }

@@ -27,9 +27,9 @@ impl Store {
     /// 2. fsync the blobs and the directories on their paths while, side by side, the records
     ///    are inserted, their counts bumped and the records marked pending in one transaction,
     ///    and sled is flushed (concurrent uploads share that transaction and flush, see
-    ///    [`commit_records`](Self::commit_records), and the fsyncs of the blob root);
+    ///    `commit_records`, and the fsyncs of the blob root);
     /// 3. hand the record files over to be made durable in the background, many at a time
-    ///    (see [`record_file_sync`]), and return. The upload rests on its blob and its record in
+    ///    (see `record_file_sync.rs`), and return. The upload rests on its blob and its record in
     ///    sled; the record file is `rebuild`'s copy. Once it is durable, the record's pending
     ///    mark is cleared with the next upload's transaction.
     ///
@@ -40,7 +40,7 @@ impl Store {
     ///   name is made durable, its file rewritten from sled, and kept (its upload may have
     ///   been acknowledged), any other is rolled back (its upload cannot have been);
     /// - a record file whose record sled does not have is indexed at the next start when its
-    ///   blob is whole, and set aside when not (see [`catalogue`]);
+    ///   blob is whole, and set aside when not (see [`catalogue`](crate::catalogue));
     /// - an existing blob is reused only when a record counts it (and is fsynced in this round
     ///   too); an uncounted one may be what a crash left of an upload, and a new upload of the
     ///   same bytes replaces it.

@@ -1,5 +1,5 @@
 //! Edits and deletes: `records/` changes first, durably (a replaced file, a tombstone), then
-//! the database, whose flush concurrent writers share (see [`commit`](super::commit)).
+//! the database, whose flush concurrent writers share (see `commit.rs`).
 
 use crate::record;
 use crate::{MediaId, MediaPatch, MediaRecord, Store, StoreError};

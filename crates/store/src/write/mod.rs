@@ -15,12 +15,12 @@
 //!      that a record already counts, and each record file is written to `records/`;
 //!    - the blobs and the directories on their paths are fsynced while, side by side, the
 //!      records go into the database with their counts and indexes and a *pending* mark, in
-//!      a transaction and a flush shared with concurrent uploads ([`commit`]);
+//!      a transaction and a flush shared with concurrent uploads (`commit.rs`);
 //!    - only when both have returned does `create` return, and the caller answer `201`. The
-//!      record files are made durable right after, many at a time ([`record_file_sync`]),
+//!      record files are made durable right after, many at a time (`record_file_sync.rs`),
 //!      and their pending marks are cleared with a later transaction.
 //!
-//! Edits and deletes ([`edit`]) change `records/` first and durably, then the database.
+//! Edits and deletes (`edit.rs`) change `records/` first and durably, then the database.
 //!
 //! # Why a crash loses no acknowledged upload
 //!
