@@ -203,6 +203,28 @@ pub fn route_table() -> &'static [(&'static str, &'static str)] {
 }
 
 /// Every route. Shared by the server and the in-process tests.
+/// The application every worker serves, and the in-process tests call: the state, the
+/// middleware in its order (outermost last) and the routes.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(actix_web::middleware::from_fn(intake::middleware))
+        .wrap(default_headers())
+        .wrap(actix_web::middleware::from_fn(cors::middleware))
+        .wrap(actix_web::middleware::from_fn(observe::middleware))
+        .configure(routes)
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     json_error_handlers(cfg);
     for group in ENDPOINTS.chunk_by(|a, b| a.1 == b.1) {
@@ -315,14 +337,7 @@ fn serve(
         .max_concurrent_connections(conn::connection_cap(workers))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .listen("shoebox", listener, move || {
-            let state = state.clone();
-            let app = App::new()
-                .app_data(state)
-                .wrap(actix_web::middleware::from_fn(intake::middleware))
-                .wrap(default_headers())
-                .wrap(actix_web::middleware::from_fn(cors::middleware))
-                .wrap(actix_web::middleware::from_fn(observe::middleware))
-                .configure(routes)
+            let app = app(state.clone())
                 .into_factory()
                 .map_err(|e| e.error_response());
             let http = actix_http::HttpServiceBuilder::<conn::Watched<TcpStream>, _>::default()
@@ -555,3 +570,7 @@ mod tests {
         assert!(res.headers().get("x-pattern").is_none_or(|v| v.is_empty()));
     }
 }
+
+/// Fast in-process tests of the handlers; the black-box suite in tests/ stays the judge.
+#[cfg(test)]
+mod handler_tests;
