@@ -235,15 +235,21 @@ impl Store {
         if again == Some(*hash) || self.meta.refcount(hash)? == 0 {
             return Ok(Some(false));
         }
+        // Refused before it moves, so that no request finds it gone without knowing why.
+        self.damaged.insert(*hash);
         let dir = self.layout.quarantine().join("blobs");
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io("create quarantine/", e))?;
         let target = dir.join(hash.to_hex());
-        fs::rename(&path, &target).map_err(|e| StoreError::io("quarantine a blob", e))?;
+        let moved = fs::create_dir_all(&dir)
+            .and_then(|()| fs::rename(&path, &target))
+            .map_err(|e| StoreError::io("quarantine a blob", e));
+        if let Err(e) = moved {
+            self.damaged.remove(hash);
+            return Err(e);
+        }
         super::layout::fsync_dir(&dir)?;
         if let Some(parent) = path.parent() {
             super::layout::fsync_dir(parent)?;
         }
-        self.damaged.insert(*hash);
         tracing::error!(
             %hash, found = ?again.map(|h| h.to_hex()), to = %target.display(),
             "the scrub found a damaged blob: its bytes no longer hash to its name. It is no \
