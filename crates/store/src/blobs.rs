@@ -1,4 +1,5 @@
-//! Content-addressed blob files and the first half of the durable write protocol.
+//! Content-addressed blob files on the local disk: the first [`BlobBackend`](crate::BlobBackend),
+//! and the blob half of the write path (see [`write`](crate::write)).
 //!
 //! A blob is written to `tmp/` while its sha256 is computed in the same pass, renamed to
 //! `blobs/sha256/ab/cd/<hash>`, and then fsynced together with the directories on its path
