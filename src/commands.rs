@@ -65,7 +65,7 @@ pub fn gc(data_dir: &Path, grace: Duration) -> CommandResult {
             )
         }
     };
-    let r = store.gc(grace)?;
+    let r = store.gc(grace, shoebox_pictures::PIPELINE)?;
     println!(
         "removed {} orphan blobs ({} bytes), {} stale derived files; left {} orphans younger \
          than {}s and {} blobs that only record files name",

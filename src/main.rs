@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::ResetAdminToken(args)) => reset_admin_token(&args.data_dir),
         Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
         Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),

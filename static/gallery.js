@@ -37,13 +37,21 @@ function displayName(record) {
   return record.title || record.filename || "Untitled";
 }
 
-/** The preview that fits the kind: picture, player, or a document card. */
-function preview(record) {
+/**
+ * The preview that fits the kind: picture, player, or a document card. Pictures come as
+ * variants the server sizes (`srcset`), a tile's worth in the grid, up to 1280 pixels wide in
+ * the details dialog; the original is only fetched when asked for.
+ */
+function preview(record, { large = false } = {}) {
   const url = record.url;
   switch (record.kind) {
     case "image":
       return h("img", {
-        src: url,
+        src: record.thumbnail_url || url,
+        srcset: record.srcset,
+        sizes: large ? "(max-width: 1280px) 100vw, 1280px" : "(max-width: 600px) 50vw, 320px",
+        // A picture the server cannot size (or the browser cannot show) becomes a neutral tile.
+        onerror: (event) => event.target.replaceWith(icon("image", "icon big")),
         alt: record.alt || "",
         loading: "lazy",
         decoding: "async",
@@ -291,7 +299,8 @@ class Details {
       record.width && record.height ? `${record.width} × ${record.height}` : null,
       `added ${formatDate(record.created_at, true)}`,
     ].filter(Boolean).join(" · ");
-    $("details-preview").replaceChildren(preview(record));
+    $("details-preview").replaceChildren(preview(record, { large: true }));
+    $("details-original").href = record.url;
     const linkInput = $("details-link");
     linkInput.value = link;
     $("details-copy").replaceChildren(copyButton(() => link, linkInput, "Copy"));

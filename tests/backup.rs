@@ -60,7 +60,7 @@ fn a_backup_taken_during_uploads_restores_to_an_identical_store() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && n < 500 {
                 let item = s.upload("during.bin", &bytes(20_000, 1000 + n), &[]);
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let id = item["id"].as_str().unwrap();
                     s.authed(Method::DELETE, &format!("/api/media/{id}"))
                         .send()

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Replace a generated admin token with a new one and print it (stop the server first).
     ResetAdminToken(DataDirArgs),
     /// Re-hash every blob and check every record, count, index and record file; exit 1 on
@@ -216,6 +216,20 @@ pub struct ServeArgs {
     /// Memory for keeping small files (up to 256KiB each) ready to send; 0 turns it off.
     #[arg(long, env = "SHOEBOX_FILE_CACHE", default_value = "16MiB", value_parser = parse_size)]
     pub file_cache: u64,
+
+    /// The widths (and heights) image variants may be asked for with `?w=` and `?h=`; any
+    /// other size is refused, so nobody can make the server render unbounded sizes.
+    #[arg(
+        long,
+        env = "SHOEBOX_VARIANT_WIDTHS",
+        value_delimiter = ',',
+        default_value = "160,320,640,1280,1920"
+    )]
+    pub variant_widths: Vec<u32>,
+
+    /// Image variants made at a time (default: the number of cores); more requests wait.
+    #[arg(long, env = "SHOEBOX_VARIANT_JOBS")]
+    pub variant_jobs: Option<usize>,
 
     /// Memory for the metadata database's page cache (sled's `cache_capacity`): more keeps
     /// more of a large store's records in memory. sled holds it loosely (a scan may keep a few

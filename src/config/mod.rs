@@ -55,6 +55,10 @@ pub struct Config {
     pub file_cache: u64,
     /// Bytes of the metadata database's page cache.
     pub db_cache: u64,
+    /// The sizes image variants may be asked for, ascending.
+    pub variant_widths: Vec<u32>,
+    /// Image variants made at a time.
+    pub variant_jobs: usize,
     pub disk_reserve: Option<u64>,
     /// Between scrub passes; `None` when the scrub is off.
     pub scrub_interval: Option<Duration>,
@@ -140,6 +144,15 @@ impl Config {
         if args.db_cache < 1 << 20 {
             return Err("SHOEBOX_DB_CACHE must be at least 1MiB".into());
         }
+        let mut variant_widths = args.variant_widths.clone();
+        variant_widths.sort_unstable();
+        variant_widths.dedup();
+        if variant_widths.is_empty() || variant_widths.iter().any(|&w| w == 0 || w > 8192) {
+            return Err("SHOEBOX_VARIANT_WIDTHS must list widths from 1 to 8192".into());
+        }
+        if args.variant_jobs == Some(0) {
+            return Err("SHOEBOX_VARIANT_JOBS must be at least 1".into());
+        }
         if args.workers == Some(0) {
             return Err("SHOEBOX_WORKERS must be at least 1".into());
         }
@@ -154,6 +167,10 @@ impl Config {
             workers: args.workers,
             file_cache: args.file_cache,
             db_cache: args.db_cache,
+            variant_widths,
+            variant_jobs: args.variant_jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            }),
             disk_reserve: args.disk_reserve,
             scrub_interval: args.scrub_interval.0,
             scrub_rate: args.scrub_rate,
@@ -221,6 +238,8 @@ mod tests {
             ("scrub-interval", "SHOEBOX_SCRUB_INTERVAL"),
             ("scrub-rate", "SHOEBOX_SCRUB_RATE"),
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),
+            ("variant-jobs", "SHOEBOX_VARIANT_JOBS"),
+            ("variant-widths", "SHOEBOX_VARIANT_WIDTHS"),
             ("workers", "SHOEBOX_WORKERS"),
         ];
         let mut expected: Vec<(String, String)> = expected

@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 use super::assets;
 use super::error::ApiError;
 use super::responses::{BadRequest, ServerError};
+use super::variants;
 use super::AppState;
 use crate::store::record;
 use crate::store::{Cursor, Kind, ListQuery, MediaRecord};
@@ -83,7 +84,7 @@ fn date(record: &MediaRecord) -> (String, String) {
 }
 
 /// The preview that fits the kind: picture, player, or a download card.
-fn preview(out: &mut String, r: &MediaRecord) {
+fn preview(out: &mut String, r: &MediaRecord, widths: &[u32]) {
     let url = format!("/m/{}", r.id);
     let alt = if r.alt.is_empty() { &r.title } else { &r.alt };
     let _ = match r.kind {
@@ -92,9 +93,18 @@ fn preview(out: &mut String, r: &MediaRecord) {
                 (Some(w), Some(h)) => format!(" width=\"{w}\" height=\"{h}\""),
                 _ => String::new(),
             };
+            // Sized variants where the server makes them, so that a phone fetches a small one.
+            let sources = match shoebox_pictures::source_format(&r.content_type) {
+                Some(_) => format!(
+                    "{url}?w={}\" srcset=\"{}\" sizes=\"(max-width: 34rem) 100vw, 22rem",
+                    variants::nearest(widths, 320),
+                    variants::srcset(&url, widths, r.width)
+                ),
+                None => url.clone(),
+            };
             write!(
                 out,
-                "<a class=\"media\" href=\"{url}\"><img src=\"{url}\" alt=\"{}\"{size} \
+                "<a class=\"media\" href=\"{url}\"><img src=\"{sources}\" alt=\"{}\"{size} \
                  loading=\"lazy\" decoding=\"async\"></a>",
                 escape(alt)
             )
@@ -135,9 +145,9 @@ fn preview(out: &mut String, r: &MediaRecord) {
     };
 }
 
-fn figure(out: &mut String, r: &MediaRecord) {
+fn figure(out: &mut String, r: &MediaRecord, widths: &[u32]) {
     let _ = write!(out, "<li><figure class=\"kind-{}\">", r.kind.as_str());
-    preview(out, r);
+    preview(out, r, widths);
     let heading = if r.title.is_empty() {
         &r.filename
     } else {
@@ -165,6 +175,7 @@ pub fn render(
     items: &[MediaRecord],
     next: Option<Cursor>,
     continued: bool,
+    widths: &[u32],
 ) -> String {
     let name = escape(collection);
     let path = format!("/c/{}", url_encode(collection));
@@ -190,7 +201,7 @@ pub fn render(
     } else {
         out.push_str("<ul class=\"gallery\">");
         for r in items {
-            figure(&mut out, r);
+            figure(&mut out, r, widths);
         }
         out.push_str("</ul>\n");
     }
@@ -249,7 +260,7 @@ pub async fn page(
 ) -> Result<HttpResponse, ApiError> {
     let prefix = state.assets.prefix();
     let Ok(Some(name)) = record::collection(&collection) else {
-        let body = render(&prefix, "Not found", &[], None, false)
+        let body = render(&prefix, "Not found", &[], None, false, &[])
             .replace(EMPTY_FIRST_PAGE, "There is no collection with that name.");
         return Ok(html(actix_web::http::StatusCode::NOT_FOUND, body));
     };
@@ -275,6 +286,7 @@ pub async fn page(
         &listing.items,
         listing.next,
         before.is_some(),
+        &state.config.variant_widths,
     );
     Ok(html(actix_web::http::StatusCode::OK, body))
 }
@@ -307,7 +319,7 @@ mod tests {
 
     #[test]
     fn empty_collection_has_an_empty_state_and_no_inline_code() {
-        let page = render("/assets/v1", "<stories>", &[], None, false);
+        let page = render("/assets/v1", "<stories>", &[], None, false, &[]);
         assert!(page.contains("<title>&lt;stories&gt;</title>"));
         assert!(page.contains("Nothing has been published"));
         assert!(!page.contains("<script"));

@@ -21,7 +21,8 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_field` (400); `unauthorized`
     /// (401); `cross_site`, `insufficient_scope`, `invalid_signature`, `expired_signature`
     /// (403); `not_found` (404); `method_not_allowed` (405); `request_timeout` (408);
-    /// `payload_too_large` (413); `unsupported_media_type` (415); `too_many_requests` (429);
+    /// `payload_too_large` (413); `unsupported_media_type` (415); `image_too_large`,
+    /// `undecodable_image` (422); `too_many_requests` (429);
     /// `blob_damaged`, `internal` (500); `disk_failing`, `busy` (503);
     /// `insufficient_storage` (507).
     pub code: String,
@@ -55,6 +56,10 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Well formed, but the file cannot become what the request asks (an image too large to
+    /// make variants of); `code` says why.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("the disk is full; delete media or grow the disk, reads keep working")]
     DiskFull,
     #[error(
@@ -112,6 +117,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", shown())
             }
+            ApiError::Unprocessable { code, .. } => (S::UNPROCESSABLE_ENTITY, code, shown()),
             ApiError::DiskFull => (S::INSUFFICIENT_STORAGE, "insufficient_storage", shown()),
             ApiError::DiskFailing(_) => (S::SERVICE_UNAVAILABLE, "disk_failing", shown()),
             ApiError::Busy => (S::SERVICE_UNAVAILABLE, "busy", shown()),

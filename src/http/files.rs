@@ -21,7 +21,8 @@ use super::blob_body::BlobBody;
 use super::error::ApiError;
 use super::media::parse_id;
 use super::responses::Binary;
-use super::responses::{Forbidden, NotFound, ServerError, Unauthorized};
+use super::responses::{BadRequest, Forbidden, NotFound, ServerError, Unauthorized, Unprocessable};
+use super::variants;
 use super::AppState;
 use crate::credentials::signing::{self, Verdict};
 use crate::store::sniff::{self, Presentation};
@@ -204,13 +205,80 @@ struct FileSpec<'a> {
     content_type: &'a str,
     disposition: ContentDisposition,
     cache: &'static str,
+    /// A variant of the blob, served in its place.
+    variant: Option<Derived>,
+}
+
+/// A file derived from a blob (an image variant): where it is, and its own strong ETag.
+struct Derived {
+    path: std::path::PathBuf,
+    etag: String,
+    /// Its format was chosen from `Accept`, so the answer varies with it.
+    vary: bool,
+}
+
+/// `name` with the extension of a variant's format: `photo.jpg` as `photo.webp`.
+fn renamed(name: &str, format: shoebox_pictures::Format) -> String {
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    format!("{stem}.{}", format.name())
+}
+
+/// Serves `spec`, or the variant of it that the query asks for (see [`variants`]), under
+/// `filename` with the variant's extension.
+async fn serve_asked(
+    req: ServiceRequest,
+    state: &AppState,
+    mut spec: FileSpec<'_>,
+    filename: Option<&str>,
+) -> ServiceResponse {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let wanted = variants::wanted(
+        req.query_string(),
+        accept,
+        spec.content_type,
+        &state.config.variant_widths,
+    );
+    let wanted = match wanted {
+        Ok(Some(w)) => w,
+        Ok(None) => return serve(req, state, spec).await,
+        Err(e) => return error(req, e),
+    };
+    let path = match state
+        .variants
+        .file(&state.store, spec.hash, wanted.spec)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return error(req, e),
+    };
+    let kind = if wants_download(&req) {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
+    };
+    let name = filename.map(|f| renamed(f, wanted.spec.format));
+    spec.disposition = disposition(kind, name.as_deref());
+    spec.content_type = wanted.spec.format.content_type();
+    spec.variant = Some(Derived {
+        path,
+        etag: variants::etag(&spec.hash, &wanted.spec),
+        vary: wanted.negotiated,
+    });
+    serve(req, state, spec).await
 }
 
 async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> ServiceResponse {
-    if state.store.is_damaged(&s.hash) {
+    if s.variant.is_none() && state.store.is_damaged(&s.hash) {
         return error(req, ApiError::BlobDamaged(s.hash.to_hex()));
     }
-    let etag = EntityTag::new_strong(s.hash.to_hex());
+    let etag = EntityTag::new_strong(match &s.variant {
+        Some(v) => v.etag.clone(),
+        None => s.hash.to_hex(),
+    });
+    let vary = s.variant.as_ref().is_some_and(|v| v.vary);
     // Raster images, audio, video and PDF need none (and a sandbox breaks PDF viewers).
     let policy = match sniff::presentation(s.content_type) {
         Presentation::InlineNoScript => Some(SVG_POLICY),
@@ -225,6 +293,9 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
             h.insert(header::ETAG, v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(s.cache));
+        if vary {
+            h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        }
         if let Some(policy) = policy {
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
@@ -238,7 +309,7 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
-    if !req.headers().contains_key(header::RANGE) {
+    if s.variant.is_none() && !req.headers().contains_key(header::RANGE) {
         if let Some(bytes) = state.files.bytes(&state.store, &s.hash, s.size).await {
             let mut res = HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, served_type(s.content_type)))
@@ -250,7 +321,12 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
             return ServiceResponse::new(req, res);
         }
     }
-    let Some(path) = state.store.blobs().local_path(&s.hash) else {
+    let Some(path) = s
+        .variant
+        .as_ref()
+        .map(|v| v.path.clone())
+        .or_else(|| state.store.blobs().local_path(&s.hash))
+    else {
         return error(
             req,
             ApiError::Internal("this blob store keeps no local files to serve".into()),
@@ -351,6 +427,7 @@ fn record_spec<'a>(req: &ServiceRequest, record: &'a MediaRecord) -> FileSpec<'a
         } else {
             PRIVATE
         },
+        variant: None,
     }
 }
 
@@ -402,6 +479,10 @@ fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiE
         ("sig" = Option<String>, Query, description = "Signed URLs: HMAC-SHA256, hex"),
         ("download" = Option<String>, Query,
          description = "Any value but `0` or `false` serves the file as an attachment"),
+        ("w" = Option<u32>, Query, description = "Images: a variant this wide, from SHOEBOX_VARIANT_WIDTHS (never larger than the original)"),
+        ("h" = Option<u32>, Query, description = "Images: a variant this high, from the same list"),
+        ("fit" = Option<String>, Query, description = "With `w` and `h`: `contain` (default) or `cover` (cropped to the box)"),
+        ("format" = Option<String>, Query, description = "With `w` or `h`: `jpeg`, `png` or `webp`; without it, WebP when `Accept` takes it, else the image's own format"),
         ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
         ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
@@ -420,10 +501,12 @@ fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiE
         (status = 304, description = "Not modified: the client's copy is current"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 412, description = "`If-Match` names another version"),
         (status = 416, description = "The range lies outside the file",
          headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 422, response = Unprocessable),
         (status = 500, response = ServerError),
     )
 )]
@@ -450,7 +533,7 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
         Err(e) => return Ok(error(req, e)),
     };
     let spec = record_spec(&req, &record);
-    Ok(serve(req, &state, spec).await)
+    Ok(serve_asked(req, &state, spec, Some(&record.filename)).await)
 }
 
 /// Anything no route matched: an old URL of imported media (`shoebox import --url-prefix`), or
@@ -474,7 +557,7 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
         return Ok(error(req, ApiError::NotFound("route")));
     };
     let spec = record_spec(&req, &record);
-    Ok(serve(req, &state, spec).await)
+    Ok(serve_asked(req, &state, spec, Some(&record.filename)).await)
 }
 
 /// The bytes by content address.
@@ -490,6 +573,10 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
         ("hash" = ContentHash, Path, description = "The sha256 of the bytes, lowercase hex"),
         ("download" = Option<String>, Query,
          description = "Any value but `0` or `false` serves the bytes as an attachment"),
+        ("w" = Option<u32>, Query, description = "Images: a variant this wide, from SHOEBOX_VARIANT_WIDTHS (never larger than the original)"),
+        ("h" = Option<u32>, Query, description = "Images: a variant this high, from the same list"),
+        ("fit" = Option<String>, Query, description = "With `w` and `h`: `contain` (default) or `cover` (cropped to the box)"),
+        ("format" = Option<String>, Query, description = "With `w` or `h`: `jpeg`, `png` or `webp`; without it, WebP when `Accept` takes it, else the image's own format"),
         ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
         ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
@@ -506,10 +593,12 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
          body = inline(Binary), headers(("Content-Range" = String))),
         (status = 304, description = "Not modified: the client's copy is current"),
         (status = 401, response = Unauthorized),
+        (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 412, description = "`If-Match` names another version"),
         (status = 416, description = "The range lies outside the file",
          headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        (status = 422, response = Unprocessable),
         (status = 500, response = ServerError),
     )
 )]
@@ -557,8 +646,10 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
                 .as_deref(),
         ),
         cache,
+        variant: None,
     };
-    Ok(serve(req, &state, spec).await)
+    let name = format!("{hash}.{}", sniff::extension(&record.content_type));
+    Ok(serve_asked(req, &state, spec, Some(&name)).await)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::responses::{
     BadRequest, Forbidden, InsufficientStorage, NotFound, PayloadTooLarge, ServerError,
     Unauthorized, UnsupportedMediaType,
 };
+use super::variants;
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
 use crate::store::{Cursor, Kind, ListQuery, MediaId, MediaPatch, MediaRecord, Visibility};
@@ -31,6 +32,18 @@ pub struct MediaView<'a> {
     /// The bytes by content address, `/f/{hash}`, cached forever.
     #[schema(examples("/f/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"))]
     blob_url: String,
+    /// For images the server makes variants of: a small one, `/m/{id}?w=320` (the listed width
+    /// nearest 320).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("/m/01jd8x4w9k6t2m3n4p5q6r7s8t?w=320"))]
+    thumbnail_url: Option<String>,
+    /// For the same images: every listed variant as an HTML `srcset`, up to the first as wide
+    /// as the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples(
+        "/m/01jd8x4w9k6t2m3n4p5q6r7s8t?w=160 160w, /m/01jd8x4w9k6t2m3n4p5q6r7s8t?w=320 320w"
+    ))]
+    srcset: Option<String>,
 }
 
 /// One page of a listing, newest first.
@@ -45,8 +58,13 @@ pub struct MediaPage<'a> {
 
 impl<'a> MediaView<'a> {
     pub fn new(record: &'a MediaRecord, state: &AppState) -> Self {
+        let url = state.link(&format!("/m/{}", record.id));
+        let widths = &state.config.variant_widths;
+        let pictured = shoebox_pictures::source_format(&record.content_type).is_some();
         MediaView {
-            url: state.link(&format!("/m/{}", record.id)),
+            thumbnail_url: pictured.then(|| format!("{url}?w={}", variants::nearest(widths, 320))),
+            srcset: pictured.then(|| variants::srcset(&url, widths, record.width)),
+            url,
             blob_url: state.link(&format!("/f/{}", record.hash)),
             record,
         }

@@ -21,6 +21,7 @@ mod session;
 mod status;
 mod tokens;
 mod upload;
+mod variants;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub limiter: limits::Limiter,
     /// Small files kept in memory.
     pub files: files::FileCache,
+    /// Image variants being made, and how many at a time.
+    pub variants: variants::Variants,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
             tokens: Tokens::open(&secrets)?,
             url_keys: UrlKeys::load_or_create(&secrets)?,
             files: files::FileCache::new(config.file_cache),
+            variants: variants::Variants::new(config.variant_jobs),
             store,
             config,
             admin,

@@ -57,6 +57,7 @@ pub struct Metrics {
     bytes_out: Family<RouteOnly, Counter>,
     uploads: Counter<u64, AtomicU64>,
     dedup_hits: Counter<u64, AtomicU64>,
+    variants_generated: Counter<u64, AtomicU64>,
     scrub_blobs: Counter<u64, AtomicU64>,
     scrub_bytes: Counter<u64, AtomicU64>,
     scrub_damaged: Counter<u64, AtomicU64>,
@@ -115,6 +116,7 @@ impl Metrics {
             bytes_out,
             uploads: Counter::default(),
             dedup_hits: Counter::default(),
+            variants_generated: Counter::default(),
             scrub_blobs: Counter::default(),
             scrub_bytes: Counter::default(),
             scrub_damaged: Counter::default(),
@@ -137,6 +139,11 @@ impl Metrics {
             "dedup_hits",
             "Uploads whose bytes were already stored",
             m.dedup_hits.clone(),
+        );
+        r.register(
+            "variants_generated",
+            "Image variants made since start (each is made once, then served from variants/)",
+            m.variants_generated.clone(),
         );
         r.register(
             "scrub_blobs",
@@ -408,6 +415,10 @@ pub async fn metrics(
     };
     sync(&m.uploads, c.uploads.load(Ordering::Relaxed));
     sync(&m.dedup_hits, c.dedup_hits.load(Ordering::Relaxed));
+    sync(
+        &m.variants_generated,
+        state.variants.generated.load(Ordering::Relaxed),
+    );
     let scrub = state.store.scrub_state();
     sync(&m.scrub_blobs, scrub.blobs_total.load(Ordering::Relaxed));
     sync(&m.scrub_bytes, scrub.bytes_total.load(Ordering::Relaxed));

@@ -94,6 +94,7 @@ impl Modify for Security {
             responses::MethodNotAllowed,
             responses::PayloadTooLarge,
             responses::UnsupportedMediaType,
+            responses::Unprocessable,
             responses::InsufficientStorage,
             responses::DiskFailing,
             responses::ServerError,

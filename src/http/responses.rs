@@ -41,6 +41,15 @@ pub struct Forbidden(ErrorBody);
 )]
 pub struct NotFound(ErrorBody);
 
+/// A variant of an image that cannot be made, while the original is still served.
+#[derive(ToResponse)]
+#[response(
+    description = "The image is too large to make variants of (`image_too_large`) or does not \
+                   decode (`undecodable_image`); the original is still served",
+    example = json!({"error": {"code": "image_too_large", "message": "the image is 20000×20000 pixels, more than this server makes variants of (250 megapixels); the original is still served"}})
+)]
+pub struct Unprocessable(ErrorBody);
+
 /// Every route answers `405` for a method it does not serve.
 #[derive(ToResponse)]
 #[response(

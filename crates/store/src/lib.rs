@@ -26,6 +26,8 @@ pub mod blobs;
 pub mod hash;
 /// Content types, sniffed from the bytes.
 pub mod sniff;
+/// Derived files (image variants), a cache under `variants/`.
+pub mod variants;
 /// The durable write path, the one way in for every new upload: stage, then commit.
 pub mod write;
 

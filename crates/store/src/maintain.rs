@@ -52,11 +52,39 @@ fn named_in(dir: &Path, out: &mut BTreeSet<ContentHash>) -> Result<(), StoreErro
     Ok(())
 }
 
+fn remove_entry(path: &Path) -> Result<(), StoreError> {
+    let removed = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    removed.map_err(|e| StoreError::io("remove a stale derived file", e))
+}
+
+/// Removes what generations other than `current` derived from one blob; returns how many.
+fn remove_other_generations(dir: &Path, current: &str) -> Result<usize, StoreError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry.file_name() != current {
+            remove_entry(&entry.path())?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 impl Store {
     /// Removes blobs that no record and no record file uses, when older than `grace` (so an
     /// upload between placing its blob and committing its record is never collected), and
-    /// drops derived files whose blob is gone.
-    pub fn gc(&self, grace: Duration) -> Result<GcReport, StoreError> {
+    /// drops derived files whose blob is gone, and those of a blob still in use that another
+    /// generation than `current` made (see [`variants`](crate::variants)).
+    pub fn gc(&self, grace: Duration, current: &str) -> Result<GcReport, StoreError> {
         let mut used = BTreeSet::new();
         for r in self.meta.all() {
             used.insert(r?.hash);
@@ -97,14 +125,10 @@ impl Store {
                     None => true,
                 };
                 if stale && older_than(&entry.path(), grace) {
-                    let path = entry.path();
-                    let removed = if path.is_dir() {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    };
-                    removed.map_err(|e| StoreError::io("remove a stale derived file", e))?;
+                    remove_entry(&entry.path())?;
                     gc.variants_removed += 1;
+                } else if !stale {
+                    gc.variants_removed += remove_other_generations(&entry.path(), current)?;
                 }
             }
             fsync_dir(&self.layout.variants())?;

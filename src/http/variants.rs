@@ -1,0 +1,308 @@
+//! Sized variants of images on `/m/{id}` and `/f/{hash}`: `?w=` and `?h=` (from the configured
+//! list), `?fit=contain|cover` and `?format=jpeg|png|webp`. Without `format`, WebP goes to a
+//! browser that takes it and the source's own format to any other, with `Vary: Accept`.
+//!
+//! A variant is made once and kept under `variants/` (see [`crate::store::variants`]):
+//! concurrent requests for one wait for a single generation, and at most
+//! `SHOEBOX_VARIANT_JOBS` are made at a time. The picture work itself is
+//! [`shoebox_pictures`]'s, on a blocking thread. Who may see a variant is decided by the
+//! caller, exactly as for the original.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix_web::web;
+use shoebox_pictures::{self as pictures, Fit, Format, PictureError, Spec, PIPELINE};
+use tokio::sync::Semaphore;
+
+use super::error::ApiError;
+use crate::store::{ContentHash, Store};
+
+/// A variant a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted {
+    /// What to make.
+    pub spec: Spec,
+    /// The format was chosen from `Accept`, so the answer varies with it.
+    pub negotiated: bool,
+}
+
+fn one_of(widths: &[u32]) -> String {
+    let list: Vec<String> = widths.iter().map(u32::to_string).collect();
+    format!("one of {}", list.join(", "))
+}
+
+/// The variant a query asks for, `None` when it asks for the original. `accept` is the
+/// request's `Accept` header and `content_type` the stored type of the source.
+pub fn wanted(
+    query: &str,
+    accept: Option<&str>,
+    content_type: &str,
+    widths: &[u32],
+) -> Result<Option<Wanted>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let side = |key: &'static str| -> Result<Option<u32>, ApiError> {
+        match get(key) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if widths.contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::invalid(key, one_of(widths))),
+            },
+        }
+    };
+    let (width, height) = (side("w")?, side("h")?);
+    if width.is_none() && height.is_none() {
+        if get("fit").is_some() || get("format").is_some() {
+            return Err(ApiError::bad_request(
+                "fit= and format= shape a variant: give w= or h= too",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(own) = pictures::source_format(content_type) else {
+        return Err(ApiError::bad_request(format!(
+            "variants are made of JPEG, PNG, WebP and GIF images; this file is {content_type}"
+        )));
+    };
+    let fit = match get("fit") {
+        None => Fit::Contain,
+        Some(f) => Fit::parse(f).ok_or_else(|| ApiError::invalid("fit", "contain or cover"))?,
+    };
+    let (format, negotiated) = match get("format") {
+        Some(f) => (
+            Format::parse(f).ok_or_else(|| ApiError::invalid("format", "jpeg, png or webp"))?,
+            false,
+        ),
+        None if accepts_webp(accept) => (Format::Webp, true),
+        None => (own, true),
+    };
+    Ok(Some(Wanted {
+        spec: Spec {
+            width,
+            height,
+            fit,
+            format,
+        },
+        negotiated,
+    }))
+}
+
+/// Whether an `Accept` header takes WebP: named with a quality above zero.
+fn accepts_webp(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let kind = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            kind.eq_ignore_ascii_case("image/webp") && !refused
+        })
+    })
+}
+
+/// The listed width nearest `target` from above, or the largest listed.
+pub fn nearest(widths: &[u32], target: u32) -> u32 {
+    widths
+        .iter()
+        .copied()
+        .find(|&w| w >= target)
+        .or_else(|| widths.last().copied())
+        .unwrap_or(target)
+}
+
+/// An HTML `srcset` of `url`'s variants, for an image `width` pixels wide when that is known:
+/// every listed width up to the first that covers the whole image.
+pub fn srcset(url: &str, widths: &[u32], width: Option<u32>) -> String {
+    let mut out = Vec::new();
+    for &w in widths {
+        out.push(format!("{url}?w={w} {w}w"));
+        if width.is_some_and(|full| w >= full) {
+            break;
+        }
+    }
+    out.join(", ")
+}
+
+/// The strong ETag of a variant: its source's address, the pipeline and its parameters.
+pub fn etag(source: &ContentHash, spec: &Spec) -> String {
+    format!("{}-{PIPELINE}-{}", source.to_hex(), spec.file_name())
+}
+
+impl From<PictureError> for ApiError {
+    fn from(e: PictureError) -> Self {
+        match e {
+            PictureError::TooLarge { .. } => ApiError::Unprocessable {
+                code: "image_too_large",
+                message: e.to_string(),
+            },
+            PictureError::Undecodable(_) => ApiError::Unprocessable {
+                code: "undecodable_image",
+                message: e.to_string(),
+            },
+            PictureError::Io(_) | PictureError::Encode(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The variants being made, and how many may be made at once.
+pub struct Variants {
+    /// One lock per variant being made: the first request makes it, the others wait.
+    making: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    jobs: Semaphore,
+    limits: pictures::Limits,
+    /// Variants made since the start, for `/metrics`.
+    pub generated: AtomicU64,
+}
+
+impl Variants {
+    /// At most `jobs` variants made at a time.
+    pub fn new(jobs: usize) -> Self {
+        Variants {
+            making: Mutex::new(HashMap::new()),
+            jobs: Semaphore::new(jobs.max(1)),
+            limits: pictures::Limits::default(),
+            generated: AtomicU64::new(0),
+        }
+    }
+
+    /// The file of a variant of the blob `source`, made now unless it was made before.
+    pub async fn file(
+        &self,
+        store: &Arc<Store>,
+        source: ContentHash,
+        spec: Spec,
+    ) -> Result<PathBuf, ApiError> {
+        let name = spec.file_name();
+        let path = store
+            .variant_path(&source, PIPELINE, &name)
+            .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))?;
+        if path.is_file() {
+            return Ok(path);
+        }
+        if store.is_damaged(&source) {
+            return Err(ApiError::BlobDamaged(source.to_hex()));
+        }
+        let lock = self
+            .making
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let made = {
+            let _turn = lock.lock().await;
+            if path.is_file() {
+                Ok(path.clone())
+            } else {
+                self.make(store, source, spec, name).await
+            }
+        };
+        let mut making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and this one: nobody else waits for this variant.
+        if Arc::strong_count(&lock) == 2 {
+            making.remove(&path);
+        }
+        made
+    }
+
+    async fn make(
+        &self,
+        store: &Arc<Store>,
+        source: ContentHash,
+        spec: Spec,
+        name: String,
+    ) -> Result<PathBuf, ApiError> {
+        let _job = self
+            .jobs
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
+        let original = store
+            .blobs()
+            .local_path(&source)
+            .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?;
+        let store = store.clone();
+        let limits = self.limits;
+        let path = web::block(move || -> Result<PathBuf, ApiError> {
+            let rendered = pictures::render(&original, &spec, &limits)?;
+            Ok(store.put_variant(&source, PIPELINE, &name, &rendered.bytes)?)
+        })
+        .await??;
+        self.generated.fetch_add(1, Ordering::Relaxed);
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WIDTHS: [u32; 3] = [160, 320, 640];
+
+    #[test]
+    fn queries_name_a_listed_size_and_a_known_image() {
+        let png = "image/png";
+        assert!(wanted("", None, png, &WIDTHS).unwrap().is_none());
+        assert!(wanted("download=1", None, png, &WIDTHS).unwrap().is_none());
+        let w = wanted("w=320", None, png, &WIDTHS).unwrap().unwrap();
+        assert_eq!(w.spec.width, Some(320));
+        assert_eq!(w.spec.format, Format::Png);
+        assert!(w.negotiated);
+        let w = wanted("w=320&format=jpg", Some("image/webp"), png, &WIDTHS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.spec.format, Format::Jpeg);
+        assert!(!w.negotiated);
+        for bad in [
+            "w=321",
+            "w=-1",
+            "w=",
+            "h=99999999999",
+            "w=320&fit=fill",
+            "format=webp",
+        ] {
+            assert!(wanted(bad, None, png, &WIDTHS).is_err(), "{bad}");
+        }
+        assert!(wanted("w=320", None, "application/pdf", &WIDTHS).is_err());
+    }
+
+    #[test]
+    fn srcsets_stop_at_the_image_width() {
+        assert_eq!(nearest(&WIDTHS, 300), 320);
+        assert_eq!(nearest(&WIDTHS, 1000), 640);
+        assert_eq!(
+            srcset("/m/x", &WIDTHS, Some(200)),
+            "/m/x?w=160 160w, /m/x?w=320 320w"
+        );
+        assert_eq!(srcset("/m/x", &WIDTHS, None).matches("w,").count(), 2);
+    }
+
+    #[test]
+    fn webp_goes_where_it_is_taken() {
+        let jpeg = "image/jpeg";
+        let format = |accept| {
+            wanted("w=160", Some(accept), jpeg, &WIDTHS)
+                .unwrap()
+                .unwrap()
+                .spec
+                .format
+        };
+        assert_eq!(format("image/avif,image/webp,*/*;q=0.8"), Format::Webp);
+        assert_eq!(format("image/webp;q=0"), Format::Jpeg);
+        assert_eq!(format("*/*"), Format::Jpeg);
+    }
+}
