@@ -144,14 +144,7 @@ fn rebuild_recreates_every_record_index_and_count_from_the_record_files() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
-    let res = s
-        .authed(
-            Method::DELETE,
-            &format!("/api/media/{}", gone["id"].as_str().unwrap()),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    s.delete_media(gone["id"].as_str().unwrap());
     let before = all_records(&s);
     assert_eq!(before.len(), 3);
     assert!(s.terminate().success());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{error_code, run_cli, TestServer};
+use common::{error_code, png_chunk, run_cli, TestServer};
 use reqwest::Method;
 
 const WIDTHS: [u32; 5] = [160, 320, 640, 1280, 1920];
@@ -144,43 +144,21 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
 /// A PNG whose header claims 20,000×20,000 pixels over a body of a few bytes: every decoder
 /// that trusts the header allocates gigabytes.
 fn png_bomb() -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let start = out.len();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let crc = crc32(&out[start..]);
-        out.extend_from_slice(&crc.to_be_bytes());
-    }
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut header = Vec::new();
     header.extend_from_slice(&20_000u32.to_be_bytes());
     header.extend_from_slice(&20_000u32.to_be_bytes());
     header.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &header);
+    png_chunk(&mut png, b"IHDR", &header);
     // A zlib stream of one empty stored block: valid, and nowhere near the pixels promised.
-    chunk(
+    png_chunk(
         &mut png,
         b"IDAT",
         &[
             0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
         ],
     );
-    chunk(&mut png, b"IEND", &[]);
+    png_chunk(&mut png, b"IEND", &[]);
     png
 }
 
@@ -406,14 +384,7 @@ fn gc_removes_variants_nobody_needs() {
     let old = s.data_dir.join("variants").join(kept_hash).join("p0");
     std::fs::create_dir_all(&old).unwrap();
     std::fs::write(old.join("w160-h0-contain.jpeg"), b"an older pipeline's").unwrap();
-    let res = s
-        .authed(
-            Method::DELETE,
-            &format!("/api/media/{}", gone["id"].as_str().unwrap()),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    s.delete_media(gone["id"].as_str().unwrap());
     let data_dir = s.data_dir.clone();
     let mut s = s;
     s.terminate();

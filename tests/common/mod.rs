@@ -250,6 +250,15 @@ impl TestServer {
             .to_vec()
     }
 
+    /// Deletes a record with the admin token; panics unless 204.
+    pub fn delete_media(&self, id: &str) {
+        let res = self
+            .authed(reqwest::Method::DELETE, &format!("/api/media/{id}"))
+            .send()
+            .expect("DELETE /api/media/{id}");
+        assert_eq!(res.status(), 204, "DELETE /api/media/{id}");
+    }
+
     /// Uploads one file by multipart with extra text fields; panics unless 201.
     pub fn upload(&self, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Value {
         let res = self.upload_raw_response(filename, bytes, fields);
@@ -525,4 +534,29 @@ pub fn read_answer(conn: &mut std::net::TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Appends a PNG chunk (length, type, data, CRC) to `out`: for tests that build PNGs byte by
+/// byte, such as a decompression bomb no encoder would make.
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
 }
