@@ -988,3 +988,73 @@ fn a_listing_cursor_never_names_a_private_record() {
     }
     assert_eq!(listed, vec![public["id"].as_str().unwrap().to_owned()]);
 }
+
+/// The variant parameters (`w`, `h`, `fit`, `format`) take only what the server lists: every
+/// other value, repeated or huge, is a clear `4xx` that makes no variant and changes nothing.
+#[test]
+fn variant_parameters_outside_the_lists_are_refused() {
+    let s = TestServer::start();
+    let picture = common::png(40, 30, |x, y| [x as u8 * 6, y as u8 * 8, 90]);
+    let image = s.upload("p.png", &picture, &[]);
+    let text = s.upload("t.txt", b"words", &[]);
+    let m = format!("/m/{}", image["id"].as_str().unwrap());
+    let f = format!("/f/{}", image["hash"].as_str().unwrap());
+    let raw = |path: &str| s.client().get(format!("{}{}", s.base, path));
+    let long = "9".repeat(50_000);
+    refused(
+        &s,
+        vec![
+            ("unlisted width", raw(&format!("{m}?w=321")), &[400]),
+            ("width zero", raw(&format!("{m}?h=0")), &[400]),
+            ("negative width", raw(&format!("{f}?w=-320")), &[400]),
+            (
+                "width past u32",
+                raw(&format!("{f}?w=99999999999999999999")),
+                &[400],
+            ),
+            ("width in exponent form", raw(&format!("{m}?w=1e3")), &[400]),
+            ("empty width", raw(&format!("{m}?w=")), &[400]),
+            (
+                "huge width",
+                raw(&format!("{m}?w={long}")),
+                &[400, 414, 431],
+            ),
+            (
+                "traversal as fit",
+                raw(&format!("{m}?w=160&fit=../../FORMAT")),
+                &[400],
+            ),
+            (
+                "traversal as format",
+                raw(&format!("{m}?w=160&format=../../secrets")),
+                &[400],
+            ),
+            (
+                "an unmade format",
+                raw(&format!("{m}?w=160&format=svg")),
+                &[400],
+            ),
+            ("format alone", raw(&format!("{m}?format=webp")), &[400]),
+            ("fit alone", raw(&format!("{f}?fit=cover")), &[400]),
+            (
+                "a variant of text",
+                raw(&format!("/m/{}?w=160", text["id"].as_str().unwrap())),
+                &[400],
+            ),
+            (
+                "a variant of nothing",
+                raw(&format!("/f/{}?w=160", "0".repeat(64))),
+                &[404],
+            ),
+        ],
+    );
+    assert!(
+        common::entries(&s.data_dir.join("variants")).is_empty(),
+        "a refused request made a variant"
+    );
+    // Repeated parameters: the first counts, as in every other query.
+    let res = raw(&format!("{m}?w=160&w=99999&format=png"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
