@@ -107,6 +107,11 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
     .unwrap();
     let s = TestServer::start();
     let item = upload_file(&s, &source, &[]);
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(3000), Some(4000)),
+        "as shown"
+    );
     let id = item["id"].as_str().unwrap();
     for w in WIDTHS {
         let res = s.get(&format!("/m/{id}?w={w}&format=jpeg")).send().unwrap();

@@ -169,13 +169,26 @@ pub fn normalise(content_type: &str) -> String {
     }
 }
 
-/// Width and height of an image, when its header is among the sniffed bytes.
+/// Width and height of an image as it is shown, when its header is among the sniffed bytes:
+/// the header's size, turned a quarter when the EXIF orientation says so (a phone photo held
+/// upright is stored on its side).
 pub fn dimensions(head: &[u8]) -> Option<(u32, u32)> {
     let size = imagesize::blob_size(head).ok()?;
-    Some((
+    let (w, h) = (
         u32::try_from(size.width).ok()?,
         u32::try_from(size.height).ok()?,
-    ))
+    );
+    Some(if turned(head) { (h, w) } else { (w, h) })
+}
+
+/// Whether an image's EXIF orientation (5 to 8) turns it a quarter.
+fn turned(head: &[u8]) -> bool {
+    let Ok(exif) = exif::Reader::new().read_from_container(&mut std::io::Cursor::new(head)) else {
+        return false;
+    };
+    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .is_some_and(|o| (5..=8).contains(&o))
 }
 
 #[cfg(test)]
