@@ -42,17 +42,21 @@ const SANDBOX: &str = "sandbox; default-src 'none'";
 /// Files up to this size are kept in memory once served.
 const MAX_CACHED_FILE: u64 = 256 * 1024;
 
+/// What the cache holds: a blob (`0`), or one of its variants (a digest of the variant's
+/// parameters, see [`variants::key`]).
+type FileKey = (ContentHash, u64);
+
 /// Small files by content hash, bounded by total bytes.
 pub struct FileCache {
-    entries: Option<Cache<ContentHash, Bytes, ByLength>>,
+    entries: Option<Cache<FileKey, Bytes, ByLength>>,
     max_file: u64,
 }
 
 #[derive(Clone)]
 struct ByLength;
 
-impl quick_cache::Weighter<ContentHash, Bytes> for ByLength {
-    fn weight(&self, _: &ContentHash, bytes: &Bytes) -> u64 {
+impl quick_cache::Weighter<FileKey, Bytes> for ByLength {
+    fn weight(&self, _: &FileKey, bytes: &Bytes) -> u64 {
         // Empty files still take an entry.
         bytes.len().max(1) as u64
     }
@@ -73,7 +77,7 @@ impl FileCache {
     /// large to keep, or unreadable (the streaming path then reports why).
     async fn bytes(&self, store: &Store, hash: &ContentHash, size: u64) -> Option<Bytes> {
         let entries = self.entries.as_ref().filter(|_| size <= self.max_file)?;
-        if let Some(b) = entries.get(hash) {
+        if let Some(b) = entries.get(&(*hash, 0)) {
             return Some(b);
         }
         let path = store.blobs().local_path(hash)?;
@@ -83,7 +87,37 @@ impl FileCache {
             return None;
         }
         let bytes = Bytes::from(read);
-        entries.insert(*hash, bytes.clone());
+        entries.insert((*hash, 0), bytes.clone());
+        Some(bytes)
+    }
+
+    /// Whether a variant's bytes are in memory.
+    fn holds(&self, key: &FileKey) -> bool {
+        self.entries.as_ref().is_some_and(|e| e.contains_key(key))
+    }
+
+    /// The bytes of a variant, from memory or read now when the file is small enough to keep.
+    async fn variant(&self, key: FileKey, path: &std::path::Path) -> Option<Bytes> {
+        let entries = self.entries.as_ref()?;
+        if let Some(b) = entries.get(&key) {
+            return Some(b);
+        }
+        let path = path.to_owned();
+        let max = self.max_file;
+        let read = web::block(move || {
+            let file = std::fs::File::open(path)?;
+            if file.metadata()?.len() > max {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+            Ok::<_, std::io::Error>(Some(bytes))
+        })
+        .await
+        .ok()?
+        .ok()??;
+        let bytes = Bytes::from(read);
+        entries.insert(key, bytes.clone());
         Some(bytes)
     }
 }
@@ -211,6 +245,7 @@ struct FileSpec<'a> {
 
 /// A file derived from a blob (an image variant): where it is, and its own strong ETag.
 struct Derived {
+    key: FileKey,
     path: std::path::PathBuf,
     etag: String,
     /// Its format was chosen from `Accept`, so the answer varies with it.
@@ -246,11 +281,17 @@ async fn serve_asked(
         Ok(None) => return serve(req, state, spec).await,
         Err(e) => return error(req, e),
     };
-    let path = match state
-        .variants
-        .file(&state.store, spec.hash, wanted.spec)
-        .await
-    {
+    let key = (spec.hash, variants::key(&wanted.spec));
+    // Kept in memory: made before, so its path is all that is needed.
+    let made = if state.files.holds(&key) {
+        state.variants.path(&state.store, spec.hash, wanted.spec)
+    } else {
+        state
+            .variants
+            .file(&state.store, spec.hash, wanted.spec)
+            .await
+    };
+    let path = match made {
         Ok(p) => p,
         Err(e) => return error(req, e),
     };
@@ -263,6 +304,7 @@ async fn serve_asked(
     spec.disposition = disposition(kind, name.as_deref());
     spec.content_type = wanted.spec.format.content_type();
     spec.variant = Some(Derived {
+        key,
         path,
         etag: variants::etag(&spec.hash, &wanted.spec),
         vary: wanted.negotiated,
@@ -309,8 +351,12 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
-    if s.variant.is_none() && !req.headers().contains_key(header::RANGE) {
-        if let Some(bytes) = state.files.bytes(&state.store, &s.hash, s.size).await {
+    if !req.headers().contains_key(header::RANGE) {
+        let cached = match &s.variant {
+            None => state.files.bytes(&state.store, &s.hash, s.size).await,
+            Some(v) => state.files.variant(v.key, &v.path).await,
+        };
+        if let Some(bytes) = cached {
             let mut res = HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, served_type(s.content_type)))
                 .insert_header((header::CONTENT_DISPOSITION, s.disposition.to_string()))

@@ -137,6 +137,15 @@ pub fn srcset(url: &str, widths: &[u32], width: Option<u32>) -> String {
     out.join(", ")
 }
 
+/// A digest of a variant's parameters, for the in-memory cache of small files.
+pub fn key(spec: &Spec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.hash(&mut h);
+    // Never 0, which stands for the blob itself.
+    h.finish() | 1
+}
+
 /// The strong ETag of a variant: its source's address, the pipeline and its parameters.
 pub fn etag(source: &ContentHash, spec: &Spec) -> String {
     format!("{}-{PIPELINE}-{}", source.to_hex(), spec.file_name())
@@ -179,6 +188,19 @@ impl Variants {
         }
     }
 
+    /// Where the variant `spec` of the blob `source` is kept, made or not.
+    pub fn path(
+        &self,
+        store: &Store,
+        source: ContentHash,
+        spec: Spec,
+    ) -> Result<PathBuf, ApiError> {
+        let name = spec.file_name();
+        store
+            .variant_path(&source, PIPELINE, &name)
+            .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))
+    }
+
     /// The file of a variant of the blob `source`, made now unless it was made before.
     pub async fn file(
         &self,
@@ -186,10 +208,8 @@ impl Variants {
         source: ContentHash,
         spec: Spec,
     ) -> Result<PathBuf, ApiError> {
+        let path = self.path(store, source, spec)?;
         let name = spec.file_name();
-        let path = store
-            .variant_path(&source, PIPELINE, &name)
-            .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))?;
         if path.is_file() {
             return Ok(path);
         }
