@@ -9,6 +9,7 @@ mod fixtures;
 
 mod attack;
 mod gallery;
+mod pictures;
 mod sign_in;
 mod tokens;
 mod uploads;
