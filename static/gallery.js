@@ -298,6 +298,7 @@ class Details {
       record.filename, formatBytes(record.size), record.content_type,
       record.width && record.height ? `${record.width} × ${record.height}` : null,
       `added ${formatDate(record.created_at, true)}`,
+      record.stripped?.length ? `removed: ${record.stripped.join(", ")}` : null,
     ].filter(Boolean).join(" · ");
     $("details-preview").replaceChildren(preview(record, { large: true }));
     $("details-original").href = record.url;

@@ -227,6 +227,18 @@ pub struct ServeArgs {
     )]
     pub variant_widths: Vec<u32>,
 
+    /// Keep uploaded JPEG, PNG and WebP pictures exactly as they came, location and device
+    /// metadata included (by default it is removed, without a re-encode).
+    #[arg(
+        long,
+        env = "SHOEBOX_KEEP_METADATA",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub keep_metadata: bool,
+
     /// Image variants made at a time (default: the number of cores); more requests wait.
     #[arg(long, env = "SHOEBOX_VARIANT_JOBS")]
     pub variant_jobs: Option<usize>,

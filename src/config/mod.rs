@@ -59,6 +59,8 @@ pub struct Config {
     pub variant_widths: Vec<u32>,
     /// Image variants made at a time.
     pub variant_jobs: usize,
+    /// Keep uploaded pictures' metadata (location, device) rather than remove it.
+    pub keep_metadata: bool,
     pub disk_reserve: Option<u64>,
     /// Between scrub passes; `None` when the scrub is off.
     pub scrub_interval: Option<Duration>,
@@ -168,6 +170,7 @@ impl Config {
             file_cache: args.file_cache,
             db_cache: args.db_cache,
             variant_widths,
+            keep_metadata: args.keep_metadata,
             variant_jobs: args.variant_jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
             }),
@@ -228,6 +231,7 @@ mod tests {
             ("db-cache", "SHOEBOX_DB_CACHE"),
             ("disk-reserve", "SHOEBOX_DISK_RESERVE"),
             ("file-cache", "SHOEBOX_FILE_CACHE"),
+            ("keep-metadata", "SHOEBOX_KEEP_METADATA"),
             ("log-format", "SHOEBOX_LOG_FORMAT"),
             ("metrics-token", "SHOEBOX_METRICS_TOKEN"),
             ("max-upload-bytes", "SHOEBOX_MAX_UPLOAD_BYTES"),

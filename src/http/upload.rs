@@ -30,7 +30,7 @@ use super::responses::{
 };
 use super::AppState;
 use crate::store::record::{self, MAX_ALT, MAX_DESCRIPTION, MAX_TITLE};
-use crate::store::{MediaFields, MediaRecord, NewMedia, StagedBlob, Visibility};
+use crate::store::{MediaFields, MediaRecord, NewMedia, StagedBlob, Store, StoreError, Visibility};
 
 /// Bounds on the non-file parts of a multipart request.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -73,6 +73,10 @@ struct UploadForm {
     /// A JSON object of your own keys. Fields named `custom.KEY` add single string keys.
     #[schema(nullable = false)]
     custom: Option<String>,
+    /// `true` keeps JPEG, PNG and WebP pictures exactly as they came, location and device
+    /// metadata included (admin tokens only); by default that metadata is removed.
+    #[schema(nullable = false)]
+    keep_metadata: Option<bool>,
 }
 
 /// The fields of a raw-body upload, as query parameters. `custom.KEY=value` adds one key.
@@ -95,6 +99,8 @@ struct UploadQuery {
     visibility: Option<String>,
     /// A JSON object of your own keys.
     custom: Option<String>,
+    /// `true` keeps a picture's metadata (admin tokens only).
+    keep_metadata: Option<bool>,
 }
 
 /// Text fields shared by every file in one request.
@@ -206,15 +212,23 @@ pub async fn create(
         return Err(ApiError::DiskFailing(why));
     }
     let owner = caller.owner();
+    let admin = caller.is_admin();
     let stored = async {
         if is_multipart {
-            let mut items = multipart(&req, payload, &state).await?;
+            let (mut items, keep) = multipart(&req, payload, &state, admin).await?;
             for item in &mut items {
                 // On a refusal, dropping `items` removes every staged file of this request.
                 accept(&state, item, owner.clone())?;
             }
             let store = state.store.clone();
-            Ok(web::block(move || store.create(items)).await??)
+            web::block(move || -> Result<_, ApiError> {
+                let items = items
+                    .into_iter()
+                    .map(|item| strip_metadata(&store, item, keep))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(store.create(items)?)
+            })
+            .await?
         } else {
             let declared = declared_type(Some(&content_type));
             raw(
@@ -224,6 +238,7 @@ pub async fn create(
                 state.clone(),
                 declared,
                 owner,
+                admin,
             )
             .await
         }
@@ -272,6 +287,7 @@ async fn raw(
     state: web::Data<AppState>,
     declared: Option<String>,
     owner: Option<String>,
+    admin: bool,
 ) -> Result<Vec<MediaRecord>, ApiError> {
     let limit = state.config.max_upload_bytes;
     let announced = req
@@ -288,9 +304,12 @@ async fn raw(
     }
     let mut builder = FieldsBuilder::default();
     let mut filename = String::new();
+    let mut keep = state.config.keep_metadata;
     for (k, v) in &query {
         if k == "filename" {
             filename = record::filename(v);
+        } else if k == "keep_metadata" {
+            keep |= keep_asked(v, admin)?;
         } else {
             builder.set(k, v)?;
         }
@@ -302,6 +321,7 @@ async fn raw(
         let mut item = NewMedia::new(blob, filename, declared.as_deref(), fields);
         // On a refusal, dropping `item` removes the staged file.
         accept(&state, &mut item, owner)?;
+        let item = strip_metadata(&state.store, item, keep)?;
         Ok(state.store.create(vec![item])?)
     })
     .await;
@@ -345,14 +365,16 @@ impl Stream for SharedBody {
     }
 }
 
+/// A multipart body's files, and whether their metadata is to be kept.
 async fn multipart(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<Vec<NewMedia>, ApiError> {
+    admin: bool,
+) -> Result<(Vec<NewMedia>, bool), ApiError> {
     let body = SharedBody(Rc::new(RefCell::new(payload)));
     let mut form = Multipart::new(req.headers(), body.clone());
-    let result = read_form(&mut form, state).await;
+    let result = read_form(&mut form, state, admin).await;
     if result.is_err() {
         // Discard the rest so the client reads our error rather than a reset.
         drop(form);
@@ -361,7 +383,12 @@ async fn multipart(
     result
 }
 
-async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedia>, ApiError> {
+async fn read_form(
+    form: &mut Multipart,
+    state: &AppState,
+    admin: bool,
+) -> Result<(Vec<NewMedia>, bool), ApiError> {
+    let mut keep = state.config.keep_metadata;
     let limit = state.config.max_upload_bytes;
     let idle = state.config.client_timeout;
     let mut builder = FieldsBuilder::default();
@@ -398,7 +425,11 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
                 )));
             }
             let value = read_text(&mut field, &name, idle).await?;
-            builder.set(&name, &value)?;
+            if name == "keep_metadata" {
+                keep |= keep_asked(&value, admin)?;
+            } else {
+                builder.set(&name, &value)?;
+            }
         }
     }
     if files.is_empty() {
@@ -407,12 +438,63 @@ async fn read_form(form: &mut Multipart, state: &AppState) -> Result<Vec<NewMedi
         ));
     }
     let fields = builder.finish()?;
-    Ok(files
+    let items = files
         .into_iter()
         .map(|(blob, filename, declared_type)| {
             NewMedia::new(blob, filename, declared_type.as_deref(), fields.clone())
         })
-        .collect())
+        .collect();
+    Ok((items, keep))
+}
+
+/// `keep_metadata=true`: a picture kept with its location and device data, which only an
+/// admin may ask for.
+fn keep_asked(value: &str, admin: bool) -> Result<bool, ApiError> {
+    let keep = match value.trim() {
+        "true" | "1" => true,
+        "false" | "0" | "" => false,
+        _ => return Err(ApiError::invalid("keep_metadata", "true or false")),
+    };
+    if keep && !admin {
+        return Err(ApiError::Forbidden {
+            code: "insufficient_scope",
+            message: "only an admin token may keep a picture's metadata (keep_metadata)",
+        });
+    }
+    Ok(keep)
+}
+
+/// The most a picture may weigh to have its metadata removed (it is read into memory); a
+/// larger one is kept as it came, and its record says it was not stripped.
+const STRIP_MAX: u64 = 64 << 20;
+
+/// A JPEG, PNG or WebP is kept without its location and device metadata, unless `keep` (see
+/// [`shoebox_pictures::strip`]): the staged bytes are replaced by the stripped ones, and the
+/// record remembers the original's hash and what went. Bytes that do not parse as the picture
+/// they claim to be are kept as they came.
+fn strip_metadata(store: &Store, mut item: NewMedia, keep: bool) -> Result<NewMedia, ApiError> {
+    let picture = matches!(
+        item.content_type.as_str(),
+        "image/jpeg" | "image/png" | "image/webp"
+    );
+    if keep || !picture || item.blob.size > STRIP_MAX {
+        return Ok(item);
+    }
+    let data = std::fs::read(item.blob.path())
+        .map_err(|e| StoreError::io("read an upload back to strip it", e))?;
+    let Some(stripped) = shoebox_pictures::strip::strip(Bytes::from(data), &item.content_type)
+    else {
+        return Ok(item);
+    };
+    item.original_hash = Some(item.blob.hash);
+    item.stripped = Some(stripped.removed.iter().map(|&w| w.to_owned()).collect());
+    if !stripped.removed.is_empty() {
+        let mut copy = store.stage()?;
+        copy.write(&stripped.bytes)?;
+        // The staged original goes with the old blob.
+        item.blob = copy.finish()?;
+    }
+    Ok(item)
 }
 
 #[cfg(test)]
@@ -439,7 +521,7 @@ mod tests {
             .as_object()
             .unwrap()
             .keys()
-            .filter(|k| *k != "file")
+            .filter(|k| *k != "file" && *k != "keep_metadata")
             .cloned()
             .collect();
         assert_eq!(fields.len(), 7, "{fields:?}");
@@ -451,12 +533,15 @@ mod tests {
         let mut query: Vec<String> = UploadQuery::into_params(|| None)
             .into_iter()
             .map(|p| p.name)
-            .filter(|n| n != "filename")
+            .filter(|n| n != "filename" && n != "keep_metadata")
             .collect();
         query.sort();
         let mut fields = fields;
         fields.sort();
         assert_eq!(query, fields);
         assert!(FieldsBuilder::default().set("colour", "red").is_err());
+        assert_eq!(keep_asked("true", true).ok(), Some(true));
+        assert!(keep_asked("true", false).is_err(), "admins only");
+        assert!(keep_asked("perhaps", true).is_err());
     }
 }

@@ -16,6 +16,9 @@ use std::io::BufReader;
 use std::path::Path;
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+
+/// Metadata removed from stored pictures without a re-encode.
+pub mod strip;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 

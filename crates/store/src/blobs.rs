@@ -436,6 +436,14 @@ pub struct StagedBlob {
     pub head: Vec<u8>,
 }
 
+impl StagedBlob {
+    /// Where the staged bytes are, for a writer that reads them back before committing (to
+    /// keep a picture without its metadata, say).
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+}
+
 impl std::fmt::Debug for StagedBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StagedBlob")

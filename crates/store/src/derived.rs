@@ -319,6 +319,8 @@ mod tests {
             custom: Default::default(),
             legacy_path: None,
             owner: None,
+            original_hash: None,
+            stripped: None,
             width: None,
             height: None,
             created_at: now(),

@@ -225,7 +225,17 @@ pub struct MediaRecord {
     /// The id of the API token that uploaded it; none for the admin token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// Pixels, for an image whose header gave its size; absent otherwise.
+    /// For a picture kept without its metadata: the sha256 of the bytes as they arrived
+    /// (`hash` is the address of the bytes kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_hash: Option<ContentHash>,
+    /// For a picture kept without its metadata: what was removed (`gps`, `exif`, `xmp`,
+    /// `iptc`, `comment`, `text`, `secondary-images`; empty when it had none). Absent when the
+    /// bytes were kept as they came: not a picture this knows, kept on request, or imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripped: Option<Vec<String>>,
+    /// Pixels, for an image whose header gave its size, as shown (after its orientation);
+    /// absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     /// Pixels, for an image whose header gave its size; absent otherwise.

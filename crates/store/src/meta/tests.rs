@@ -29,6 +29,8 @@ fn record(
         custom: Default::default(),
         legacy_path: None,
         owner: None,
+        original_hash: None,
+        stripped: None,
         width: None,
         height: None,
         created_at: now(),

@@ -100,6 +100,8 @@ impl Store {
                 custom: f.custom,
                 legacy_path: f.legacy_path,
                 owner: f.owner,
+                original_hash: item.original_hash,
+                stripped: item.stripped,
                 width: dims.map(|d| d.0),
                 height: dims.map(|d| d.1),
                 created_at,

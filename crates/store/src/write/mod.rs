@@ -70,6 +70,10 @@ pub struct NewMedia {
     pub content_type: String,
     /// The fields the caller gave.
     pub fields: MediaFields,
+    /// The hash of the bytes as they arrived, when the staged bytes are a stripped copy.
+    pub original_hash: Option<crate::ContentHash>,
+    /// What was stripped from them (see [`MediaRecord::stripped`](crate::MediaRecord)).
+    pub stripped: Option<Vec<String>>,
 }
 
 impl NewMedia {
@@ -87,6 +91,8 @@ impl NewMedia {
             filename,
             content_type,
             fields,
+            original_hash: None,
+            stripped: None,
         }
     }
 }
