@@ -1,32 +1,33 @@
 //! Byte serving: `/m/{id}` (a record's file, with its filename) and `/f/{hash}` (a blob by its
 //! content address). actix-files' `NamedFile` does the streaming and `Range`; conditional
-//! requests are answered here against the strong ETag made from the content hash. Small files
-//! are kept in memory (`FileCache`): content-addressed bytes never change, so a cached copy is
-//! always right, and sending it skips the open, stat and read of every request.
+//! requests are answered here against the strong ETag made from the content hash. The image
+//! variants a query asks for are served the same way (see `variants`), and small files come
+//! from memory (see `file_cache`).
 
 use actix_files::{HttpRange, NamedFile};
 use actix_web::body::SizedStream;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{
     self, Charset, ContentDisposition, DispositionParam, DispositionType, EntityTag, ExtendedValue,
-    Header, HeaderValue, IfMatch, IfNoneMatch, IfRange,
+    HeaderValue,
 };
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpResponse};
 use bytes::Bytes;
-use quick_cache::sync::Cache;
 
 use super::auth;
 use super::blob_body::BlobBody;
 use super::error::ApiError;
+use super::file_cache::FileKey;
 use super::media::parse_id;
+use super::preconditions::preconditions;
 use super::responses::Binary;
 use super::responses::{BadRequest, Forbidden, NotFound, ServerError, Unauthorized, Unprocessable};
 use super::variants;
 use super::AppState;
 use crate::credentials::signing::{self, Verdict};
 use crate::store::sniff::{self, Presentation};
-use crate::store::{ContentHash, MediaId, MediaRecord, Store};
+use crate::store::{ContentHash, MediaId, MediaRecord};
 
 /// Content-addressed bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -38,89 +39,6 @@ const SVG_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src
 /// Everything not known to be inert, and text the browser shows as a page of its own: a
 /// unique origin with nothing allowed, should a browser ever render it.
 const SANDBOX: &str = "sandbox; default-src 'none'";
-
-/// Files up to this size are kept in memory once served.
-const MAX_CACHED_FILE: u64 = 256 * 1024;
-
-/// What the cache holds: a blob (`0`), or one of its variants (a digest of the variant's
-/// parameters, see [`variants::key`]).
-type FileKey = (ContentHash, u64);
-
-/// Small files by content hash, bounded by total bytes.
-pub struct FileCache {
-    entries: Option<Cache<FileKey, Bytes, ByLength>>,
-    max_file: u64,
-}
-
-#[derive(Clone)]
-struct ByLength;
-
-impl quick_cache::Weighter<FileKey, Bytes> for ByLength {
-    fn weight(&self, _: &FileKey, bytes: &Bytes) -> u64 {
-        // Empty files still take an entry.
-        bytes.len().max(1) as u64
-    }
-}
-
-impl FileCache {
-    /// A cache holding at most `budget` bytes; 0 turns it off.
-    pub fn new(budget: u64) -> Self {
-        let max_file = MAX_CACHED_FILE.min(budget / 4);
-        let entries = (budget > 0 && max_file > 0).then(|| {
-            let items = usize::try_from(budget / 8192).unwrap_or(usize::MAX).max(16);
-            Cache::with_weighter(items, budget, ByLength)
-        });
-        FileCache { entries, max_file }
-    }
-
-    /// The bytes of a blob of this size, from memory or read now; `None` when the blob is too
-    /// large to keep, or unreadable (the streaming path then reports why).
-    async fn bytes(&self, store: &Store, hash: &ContentHash, size: u64) -> Option<Bytes> {
-        let entries = self.entries.as_ref().filter(|_| size <= self.max_file)?;
-        if let Some(b) = entries.get(&(*hash, 0)) {
-            return Some(b);
-        }
-        let path = store.blobs().local_path(hash)?;
-        let read = web::block(move || std::fs::read(path)).await.ok()?.ok()?;
-        // A blob whose length disagrees with its record is damage for `verify`, not for a cache.
-        if read.len() as u64 != size {
-            return None;
-        }
-        let bytes = Bytes::from(read);
-        entries.insert((*hash, 0), bytes.clone());
-        Some(bytes)
-    }
-
-    /// Whether a variant's bytes are in memory.
-    fn holds(&self, key: &FileKey) -> bool {
-        self.entries.as_ref().is_some_and(|e| e.contains_key(key))
-    }
-
-    /// The bytes of a variant, from memory or read now when the file is small enough to keep.
-    async fn variant(&self, key: FileKey, path: &std::path::Path) -> Option<Bytes> {
-        let entries = self.entries.as_ref()?;
-        if let Some(b) = entries.get(&key) {
-            return Some(b);
-        }
-        let path = path.to_owned();
-        let max = self.max_file;
-        let read = web::block(move || {
-            let file = std::fs::File::open(path)?;
-            if file.metadata()?.len() > max {
-                return Ok(None);
-            }
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut &file, &mut bytes)?;
-            Ok::<_, std::io::Error>(Some(bytes))
-        })
-        .await
-        .ok()?
-        .ok()??;
-        let bytes = Bytes::from(read);
-        entries.insert(key, bytes.clone());
-        Some(bytes)
-    }
-}
 
 /// The `Content-Type` sent for a stored type: text that has no charset is declared UTF-8.
 fn served_type(content_type: &str) -> HeaderValue {
@@ -189,48 +107,6 @@ fn disposition(kind: DispositionType, filename: Option<&str>) -> ContentDisposit
         disposition: kind,
         parameters,
     }
-}
-
-/// Evaluates If-Match / If-None-Match / If-Range against our ETag (RFC 9110 §13.2.2) and
-/// removes them, so `NamedFile` only sees a `Range` that still applies.
-fn preconditions(req: &mut ServiceRequest, etag: &EntityTag) -> Option<StatusCode> {
-    // The typed parsers answer an empty list for an absent header, so check presence first.
-    if req.headers().contains_key(header::IF_MATCH) {
-        if let Ok(IfMatch::Items(items)) = IfMatch::parse(req) {
-            if !items.iter().any(|t| t.strong_eq(etag)) {
-                return Some(StatusCode::PRECONDITION_FAILED);
-            }
-        }
-    }
-    let if_none_match = req
-        .headers()
-        .contains_key(header::IF_NONE_MATCH)
-        .then(|| IfNoneMatch::parse(req));
-    match if_none_match.and_then(Result::ok) {
-        Some(IfNoneMatch::Any) => return Some(StatusCode::NOT_MODIFIED),
-        Some(IfNoneMatch::Items(items)) if items.iter().any(|t| t.weak_eq(etag)) => {
-            return Some(StatusCode::NOT_MODIFIED)
-        }
-        _ => {}
-    }
-    if req.headers().contains_key(header::IF_RANGE) {
-        let still_valid =
-            matches!(IfRange::parse(req), Ok(IfRange::EntityTag(t)) if t.strong_eq(etag));
-        if !still_valid {
-            // The client's copy is stale (or validated by date, which we do not send): full body.
-            req.headers_mut().remove(header::RANGE);
-        }
-    }
-    for h in [
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_RANGE,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-    ] {
-        req.headers_mut().remove(h);
-    }
-    None
 }
 
 struct FileSpec<'a> {

@@ -8,6 +8,7 @@ mod collection;
 mod conn;
 mod cors;
 mod error;
+mod file_cache;
 mod files;
 mod health;
 mod intake;
@@ -15,6 +16,7 @@ mod limits;
 mod media;
 mod observe;
 pub mod openapi;
+mod preconditions;
 mod receive;
 mod responses;
 mod session;
@@ -62,7 +64,7 @@ pub struct AppState {
     /// Failed sign-ins per client address.
     pub limiter: limits::Limiter,
     /// Small files kept in memory.
-    pub files: files::FileCache,
+    pub files: file_cache::FileCache,
     /// Image variants being made, and how many at a time.
     pub variants: variants::Variants,
 }
@@ -79,7 +81,7 @@ impl AppState {
         Ok(AppState {
             tokens: Tokens::open(&secrets)?,
             url_keys: UrlKeys::load_or_create(&secrets)?,
-            files: files::FileCache::new(config.file_cache),
+            files: file_cache::FileCache::new(config.file_cache),
             variants: variants::Variants::new(config.variant_jobs),
             store,
             config,
