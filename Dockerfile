@@ -19,6 +19,13 @@ COPY . .
 RUN cargo build --release --locked --bin shoebox
 
 FROM debian:bookworm-slim AS runtime
+# Video posters and lengths come from ffmpeg, which adds a few hundred MB to the image;
+# `--build-arg WITH_FFMPEG=0` leaves it out (uploads and everything else work without it).
+ARG WITH_FFMPEG=1
+RUN if [ "$WITH_FFMPEG" = 1 ]; then \
+      apt-get update && apt-get install -y --no-install-recommends ffmpeg \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 # A fixed, unprivileged user that owns the data volume and serves.
 RUN groupadd --system --gid 10001 shoebox \
     && useradd --system --uid 10001 --gid shoebox --home-dir /var/data --shell /usr/sbin/nologin shoebox \

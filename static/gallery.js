@@ -59,7 +59,9 @@ function preview(record, { large = false } = {}) {
         height: record.height,
       });
     case "video":
-      return h("video", { src: url, controls: true, preload: "metadata", playsinline: true });
+      return h("video", {
+        src: url, poster: record.poster_url, controls: true, preload: "metadata", playsinline: true,
+      });
     case "audio":
       return h("div", { class: "audio-preview" }, icon("audio", "icon big"),
         h("audio", { src: url, controls: true, preload: "metadata" }));

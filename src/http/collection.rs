@@ -18,7 +18,7 @@ use super::responses::{BadRequest, ServerError};
 use super::variants;
 use super::AppState;
 use crate::store::record;
-use crate::store::{Cursor, Kind, ListQuery, MediaRecord};
+use crate::store::{Cursor, Kind, ListQuery, MediaRecord, PosterState};
 
 /// Items per page; the "More" link continues from the last one.
 const PAGE_SIZE: usize = 24;
@@ -109,11 +109,20 @@ fn preview(out: &mut String, r: &MediaRecord, widths: &[u32]) {
                 escape(alt)
             )
         }
-        Kind::Video => write!(
-            out,
-            "<video class=\"media\" src=\"{url}\" controls preload=\"metadata\" playsinline>\
-             <a href=\"{url}\">Download the video</a></video>"
-        ),
+        Kind::Video => {
+            let poster = match r.poster {
+                Some(PosterState::Ready) => format!(
+                    " poster=\"{url}?poster=1&amp;w={}\"",
+                    variants::nearest(widths, 640)
+                ),
+                _ => String::new(),
+            };
+            write!(
+                out,
+                "<video class=\"media\" src=\"{url}\"{poster} controls preload=\"metadata\" \
+                 playsinline><a href=\"{url}\">Download the video</a></video>"
+            )
+        }
         Kind::Audio => write!(
             out,
             "<div class=\"media audio\"><span class=\"glyph\" aria-hidden=\"true\">♪</span>\

@@ -134,47 +134,78 @@ fn renamed(name: &str, format: shoebox_pictures::Format) -> String {
     format!("{stem}.{}", format.name())
 }
 
-/// Serves `spec`, or the variant of it that the query asks for (see [`variants`]), under
-/// `filename` with the variant's extension.
+/// Serves `spec`, or what the query asks for of it (see [`variants`]): a sized variant of an
+/// image, or a video's poster frame (`poster=1`), sized or not; under `filename` with the
+/// extension of what is sent.
 async fn serve_asked(
     req: ServiceRequest,
     state: &AppState,
     mut spec: FileSpec<'_>,
+    record: &MediaRecord,
     filename: Option<&str>,
 ) -> ServiceResponse {
+    let base = match variants::poster_asked(req.query_string(), record) {
+        Ok(true) => variants::Base::Poster,
+        Ok(false) => variants::Base::Original,
+        Err(e) => return error(req, e),
+    };
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
+    let source_type = match base {
+        variants::Base::Poster => "image/jpeg",
+        variants::Base::Original => spec.content_type,
+    };
     let wanted = variants::wanted(
         req.query_string(),
         accept,
-        spec.content_type,
+        source_type,
         &state.config.variant_widths,
     );
-    let wanted = match wanted {
-        Ok(Some(w)) => w,
-        Ok(None) => return serve(req, state, spec).await,
-        Err(e) => return error(req, e),
+    let kind = if wants_download(&req) {
+        DispositionType::Attachment
+    } else {
+        DispositionType::Inline
     };
-    let key = (spec.hash, variants::key(&wanted.spec));
+    let wanted = match (wanted, base) {
+        (Ok(Some(w)), _) => w,
+        (Ok(None), variants::Base::Original) => return serve(req, state, spec).await,
+        (Ok(None), variants::Base::Poster) => {
+            // The poster frame itself.
+            let path = match variants::Variants::derived(&state.store, spec.hash, variants::POSTER)
+            {
+                Ok(p) => p,
+                Err(e) => return error(req, e),
+            };
+            let name = filename.map(|f| renamed(f, shoebox_pictures::Format::Jpeg));
+            spec.disposition = disposition(kind, name.as_deref());
+            spec.content_type = "image/jpeg";
+            spec.variant = Some(Derived {
+                key: (spec.hash, 2),
+                path,
+                etag: variants::etag(&spec.hash, variants::POSTER),
+                vary: false,
+            });
+            return serve(req, state, spec).await;
+        }
+        (Err(e), _) => return error(req, e),
+    };
+    let key = (spec.hash, variants::key(&wanted.spec, base));
     // Kept in memory: made before, so its path is all that is needed.
     let made = if state.files.holds(&key) {
-        state.variants.path(&state.store, spec.hash, wanted.spec)
+        state
+            .variants
+            .path(&state.store, spec.hash, wanted.spec, base)
     } else {
         state
             .variants
-            .file(&state.store, spec.hash, wanted.spec)
+            .file(&state.store, spec.hash, wanted.spec, base)
             .await
     };
     let path = match made {
         Ok(p) => p,
         Err(e) => return error(req, e),
-    };
-    let kind = if wants_download(&req) {
-        DispositionType::Attachment
-    } else {
-        DispositionType::Inline
     };
     let name = filename.map(|f| renamed(f, wanted.spec.format));
     spec.disposition = disposition(kind, name.as_deref());
@@ -182,7 +213,7 @@ async fn serve_asked(
     spec.variant = Some(Derived {
         key,
         path,
-        etag: variants::etag(&spec.hash, &wanted.spec),
+        etag: variants::variant_etag(&spec.hash, &wanted.spec, base),
         vary: wanted.negotiated,
     });
     serve(req, state, spec).await
@@ -405,6 +436,7 @@ fn signature_grants(req: &ServiceRequest, state: &AppState) -> Result<bool, ApiE
         ("h" = Option<u32>, Query, description = "Images: a variant this high, from the same list"),
         ("fit" = Option<String>, Query, description = "With `w` and `h`: `contain` (default) or `cover` (cropped to the box)"),
         ("format" = Option<String>, Query, description = "With `w` or `h`: `jpeg`, `png` or `webp`; without it, WebP when `Accept` takes it, else the image's own format"),
+        ("poster" = Option<String>, Query, description = "Videos: `1` for the poster frame (a JPEG), sized with `w`/`h` like an image; `404` until it is made"),
         ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
         ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
@@ -455,7 +487,7 @@ pub async fn media_file(req: ServiceRequest) -> Result<ServiceResponse, actix_we
         Err(e) => return Ok(error(req, e)),
     };
     let spec = record_spec(&req, &record);
-    Ok(serve_asked(req, &state, spec, Some(&record.filename)).await)
+    Ok(serve_asked(req, &state, spec, &record, Some(&record.filename)).await)
 }
 
 /// Anything no route matched: an old URL of imported media (`shoebox import --url-prefix`), or
@@ -479,7 +511,7 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
         return Ok(error(req, ApiError::NotFound("route")));
     };
     let spec = record_spec(&req, &record);
-    Ok(serve_asked(req, &state, spec, Some(&record.filename)).await)
+    Ok(serve_asked(req, &state, spec, &record, Some(&record.filename)).await)
 }
 
 /// The bytes by content address.
@@ -499,6 +531,7 @@ pub async fn legacy_or_not_found(req: ServiceRequest) -> Result<ServiceResponse,
         ("h" = Option<u32>, Query, description = "Images: a variant this high, from the same list"),
         ("fit" = Option<String>, Query, description = "With `w` and `h`: `contain` (default) or `cover` (cropped to the box)"),
         ("format" = Option<String>, Query, description = "With `w` or `h`: `jpeg`, `png` or `webp`; without it, WebP when `Accept` takes it, else the image's own format"),
+        ("poster" = Option<String>, Query, description = "Videos: `1` for the poster frame (a JPEG), sized with `w`/`h` like an image; `404` until it is made"),
         ("Range" = Option<String>, Header, nullable = false, description = "e.g. `bytes=0-1023`"),
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "`304` when the ETag matches"),
         ("If-Range" = Option<String>, Header, nullable = false, description = "Honour `Range` only for this ETag"),
@@ -571,7 +604,7 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
         variant: None,
     };
     let name = format!("{hash}.{}", sniff::extension(&record.content_type));
-    Ok(serve_asked(req, &state, spec, Some(&name)).await)
+    Ok(serve_asked(req, &state, spec, &record, Some(&name)).await)
 }
 
 #[cfg(test)]

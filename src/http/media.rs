@@ -34,9 +34,15 @@ pub struct MediaView<'a> {
     blob_url: String,
     /// For images the server makes variants of: a small one, `/m/{id}?w=320` (the listed width
     /// nearest 320).
+    /// For a video whose poster frame was made: a small one of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(examples("/m/01jd8x4w9k6t2m3n4p5q6r7s8t?w=320"))]
     thumbnail_url: Option<String>,
+    /// For a video whose poster frame was made: the frame, `/m/{id}?poster=1` (sized with
+    /// `w=` like any image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("/m/01jd8x4w9k6t2m3n4p5q6r7s8t?poster=1"))]
+    poster_url: Option<String>,
     /// For the same images: every listed variant as an HTML `srcset`, up to the first as wide
     /// as the image.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,8 +67,15 @@ impl<'a> MediaView<'a> {
         let url = state.link(&format!("/m/{}", record.id));
         let widths = &state.config.variant_widths;
         let pictured = shoebox_pictures::source_format(&record.content_type).is_some();
+        let poster = record.poster == Some(crate::store::PosterState::Ready);
+        let small = variants::nearest(widths, 320);
         MediaView {
-            thumbnail_url: pictured.then(|| format!("{url}?w={}", variants::nearest(widths, 320))),
+            thumbnail_url: if pictured {
+                Some(format!("{url}?w={small}"))
+            } else {
+                poster.then(|| format!("{url}?poster=1&w={small}"))
+            },
+            poster_url: poster.then(|| format!("{url}?poster=1")),
             srcset: pictured.then(|| variants::srcset(&url, widths, record.width)),
             url,
             blob_url: state.link(&format!("/f/{}", record.hash)),

@@ -46,6 +46,9 @@ pub struct Status {
     /// What this run's start-up found in the data directory.
     start: StartStatus,
     scrub: ScrubStatus,
+    /// Whether videos get posters and lengths, and audio lengths: on when ffmpeg and ffprobe
+    /// were found at start-up, off otherwise (uploads work either way).
+    posters: bool,
 }
 
 /// The background scrub, which re-reads every blob to find damage.
@@ -197,6 +200,7 @@ pub async fn status(
                 bytes: stats.totals.blob_bytes,
             },
             meta_bytes: stats.meta_bytes,
+            posters: state.variants.posters,
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),
             scrub: ScrubStatus {

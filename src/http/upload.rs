@@ -253,6 +253,9 @@ pub async fn create(
         }
         Err(e) => return Err(e),
     };
+    for r in &records {
+        super::variants::Variants::learn(&state, r);
+    }
     let views: Vec<MediaView> = records.iter().map(|r| MediaView::new(r, &state)).collect();
     let mut res = HttpResponse::Created();
     if let [one] = records.as_slice() {
@@ -276,6 +279,10 @@ fn accept(state: &AppState, item: &mut NewMedia, owner: Option<String>) -> Resul
         )));
     }
     item.fields.owner = owner;
+    if state.variants.posters && crate::store::sniff::kind(ct) == crate::store::Kind::Video {
+        // Made after the `201` (see `Variants::learn`).
+        item.poster = Some(crate::store::PosterState::Pending);
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use shoebox_pictures::{self as pictures, Fit, Format, PictureError, Spec, PIPELI
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use crate::store::{ContentHash, Store};
+use crate::store::{ContentHash, Kind, MediaId, MediaRecord, PosterState, Store, StoreError};
 
 /// A variant a request asks for.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +97,33 @@ pub fn wanted(
     }))
 }
 
+/// Whether the query asks for a video's poster frame (`poster=1`): only a video whose poster
+/// was made has one.
+pub fn poster_asked(query: &str, record: &MediaRecord) -> Result<bool, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let asked = match pairs
+        .iter()
+        .find(|(k, _)| k == "poster")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("0" | "false") => return Ok(false),
+        Some(_) => true,
+    };
+    if record.kind != Kind::Video {
+        return Err(ApiError::bad_request(format!(
+            "poster=1 is for videos; this file is {}",
+            record.content_type
+        )));
+    }
+    match record.poster {
+        Some(PosterState::Ready) => Ok(asked),
+        Some(PosterState::Pending) => Err(ApiError::NotFound("poster (it is being made)")),
+        _ => Err(ApiError::NotFound("poster")),
+    }
+}
+
 /// Whether an `Accept` header takes WebP: named with a quality above zero.
 fn accepts_webp(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
@@ -137,18 +164,43 @@ pub fn srcset(url: &str, widths: &[u32], width: Option<u32>) -> String {
     out.join(", ")
 }
 
+/// What a variant is made from: the stored image itself, or a video's poster frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Base {
+    /// The stored image.
+    Original,
+    /// The poster frame of a stored video (see [`POSTER`]).
+    Poster,
+}
+
+/// The name of a video's poster frame under `variants/<hash>/<pipeline>/`.
+pub const POSTER: &str = "poster.jpg";
+
+/// The file name of a variant: its parameters, and what it was made from.
+fn name(spec: &Spec, base: Base) -> String {
+    match base {
+        Base::Original => spec.file_name(),
+        Base::Poster => format!("poster-{}", spec.file_name()),
+    }
+}
+
 /// A digest of a variant's parameters, for the in-memory cache of small files.
-pub fn key(spec: &Spec) -> u64 {
+pub fn key(spec: &Spec, base: Base) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    spec.hash(&mut h);
+    (spec, base).hash(&mut h);
     // Never 0, which stands for the blob itself.
     h.finish() | 1
 }
 
-/// The strong ETag of a variant: its source's address, the pipeline and its parameters.
-pub fn etag(source: &ContentHash, spec: &Spec) -> String {
-    format!("{}-{PIPELINE}-{}", source.to_hex(), spec.file_name())
+/// The strong ETag of a derived file: its source's address, the pipeline and its name.
+pub fn etag(source: &ContentHash, name: &str) -> String {
+    format!("{}-{PIPELINE}-{name}", source.to_hex())
+}
+
+/// The strong ETag of a variant.
+pub fn variant_etag(source: &ContentHash, spec: &Spec, base: Base) -> String {
+    etag(source, &name(spec, base))
 }
 
 impl From<PictureError> for ApiError {
@@ -171,21 +223,32 @@ impl From<PictureError> for ApiError {
 pub struct Variants {
     /// One lock per variant being made: the first request makes it, the others wait.
     making: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Turns for the picture work: variants, posters and lengths.
     jobs: Semaphore,
     limits: pictures::Limits,
+    /// Whether ffmpeg and ffprobe are here, so that videos get posters and lengths.
+    pub posters: bool,
     /// Variants made since the start, for `/metrics`.
     pub generated: AtomicU64,
 }
 
 impl Variants {
-    /// At most `jobs` variants made at a time.
+    /// At most `jobs` variants (or posters) made at a time.
     pub fn new(jobs: usize) -> Self {
         Variants {
             making: Mutex::new(HashMap::new()),
             jobs: Semaphore::new(jobs.max(1)),
             limits: pictures::Limits::default(),
+            posters: pictures::video::available(),
             generated: AtomicU64::new(0),
         }
+    }
+
+    /// Where a derived file `name` of the blob `source` is kept, made or not.
+    pub fn derived(store: &Store, source: ContentHash, name: &str) -> Result<PathBuf, ApiError> {
+        store
+            .variant_path(&source, PIPELINE, name)
+            .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))
     }
 
     /// Where the variant `spec` of the blob `source` is kept, made or not.
@@ -194,11 +257,9 @@ impl Variants {
         store: &Store,
         source: ContentHash,
         spec: Spec,
+        base: Base,
     ) -> Result<PathBuf, ApiError> {
-        let name = spec.file_name();
-        store
-            .variant_path(&source, PIPELINE, &name)
-            .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))
+        Self::derived(store, source, &name(&spec, base))
     }
 
     /// The file of a variant of the blob `source`, made now unless it was made before.
@@ -207,9 +268,9 @@ impl Variants {
         store: &Arc<Store>,
         source: ContentHash,
         spec: Spec,
+        base: Base,
     ) -> Result<PathBuf, ApiError> {
-        let path = self.path(store, source, spec)?;
-        let name = spec.file_name();
+        let path = self.path(store, source, spec, base)?;
         if path.is_file() {
             return Ok(path);
         }
@@ -228,7 +289,7 @@ impl Variants {
             if path.is_file() {
                 Ok(path.clone())
             } else {
-                self.make(store, source, spec, name).await
+                self.make(store, source, spec, base).await
             }
         };
         let mut making = self.making.lock().unwrap_or_else(|p| p.into_inner());
@@ -244,27 +305,86 @@ impl Variants {
         store: &Arc<Store>,
         source: ContentHash,
         spec: Spec,
-        name: String,
+        base: Base,
     ) -> Result<PathBuf, ApiError> {
         let _job = self
             .jobs
             .acquire()
             .await
             .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
-        let original = store
-            .blobs()
-            .local_path(&source)
-            .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?;
+        let from = match base {
+            Base::Original => store
+                .blobs()
+                .local_path(&source)
+                .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?,
+            Base::Poster => Self::derived(store, source, POSTER)?,
+        };
         let store = store.clone();
         let limits = self.limits;
         let path = web::block(move || -> Result<PathBuf, ApiError> {
-            let rendered = pictures::render(&original, &spec, &limits)?;
-            Ok(store.put_variant(&source, PIPELINE, &name, &rendered.bytes)?)
+            let rendered = pictures::render(&from, &spec, &limits)?;
+            Ok(store.put_variant(&source, PIPELINE, &name(&spec, base), &rendered.bytes)?)
         })
         .await??;
         self.generated.fetch_add(1, Ordering::Relaxed);
         Ok(path)
     }
+
+    /// After the upload of a video or an audio file, when ffmpeg is here: its length, a
+    /// video's size and poster frame, learned in the background and written to its record.
+    /// A failure leaves the upload as it is (and a video's poster `failed`).
+    pub fn learn(state: &web::Data<crate::http::AppState>, record: &MediaRecord) {
+        let video = record.kind == Kind::Video;
+        if !state.variants.posters || !(video || record.kind == Kind::Audio) {
+            return;
+        }
+        let (state, id, hash) = (state.clone(), record.id, record.hash);
+        actix_web::rt::spawn(async move {
+            let Ok(_job) = state.variants.jobs.acquire().await else {
+                return;
+            };
+            let store = state.store.clone();
+            let learned = web::block(move || learn_now(&store, id, hash, video)).await;
+            if let Ok(Err(e)) | Err(e) = learned.map_err(ApiError::from) {
+                tracing::warn!(%id, error = %e, "could not learn a video's or audio's length and poster");
+            }
+        });
+    }
+}
+
+/// The work of [`Variants::learn`], on a blocking thread.
+fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Result<(), ApiError> {
+    let path = store
+        .blobs()
+        .local_path(&hash)
+        .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?;
+    let probe = pictures::video::probe(&path);
+    let poster = video.then(|| {
+        let scratch = tempfile::tempdir_in(store.layout().tmp())
+            .map_err(|e| StoreError::io("make a scratch folder in tmp/", e))?;
+        let bytes = pictures::video::poster(&path, scratch.path())?;
+        store.put_variant(&hash, PIPELINE, POSTER, &bytes)?;
+        Ok::<_, ApiError>(())
+    });
+    if let Err(e) = &probe {
+        tracing::warn!(%id, error = %e, "ffprobe could not read a stored file");
+    }
+    if let Some(Err(e)) = &poster {
+        tracing::warn!(%id, error = %e, "ffmpeg could not make a poster");
+    }
+    let probe = probe.unwrap_or_default();
+    store.learned(id, |r| {
+        r.duration = probe.duration;
+        if video {
+            r.width = probe.width.or(r.width);
+            r.height = probe.height.or(r.height);
+            r.poster = Some(match poster {
+                Some(Ok(())) => PosterState::Ready,
+                _ => PosterState::Failed,
+            });
+        }
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

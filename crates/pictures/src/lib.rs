@@ -19,6 +19,8 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 
 /// Metadata removed from stored pictures without a re-encode.
 pub mod strip;
+/// Videos' posters and lengths, and audio's, through ffmpeg and ffprobe.
+pub mod video;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 

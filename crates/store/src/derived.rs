@@ -321,6 +321,8 @@ mod tests {
             owner: None,
             original_hash: None,
             stripped: None,
+            duration: None,
+            poster: None,
             width: None,
             height: None,
             created_at: now(),

@@ -80,7 +80,7 @@ pub use error::StoreError;
 pub use hash::ContentHash;
 pub use layout::Layout;
 pub use listing::{Cursor, ListPage, ListQuery};
-pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, Visibility};
+pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, PosterState, Visibility};
 pub use start::Started;
 pub use write::NewMedia;
 

@@ -155,6 +155,19 @@ impl FromStr for Kind {
     }
 }
 
+/// Where a video's poster frame stands (see `MediaRecord::poster`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PosterState {
+    /// Being made, after the upload was acknowledged.
+    Pending,
+    /// Made, and served at `/m/{id}?poster=1`.
+    Ready,
+    /// ffmpeg could not make one; the video itself is stored and served all the same.
+    Failed,
+}
+
 /// Who may see a record: anyone, or only callers with a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -241,6 +254,13 @@ pub struct MediaRecord {
     /// Pixels, for an image whose header gave its size; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Seconds, for audio and video whose length ffprobe could read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// For a video, when the server makes posters (ffmpeg is installed): whether its poster
+    /// frame is pending, ready or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster: Option<PosterState>,
     /// When it was uploaded, or an imported file's modification time; RFC 3339 in JSON.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

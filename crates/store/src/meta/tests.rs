@@ -31,6 +31,8 @@ fn record(
         owner: None,
         original_hash: None,
         stripped: None,
+        duration: None,
+        poster: None,
         width: None,
         height: None,
         created_at: now(),

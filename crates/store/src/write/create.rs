@@ -102,6 +102,8 @@ impl Store {
                 owner: f.owner,
                 original_hash: item.original_hash,
                 stripped: item.stripped,
+                duration: None,
+                poster: item.poster,
                 width: dims.map(|d| d.0),
                 height: dims.map(|d| d.1),
                 created_at,

@@ -12,6 +12,29 @@ impl Store {
     }
 
     fn update_record(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
+        self.change(id, |record| {
+            patch.apply(record);
+            record.updated_at = record::now();
+        })
+    }
+
+    /// Records what was learned of a stored file after its upload (a video's length and size,
+    /// its poster's state); durable before it returns. Not an edit: `updated_at` stays.
+    pub fn learned(
+        &self,
+        id: MediaId,
+        learn: impl FnOnce(&mut MediaRecord),
+    ) -> Result<MediaRecord, StoreError> {
+        let learned = self.change(id, learn);
+        self.watch(learned)
+    }
+
+    /// A change to one record: its file first, durably, then the database.
+    fn change(
+        &self,
+        id: MediaId,
+        apply: impl FnOnce(&mut MediaRecord),
+    ) -> Result<MediaRecord, StoreError> {
         let _permit = self.in_flight.enter(1);
         self.make_room();
         let record = {
@@ -19,8 +42,7 @@ impl Store {
             let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
             let mut record = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
             let old = record.clone();
-            patch.apply(&mut record);
-            record.updated_at = record::now();
+            apply(&mut record);
             self.records.write(&record)?;
             self.meta.replace(&old, &record)?;
             record

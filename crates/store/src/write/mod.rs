@@ -74,6 +74,8 @@ pub struct NewMedia {
     pub original_hash: Option<crate::ContentHash>,
     /// What was stripped from them (see [`MediaRecord::stripped`](crate::MediaRecord)).
     pub stripped: Option<Vec<String>>,
+    /// Set for a video whose poster is to be made after the upload.
+    pub poster: Option<crate::record::PosterState>,
 }
 
 impl NewMedia {
@@ -93,6 +95,7 @@ impl NewMedia {
             fields,
             original_hash: None,
             stripped: None,
+            poster: None,
         }
     }
 }

@@ -1,0 +1,163 @@
+//! Black-box tests of video posters and lengths, with a clip and a tone made by the real
+//! ffmpeg, and posters measured by ImageMagick.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestServer;
+use serde_json::Value;
+
+/// Whether ffmpeg, ffprobe and ImageMagick are here.
+fn tools_present() -> bool {
+    let ok = |program: &str, arg: &str| Command::new(program).arg(arg).output().is_ok();
+    let magick = Command::new("identify")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"));
+    let present = ok("ffmpeg", "-version") && ok("ffprobe", "-version") && magick;
+    if !present {
+        common::unavailable(
+            "ffmpeg and ImageMagick are needed (apt-get install ffmpeg imagemagick)",
+        );
+    }
+    present
+}
+
+/// A file made by ffmpeg from one of its test sources.
+fn made(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg {args:?}");
+    std::fs::read(path).unwrap()
+}
+
+fn measured(dir: &Path, bytes: &[u8]) -> (u32, u32) {
+    let path = dir.join("measured.jpg");
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("identify")
+        .args(["-format", "%w %h"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|n| n.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+fn record(s: &TestServer, id: &str) -> Value {
+    s.authed(reqwest::Method::GET, &format!("/api/media/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// An MP4 gets its poster, its length and its size after the upload; the poster is served,
+/// sized like any image; audio gets its length.
+#[test]
+fn videos_get_a_poster_a_length_and_a_size() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = made(
+        dir.path(),
+        "clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=25",
+            "-t",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let tone = made(
+        dir.path(),
+        "tone.wav",
+        &["-f", "lavfi", "-i", "sine=frequency=440:duration=1.5"],
+    );
+    let s = TestServer::start();
+    assert_eq!(s.status()["posters"], true);
+    let item = s.upload("clip.mp4", &clip, &[]);
+    assert_eq!(item["kind"], "video");
+    assert_eq!(item["poster"], "pending", "made after the 201: {item}");
+    let id = item["id"].as_str().unwrap().to_owned();
+    common::eventually("the poster", Duration::from_secs(60), || {
+        record(&s, &id)["poster"] != "pending"
+    });
+    let r = record(&s, &id);
+    assert_eq!(r["poster"], "ready", "{r}");
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let duration = r["duration"].as_f64().unwrap();
+    assert!((duration - 2.0).abs() < 0.1, "{duration}");
+    assert_eq!(r["poster_url"], format!("/m/{id}?poster=1"));
+
+    let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (640, 360));
+    let res = s
+        .get(&format!("/m/{id}?poster=1&w=320&format=jpeg"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (320, 180));
+    assert_eq!(r["thumbnail_url"], format!("/m/{id}?poster=1&w=320"));
+
+    let audio = s.upload("tone.wav", &tone, &[]);
+    let audio_id = audio["id"].as_str().unwrap().to_owned();
+    common::eventually("the tone's length", Duration::from_secs(60), || {
+        record(&s, &audio_id)["duration"].is_number()
+    });
+    let length = record(&s, &audio_id)["duration"].as_f64().unwrap();
+    assert!((length - 1.5).abs() < 0.1, "{length}");
+    let res = s.get(&format!("/m/{audio_id}?poster=1")).send().unwrap();
+    assert_eq!(common::error_code(res, 400), "bad_request");
+}
+
+/// Without ffmpeg on PATH a video upload succeeds all the same, with no poster, and the status
+/// page says posters are off.
+#[test]
+fn without_ffmpeg_videos_are_stored_without_posters() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = made(
+        dir.path(),
+        "clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    let s = TestServer::builder().env("PATH", "/nonexistent").start();
+    assert_eq!(s.status()["posters"], false);
+    let item = s.upload("clip.mp4", &clip, &[]);
+    assert_eq!(item["kind"], "video");
+    assert!(item.get("poster").is_none(), "{item}");
+    let id = item["id"].as_str().unwrap();
+    assert_eq!(s.media_bytes(id), clip);
+    let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
+    assert_eq!(common::error_code(res, 404), "not_found");
+}
