@@ -161,3 +161,59 @@ fn without_ffmpeg_videos_are_stored_without_posters() {
     let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
     assert_eq!(common::error_code(res, 404), "not_found");
 }
+
+/// A poster a SIGKILL interrupted is made at the next start: the record said `pending`, and
+/// the restarted server finds it through the kind index.
+#[test]
+fn a_poster_a_crash_interrupted_is_made_after_the_restart() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = made(
+        dir.path(),
+        "clip.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    );
+    // An ffmpeg that answers `-version` at once and takes its time with any real work.
+    let slow = dir.path().join("slow-tools");
+    std::fs::create_dir(&slow).unwrap();
+    for (name, real) in [
+        ("ffmpeg", "/usr/bin/ffmpeg"),
+        ("ffprobe", "/usr/bin/ffprobe"),
+    ] {
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in -version) exec {real} -version;; esac\n/bin/sleep 20\nexec {real} \"$@\"\n"
+        );
+        let path = slow.join(name);
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let s = TestServer::builder()
+        .env("PATH", slow.to_str().unwrap())
+        .start();
+    let item = s.upload("clip.mp4", &clip, &[]);
+    assert_eq!(item["poster"], "pending");
+    let id = item["id"].as_str().unwrap().to_owned();
+    // A SIGKILL while the poster is being made; the restart has the real tools.
+    let s = s.restart();
+    common::eventually(
+        "the poster after the restart",
+        Duration::from_secs(60),
+        || record(&s, &id)["poster"] == "ready",
+    );
+    assert_eq!(
+        s.get(&format!("/m/{id}?poster=1")).send().unwrap().status(),
+        200
+    );
+}

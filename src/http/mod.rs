@@ -281,6 +281,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         session_key,
     )?);
 
+    // Posters a stop interrupted are made again, in the background.
+    variants::Variants::resume(&state);
+
     let listener = conn::listener(config.listen)?;
     let addr = listener.local_addr()?;
     let server = serve(listener, state, &config)?;

@@ -352,6 +352,44 @@ impl Variants {
     }
 }
 
+impl Variants {
+    /// Learns again what a stop interrupted: every video whose poster is still pending, found
+    /// through the kind index a page at a time, in the background.
+    pub fn resume(state: &web::Data<crate::http::AppState>) {
+        if !state.variants.posters {
+            return;
+        }
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut before = None;
+            loop {
+                let query = crate::store::ListQuery {
+                    kind: Some(Kind::Video),
+                    include_private: true,
+                    limit: 500,
+                    before,
+                    ..crate::store::ListQuery::default()
+                };
+                let store = state.store.clone();
+                let Ok(Ok(page)) = web::block(move || store.list(&query)).await else {
+                    return;
+                };
+                for r in page
+                    .items
+                    .iter()
+                    .filter(|r| r.poster == Some(PosterState::Pending))
+                {
+                    Self::learn(&state, r);
+                }
+                match page.next {
+                    Some(next) => before = Some(next),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
 /// The work of [`Variants::learn`], on a blocking thread.
 fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Result<(), ApiError> {
     let path = store
