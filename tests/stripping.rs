@@ -112,7 +112,7 @@ fn assert_clean(t: &serde_json::Map<String, Value>, what: &str) {
 /// A JPEG tagged with GPS, a serial, XMP, IPTC, an orientation and an ICC profile is stored
 /// without the first four and with the last two, its pixels exactly the original's; its
 /// record says what went and keeps the original's hash; a second upload of the same
-/// original finds the stored copy; its variants carry nothing either.
+/// original finds the stored copy; its variants carry nothing either, but the colour profile.
 #[test]
 fn a_phone_photo_is_kept_without_its_location_and_device() {
     if !tools_present() {
@@ -186,6 +186,17 @@ fn a_phone_photo_is_kept_without_its_location_and_device() {
         .bytes()
         .unwrap();
     assert_clean(&tags(dir.path(), &variant, "variant.jpg"), "a variant");
+    assert!(
+        profiles(&variant, "v.jpg").contains("icc"),
+        "a variant keeps the colour profile"
+    );
+    let webp = s
+        .get(&format!("/m/{id}?w=160&format=webp"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(profiles(&webp, "v.webp").contains("icc"), "in every format");
 }
 
 /// A PNG with text and EXIF chunks and a WebP with EXIF and XMP lose them too, pixels intact.

@@ -83,7 +83,12 @@ fn upload_file(s: &TestServer, path: &Path, fields: &[(&str, &str)]) -> serde_js
 }
 
 fn variant_files(data_dir: &Path, hash: &str) -> Vec<String> {
-    common::entries(&data_dir.join("variants").join(hash).join("p1"))
+    common::entries(
+        &data_dir
+            .join("variants")
+            .join(hash)
+            .join(shoebox_pictures::PIPELINE),
+    )
 }
 
 /// A 4000×3000 photo tagged `Orientation=6` (turned a quarter) is 3000×4000 upright, and so is

@@ -27,7 +27,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 /// The version of this pipeline, part of every variant's name: a change to what [`render`]
 /// makes (a better encoder, another filter) bumps it, so that variants made before are made
 /// again rather than served, and `gc` removes the old ones.
-pub const PIPELINE: &str = "p1";
+pub const PIPELINE: &str = "p2";
 
 /// How a picture fills a box given by both a width and a height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -202,10 +202,10 @@ pub enum PictureError {
 
 /// Makes the variant `spec` of the image in `path`.
 pub fn render(path: &Path, spec: &Spec, limits: &Limits) -> Result<Rendered, PictureError> {
-    let picture = decode(path, spec, limits)?;
+    let (picture, icc) = decode(path, spec, limits)?;
     let (width, height) = fitted(picture.width(), picture.height(), spec);
     let resized = resize(&picture, width, height, spec)?;
-    let bytes = encode(&resized, spec.format)?;
+    let bytes = with_profile(encode(&resized, spec.format)?, icc);
     Ok(Rendered {
         bytes,
         width,
@@ -235,10 +235,34 @@ fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), PictureE
     Ok(())
 }
 
-/// The source, decoded and upright, at least as large as the variant needs.
-fn decode(path: &Path, spec: &Spec, limits: &Limits) -> Result<DynamicImage, PictureError> {
-    if let Some(picture) = decode_jpeg_scaled(path, spec, limits)? {
-        return Ok(picture);
+/// The colour profile of the source, carried over to the variant so that a wide-gamut photo
+/// (a phone's Display P3) keeps its colours; the pixels are not converted.
+type Profile = Option<Vec<u8>>;
+
+/// `encoded` with `icc` as its colour profile, when there is one.
+fn with_profile(encoded: Vec<u8>, icc: Profile) -> Vec<u8> {
+    use img_parts::ImageICC;
+    let Some(icc) = icc.filter(|p| !p.is_empty()) else {
+        return encoded;
+    };
+    match img_parts::DynImage::from_bytes(encoded.clone().into()) {
+        Ok(Some(mut image)) => {
+            image.set_icc_profile(Some(icc.into()));
+            image.encoder().bytes().to_vec()
+        }
+        _ => encoded,
+    }
+}
+
+/// The source, decoded and upright, at least as large as the variant needs, with its colour
+/// profile.
+fn decode(
+    path: &Path,
+    spec: &Spec,
+    limits: &Limits,
+) -> Result<(DynamicImage, Profile), PictureError> {
+    if let Some(decoded) = decode_jpeg_scaled(path, spec, limits)? {
+        return Ok(decoded);
     }
     let reader = ImageReader::open(path)?.with_guessed_format()?;
     let mut header = reader
@@ -247,6 +271,7 @@ fn decode(path: &Path, spec: &Spec, limits: &Limits) -> Result<DynamicImage, Pic
     let (width, height) = header.dimensions();
     check_pixels(width, height, limits)?;
     let orientation = header.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = header.icc_profile().ok().flatten();
     drop(header);
     let mut reader = ImageReader::open(path)?.with_guessed_format()?;
     let mut bounds = image::Limits::default();
@@ -261,7 +286,7 @@ fn decode(path: &Path, spec: &Spec, limits: &Limits) -> Result<DynamicImage, Pic
         e => PictureError::Undecodable(e.to_string()),
     })?;
     picture.apply_orientation(orientation);
-    Ok(picture)
+    Ok((picture, icc))
 }
 
 /// A JPEG, decoded at the smallest DCT scale that still covers the variant; `None` for any
@@ -270,7 +295,7 @@ fn decode_jpeg_scaled(
     path: &Path,
     spec: &Spec,
     limits: &Limits,
-) -> Result<Option<DynamicImage>, PictureError> {
+) -> Result<Option<(DynamicImage, Profile)>, PictureError> {
     let mut decoder = jpeg_decoder::Decoder::new(BufReader::new(File::open(path)?));
     if decoder.read_info().is_err() {
         return Ok(None);
@@ -329,7 +354,7 @@ fn decode_jpeg_scaled(
         ));
     };
     picture.apply_orientation(orientation);
-    Ok(Some(picture))
+    Ok(Some((picture, decoder.icc_profile())))
 }
 
 /// The size to decode to before the exact resize: what covers the variant's box, so that a
