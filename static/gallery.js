@@ -37,6 +37,11 @@ function displayName(record) {
   return record.title || record.filename || "Untitled";
 }
 
+/** Image types a browser shows as they are, which the server makes no variants of. */
+const SHOWN_AS_IS = new Set([
+  "image/svg+xml", "image/avif", "image/bmp", "image/x-icon", "image/vnd.microsoft.icon",
+]);
+
 /**
  * The preview that fits the kind: picture, player, or a document card. Pictures come as
  * variants the server sizes (`srcset`), a tile's worth in the grid, up to 1280 pixels wide in
@@ -46,6 +51,11 @@ function preview(record, { large = false } = {}) {
   const url = record.url;
   switch (record.kind) {
     case "image":
+      // A picture with no variants that browsers cannot show either (HEIC, TIFF): a neutral
+      // tile, rather than downloading the original to find out.
+      if (!record.thumbnail_url && !SHOWN_AS_IS.has(record.content_type)) {
+        return h("div", { class: "audio-preview" }, icon("image", "icon big"));
+      }
       return h("img", {
         src: record.thumbnail_url || url,
         srcset: record.srcset,
