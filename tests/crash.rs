@@ -1,6 +1,6 @@
 //! The crash test: concurrent uploaders (and deleters) against the real binary, SIGKILLed at
 //! random moments, restarted each time. Every acknowledged upload must come back with its exact
-//! bytes, every acknowledged delete must stay deleted, nothing half-written may be visible, and
+//! bytes (for a photo, the stripped bytes its `201` named), every acknowledged delete must stay deleted, nothing half-written may be visible, and
 //! `tmp/` must be empty after each start. `SHOEBOX_CRASH_ROUNDS` sets the number of kills (a
 //! longer soak), and `SHOEBOX_CRASH_SEED` the seed a failed run printed; the default keeps CI
 //! well under two minutes.
@@ -44,11 +44,52 @@ struct Ledger {
     delete_sent: BTreeSet<String>,
 }
 
+/// A JPEG made by ImageMagick and tagged with a GPS position by exiftool, which every upload
+/// of it loses before it is stored (see `tests/stripping.rs`); `None`, after saying so, when
+/// those tools are not here.
+fn tagged_photo() -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photo.jpg");
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let made = run("convert", &["-size", "64x48", "gradient:olive-plum"])
+        && run(
+            "exiftool",
+            &[
+                "-overwrite_original",
+                "-GPSLatitude=51.5",
+                "-GPSLatitudeRef=N",
+            ],
+        );
+    if !made {
+        common::unavailable("ImageMagick and exiftool make the crash test's photos");
+        return None;
+    }
+    std::fs::read(&path).ok()
+}
+
+/// `photo` with an application segment of random bytes after its start marker: a JPEG of its
+/// own, whose stored (stripped) bytes differ from every other's.
+fn distinct(photo: &[u8], noise: &[u8]) -> Vec<u8> {
+    let mut out = photo[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE3]);
+    out.extend_from_slice(&(noise.len() as u16 + 2).to_be_bytes());
+    out.extend_from_slice(noise);
+    out.extend_from_slice(&photo[2..]);
+    out
+}
+
 fn uploader(
     base: &str,
     token: &str,
     seed: u64,
     max_size: usize,
+    photo: Option<&[u8]>,
     ledger: &Mutex<Ledger>,
     stop: Instant,
 ) {
@@ -89,9 +130,17 @@ fn uploader(
                 continue;
             }
         }
-        let data = bytes(rng.size(max_size), rng.next());
+        // Every third upload a photo, which is stripped of its GPS position between its staging
+        // and its commit: the stored bytes are not the ones sent.
+        let is_photo = photo.is_some() && n % 3 == 1;
+        let (data, name) = match photo {
+            Some(photo) if is_photo => {
+                (distinct(photo, &bytes(64, rng.next())), format!("p{n}.jpg"))
+            }
+            _ => (bytes(rng.size(max_size), rng.next()), format!("f{n}.bin")),
+        };
         let res = client
-            .post(format!("{base}/api/media?filename=f{n}.bin"))
+            .post(format!("{base}/api/media?filename={name}"))
             .bearer_auth(token)
             .body(data.clone())
             .send();
@@ -101,13 +150,19 @@ fn uploader(
                     Ok(v) => v,
                     Err(_) => return, // killed while the body was in flight: not acknowledged
                 };
-                let id = v["items"][0]["id"].as_str().unwrap().to_owned();
-                assert_eq!(v["items"][0]["hash"].as_str().unwrap(), sha256_hex(&data));
-                ledger
-                    .lock()
-                    .unwrap()
-                    .acked
-                    .insert(id, (sha256_hex(&data), data.len() as u64));
+                let item = &v["items"][0];
+                let id = item["id"].as_str().unwrap().to_owned();
+                assert_eq!(item["stripped"].is_array(), is_photo, "{item}");
+                let stored = if is_photo {
+                    assert_eq!(item["original_hash"].as_str().unwrap(), sha256_hex(&data));
+                    assert!(item["stripped"].to_string().contains("gps"), "{item}");
+                    item["hash"].as_str().unwrap().to_owned()
+                } else {
+                    assert_eq!(item["hash"].as_str().unwrap(), sha256_hex(&data));
+                    sha256_hex(&data)
+                };
+                let size = item["size"].as_u64().unwrap();
+                ledger.lock().unwrap().acked.insert(id, (stored, size));
             }
             Ok(r) => panic!("unexpected status {}", r.status()),
             Err(_) => return, // the server died
@@ -194,6 +249,7 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
         });
     eprintln!("crash test seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
     let mut rng = Rng(seed | 1);
+    let photo = tagged_photo();
     let ledger = Mutex::new(Ledger::default());
     let mut seen = BTreeSet::new();
     let mut s = TestServer::start();
@@ -204,6 +260,7 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
         std::thread::scope(|scope| {
             for t in 0..uploaders {
                 let (base, token, ledger) = (&base, &token, &ledger);
+                let photo = photo.as_deref();
                 let seed = rng.next() ^ t;
                 scope.spawn(move || {
                     uploader(
@@ -211,6 +268,7 @@ fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
                         token,
                         seed,
                         max_size,
+                        photo,
                         ledger,
                         Instant::now() + Duration::from_secs(30),
                     )
