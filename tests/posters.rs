@@ -217,3 +217,46 @@ fn a_poster_a_crash_interrupted_is_made_after_the_restart() {
         200
     );
 }
+
+/// A playlist uploaded as a video names a video elsewhere on the server's machine: ffmpeg is
+/// kept to reading the stored file itself as a media container, so the other file is never
+/// read (no length learned, no poster of it made).
+#[test]
+fn a_playlist_posing_as_a_video_reads_nothing_else() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    made(
+        dir.path(),
+        "elsewhere.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mpegts",
+        ],
+    );
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1,\nfile://{}\n#EXT-X-ENDLIST\n",
+        dir.path().join("elsewhere.ts").display()
+    );
+    let s = TestServer::start();
+    let item = s.upload("holiday.mp4", playlist.as_bytes(), &[]);
+    assert_eq!(item["poster"], "pending", "{item}");
+    let id = item["id"].as_str().unwrap().to_owned();
+    common::eventually("the poster's fate", Duration::from_secs(60), || {
+        record(&s, &id)["poster"] != "pending"
+    });
+    let r = record(&s, &id);
+    assert_eq!(r["poster"], "failed", "{r}");
+    assert!(r.get("duration").is_none(), "{r}");
+    let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
+    assert_eq!(common::error_code(res, 404), "not_found");
+}

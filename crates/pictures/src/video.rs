@@ -1,7 +1,8 @@
 //! Videos and audio, through ffprobe and ffmpeg run as subprocesses: a video's length, size and
 //! poster frame, an audio file's length. They run only when both programs are on `PATH`, each
 //! under a time limit, with arguments that no client shapes: the input is a stored blob, named
-//! by its hash, and the output a file of the server's own.
+//! by its hash, read only from disk and only as a media container, and the output a file of the
+//! server's own.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -11,6 +12,16 @@ use super::PictureError;
 
 /// How long one ffprobe or ffmpeg run may take before it is killed.
 pub const TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// What ffmpeg may do with a stored file: read it from disk, as one of the containers uploads
+/// come in. Without these a playlist uploaded as a video (HLS, concat) would make ffmpeg open
+/// the files or URLs it names.
+const INPUT_LIMITS: [&str; 4] = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,ogg,wav,mp3,flac,aac,flv",
+];
 
 /// Whether ffmpeg and ffprobe are installed, so that posters and lengths can be made.
 pub fn available() -> bool {
@@ -74,6 +85,7 @@ fn run(mut command: Command, limit: Duration) -> Result<Output, PictureError> {
 /// The length of a video or audio file, and a video's size as shown.
 pub fn probe(path: &Path) -> Result<Probe, PictureError> {
     let mut command = Command::new("ffprobe");
+    command.args(INPUT_LIMITS);
     command.args([
         "-v",
         "error",
@@ -122,7 +134,9 @@ pub fn poster(path: &Path, scratch: &Path) -> Result<Vec<u8>, PictureError> {
     let out = scratch.join("poster.jpg");
     for start in ["1", "0"] {
         let mut command = Command::new("ffmpeg");
-        command.args(["-nostdin", "-v", "error", "-y", "-ss", start, "-i"]);
+        command.args(["-nostdin", "-v", "error", "-y", "-ss", start]);
+        command.args(INPUT_LIMITS);
+        command.arg("-i");
         command.arg(path);
         command.args([
             "-frames:v",
