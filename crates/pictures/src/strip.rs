@@ -228,6 +228,22 @@ mod tests {
         assert_eq!(primary_len(&file[..20]), None, "cut short");
     }
 
+    proptest::proptest! {
+        /// Whatever follows a picture's signature, stripping never panics: an upload is
+        /// stored, stripped or as it came.
+        #[test]
+        fn hostile_bytes_never_panic(kind in 0usize..3, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let (signature, content_type): (&[u8], &str) = [
+                (&b"\xFF\xD8\xFF\xE1"[..], "image/jpeg"),
+                (&b"\x89PNG\r\n\x1a\n"[..], "image/png"),
+                (&b"RIFF\x00\x01\x00\x00WEBPVP8X"[..], "image/webp"),
+            ][kind];
+            let mut data = signature.to_vec();
+            data.extend_from_slice(&body);
+            let _ = strip(Bytes::from(data), content_type);
+        }
+    }
+
     #[test]
     fn bytes_that_do_not_parse_are_left_alone() {
         assert!(strip(Bytes::from_static(b"not a jpeg"), "image/jpeg").is_none());
