@@ -473,7 +473,7 @@ fn keep_asked(value: &str, admin: bool) -> Result<bool, ApiError> {
 
 /// The most a picture may weigh to have its metadata removed (it is read into memory); a
 /// larger one is kept as it came, and its record says it was not stripped.
-const STRIP_MAX: u64 = 64 << 20;
+const STRIP_MAX: u64 = 32 << 20;
 
 /// A JPEG, PNG or WebP is kept without its location and device metadata, unless `keep` (see
 /// [`shoebox_pictures::strip`]): the staged bytes are replaced by the stripped ones, and the
