@@ -7,6 +7,10 @@
 //! `SHOEBOX_VARIANT_JOBS` are made at a time. The picture work itself is
 //! [`shoebox_pictures`]'s, on a blocking thread. Who may see a variant is decided by the
 //! caller, exactly as for the original.
+//!
+//! Videos and audio are learned about here too ([`Variants::learn`]): when ffmpeg is installed,
+//! a video's poster frame (`?poster=1`, sized like any image) and length, and audio's length,
+//! after the upload's `201`, in the same queue of jobs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
