@@ -7,16 +7,14 @@
 use actix_files::{HttpRange, NamedFile};
 use actix_web::body::SizedStream;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{
-    self, Charset, ContentDisposition, DispositionParam, DispositionType, EntityTag, ExtendedValue,
-    HeaderValue,
-};
+use actix_web::http::header::{self, ContentDisposition, DispositionType, EntityTag, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
 use super::auth;
 use super::blob_body::BlobBody;
+use super::disposition::{disposition, renamed, wants_download};
 use super::error::ApiError;
 use super::file_cache::FileKey;
 use super::media::parse_id;
@@ -70,45 +68,6 @@ fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse {
     ServiceResponse::from_err(e, req)
 }
 
-fn wants_download(req: &ServiceRequest) -> bool {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(|q| {
-            q.iter()
-                .any(|(k, v)| k == "download" && v != "0" && v != "false")
-        })
-        .unwrap_or(false)
-}
-
-/// `Content-Disposition` with the original name: a plain ASCII `filename` for old clients and
-/// an RFC 5987 `filename*` when the name is not ASCII (RFC 6266).
-fn disposition(kind: DispositionType, filename: Option<&str>) -> ContentDisposition {
-    let mut parameters = Vec::new();
-    if let Some(name) = filename.filter(|n| !n.is_empty()) {
-        let ascii: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii() && !c.is_ascii_control() {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        parameters.push(DispositionParam::Filename(ascii));
-        if !name.is_ascii() {
-            parameters.push(DispositionParam::FilenameExt(ExtendedValue {
-                charset: Charset::Ext("UTF-8".into()),
-                language_tag: None,
-                value: name.as_bytes().to_vec(),
-            }));
-        }
-    }
-    ContentDisposition {
-        disposition: kind,
-        parameters,
-    }
-}
-
 struct FileSpec<'a> {
     hash: ContentHash,
     size: u64,
@@ -126,12 +85,6 @@ struct Derived {
     etag: String,
     /// Its format was chosen from `Accept`, so the answer varies with it.
     vary: bool,
-}
-
-/// `name` with the extension of a variant's format: `photo.jpg` as `photo.webp`.
-fn renamed(name: &str, format: shoebox_pictures::Format) -> String {
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    format!("{stem}.{}", format.name())
 }
 
 /// Serves `spec`, or what the query asks for of it (see [`variants`]): a sized variant of an
@@ -605,19 +558,4 @@ pub async fn blob_file(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     };
     let name = format!("{hash}.{}", sniff::extension(&record.content_type));
     Ok(serve_asked(req, &state, spec, &record, Some(&name)).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_ascii_names_get_an_rfc5987_parameter() {
-        let d = disposition(DispositionType::Attachment, Some("été \"2024\".jpg")).to_string();
-        assert!(d.starts_with("attachment"), "{d}");
-        assert!(d.contains("filename*=UTF-8''%C3%A9t%C3%A9"), "{d}");
-        assert!(d.contains(r#"filename="_t_ \"2024\".jpg""#), "{d}");
-        let plain = disposition(DispositionType::Inline, Some("photo.jpg")).to_string();
-        assert_eq!(plain, "inline; filename=\"photo.jpg\"");
-    }
 }

@@ -7,6 +7,7 @@ mod blob_body;
 mod collection;
 mod conn;
 mod cors;
+mod disposition;
 mod error;
 mod file_cache;
 mod files;
