@@ -89,6 +89,12 @@ impl ApiError {
         ApiError::BadRequest(msg.into())
     }
 
+    /// A blob asked for by path from a blob store that keeps no local files (an S3 bucket):
+    /// something this server cannot do yet.
+    pub fn no_local_files() -> Self {
+        ApiError::Internal("this blob store keeps no local files".into())
+    }
+
     pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
         ApiError::InvalidField {
             field: field.into(),

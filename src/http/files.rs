@@ -97,7 +97,12 @@ async fn serve_asked(
     record: &MediaRecord,
     filename: Option<&str>,
 ) -> ServiceResponse {
-    let base = match variants::poster_asked(req.query_string(), record) {
+    // Most requests ask for the file itself: nothing to parse.
+    if req.query_string().is_empty() {
+        return serve(req, state, spec).await;
+    }
+    let query = variants::query_pairs(req.query_string());
+    let base = match variants::poster_asked(&query, record) {
         Ok(true) => variants::Base::Poster,
         Ok(false) => variants::Base::Original,
         Err(e) => return error(req, e),
@@ -110,12 +115,7 @@ async fn serve_asked(
         variants::Base::Poster => "image/jpeg",
         variants::Base::Original => spec.content_type,
     };
-    let wanted = variants::wanted(
-        req.query_string(),
-        accept,
-        source_type,
-        &state.config.variant_widths,
-    );
+    let wanted = variants::wanted(&query, accept, source_type, &state.config.variant_widths);
     let kind = if wants_download(&req) {
         DispositionType::Attachment
     } else {
@@ -233,10 +233,7 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         .map(|v| v.path.clone())
         .or_else(|| state.store.blobs().local_path(&s.hash))
     else {
-        return error(
-            req,
-            ApiError::Internal("this blob store keeps no local files to serve".into()),
-        );
+        return error(req, ApiError::no_local_files());
     };
     let file = match NamedFile::open_async(&path).await {
         Ok(f) => f,

@@ -480,10 +480,7 @@ const STRIP_MAX: u64 = 32 << 20;
 /// record remembers the original's hash and what went. Bytes that do not parse as the picture
 /// they claim to be are kept as they came.
 fn strip_metadata(store: &Store, mut item: NewMedia, keep: bool) -> Result<NewMedia, ApiError> {
-    let picture = matches!(
-        item.content_type.as_str(),
-        "image/jpeg" | "image/png" | "image/webp"
-    );
+    let picture = shoebox_pictures::strip::strips(&item.content_type);
     if keep || !picture || item.blob.size > STRIP_MAX {
         return Ok(item);
     }

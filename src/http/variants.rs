@@ -38,17 +38,21 @@ fn one_of(widths: &[u32]) -> String {
     format!("one of {}", list.join(", "))
 }
 
+/// A query string's parameters, in order (none for one that does not parse).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(web::Query::into_inner)
+        .unwrap_or_default()
+}
+
 /// The variant a query asks for, `None` when it asks for the original. `accept` is the
 /// request's `Accept` header and `content_type` the stored type of the source.
 pub fn wanted(
-    query: &str,
+    pairs: &[(String, String)],
     accept: Option<&str>,
     content_type: &str,
     widths: &[u32],
 ) -> Result<Option<Wanted>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map(web::Query::into_inner)
-        .unwrap_or_default();
     let get = |key: &str| {
         pairs
             .iter()
@@ -103,10 +107,7 @@ pub fn wanted(
 
 /// Whether the query asks for a video's poster frame (`poster=1`): only a video whose poster
 /// was made has one.
-pub fn poster_asked(query: &str, record: &MediaRecord) -> Result<bool, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map(web::Query::into_inner)
-        .unwrap_or_default();
+pub fn poster_asked(pairs: &[(String, String)], record: &MediaRecord) -> Result<bool, ApiError> {
     let asked = match pairs
         .iter()
         .find(|(k, _)| k == "poster")
@@ -320,7 +321,7 @@ impl Variants {
             Base::Original => store
                 .blobs()
                 .local_path(&source)
-                .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?,
+                .ok_or_else(ApiError::no_local_files)?,
             Base::Poster => Self::derived(store, source, POSTER)?,
         };
         let store = store.clone();
@@ -399,7 +400,7 @@ fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Resu
     let path = store
         .blobs()
         .local_path(&hash)
-        .ok_or_else(|| ApiError::Internal("this blob store keeps no local files".into()))?;
+        .ok_or_else(ApiError::no_local_files)?;
     let probe = pictures::video::probe(&path);
     let poster = video.then(|| {
         let scratch = tempfile::tempdir_in(store.layout().tmp())
@@ -435,16 +436,25 @@ mod tests {
 
     const WIDTHS: [u32; 3] = [160, 320, 640];
 
+    /// [`wanted`] of a query string.
+    fn asked(
+        query: &str,
+        accept: Option<&str>,
+        content_type: &str,
+    ) -> Result<Option<Wanted>, ApiError> {
+        wanted(&query_pairs(query), accept, content_type, &WIDTHS)
+    }
+
     #[test]
     fn queries_name_a_listed_size_and_a_known_image() {
         let png = "image/png";
-        assert!(wanted("", None, png, &WIDTHS).unwrap().is_none());
-        assert!(wanted("download=1", None, png, &WIDTHS).unwrap().is_none());
-        let w = wanted("w=320", None, png, &WIDTHS).unwrap().unwrap();
+        assert!(asked("", None, png).unwrap().is_none());
+        assert!(asked("download=1", None, png).unwrap().is_none());
+        let w = asked("w=320", None, png).unwrap().unwrap();
         assert_eq!(w.spec.width, Some(320));
         assert_eq!(w.spec.format, Format::Png);
         assert!(w.negotiated);
-        let w = wanted("w=320&format=jpg", Some("image/webp"), png, &WIDTHS)
+        let w = asked("w=320&format=jpg", Some("image/webp"), png)
             .unwrap()
             .unwrap();
         assert_eq!(w.spec.format, Format::Jpeg);
@@ -457,9 +467,9 @@ mod tests {
             "w=320&fit=fill",
             "format=webp",
         ] {
-            assert!(wanted(bad, None, png, &WIDTHS).is_err(), "{bad}");
+            assert!(asked(bad, None, png).is_err(), "{bad}");
         }
-        assert!(wanted("w=320", None, "application/pdf", &WIDTHS).is_err());
+        assert!(asked("w=320", None, "application/pdf").is_err());
     }
 
     #[test]
@@ -477,7 +487,7 @@ mod tests {
     fn webp_goes_where_it_is_taken() {
         let jpeg = "image/jpeg";
         let format = |accept| {
-            wanted("w=160", Some(accept), jpeg, &WIDTHS)
+            asked("w=160", Some(accept), jpeg)
                 .unwrap()
                 .unwrap()
                 .spec

@@ -24,6 +24,11 @@ pub struct Stripped {
     pub removed: Vec<&'static str>,
 }
 
+/// Whether [`strip`] knows the stored type, so that a caller reads the file only for these.
+pub fn strips(content_type: &str) -> bool {
+    matches!(content_type, "image/jpeg" | "image/png" | "image/webp")
+}
+
 /// `data` with its metadata removed, for the stored types this knows (`image/jpeg`,
 /// `image/png`, `image/webp`); `None` for any other type, and for bytes that do not parse as
 /// the type they claim, which are kept as they came.
