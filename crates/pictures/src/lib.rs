@@ -11,18 +11,17 @@
 //! both bounds its memory and makes thumbnails fast; the resize to the exact size is done by
 //! `fast_image_resize` (Lanczos3, with SIMD).
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
-
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-
+/// Sources decoded within bounds, upright, at the smallest scale a variant needs.
+mod decode;
 /// Metadata removed from stored pictures without a re-encode.
 pub mod strip;
 /// Videos' posters and lengths, and audio's, through ffmpeg and ffprobe.
 pub mod video;
-use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use std::path::Path;
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::DynamicImage;
 
 /// The version of this pipeline, part of every variant's name: a change to what [`render`]
 /// makes (a better encoder, another filter) bumps it, so that variants made before are made
@@ -202,7 +201,7 @@ pub enum PictureError {
 
 /// Makes the variant `spec` of the image in `path`.
 pub fn render(path: &Path, spec: &Spec, limits: &Limits) -> Result<Rendered, PictureError> {
-    let (picture, icc) = decode(path, spec, limits)?;
+    let (picture, icc) = decode::decode(path, spec, limits)?;
     let (width, height) = fitted(picture.width(), picture.height(), spec);
     let resized = resize(&picture, width, height, spec)?;
     let bytes = with_profile(encode(&resized, spec.format)?, icc);
@@ -213,34 +212,8 @@ pub fn render(path: &Path, spec: &Spec, limits: &Limits) -> Result<Rendered, Pic
     })
 }
 
-/// Whether an orientation turns the picture a quarter, swapping its width and height.
-fn turns(o: Orientation) -> bool {
-    matches!(
-        o,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    )
-}
-
-fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), PictureError> {
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(PictureError::TooLarge {
-            width,
-            height,
-            limit: format!("{} megapixels", limits.max_pixels / 1_000_000),
-        });
-    }
-    Ok(())
-}
-
-/// The colour profile of the source, carried over to the variant so that a wide-gamut photo
-/// (a phone's Display P3) keeps its colours; the pixels are not converted.
-type Profile = Option<Vec<u8>>;
-
 /// `encoded` with `icc` as its colour profile, when there is one.
-fn with_profile(encoded: Vec<u8>, icc: Profile) -> Vec<u8> {
+fn with_profile(encoded: Vec<u8>, icc: decode::Profile) -> Vec<u8> {
     use img_parts::ImageICC;
     let Some(icc) = icc.filter(|p| !p.is_empty()) else {
         return encoded;
@@ -254,112 +227,9 @@ fn with_profile(encoded: Vec<u8>, icc: Profile) -> Vec<u8> {
     }
 }
 
-/// The source, decoded and upright, at least as large as the variant needs, with its colour
-/// profile.
-fn decode(
-    path: &Path,
-    spec: &Spec,
-    limits: &Limits,
-) -> Result<(DynamicImage, Profile), PictureError> {
-    if let Some(decoded) = decode_jpeg_scaled(path, spec, limits)? {
-        return Ok(decoded);
-    }
-    let reader = ImageReader::open(path)?.with_guessed_format()?;
-    let mut header = reader
-        .into_decoder()
-        .map_err(|e| PictureError::Undecodable(e.to_string()))?;
-    let (width, height) = header.dimensions();
-    check_pixels(width, height, limits)?;
-    let orientation = header.orientation().unwrap_or(Orientation::NoTransforms);
-    let icc = header.icc_profile().ok().flatten();
-    drop(header);
-    let mut reader = ImageReader::open(path)?.with_guessed_format()?;
-    let mut bounds = image::Limits::default();
-    bounds.max_alloc = Some(limits.max_alloc);
-    reader.limits(bounds);
-    let mut picture = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => PictureError::TooLarge {
-            width,
-            height,
-            limit: format!("{} MiB to decode", limits.max_alloc >> 20),
-        },
-        e => PictureError::Undecodable(e.to_string()),
-    })?;
-    picture.apply_orientation(orientation);
-    Ok((picture, icc))
-}
-
-/// A JPEG, decoded at the smallest DCT scale that still covers the variant; `None` for any
-/// other file, and for the JPEGs this path leaves to the general decoder (CMYK, 16-bit).
-fn decode_jpeg_scaled(
-    path: &Path,
-    spec: &Spec,
-    limits: &Limits,
-) -> Result<Option<(DynamicImage, Profile)>, PictureError> {
-    let mut decoder = jpeg_decoder::Decoder::new(BufReader::new(File::open(path)?));
-    if decoder.read_info().is_err() {
-        return Ok(None);
-    }
-    let Some(info) = decoder.info() else {
-        return Ok(None);
-    };
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
-    check_pixels(width, height, limits)?;
-    if !matches!(
-        info.pixel_format,
-        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24
-    ) {
-        return Ok(None);
-    }
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
-    // The size wanted, as displayed; the decoder is asked for it as stored.
-    let (shown_w, shown_h) = if turns(orientation) {
-        (height, width)
-    } else {
-        (width, height)
-    };
-    let (want_w, want_h) = fitted_cover(shown_w, shown_h, spec);
-    let (ask_w, ask_h) = if turns(orientation) {
-        (want_h, want_w)
-    } else {
-        (want_w, want_h)
-    };
-    let clamp = |n: u32| u16::try_from(n.max(1)).unwrap_or(u16::MAX);
-    decoder
-        .scale(clamp(ask_w), clamp(ask_h))
-        .map_err(|e| PictureError::Undecodable(e.to_string()))?;
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
-    let pixels = decoder
-        .decode()
-        .map_err(|e| PictureError::Undecodable(e.to_string()))?;
-    let Some(out) = decoder.info() else {
-        return Ok(None);
-    };
-    let (w, h) = (u32::from(out.width), u32::from(out.height));
-    let picture: Option<DynamicImage> = match out.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => {
-            image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
-        }
-        jpeg_decoder::PixelFormat::RGB24 => {
-            image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
-        }
-        _ => None,
-    };
-    let Some(mut picture) = picture else {
-        return Err(PictureError::Undecodable(
-            "the decoder returned fewer pixels than its header promised".into(),
-        ));
-    };
-    picture.apply_orientation(orientation);
-    Ok(Some((picture, decoder.icc_profile())))
-}
-
 /// The size to decode to before the exact resize: what covers the variant's box, so that a
 /// crop (for [`Fit::Cover`]) or a fit still has every pixel it needs.
-fn fitted_cover(width: u32, height: u32, spec: &Spec) -> (u32, u32) {
+pub(crate) fn fitted_cover(width: u32, height: u32, spec: &Spec) -> (u32, u32) {
     let scale_w = spec.width.map(|w| f64::from(w) / f64::from(width));
     let scale_h = spec.height.map(|h| f64::from(h) / f64::from(height));
     let scale = match (scale_w, scale_h) {
@@ -371,7 +241,7 @@ fn fitted_cover(width: u32, height: u32, spec: &Spec) -> (u32, u32) {
     scaled(width, height, scale)
 }
 
-fn scaled(width: u32, height: u32, scale: f64) -> (u32, u32) {
+pub(crate) fn scaled(width: u32, height: u32, scale: f64) -> (u32, u32) {
     let side = |n: u32| ((f64::from(n) * scale).round() as u32).max(1);
     (side(width), side(height))
 }
