@@ -48,28 +48,26 @@ struct Ledger {
 /// of it loses before it is stored (see `tests/stripping.rs`); `None`, after saying so, when
 /// those tools are not here.
 fn tagged_photo() -> Option<Vec<u8>> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("photo.jpg");
-    let run = |program: &str, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .arg(&path)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let made = run("convert", &["-size", "64x48", "gradient:olive-plum"])
-        && run(
-            "exiftool",
-            &[
-                "-overwrite_original",
-                "-GPSLatitude=51.5",
-                "-GPSLatitudeRef=N",
-            ],
-        );
-    if !made {
-        common::unavailable("ImageMagick and exiftool make the crash test's photos");
+    use common::tools::{self, Tool};
+    if !tools::present(&[Tool::ImageMagick, Tool::Exiftool]) {
         return None;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photo.jpg");
+    let target = path.to_str().unwrap();
+    tools::run(
+        "convert",
+        &["-size", "64x48", "gradient:olive-plum", target],
+    );
+    tools::run(
+        "exiftool",
+        &[
+            "-overwrite_original",
+            "-GPSLatitude=51.5",
+            "-GPSLatitudeRef=N",
+            target,
+        ],
+    );
     std::fs::read(&path).ok()
 }
 

@@ -4,52 +4,37 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::tools::{self, Tool};
 use common::TestServer;
 use serde_json::Value;
 
 /// Whether ffmpeg, ffprobe and ImageMagick are here.
 fn tools_present() -> bool {
-    let ok = |program: &str, arg: &str| Command::new(program).arg(arg).output().is_ok();
-    let magick = Command::new("identify")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"));
-    let present = ok("ffmpeg", "-version") && ok("ffprobe", "-version") && magick;
-    if !present {
-        common::unavailable(
-            "ffmpeg and ImageMagick are needed (apt-get install ffmpeg imagemagick)",
-        );
-    }
-    present
+    tools::present(&[Tool::Ffmpeg, Tool::ImageMagick])
 }
 
 /// A file made by ffmpeg from one of its test sources.
 fn made(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ffmpeg {args:?}");
+    let mut all = vec!["-nostdin", "-v", "error", "-y"];
+    all.extend_from_slice(args);
+    all.push(path.to_str().unwrap());
+    tools::run("ffmpeg", &all);
     std::fs::read(path).unwrap()
 }
 
-fn measured(dir: &Path, bytes: &[u8]) -> (u32, u32) {
-    let path = dir.join("measured.jpg");
-    std::fs::write(&path, bytes).unwrap();
-    let out = Command::new("identify")
-        .args(["-format", "%w %h"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|n| n.parse::<u32>().unwrap());
-    (it.next().unwrap(), it.next().unwrap())
+/// A `size` test-pattern clip of `seconds`, H.264 in MP4.
+fn clip(dir: &Path, size: &str, seconds: &str) -> Vec<u8> {
+    let source = format!("testsrc=size={size}:rate=25");
+    made(
+        dir,
+        &format!("clip-{size}.mp4"),
+        &[
+            "-f", "lavfi", "-i", &source, "-t", seconds, "-pix_fmt", "yuv420p",
+        ],
+    )
 }
 
 fn record(s: &TestServer, id: &str) -> Value {
@@ -68,20 +53,7 @@ fn videos_get_a_poster_a_length_and_a_size() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let clip = made(
-        dir.path(),
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=640x360:rate=25",
-            "-t",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let clip = clip(dir.path(), "640x360", "2");
     let tone = made(
         dir.path(),
         "tone.wav",
@@ -109,13 +81,19 @@ fn videos_get_a_poster_a_length_and_a_size() {
     let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "image/jpeg");
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (640, 360));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (640, 360)
+    );
     let res = s
         .get(&format!("/m/{id}?poster=1&w=320&format=jpeg"))
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (320, 180));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (320, 180)
+    );
     assert_eq!(r["thumbnail_url"], format!("/m/{id}?poster=1&w=320"));
 
     let audio = s.upload("tone.wav", &tone, &[]);
@@ -137,20 +115,7 @@ fn without_ffmpeg_videos_are_stored_without_posters() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let clip = made(
-        dir.path(),
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-t",
-            "1",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let clip = clip(dir.path(), "320x240", "1");
     let s = TestServer::builder().env("PATH", "/nonexistent").start();
     assert_eq!(s.status()["posters"], false);
     let item = s.upload("clip.mp4", &clip, &[]);
@@ -170,20 +135,7 @@ fn a_poster_a_crash_interrupted_is_made_after_the_restart() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let clip = made(
-        dir.path(),
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-t",
-            "1",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let clip = clip(dir.path(), "320x240", "1");
     // An ffmpeg that answers `-version` at once and takes its time with any real work.
     let slow = dir.path().join("slow-tools");
     std::fs::create_dir(&slow).unwrap();

@@ -5,39 +5,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::tools::{self, run, Tool};
 use common::{sha256_hex, TestServer};
 use reqwest::Method;
 use serde_json::Value;
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether ImageMagick (not the machine image's stand-in) and exiftool are here.
+/// Whether ImageMagick and exiftool are here.
 fn tools_present() -> bool {
-    let magick = Command::new("identify")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"));
-    let exiftool = Command::new("exiftool").arg("-ver").output().is_ok();
-    if !(magick && exiftool) {
-        common::unavailable(
-            "ImageMagick and exiftool are needed (apt-get install imagemagick \
-             libimage-exiftool-perl)",
-        );
-    }
-    magick && exiftool
+    tools::present(&[Tool::ImageMagick, Tool::Exiftool])
 }
 
 /// A minimal ICC profile (a v2 display profile header with no tags), for exiftool to embed.

@@ -5,43 +5,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tools::{self, Tool};
 use common::{error_code, png_chunk, run_cli, TestServer};
 use reqwest::Method;
 
 const WIDTHS: [u32; 5] = [160, 320, 640, 1280, 1920];
 
-/// Runs a tool that the test needs; `None` (after `unavailable`) when it is not installed.
-fn tool(program: &str, args: &[&str]) -> Option<String> {
-    match Command::new(program).args(args).output() {
-        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => panic!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => {
-            common::unavailable(&format!("{program} is not installed ({e})"));
-            None
-        }
-    }
-}
-
-/// Whether ImageMagick (not the machine image's stand-in) and exiftool are here.
+/// Whether ImageMagick and exiftool are here.
 fn tools_present() -> bool {
-    let magick = Command::new("identify")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"));
-    let exiftool = Command::new("exiftool").arg("-ver").output().is_ok();
-    if !(magick && exiftool) {
-        common::unavailable(
-            "ImageMagick and exiftool are needed (apt-get install imagemagick \
-             libimage-exiftool-perl)",
-        );
-    }
-    magick && exiftool
+    tools::present(&[Tool::ImageMagick, Tool::Exiftool])
 }
 
 /// A `width`×`height` JPEG made by ImageMagick: a gradient with a mark in one corner, so that
@@ -49,7 +23,7 @@ fn tools_present() -> bool {
 fn photo(dir: &Path, name: &str, width: u32, height: u32) -> PathBuf {
     let path = dir.join(name);
     let size = format!("{width}x{height}");
-    tool(
+    tools::run(
         "convert",
         &[
             "-size",
@@ -63,18 +37,8 @@ fn photo(dir: &Path, name: &str, width: u32, height: u32) -> PathBuf {
             "90",
             path.to_str().unwrap(),
         ],
-    )
-    .unwrap();
+    );
     path
-}
-
-/// The pixel size of an encoded image, by ImageMagick's `identify`.
-fn measured(dir: &Path, bytes: &[u8]) -> (u32, u32) {
-    let path = dir.join(format!("measured-{}", common::sha256_hex(bytes)));
-    std::fs::write(&path, bytes).unwrap();
-    let out = tool("identify", &["-format", "%w %h", path.to_str().unwrap()]).unwrap();
-    let mut it = out.split_whitespace().map(|n| n.parse::<u32>().unwrap());
-    (it.next().unwrap(), it.next().unwrap())
 }
 
 fn upload_file(s: &TestServer, path: &Path, fields: &[(&str, &str)]) -> serde_json::Value {
@@ -100,7 +64,7 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
     }
     let dir = tempfile::tempdir().unwrap();
     let source = photo(dir.path(), "turned.jpg", 4000, 3000);
-    tool(
+    tools::run(
         "exiftool",
         &[
             "-n",
@@ -108,8 +72,7 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
             "-overwrite_original",
             source.to_str().unwrap(),
         ],
-    )
-    .unwrap();
+    );
     let s = TestServer::start();
     let item = upload_file(&s, &source, &[]);
     assert_eq!(
@@ -124,7 +87,7 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
         assert_eq!(res.headers()["content-type"], "image/jpeg");
         let expected = (w, (f64::from(w) * 4.0 / 3.0).round() as u32);
         assert_eq!(
-            measured(dir.path(), &res.bytes().unwrap()),
+            tools::size_of(dir.path(), &res.bytes().unwrap()),
             expected,
             "w={w}"
         );
@@ -134,13 +97,19 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
         .get(&format!("/m/{id}?w=320&h=320&format=png"))
         .send()
         .unwrap();
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (240, 320));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (240, 320)
+    );
     let res = s
         .get(&format!("/m/{id}?w=320&h=160&fit=cover&format=webp"))
         .send()
         .unwrap();
     assert_eq!(res.headers()["content-type"], "image/webp");
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (320, 160));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (320, 160)
+    );
     // Never larger than the source.
     let small = photo(dir.path(), "small.jpg", 300, 200);
     let item = upload_file(&s, &small, &[]);
@@ -148,7 +117,10 @@ fn every_width_of_a_turned_photo_comes_out_upright() {
         .get(&format!("/f/{}?w=1920", item["hash"].as_str().unwrap()))
         .send()
         .unwrap();
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (300, 200));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (300, 200)
+    );
 }
 
 /// A PNG whose header claims 20,000×20,000 pixels over a body of a few bytes: every decoder
@@ -255,7 +227,7 @@ fn variants_are_cached_like_blobs_and_negotiated() {
     let etag = h["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with(&format!("\"{hash}-")), "{etag}");
     let webp = res.bytes().unwrap();
-    assert_eq!(measured(dir.path(), &webp), (640, 480));
+    assert_eq!(tools::size_of(dir.path(), &webp), (640, 480));
 
     let res = s.get(&path).header("accept", "image/jpeg").send().unwrap();
     assert_eq!(res.headers()["content-type"], "image/jpeg");
@@ -372,7 +344,10 @@ fn private_variants_need_authority() {
     let res = s.get(&format!("{url}&w=320")).send().unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "private, no-cache");
-    assert_eq!(measured(dir.path(), &res.bytes().unwrap()), (320, 240));
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (320, 240)
+    );
 }
 
 /// `gc` removes the variants of a deleted image, and those an older pipeline made of an image

@@ -5,19 +5,23 @@ use super::*;
 
 /// A 2400×1800 JPEG made by ImageMagick (about a megabyte): `None` when ImageMagick is not here.
 fn large_photo(dir: &std::path::Path) -> Option<Vec<u8>> {
-    let path = dir.join("large.jpg");
-    let made = std::process::Command::new("convert")
-        .args(["-size", "2400x1800", "plasma:fractal", "-quality", "95"])
-        .arg(&path)
-        .status();
-    let real = std::process::Command::new("identify")
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("ImageMagick"));
-    if !(real && made.is_ok_and(|s| s.success())) {
-        common::unavailable("ImageMagick is needed (apt-get install imagemagick)");
+    use common::tools::{self, Tool};
+    if !tools::present(&[Tool::ImageMagick]) {
         return None;
     }
+    let path = dir.join("large.jpg");
+    let target = path.to_str().unwrap();
+    tools::run(
+        "convert",
+        &[
+            "-size",
+            "2400x1800",
+            "plasma:fractal",
+            "-quality",
+            "95",
+            target,
+        ],
+    );
     Some(std::fs::read(path).unwrap())
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mount;
+pub mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
