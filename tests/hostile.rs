@@ -989,8 +989,9 @@ fn a_listing_cursor_never_names_a_private_record() {
     assert_eq!(listed, vec![public["id"].as_str().unwrap().to_owned()]);
 }
 
-/// The variant parameters (`w`, `h`, `fit`, `format`) take only what the server lists: every
-/// other value, repeated or huge, is a clear `4xx` that makes no variant and changes nothing.
+/// The variant parameters (`w`, `h`, `fit`, `format`, `poster`) and an upload's
+/// `keep_metadata` take only what the server lists: every other value, repeated or huge, is a
+/// clear `4xx` that makes no variant and changes nothing.
 #[test]
 fn variant_parameters_outside_the_lists_are_refused() {
     let s = TestServer::start();
@@ -1045,6 +1046,28 @@ fn variant_parameters_outside_the_lists_are_refused() {
                 "a variant of nothing",
                 raw(&format!("/f/{}?w=160", "0".repeat(64))),
                 &[404],
+            ),
+            (
+                "a poster of a picture",
+                raw(&format!("{m}?poster=1")),
+                &[400],
+            ),
+            (
+                "a sized poster of text",
+                raw(&format!(
+                    "/m/{}?poster=1&w=160",
+                    text["id"].as_str().unwrap()
+                )),
+                &[400],
+            ),
+            (
+                "keep_metadata that is no boolean",
+                s.authed(
+                    Method::POST,
+                    "/api/media?filename=k.png&keep_metadata=perhaps",
+                )
+                .body(picture.clone()),
+                &[400],
             ),
         ],
     );
