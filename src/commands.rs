@@ -55,7 +55,7 @@ pub fn verify(data_dir: &Path, repair: bool) -> CommandResult {
     })
 }
 
-pub fn gc(data_dir: &Path, grace: Duration) -> CommandResult {
+pub fn gc(data_dir: &Path, grace: Duration, upload_expiry: Duration) -> CommandResult {
     let store = match open_store(data_dir) {
         Ok(store) => store,
         Err(e) => {
@@ -75,6 +75,13 @@ pub fn gc(data_dir: &Path, grace: Duration) -> CommandResult {
         r.kept_young,
         grace.as_secs(),
         r.kept_named,
+    );
+    // No server runs (the data directory's lock says so), so no upload is in use.
+    let now = time::OffsetDateTime::now_utc();
+    let gone = store.partials().sweep(now, upload_expiry, |_| false)?;
+    println!(
+        "removed {} expired resumable uploads ({} bytes)",
+        gone.count, gone.bytes
     );
     store.close_cleanly()?;
     Ok(ExitCode::SUCCESS)

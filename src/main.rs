@@ -54,7 +54,11 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::ResetAdminToken(args)) => reset_admin_token(&args.data_dir),
         Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
-        Some(Command::Gc { data, grace }) => commands::gc(&data.data_dir, grace),
+        Some(Command::Gc {
+            data,
+            grace,
+            upload_expiry,
+        }) => commands::gc(&data.data_dir, grace, upload_expiry),
         Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
         Some(Command::Health { url, timeout }) => commands::health(&url, timeout),
         Some(Command::Token(cmd)) => commands::token(cmd),

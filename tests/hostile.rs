@@ -166,6 +166,7 @@ fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
             "secrets",
             "space-reserve",
             "tmp",
+            "uploads",
             "variants"
         ],
         "nothing written outside the layout"

@@ -49,6 +49,9 @@ pub enum Command {
         /// Leave orphans younger than this alone (e.g. 30s, 15m, 2h).
         #[arg(long, default_value = "15m", value_parser = parse_duration)]
         grace: Duration,
+        /// Remove resumable uploads that saw no bytes for this long (as the server does).
+        #[arg(long, env = "SHOEBOX_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_duration)]
+        upload_expiry: Duration,
     },
     /// Recreate the metadata database from the record files (the old one is moved aside).
     Rebuild(DataDirArgs),
@@ -203,6 +206,11 @@ pub struct ServeArgs {
     /// before it is cut off with 408 (e.g. 60s).
     #[arg(long, env = "SHOEBOX_CLIENT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub client_timeout: Duration,
+
+    /// How long a resumable (tus) upload is kept after its last bytes arrived; unfinished
+    /// ones are then removed, finished ones forgotten (e.g. 24h, 90m).
+    #[arg(long, env = "SHOEBOX_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_duration)]
+    pub upload_expiry: Duration,
 
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SHOEBOX_WORKERS")]

@@ -50,6 +50,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long a client may send nothing while a request is open.
     pub client_timeout: Duration,
+    /// How long a resumable upload is kept after its last bytes arrived.
+    pub upload_expiry: Duration,
     pub workers: Option<usize>,
     /// Bytes of small files kept in memory.
     pub file_cache: u64,
@@ -137,6 +139,9 @@ impl Config {
                 ));
             }
         }
+        if args.upload_expiry.is_zero() {
+            return Err("SHOEBOX_UPLOAD_EXPIRY must be at least 1s".into());
+        }
         if args.client_timeout.is_zero() {
             return Err("SHOEBOX_CLIENT_TIMEOUT must be at least 1s".into());
         }
@@ -166,6 +171,7 @@ impl Config {
             max_upload_bytes: args.max_upload_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             client_timeout: args.client_timeout,
+            upload_expiry: args.upload_expiry,
             workers: args.workers,
             file_cache: args.file_cache,
             db_cache: args.db_cache,
@@ -225,6 +231,7 @@ mod tests {
             ("allowed-types", "SHOEBOX_ALLOWED_TYPES"),
             ("bind", "SHOEBOX_BIND"),
             ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),
+            ("upload-expiry", "SHOEBOX_UPLOAD_EXPIRY"),
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),
             ("data-dir", "SHOEBOX_DATA_DIR"),

@@ -291,6 +291,20 @@ fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
     }
 }
 
+/// Refuses a cookie-authenticated request whose `Origin` names another site, whatever its
+/// method: for routes whose reads must not be shared with another site's scripts either.
+pub fn refuse_foreign_session(
+    req: &HttpRequest,
+    state: &AppState,
+    credential: &Credential,
+) -> Result<(), ApiError> {
+    let foreign = req.headers().contains_key(ORIGIN) && !same_origin(req, state);
+    if matches!(credential, Credential::Session { .. }) && foreign {
+        return Err(cross_site());
+    }
+    Ok(())
+}
+
 /// Refuses a request whose `Origin` names another site.
 pub fn require_same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if same_origin(req, state) {

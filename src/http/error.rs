@@ -21,8 +21,10 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_field` (400); `unauthorized`
     /// (401); `cross_site`, `insufficient_scope`, `invalid_signature`, `expired_signature`
     /// (403); `not_found` (404); `method_not_allowed` (405); `request_timeout` (408);
-    /// `payload_too_large` (413); `unsupported_media_type` (415); `image_too_large`,
-    /// `undecodable_image` (422); `too_many_requests` (429);
+    /// `offset_mismatch`, `upload_incomplete`, `upload_taken_over` (409); `upload_expired`
+    /// (410); `unsupported_version` (412); `payload_too_large` (413);
+    /// `unsupported_media_type` (415); `image_too_large`, `undecodable_image` (422);
+    /// `upload_locked` (423); `too_many_requests` (429); `checksum_mismatch` (460);
     /// `blob_damaged`, `internal` (500); `disk_failing`, `busy` (503);
     /// `insufficient_storage` (507).
     pub code: String,
@@ -52,6 +54,22 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("this route does not accept the {0} method")]
     MethodNotAllowed(String),
+    /// The request does not fit the resource's state (a resumable upload's offset, say);
+    /// `code` says how.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// A resumable upload that expired.
+    #[error("this upload expired {0} after its last bytes arrived; start it again")]
+    Gone(String),
+    /// A tus request of a protocol version this server does not speak.
+    #[error("this server speaks tus 1.0.0 (send Tus-Resumable: 1.0.0)")]
+    UnsupportedVersion,
+    /// A resumable upload's chunk that does not match the checksum sent with it.
+    #[error("the chunk does not match its Upload-Checksum; it was discarded, send it again")]
+    ChecksumMismatch,
+    /// A resumable upload another request holds and does not let go of.
+    #[error("another request is writing to this upload; try again in a moment")]
+    Locked,
     #[error("the file is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("{0}")]
@@ -82,6 +100,11 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Credential(#[from] CredentialError),
+}
+
+/// tus's status for a chunk whose checksum does not match (not an IANA status).
+fn checksum_mismatch() -> StatusCode {
+    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 impl ApiError {
@@ -119,6 +142,13 @@ impl ApiError {
             }
             ApiError::RequestTimeout(_) => (S::REQUEST_TIMEOUT, "request_timeout", shown()),
             ApiError::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed", shown()),
+            ApiError::Conflict { code, .. } => (S::CONFLICT, code, shown()),
+            ApiError::Gone(_) => (S::GONE, "upload_expired", shown()),
+            ApiError::UnsupportedVersion => {
+                (S::PRECONDITION_FAILED, "unsupported_version", shown())
+            }
+            ApiError::ChecksumMismatch => (checksum_mismatch(), "checksum_mismatch", shown()),
+            ApiError::Locked => (S::LOCKED, "upload_locked", shown()),
             ApiError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large", shown()),
             ApiError::UnsupportedMediaType(_) => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", shown())
@@ -187,7 +217,7 @@ impl ResponseError for ApiError {
         if let ApiError::TooManyRequests { retry_after } = self {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
-        if matches!(self, ApiError::Busy)
+        if matches!(self, ApiError::Busy | ApiError::Locked)
             || matches!(self, ApiError::Store(e) if e.is_out_of_descriptors())
         {
             res.insert_header((header::RETRY_AFTER, "1"));

@@ -23,6 +23,7 @@ mod responses;
 mod session;
 mod status;
 mod tokens;
+mod tus;
 mod upload;
 mod variants;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     pub files: file_cache::FileCache,
     /// Image variants being made, and how many at a time.
     pub variants: variants::Variants,
+    /// Resumable uploads that requests are working on.
+    pub tus: tus::Tus,
 }
 
 impl AppState {
@@ -93,6 +96,7 @@ impl AppState {
             persistence,
             metrics: observe::Metrics::new(),
             limiter: limits::Limiter::default(),
+            tus: tus::Tus::default(),
         })
     }
 
@@ -182,6 +186,20 @@ static ENDPOINTS: &[(Method, &str, Attach)] = &[
     (Method::GET, "/api/media/{id}/url", |r| {
         r.to(media::signed_url)
     }),
+    (Method::OPTIONS, "/api/uploads", |r| r.to(tus::options)),
+    (Method::POST, "/api/uploads", |r| r.to(tus::create)),
+    (Method::HEAD, "/api/uploads/{upload_id}", |r| {
+        r.to(tus::head)
+    }),
+    (Method::PATCH, "/api/uploads/{upload_id}", |r| {
+        r.to(tus::patch)
+    }),
+    (Method::DELETE, "/api/uploads/{upload_id}", |r| {
+        r.to(tus::delete)
+    }),
+    (Method::GET, "/api/uploads/{upload_id}", |r| {
+        r.to(tus::finished)
+    }),
     (Method::GET, "/api/tokens", |r| r.to(tokens::list)),
     (Method::POST, "/api/tokens", |r| r.to(tokens::create)),
     (Method::DELETE, "/api/tokens/{id}", |r| r.to(tokens::revoke)),
@@ -227,6 +245,7 @@ pub fn app(
         .app_data(state)
         .wrap(actix_web::middleware::from_fn(intake::middleware))
         .wrap(default_headers())
+        .wrap(actix_web::middleware::from_fn(tus::headers))
         .wrap(actix_web::middleware::from_fn(cors::middleware))
         .wrap(actix_web::middleware::from_fn(observe::middleware))
         .configure(routes)
@@ -284,6 +303,8 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     // Posters a stop interrupted are made again, in the background.
     variants::Variants::resume(&state);
+    // Expired resumable uploads go, and finished ones a stop interrupted become media.
+    tus::spawn_sweeper(state.clone());
 
     let listener = conn::listener(config.listen)?;
     let addr = listener.local_addr()?;

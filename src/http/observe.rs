@@ -58,6 +58,10 @@ pub struct Metrics {
     uploads: Counter<u64, AtomicU64>,
     dedup_hits: Counter<u64, AtomicU64>,
     variants_generated: Counter<u64, AtomicU64>,
+    /// Bytes of resumable-upload chunks received (what arrived, not what was announced).
+    pub tus_received: Counter<u64, AtomicU64>,
+    partial_uploads: Gauge,
+    partial_bytes: Gauge,
     scrub_blobs: Counter<u64, AtomicU64>,
     scrub_bytes: Counter<u64, AtomicU64>,
     scrub_damaged: Counter<u64, AtomicU64>,
@@ -117,6 +121,9 @@ impl Metrics {
             uploads: Counter::default(),
             dedup_hits: Counter::default(),
             variants_generated: Counter::default(),
+            tus_received: Counter::default(),
+            partial_uploads: Gauge::default(),
+            partial_bytes: Gauge::default(),
             scrub_blobs: Counter::default(),
             scrub_bytes: Counter::default(),
             scrub_damaged: Counter::default(),
@@ -144,6 +151,21 @@ impl Metrics {
             "variants_generated",
             "Image variants made since start (each is made once, then served from variants/)",
             m.variants_generated.clone(),
+        );
+        r.register(
+            "tus_received_bytes",
+            "Bytes of resumable (tus) upload chunks received since start, as they arrived",
+            m.tus_received.clone(),
+        );
+        r.register(
+            "partial_uploads",
+            "Resumable uploads in progress in uploads/",
+            m.partial_uploads.clone(),
+        );
+        r.register(
+            "partial_upload_bytes",
+            "Bytes that resumable uploads in progress hold",
+            m.partial_bytes.clone(),
         );
         r.register(
             "scrub_blobs",
@@ -398,10 +420,11 @@ pub async fn metrics(
         ));
     }
     let store = state.store.clone();
-    let (stats, space) = web::block(move || {
+    let (stats, space, partial) = web::block(move || {
         let stats = store.stats()?;
         let space = disk::space(store.layout().root())?;
-        Ok::<_, crate::store::StoreError>((stats, space))
+        let partial = store.partials().usage()?;
+        Ok::<_, crate::store::StoreError>((stats, space, partial))
     })
     .await??;
     let m = &state.metrics;
@@ -449,6 +472,8 @@ pub async fn metrics(
             .set(as_i64(t.kind(kind)));
     }
     m.free_bytes.set(as_i64(space.free_bytes));
+    m.partial_uploads.set(as_i64(partial.count));
+    m.partial_bytes.set(as_i64(partial.bytes));
     m.meta_bytes.set(as_i64(stats.meta_bytes));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &m.registry)

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::auth::SESSION_COOKIE;
 use super::{
-    assets, backup, collection, error, files, health, media, observe, session, status, tokens,
+    assets, backup, collection, error, files, health, media, observe, session, status, tokens, tus,
     upload,
 };
 
@@ -83,6 +83,12 @@ impl Modify for Security {
         collection::page,
         assets::index,
         assets::asset,
+        tus::routes::options,
+        tus::routes::create,
+        tus::routes::head,
+        tus::routes::patch,
+        tus::routes::delete,
+        tus::routes::finished,
     ),
     components(
         schemas(error::ErrorBody),
@@ -106,6 +112,8 @@ impl Modify for Security {
         (name = "files", description = "The bytes, with Range and conditional requests"),
         (name = "session", description = "The web app's sign-in"),
         (name = "tokens", description = "API tokens: create, list, revoke (admin)"),
+        (name = "uploads", description = "Resumable uploads (tus 1.0.0): create, send chunks, \
+                                          resume, end. Every answer carries `Tus-Resumable: 1.0.0`"),
         (name = "operations", description = "Health, status, backup, metrics and this document"),
         (name = "pages", description = "HTML pages and the web app's assets"),
     )
@@ -120,8 +128,11 @@ pub fn document() -> &'static str {
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         // `method(get, head)` gives both operations the handler's id; ids must be unique.
         for item in doc.paths.paths.values_mut() {
+            let get = item.get.as_ref().and_then(|op| op.operation_id.clone());
             if let Some(id) = item.head.as_mut().and_then(|op| op.operation_id.as_mut()) {
-                id.push_str("_head");
+                if Some(&*id) == get.as_ref() {
+                    id.push_str("_head");
+                }
             }
         }
         // Serializing a document of plain maps and strings cannot fail; fall back to an empty

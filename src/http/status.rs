@@ -1,6 +1,7 @@
 //! `GET /api/status` (admin): storage facts an operator needs at a glance. Every figure is
-//! read from counters and a few keys, never from a scan, so the page costs the same with a
-//! million records as with ten.
+//! read from counters and a few keys, never from a scan of the media, so the page costs the
+//! same with a million records as with ten (only `uploads/`, which holds the few uploads in
+//! progress, is listed).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -37,6 +38,8 @@ pub struct Status {
     blobs: Totals,
     /// Size of the metadata database on disk.
     meta_bytes: u64,
+    /// Resumable uploads in progress under `uploads/` (not yet media), and the bytes they hold.
+    partial_uploads: Totals,
     /// When `shoebox verify` last ran, and its outcome.
     #[schema(required = true)]
     last_verify: Option<String>,
@@ -163,10 +166,11 @@ pub async fn status(
     let caller = auth::require_token(&req, &state)?;
     auth::require(&caller, caller.is_admin(), "this needs an admin token")?;
     let store = state.store.clone();
-    let (stats, space) = web::block(move || {
+    let (stats, space, partial) = web::block(move || {
         let stats = store.stats()?;
         let space = disk::space(store.layout().root())?;
-        Ok::<_, crate::store::StoreError>((stats, space))
+        let partial = store.partials().usage()?;
+        Ok::<_, crate::store::StoreError>((stats, space, partial))
     })
     .await??;
     let data_dir = state
@@ -200,6 +204,10 @@ pub async fn status(
                 bytes: stats.totals.blob_bytes,
             },
             meta_bytes: stats.meta_bytes,
+            partial_uploads: Totals {
+                count: partial.count,
+                bytes: partial.bytes,
+            },
             posters: state.variants.posters,
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),

@@ -41,7 +41,7 @@ const MAX_FILES: usize = 100;
 #[derive(Serialize, ToSchema)]
 #[schema(as = MediaItems)]
 pub struct MediaItems<'a> {
-    items: Vec<MediaView<'a>>,
+    pub(super) items: Vec<MediaView<'a>>,
 }
 
 /// A multipart upload, as the OpenAPI document describes it (the handler streams the parts and
@@ -105,14 +105,14 @@ struct UploadQuery {
 
 /// Text fields shared by every file in one request.
 #[derive(Default)]
-struct FieldsBuilder {
+pub(super) struct FieldsBuilder {
     fields: MediaFields,
     tags: Vec<String>,
     custom: Map<String, Value>,
 }
 
 impl FieldsBuilder {
-    fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
+    pub(super) fn set(&mut self, name: &str, value: &str) -> Result<(), ApiError> {
         let f = &mut self.fields;
         match name {
             "title" => f.title = record::text_field("title", value, MAX_TITLE)?,
@@ -140,14 +140,14 @@ impl FieldsBuilder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<MediaFields, ApiError> {
+    pub(super) fn finish(mut self) -> Result<MediaFields, ApiError> {
         self.fields.tags = record::tags(self.tags.iter().map(String::as_str))?;
         self.fields.custom = record::custom(Value::Object(self.custom))?;
         Ok(self.fields)
     }
 }
 
-fn declared_type(value: Option<&str>) -> Option<String> {
+pub(super) fn declared_type(value: Option<&str>) -> Option<String> {
     let m: mime::Mime = value?.parse().ok()?;
     (m.essence_str() != "application/octet-stream").then(|| m.essence_str().to_owned())
 }
@@ -265,7 +265,11 @@ pub async fn create(
 }
 
 /// Checks a staged file's type against the configured list and sets its owner.
-fn accept(state: &AppState, item: &mut NewMedia, owner: Option<String>) -> Result<(), ApiError> {
+pub(super) fn accept(
+    state: &AppState,
+    item: &mut NewMedia,
+    owner: Option<String>,
+) -> Result<(), ApiError> {
     let ct = &item.content_type;
     if !state.config.type_allowed(ct) {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -456,7 +460,7 @@ async fn read_form(
 
 /// `keep_metadata=true`: a picture kept with its location and device data, which only an
 /// admin may ask for.
-fn keep_asked(value: &str, admin: bool) -> Result<bool, ApiError> {
+pub(super) fn keep_asked(value: &str, admin: bool) -> Result<bool, ApiError> {
     let keep = match value.trim() {
         "true" | "1" => true,
         "false" | "0" | "" => false,
@@ -479,7 +483,11 @@ const STRIP_MAX: u64 = 32 << 20;
 /// [`shoebox_pictures::strip`]): the staged bytes are replaced by the stripped ones, and the
 /// record remembers the original's hash and what went. Bytes that do not parse as the picture
 /// they claim to be are kept as they came.
-fn strip_metadata(store: &Store, mut item: NewMedia, keep: bool) -> Result<NewMedia, ApiError> {
+pub(super) fn strip_metadata(
+    store: &Store,
+    mut item: NewMedia,
+    keep: bool,
+) -> Result<NewMedia, ApiError> {
     let picture = shoebox_pictures::strip::strips(&item.content_type);
     if keep || !picture || item.blob.size > STRIP_MAX {
         return Ok(item);

@@ -202,7 +202,7 @@ pub struct BlobWriter {
 }
 
 /// Where an upload's sha256 is computed.
-enum Hashing {
+pub(crate) enum Hashing {
     Here(Sha256),
     Beside {
         chunks: std::sync::mpsc::SyncSender<Bytes>,
@@ -211,7 +211,7 @@ enum Hashing {
 }
 
 impl Hashing {
-    fn update(&mut self, data: Bytes, size_so_far: u64) -> Result<(), StoreError> {
+    pub(crate) fn update(&mut self, data: Bytes, size_so_far: u64) -> Result<(), StoreError> {
         if let Hashing::Here(hasher) = self {
             if size_so_far < PARALLEL_HASH_AFTER {
                 hasher.update(&data);
@@ -245,7 +245,13 @@ impl Hashing {
     }
 
     fn finish(self) -> Result<ContentHash, StoreError> {
-        let hasher = match self {
+        Ok(ContentHash(self.into_state()?.finalize().into()))
+    }
+
+    /// The hasher's state, with every byte handed over so far hashed: a resumable upload
+    /// keeps it between its chunks.
+    pub(crate) fn into_state(self) -> Result<Sha256, StoreError> {
+        Ok(match self {
             Hashing::Here(hasher) => hasher,
             Hashing::Beside { chunks, thread } => {
                 drop(chunks);
@@ -256,8 +262,7 @@ impl Hashing {
                     )
                 })?
             }
-        };
-        Ok(ContentHash(hasher.finalize().into()))
+        })
     }
 }
 
@@ -357,7 +362,12 @@ impl BlobWriter {
 /// until it is written. Only a hint for the page cache: it makes nothing durable (no metadata,
 /// no cache flush) and never stands in for an fsync.
 #[cfg(target_os = "linux")]
-fn writeback(file: &fs::File, offset: u64, len: u64, wait: bool) -> Result<(), StoreError> {
+pub(crate) fn writeback(
+    file: &fs::File,
+    offset: u64,
+    len: u64,
+    wait: bool,
+) -> Result<(), StoreError> {
     use std::os::fd::AsRawFd;
     if len == 0 {
         return Ok(());
@@ -386,7 +396,7 @@ fn writeback(file: &fs::File, offset: u64, len: u64, wait: bool) -> Result<(), S
 }
 
 #[cfg(not(target_os = "linux"))]
-fn writeback(_: &fs::File, _: u64, _: u64, _: bool) -> Result<(), StoreError> {
+pub(crate) fn writeback(_: &fs::File, _: u64, _: u64, _: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -437,6 +447,16 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
+    /// A staged blob from a file in `tmp/` whose hash, size and first bytes are known.
+    pub(crate) fn new(temp: NamedTempFile, hash: ContentHash, size: u64, head: Vec<u8>) -> Self {
+        StagedBlob {
+            temp,
+            hash,
+            size,
+            head,
+        }
+    }
+
     /// Where the staged bytes are, for a writer that reads them back before committing (to
     /// keep a picture without its metadata, say).
     pub fn path(&self) -> &Path {

@@ -25,6 +25,7 @@ const KNOWN_ENTRIES: &[&str] = &[
     "records",
     "quarantine",
     "variants",
+    "uploads",
     "secrets",
     "CATALOG",
     "meta.building",
@@ -94,6 +95,11 @@ impl Layout {
     pub fn variants(&self) -> PathBuf {
         self.root.join("variants")
     }
+    /// Resumable uploads in progress (see [`partial`](crate::partial)); never in backups.
+    pub fn uploads(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
     /// `secrets/`: the hashes of the tokens, and the session and URL-signing keys.
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets")
@@ -154,6 +160,7 @@ impl Layout {
             self.meta(),
             self.records(),
             self.variants(),
+            self.uploads(),
             self.secrets(),
         ] {
             fs::create_dir_all(&dir)

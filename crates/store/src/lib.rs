@@ -24,6 +24,8 @@ pub mod backend;
 pub mod blobs;
 /// Content addresses: sha256 digests.
 pub mod hash;
+/// Resumable uploads in progress, under `uploads/`.
+pub mod partial;
 /// Content types, sniffed from the bytes.
 pub mod sniff;
 /// Derived files (image variants), a cache under `variants/`.
@@ -123,6 +125,8 @@ pub struct Store {
     layout: Layout,
     instance: String,
     blobs: BlobStore,
+    /// Resumable uploads in progress.
+    partials: partial::Partials,
     records: RecordFiles,
     meta: MetaStore,
     hash_locks: StripedLocks,
@@ -192,9 +196,16 @@ impl Store {
         }
         let records = RecordFiles::new(layout.records());
         records.clear_temp_files()?;
+        let partials =
+            partial::Partials::new(layout.uploads(), layout.tmp(), layout.root().to_owned(), 0);
+        let in_progress = partials.recover()?;
+        if in_progress > 0 {
+            tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
+        }
         let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
+            partials,
             record_sync: RecordSync::new(records.clone())
                 .map_err(|e| StoreError::io("open records/", e))?,
             root_sync: Arc::new(SharedDirSync::new(layout.blobs())),
@@ -237,6 +248,11 @@ impl Store {
     /// Where the blobs live, through the seam a second backend fills.
     pub fn blobs(&self) -> &dyn BlobBackend {
         &self.blobs
+    }
+
+    /// Resumable uploads in progress.
+    pub fn partials(&self) -> &partial::Partials {
+        &self.partials
     }
 
     /// Where the records are indexed, through the seam a second backend fills.

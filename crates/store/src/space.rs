@@ -139,6 +139,7 @@ impl super::Store {
             Some(r) => r,
             None => disk::default_reserve(space.total_bytes),
         };
+        self.partials.set_reserve(self.reserve);
         if let Some(s) = &self.space {
             s.refill(space.free_bytes, self.reserve);
         }

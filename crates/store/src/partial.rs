@@ -1,0 +1,722 @@
+//! Resumable uploads in progress (tus): `uploads/<id>.part` holds the bytes received so far,
+//! and `uploads/<id>.json`, a small sidecar, says how many of them are acknowledged, how long
+//! the upload will be, who started it and the metadata it came with. Neither is in the
+//! database, so a rebuild of the database cannot lose an upload in progress.
+//!
+//! # The durable offset
+//!
+//! Bytes are appended to the `.part` file as they arrive; a chunk is acknowledged by
+//! [`Appender::commit`], which fsyncs the file and only then writes the sidecar with the new
+//! offset (temp file, fsync, rename, fsync the directory). The sidecar's offset is the truth:
+//! bytes past it may be what a crash left half-written, and every open truncates them (a torn
+//! tail is never kept). A file shorter than its offset (a disk that lied about an fsync) is
+//! believed as far as it goes.
+//!
+//! # Completion
+//!
+//! The finished `.part` file becomes the staged blob of an ordinary upload by a hard link into
+//! `tmp/` ([`Partials::stage`]): no second copy of the bytes, and the partial upload stays whole
+//! until the media record is durable and [`Partials::completed`] notes its id. A crash between
+//! the two leaves an upload whose offset is its length and that has no media id: it is
+//! completed again when next asked about.
+//!
+//! The sha256 of the bytes is computed as they arrive, and kept in memory between chunks; after
+//! a restart, the prefix already on disk is read once to rebuild it (sha2's state cannot be
+//! saved).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::blobs::{writeback, Hashing, HEAD_BYTES};
+use crate::durable;
+use crate::layout::FILE_MODE;
+use crate::{ContentHash, StagedBlob, StoreError};
+
+/// The sidecar's format version.
+const SIDECAR_VERSION: u32 = 1;
+/// How often a long chunk re-reads the free space.
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
+/// How much of a long chunk is written before the disk is asked to start writing it back.
+const WRITEBACK_STEP: u64 = 4 << 20;
+
+/// One upload in progress (or finished lately), as its sidecar holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartialUpload {
+    /// The sidecar's format.
+    pub version: u32,
+    /// 32 lowercase hex digits, random: the upload's URL is its only capability besides the
+    /// owner's credentials, so it must not be guessable.
+    pub id: String,
+    /// Who started it (the caller's role), the only one who may continue it.
+    pub owner: String,
+    /// The whole upload's length, once known.
+    pub length: Option<u64>,
+    /// Bytes received and acknowledged.
+    pub offset: u64,
+    /// The metadata as the client sent it (tus `Upload-Metadata`), read again at completion.
+    pub metadata: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When bytes last arrived (or it was created): it expires a while after this.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The media record it became.
+    #[serde(default)]
+    pub media_id: Option<String>,
+}
+
+impl PartialUpload {
+    /// Whether every byte has arrived.
+    pub fn is_whole(&self) -> bool {
+        self.length == Some(self.offset)
+    }
+}
+
+/// What [`Partials::usage`] counts: unfinished uploads and the bytes they hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartialUsage {
+    /// Uploads not yet complete.
+    pub count: u64,
+    /// Their acknowledged bytes.
+    pub bytes: u64,
+}
+
+/// The `uploads/` directory.
+#[derive(Debug)]
+pub struct Partials {
+    dir: PathBuf,
+    tmp: PathBuf,
+    /// The data directory and the free bytes to keep there.
+    guard: (PathBuf, u64),
+    /// The sha256 of each upload's acknowledged bytes, with the offset it has reached.
+    hashers: Mutex<HashMap<String, (u64, Sha256)>>,
+}
+
+/// Whether `id` has the shape of an upload id, so that it can name no other file.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Partials {
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf, root: PathBuf, reserve: u64) -> Self {
+        Partials {
+            dir,
+            tmp,
+            guard: (root, reserve),
+            hashers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn set_reserve(&mut self, reserve: u64) {
+        self.guard.1 = reserve;
+    }
+
+    fn part(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.part"))
+    }
+
+    fn sidecar(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// At start: truncates every `.part` file to its acknowledged offset, and removes what a
+    /// crash left without a sidecar (a creation cut short, a sidecar's temp file). Returns how
+    /// many uploads are in progress.
+    pub(crate) fn recover(&self) -> Result<usize, StoreError> {
+        fs::create_dir_all(&self.dir).map_err(|e| StoreError::io("create uploads/", e))?;
+        let mut kept = 0;
+        for entry in fs::read_dir(&self.dir).map_err(|e| StoreError::io("list uploads/", e))? {
+            let entry = entry.map_err(|e| StoreError::io("list uploads/", e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            match name.split_once('.') {
+                Some((id, "json")) if valid_id(id) => match self.read(id)? {
+                    Some(upload) => {
+                        if upload.media_id.is_none() {
+                            self.trim(&upload)?;
+                            kept += 1;
+                        }
+                    }
+                    None => remove_file(&path)?,
+                },
+                Some((id, "part")) if valid_id(id) && self.sidecar(id).exists() => {}
+                _ => {
+                    tracing::info!(file = %name, "removed a leftover from uploads/");
+                    if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    }
+                    .map_err(|e| StoreError::io("remove a leftover from uploads/", e))?;
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Cuts bytes past the acknowledged offset: what a crash or an interrupted chunk left.
+    fn trim(&self, upload: &PartialUpload) -> Result<(), StoreError> {
+        let path = self.part(&upload.id);
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Its creation was cut short after the sidecar: nothing was acknowledged.
+                return create_part(&path).map(|_| ());
+            }
+            Err(e) => return Err(StoreError::io("open a partial upload", e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("read a partial upload's size", e))?
+            .len();
+        if len > upload.offset {
+            file.set_len(upload.offset)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| StoreError::io("trim a partial upload", e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts an upload: an empty `.part` file, then its sidecar, both durable.
+    pub fn create(
+        &self,
+        owner: &str,
+        length: Option<u64>,
+        metadata: &str,
+        now: OffsetDateTime,
+    ) -> Result<PartialUpload, StoreError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        create_part(&self.part(&id))?;
+        let upload = PartialUpload {
+            version: SIDECAR_VERSION,
+            id,
+            owner: owner.to_owned(),
+            length,
+            offset: 0,
+            metadata: metadata.to_owned(),
+            created_at: now,
+            updated_at: now,
+            media_id: None,
+        };
+        // The sidecar's rename is made durable with the directory's fsync, which covers the
+        // `.part` file's entry too.
+        self.save(&upload)?;
+        Ok(upload)
+    }
+
+    /// The upload under `id`, if there is one.
+    pub fn get(&self, id: &str) -> Result<Option<PartialUpload>, StoreError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        self.read(id)
+    }
+
+    fn read(&self, id: &str) -> Result<Option<PartialUpload>, StoreError> {
+        let text = match fs::read(self.sidecar(id)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("read an upload's sidecar", e)),
+        };
+        match serde_json::from_slice::<PartialUpload>(&text) {
+            Ok(u) if u.id == id && u.version == SIDECAR_VERSION => Ok(Some(u)),
+            // A sidecar is replaced whole (rename), so a damaged one is the disk's doing.
+            _ => Err(StoreError::Corrupt(format!(
+                "the sidecar of upload {id} in uploads/ cannot be read"
+            ))),
+        }
+    }
+
+    /// Writes the sidecar durably: the upload's state is now what it says.
+    pub fn save(&self, upload: &PartialUpload) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(upload)
+            .map_err(|e| StoreError::io("encode an upload's sidecar", std::io::Error::other(e)))?;
+        durable::write_atomically(&self.dir, &self.sidecar(&upload.id), &bytes, FILE_MODE)
+            .map_err(|e| StoreError::io("write an upload's sidecar", e))
+    }
+
+    /// Opens the upload for appending at its acknowledged offset. `check` is a digest of the
+    /// chunk to verify before it is acknowledged.
+    pub fn append(
+        &self,
+        upload: &PartialUpload,
+        check: Option<ChunkCheck>,
+    ) -> Result<Appender<'_>, StoreError> {
+        self.trim(upload)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(self.part(&upload.id))
+            .map_err(|e| StoreError::io("open a partial upload", e))?;
+        file.seek(SeekFrom::Start(upload.offset))
+            .map_err(|e| StoreError::io("open a partial upload", e))?;
+        let hasher = self.hasher_at(upload)?;
+        Ok(Appender {
+            partials: self,
+            file,
+            start: upload.offset,
+            written: 0,
+            written_back: 0,
+            since_check: 0,
+            before: hasher.clone(),
+            hashing: Hashing::Here(hasher),
+            digest: check.map(ChunkCheck::start),
+        })
+    }
+
+    /// The sha256 of the first `upload.offset` bytes: kept from the last chunk, or read back.
+    fn hasher_at(&self, upload: &PartialUpload) -> Result<Sha256, StoreError> {
+        let kept = self.lock_hashers().remove(&upload.id);
+        if let Some((offset, hasher)) = kept {
+            if offset == upload.offset {
+                return Ok(hasher);
+            }
+        }
+        let file =
+            File::open(self.part(&upload.id)).map_err(|e| StoreError::io("read an upload", e))?;
+        let mut hasher = Sha256::new();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(upload.offset));
+        let copied = std::io::copy(&mut reader, &mut hasher)
+            .map_err(|e| StoreError::io("read an upload back to hash it", e))?;
+        if copied != upload.offset {
+            return Err(StoreError::Corrupt(format!(
+                "upload {} holds {copied} of its {} acknowledged bytes",
+                upload.id, upload.offset
+            )));
+        }
+        Ok(hasher)
+    }
+
+    fn lock_hashers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Sha256)>> {
+        self.hashers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The finished upload as a staged blob, ready for [`Store::create`](crate::Store::create):
+    /// a hard link to its `.part` file in `tmp/`, so the bytes are not copied, and the upload
+    /// itself stays whole until [`completed`](Self::completed).
+    pub fn stage(&self, upload: &PartialUpload) -> Result<StagedBlob, StoreError> {
+        if !upload.is_whole() {
+            return Err(StoreError::Invalid {
+                field: "upload",
+                expected: format!("upload {} complete", upload.id),
+            });
+        }
+        self.trim(upload)?;
+        let hash = ContentHash(self.hasher_at(upload)?.finalize().into());
+        let part = self.part(&upload.id);
+        let temp = tempfile::Builder::new()
+            .prefix("upload-")
+            .make_in(&self.tmp, |path| {
+                fs::hard_link(&part, path)?;
+                File::open(path)
+            })
+            .map_err(|e| StoreError::io("link a finished upload into tmp/", e))?;
+        let mut head = Vec::with_capacity(HEAD_BYTES.min(upload.offset as usize));
+        temp.as_file()
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| StoreError::io("read a finished upload", e))?;
+        Ok(StagedBlob::new(temp, hash, upload.offset, head))
+    }
+
+    /// Notes the media record an upload became, and removes its bytes (the blob has them).
+    pub fn completed(
+        &self,
+        upload: &mut PartialUpload,
+        media_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        upload.media_id = Some(media_id.to_owned());
+        upload.updated_at = now;
+        self.save(upload)?;
+        self.lock_hashers().remove(&upload.id);
+        remove_file(&self.part(&upload.id))
+    }
+
+    /// Removes an upload: its sidecar first (durably), so that a crash leaves at most a
+    /// `.part` file that the next start removes.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        if !valid_id(id) {
+            return Ok(());
+        }
+        self.lock_hashers().remove(id);
+        remove_file(&self.sidecar(id))?;
+        durable::fsync_dir(&self.dir).map_err(|e| StoreError::io("fsync uploads/", e))?;
+        remove_file(&self.part(id))
+    }
+
+    /// Every upload in `uploads/`, finished ones included. A sidecar that cannot be read is
+    /// skipped (and reported), not fatal: one damaged upload must not stop the others.
+    pub fn list(&self) -> Result<Vec<PartialUpload>, StoreError> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(StoreError::io("list uploads/", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list uploads/", e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if !valid_id(id) {
+                continue;
+            }
+            match self.read(id) {
+                Ok(Some(u)) => out.push(u),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(upload = id, error = %e, "skipped an upload"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unfinished uploads and their acknowledged bytes.
+    pub fn usage(&self) -> Result<PartialUsage, StoreError> {
+        let mut usage = PartialUsage::default();
+        for u in self.list()? {
+            if u.media_id.is_none() {
+                usage.count += 1;
+                usage.bytes += u.offset;
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Removes uploads that saw no bytes for `expiry`, and finished ones kept that long for
+    /// their clients to look up; `busy` names uploads a request is working on, which stay.
+    /// Returns how many went and the bytes they held.
+    pub fn sweep(
+        &self,
+        now: OffsetDateTime,
+        expiry: std::time::Duration,
+        busy: impl Fn(&str) -> bool,
+    ) -> Result<PartialUsage, StoreError> {
+        let mut gone = PartialUsage::default();
+        for u in self.list()? {
+            if now < u.updated_at + expiry || busy(&u.id) {
+                continue;
+            }
+            self.remove(&u.id)?;
+            gone.count += 1;
+            if u.media_id.is_none() {
+                gone.bytes += u.offset;
+            }
+        }
+        Ok(gone)
+    }
+}
+
+fn create_part(path: &Path) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| StoreError::io("create a partial upload", e))?;
+    durable::set_mode(path, FILE_MODE).map_err(|e| StoreError::io("create a partial upload", e))?;
+    Ok(file)
+}
+
+fn remove_file(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::io("remove a file from uploads/", e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A digest a client sent with a chunk (tus `Upload-Checksum`), to check before the chunk is
+/// acknowledged.
+#[derive(Debug, Clone)]
+pub enum ChunkCheck {
+    /// SHA-1, which tus requires servers to offer.
+    Sha1(Vec<u8>),
+    /// SHA-256.
+    Sha256(Vec<u8>),
+}
+
+enum ChunkDigest {
+    Sha1(sha1::Sha1),
+    Sha256(Sha256),
+}
+
+impl ChunkCheck {
+    fn start(self) -> (ChunkDigest, Vec<u8>) {
+        match self {
+            ChunkCheck::Sha1(want) => (ChunkDigest::Sha1(sha1::Sha1::new()), want),
+            ChunkCheck::Sha256(want) => (ChunkDigest::Sha256(Sha256::new()), want),
+        }
+    }
+}
+
+/// Why a chunk was not acknowledged.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The chunk's bytes do not match the digest the client sent; they were discarded.
+    ChecksumMismatch,
+    /// Writing or syncing failed; the chunk was discarded.
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppendError {
+    fn from(e: StoreError) -> Self {
+        AppendError::Store(e)
+    }
+}
+
+/// A chunk being appended to an upload. Nothing it writes is acknowledged until
+/// [`commit`](Self::commit); [`discard`](Self::discard)ed, or dropped, it leaves the upload's
+/// acknowledged bytes as they were (bytes past them are trimmed at the next open).
+pub struct Appender<'a> {
+    partials: &'a Partials,
+    file: File,
+    start: u64,
+    written: u64,
+    written_back: u64,
+    since_check: u64,
+    /// The upload's sha256 before this chunk, to put back if the chunk is discarded.
+    before: Sha256,
+    hashing: Hashing,
+    digest: Option<(ChunkDigest, Vec<u8>)>,
+}
+
+impl Appender<'_> {
+    /// Appends bytes, hashing them on the way and watching the space reserve.
+    pub fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.since_check += data.len() as u64;
+        if self.since_check >= SPACE_CHECK_EVERY {
+            self.since_check = 0;
+            let (dir, reserve) = &self.partials.guard;
+            let space = crate::disk::space(dir)?;
+            if space.free_bytes < *reserve {
+                return Err(StoreError::NoSpace {
+                    free: space.free_bytes,
+                    reserve: *reserve,
+                });
+            }
+        }
+        match &mut self.digest {
+            Some((ChunkDigest::Sha1(h), _)) => h.update(&data),
+            Some((ChunkDigest::Sha256(h), _)) => h.update(&data),
+            None => {}
+        }
+        let len = data.len() as u64;
+        // The hashing thread (for a long chunk) gets the bytes first, so that it hashes
+        // while this thread writes.
+        self.hashing
+            .update(data.clone(), self.start + self.written)?;
+        self.file
+            .write_all(&data)
+            .map_err(|e| StoreError::io("write to a partial upload", e))?;
+        self.written += len;
+        if self.written - self.written_back >= WRITEBACK_STEP {
+            // Start writing back what is written, and wait for the step before: the fsync
+            // in `commit` then finds little left to do.
+            let end = self.start + self.written;
+            let from = self.start + self.written_back;
+            writeback(&self.file, from, end - from, false)?;
+            let previous = from.saturating_sub(WRITEBACK_STEP).max(self.start);
+            writeback(&self.file, previous, from - previous, true)?;
+            self.written_back = self.written;
+        }
+        Ok(())
+    }
+
+    /// Bytes of this chunk written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The offset the upload reaches if this chunk is committed.
+    pub fn offset(&self) -> u64 {
+        self.start + self.written
+    }
+
+    /// Acknowledges the chunk: checks its digest, fsyncs the bytes, then records the new
+    /// offset in the sidecar (durably). On any error the chunk is discarded.
+    pub fn commit(
+        mut self,
+        upload: &mut PartialUpload,
+        now: OffsetDateTime,
+    ) -> Result<(), AppendError> {
+        if let Some((digest, want)) = self.digest.take() {
+            let got: Vec<u8> = match digest {
+                ChunkDigest::Sha1(h) => h.finalize().to_vec(),
+                ChunkDigest::Sha256(h) => h.finalize().to_vec(),
+            };
+            if got != want {
+                self.discard(upload)?;
+                return Err(AppendError::ChecksumMismatch);
+            }
+        }
+        let offset = self.offset();
+        let synced = crate::timing::fsync(|| self.file.sync_data())
+            .map_err(|e| StoreError::io("fsync a partial upload", e));
+        let hasher = std::mem::replace(&mut self.hashing, Hashing::Here(Sha256::new()));
+        let hasher = hasher.into_state();
+        let mut next = upload.clone();
+        next.offset = offset;
+        next.updated_at = now;
+        let saved = synced
+            .and(hasher)
+            .and_then(|h| self.partials.save(&next).map(|()| h));
+        match saved {
+            Ok(hasher) => {
+                *upload = next;
+                self.partials
+                    .lock_hashers()
+                    .insert(upload.id.clone(), (offset, hasher));
+                Ok(())
+            }
+            Err(e) => {
+                self.discard(upload)?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Drops the chunk: the file is cut back to the acknowledged offset.
+    pub fn discard(self, upload: &PartialUpload) -> Result<(), StoreError> {
+        self.file
+            .set_len(self.start)
+            .map_err(|e| StoreError::io("discard a chunk", e))?;
+        self.partials
+            .lock_hashers()
+            .insert(upload.id.clone(), (self.start, self.before));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partials() -> (tempfile::TempDir, Partials) {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path().join("uploads");
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let p = Partials::new(uploads, tmp, dir.path().to_owned(), 0);
+        p.recover().unwrap();
+        (dir, p)
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn sha(data: &[u8]) -> ContentHash {
+        ContentHash(Sha256::digest(data).into())
+    }
+
+    fn send(p: &Partials, u: &mut PartialUpload, data: &[u8]) {
+        let mut a = p.append(u, None).unwrap();
+        for c in data.chunks(100_000) {
+            a.write(Bytes::copy_from_slice(c)).unwrap();
+        }
+        a.commit(u, now()).unwrap();
+    }
+
+    #[test]
+    fn chunks_add_up_to_a_staged_blob_with_the_right_hash() {
+        let (_d, p) = partials();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut u = p
+            .create("admin", Some(data.len() as u64), "", now())
+            .unwrap();
+        assert!(valid_id(&u.id));
+        send(&p, &mut u, &data[..1_000_000]);
+        // A restart forgets the hasher: it is rebuilt from the bytes on disk.
+        p.lock_hashers().clear();
+        send(&p, &mut u, &data[1_000_000..2_500_000]);
+        send(&p, &mut u, &data[2_500_000..]);
+        assert!(u.is_whole());
+        assert_eq!(p.get(&u.id).unwrap().unwrap(), u);
+        let staged = p.stage(&u).unwrap();
+        assert_eq!(staged.hash, sha(&data));
+        assert_eq!(staged.size, data.len() as u64);
+        assert_eq!(staged.head, data[..HEAD_BYTES]);
+        assert!(fs::read(staged.path()).unwrap() == data);
+        p.completed(&mut u, "01media", now()).unwrap();
+        assert!(!p.part(&u.id).exists());
+        assert!(staged.path().exists(), "the staged link keeps the bytes");
+        assert_eq!(p.usage().unwrap(), PartialUsage::default());
+    }
+
+    #[test]
+    fn an_unacknowledged_tail_is_cut_and_a_bad_checksum_discards_the_chunk() {
+        let (_d, p) = partials();
+        let mut u = p.create("admin", None, "filename YS5qcGc=", now()).unwrap();
+        send(&p, &mut u, b"hello ");
+        // Bytes written but never committed (a crash): gone at the next open.
+        {
+            let mut a = p.append(&u, None).unwrap();
+            a.write(Bytes::from_static(b"torn")).unwrap();
+        }
+        p.recover().unwrap();
+        assert_eq!(fs::read(p.part(&u.id)).unwrap(), b"hello ");
+        let wrong = ChunkCheck::Sha1(vec![0; 20]);
+        let mut a = p.append(&u, Some(wrong)).unwrap();
+        a.write(Bytes::from_static(b"world")).unwrap();
+        assert!(matches!(
+            a.commit(&mut u, now()),
+            Err(AppendError::ChecksumMismatch)
+        ));
+        assert_eq!(u.offset, 6);
+        let right = ChunkCheck::Sha256(Sha256::digest(b"world").to_vec());
+        let mut a = p.append(&u, Some(right)).unwrap();
+        a.write(Bytes::from_static(b"world")).unwrap();
+        a.commit(&mut u, now()).unwrap();
+        u.length = Some(11);
+        p.save(&u).unwrap();
+        assert_eq!(p.stage(&u).unwrap().hash, sha(b"hello world"));
+        assert_eq!(
+            p.usage().unwrap(),
+            PartialUsage {
+                count: 1,
+                bytes: 11
+            }
+        );
+    }
+
+    #[test]
+    fn leftovers_go_at_start_and_expired_uploads_at_the_sweep() {
+        let (_d, p) = partials();
+        let u = p.create("admin", Some(10), "", now()).unwrap();
+        let busy = p.create("admin", Some(10), "", now()).unwrap();
+        fs::write(p.dir.join("0123456789abcdef0123456789abcdef.part"), b"x").unwrap();
+        fs::write(p.dir.join(".tmp-123"), b"x").unwrap();
+        assert_eq!(p.recover().unwrap(), 2);
+        let mut names: Vec<_> = fs::read_dir(&p.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 4, "{names:?}");
+        let later = now() + std::time::Duration::from_secs(60);
+        let gone = p
+            .sweep(later, std::time::Duration::from_secs(30), |id| {
+                id == busy.id
+            })
+            .unwrap();
+        assert_eq!(gone.count, 1);
+        assert!(p.get(&u.id).unwrap().is_none());
+        assert!(!p.part(&u.id).exists());
+        assert!(p.get(&busy.id).unwrap().is_some());
+        assert!(p.get("../../etc/passwd").unwrap().is_none());
+    }
+}
