@@ -361,6 +361,14 @@ fn schemathesis_finds_no_server_errors() {
     let server = TestServer::start();
     // Hypothesis keeps state in the working directory: give it a temporary one.
     let work = tempfile::tempdir().expect("temp dir");
+    // A tus chunk (`application/offset+octet-stream`) is bytes, sent as octet-stream bodies are.
+    std::fs::write(
+        work.path().join("shoebox_hooks.py"),
+        "import schemathesis\n\
+         schemathesis.serializer.alias('application/offset+octet-stream', \
+         'application/octet-stream')\n",
+    )
+    .expect("write the hooks");
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .arg("run")
@@ -373,6 +381,8 @@ fn schemathesis_finds_no_server_errors() {
         .arg("--no-color")
         .current_dir(work.path())
         .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", "shoebox_hooks")
+        .env("PYTHONPATH", work.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -91,7 +91,7 @@ impl Modify for Security {
         tus::routes::finished,
     ),
     components(
-        schemas(error::ErrorBody),
+        schemas(error::ErrorBody, tus::routes::TusResumable),
         responses(
             responses::BadRequest,
             responses::Unauthorized,

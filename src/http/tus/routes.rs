@@ -21,6 +21,15 @@ use super::{complete, expires_at, metadata, owner_of, CHECKSUMS, CHUNK_TYPE, EXT
 use crate::store::partial::{ChunkCheck, PartialUpload};
 use crate::store::MediaId;
 
+/// The protocol version a request speaks: `Tus-Resumable: 1.0.0` on every request but
+/// `OPTIONS` (and `GET`, which is Shoebox's own).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum TusResumable {
+    #[schema(rename = "1.0.0")]
+    V1,
+}
+
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -203,7 +212,7 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
     operation_id = "tus_create",
     tag = "uploads",
     params(
-        ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("Tus-Resumable" = TusResumable, Header),
         ("Upload-Length" = Option<u64>, Header, description = "The whole upload's size in bytes"),
         ("Upload-Defer-Length" = Option<String>, Header, description = "`1` when the size is not known yet"),
         ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs"),
@@ -344,8 +353,8 @@ async fn receive(
     operation_id = "tus_head",
     tag = "uploads",
     params(
-        ("upload_id" = String, Path, description = "From the `Location` of the `POST`"),
-        ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
+        ("Tus-Resumable" = TusResumable, Header),
     ),
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -396,8 +405,8 @@ pub async fn head(
     operation_id = "tus_patch",
     tag = "uploads",
     params(
-        ("upload_id" = String, Path, description = "From the `Location` of the `POST`"),
-        ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
+        ("Tus-Resumable" = TusResumable, Header),
         ("Upload-Offset" = u64, Header, description = "Where this chunk starts"),
         ("Upload-Length" = Option<u64>, Header, description = "The size, if it was deferred"),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256`, a space, and the chunk's base64 digest"),
@@ -524,8 +533,8 @@ async fn chunk(
     operation_id = "tus_delete",
     tag = "uploads",
     params(
-        ("upload_id" = String, Path, description = "From the `Location` of the `POST`"),
-        ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
+        ("Tus-Resumable" = TusResumable, Header),
     ),
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -562,7 +571,7 @@ pub async fn delete(
     path = "/api/uploads/{upload_id}",
     operation_id = "tus_finished",
     tag = "uploads",
-    params(("upload_id" = String, Path, description = "From the `Location` of the `POST`")),
+    params(("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The record the upload became", body = MediaItems),
