@@ -17,13 +17,26 @@ struct Footprint {
     blobs: usize,
     tmp: Vec<String>,
     records: Vec<Value>,
+    /// Resumable uploads in progress: each file and its size.
+    uploads: Vec<(String, u64)>,
 }
 
 fn footprint(s: &TestServer) -> Footprint {
+    let dir = s.data_dir.join("uploads");
+    let mut uploads: Vec<(String, u64)> = common::entries(&dir)
+        .into_iter()
+        .filter(|name| name.ends_with(".part"))
+        .map(|name| {
+            let size = std::fs::metadata(dir.join(&name)).map_or(0, |m| m.len());
+            (name, size)
+        })
+        .collect();
+    uploads.sort();
     Footprint {
         blobs: s.blob_count(),
         tmp: s.tmp_entries(),
         records: common::all_records(s),
+        uploads,
     }
 }
 
@@ -1081,4 +1094,401 @@ fn variant_parameters_outside_the_lists_are_refused() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// A tus request with the protocol's version header.
+fn tus(s: &TestServer, method: Method, path: &str) -> RequestBuilder {
+    s.authed(method, path).header("tus-resumable", "1.0.0")
+}
+
+fn chunk(req: RequestBuilder, offset: u64, body: &'static [u8]) -> RequestBuilder {
+    req.header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(body)
+}
+
+#[test]
+fn tus_requests_outside_the_protocol_are_refused_and_change_nothing() {
+    let s = TestServer::builder()
+        .arg("--max-upload-bytes")
+        .arg("64KiB")
+        .start();
+    let res = tus(&s, Method::POST, "/api/uploads")
+        .header("upload-length", "20")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let at = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = chunk(tus(&s, Method::PATCH, &at), 0, b"0123456789")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let other = {
+        let res = s
+            .authed(Method::POST, "/api/tokens")
+            .json(&json!({"name": "other", "scope": "upload"}))
+            .send()
+            .unwrap();
+        res.json::<Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let reader = {
+        let res = s
+            .authed(Method::POST, "/api/tokens")
+            .json(&json!({"name": "reader", "scope": "read"}))
+            .send()
+            .unwrap();
+        res.json::<Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let as_other = |m: Method, path: &str| {
+        s.client()
+            .request(m, s.url(path))
+            .bearer_auth(&other)
+            .header("tus-resumable", "1.0.0")
+    };
+    let post = || tus(&s, Method::POST, "/api/uploads");
+    let huge = format!("filename {}", "A".repeat(70_000));
+    refused(
+        &s,
+        vec![
+            (
+                "no version",
+                s.authed(Method::POST, "/api/uploads")
+                    .header("upload-length", "5"),
+                &[412],
+            ),
+            (
+                "an old version",
+                s.authed(Method::POST, "/api/uploads")
+                    .header("tus-resumable", "0.2.2")
+                    .header("upload-length", "5"),
+                &[412],
+            ),
+            ("no length", post(), &[400]),
+            (
+                "both lengths",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-defer-length", "1"),
+                &[400],
+            ),
+            (
+                "a deferral that is not 1",
+                post().header("upload-defer-length", "yes"),
+                &[400],
+            ),
+            (
+                "a negative length",
+                post().header("upload-length", "-5"),
+                &[400],
+            ),
+            (
+                "a length in exponent form",
+                post().header("upload-length", "1e3"),
+                &[400],
+            ),
+            (
+                "a length past u64",
+                post().header("upload-length", "99999999999999999999999"),
+                &[400],
+            ),
+            (
+                "a length over the limit",
+                post().header("upload-length", "65537"),
+                &[413],
+            ),
+            (
+                "metadata that is not base64",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-metadata", "filename ***"),
+                &[400],
+            ),
+            (
+                "metadata of bad UTF-8",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-metadata", "title /w=="),
+                &[400],
+            ),
+            (
+                "a bad visibility",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-metadata", "visibility c2VjcmV0"),
+                &[400],
+            ),
+            (
+                "custom that is no object",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-metadata", "custom WzFd"),
+                &[400],
+            ),
+            (
+                "keep_metadata from no admin",
+                as_other(Method::POST, "/api/uploads")
+                    .header("upload-length", "5")
+                    .header("upload-metadata", "keep_metadata dHJ1ZQ=="),
+                &[403],
+            ),
+            (
+                "metadata past its bound",
+                post()
+                    .header("upload-length", "5")
+                    .header("upload-metadata", huge.as_str()),
+                &[400, 431],
+            ),
+            (
+                "a read token creates",
+                s.client()
+                    .post(s.url("/api/uploads"))
+                    .bearer_auth(&reader)
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-length", "5"),
+                &[403],
+            ),
+            (
+                "nobody creates",
+                s.client()
+                    .post(s.url("/api/uploads"))
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-length", "5"),
+                &[401],
+            ),
+            (
+                "a wrong offset",
+                chunk(tus(&s, Method::PATCH, &at), 3, b"abc"),
+                &[409],
+            ),
+            (
+                "an offset that is no number",
+                tus(&s, Method::PATCH, &at)
+                    .header("upload-offset", "ten")
+                    .header("content-type", "application/offset+octet-stream")
+                    .body("abc"),
+                &[400],
+            ),
+            (
+                "no offset",
+                tus(&s, Method::PATCH, &at)
+                    .header("content-type", "application/offset+octet-stream")
+                    .body("abc"),
+                &[400],
+            ),
+            (
+                "a chunk of another type",
+                tus(&s, Method::PATCH, &at)
+                    .header("upload-offset", "10")
+                    .header("content-type", "application/json")
+                    .body("{}"),
+                &[415],
+            ),
+            (
+                "a chunk past the length",
+                chunk(tus(&s, Method::PATCH, &at), 10, b"0123456789ABC"),
+                &[413],
+            ),
+            (
+                "a length that changes",
+                chunk(tus(&s, Method::PATCH, &at), 10, b"ab").header("upload-length", "30"),
+                &[400],
+            ),
+            (
+                "an unknown checksum",
+                chunk(tus(&s, Method::PATCH, &at), 10, b"ab")
+                    .header("upload-checksum", "md5 AAAAAAAAAAAAAAAAAAAAAA=="),
+                &[400],
+            ),
+            (
+                "a checksum of the wrong size",
+                chunk(tus(&s, Method::PATCH, &at), 10, b"ab")
+                    .header("upload-checksum", "sha1 AAAA"),
+                &[400],
+            ),
+            (
+                "a checksum that does not match",
+                chunk(tus(&s, Method::PATCH, &at), 10, b"ab")
+                    .header("upload-checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                &[460],
+            ),
+            (
+                "another token's HEAD",
+                as_other(Method::HEAD, &at),
+                &[403, 404],
+            ),
+            (
+                "another token's PATCH",
+                chunk(as_other(Method::PATCH, &at), 10, b"ab"),
+                &[403, 404],
+            ),
+            (
+                "another token's DELETE",
+                as_other(Method::DELETE, &at),
+                &[403, 404],
+            ),
+            (
+                "another token's GET",
+                as_other(Method::GET, &at),
+                &[403, 404],
+            ),
+            (
+                "an unknown upload",
+                tus(
+                    &s,
+                    Method::HEAD,
+                    &format!("/api/uploads/{}", "0".repeat(32)),
+                ),
+                &[404],
+            ),
+            (
+                "traversal as an upload",
+                tus(&s, Method::DELETE, "/api/uploads/..%2F..%2FFORMAT"),
+                &[404],
+            ),
+            (
+                "a sidecar as an upload",
+                tus(&s, Method::DELETE, &format!("{at}.json")),
+                &[404],
+            ),
+            (
+                "an unfinished upload's record",
+                s.authed(Method::GET, &at),
+                &[409],
+            ),
+            (
+                "PUT to an upload",
+                tus(&s, Method::PUT, &at).body("x"),
+                &[405],
+            ),
+        ],
+    );
+    // The upload is where it was.
+    let res = tus(&s, Method::HEAD, &at).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["upload-offset"], "10");
+    assert_eq!(res.headers()["tus-resumable"], "1.0.0");
+}
+
+#[test]
+fn cors_admits_tus_uploads_from_allowed_origins_with_a_bearer_token_only() {
+    let s = TestServer::builder()
+        .arg("--cors-origins")
+        .arg("https://app.example")
+        .start();
+    let preflight = |origin: &str, method: &str| {
+        s.client()
+            .request(Method::OPTIONS, s.url("/api/uploads"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "authorization,tus-resumable,upload-length,upload-metadata",
+            )
+            .send()
+            .unwrap()
+    };
+    let res = preflight("https://app.example", "POST");
+    assert_eq!(res.status(), 204);
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for name in [
+        "authorization",
+        "tus-resumable",
+        "upload-offset",
+        "upload-checksum",
+    ] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PATCH"));
+    assert!(h.get("access-control-allow-credentials").is_none());
+    let res = preflight("https://evil.example", "POST");
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    // A Bearer upload from the app's page: its answers expose what tus-js-client reads.
+    let res = tus(&s, Method::POST, "/api/uploads")
+        .header("origin", "https://app.example")
+        .header("upload-length", "3")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for name in [
+        "location",
+        "upload-offset",
+        "tus-resumable",
+        "shoebox-media-id",
+    ] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+    let at = res.headers()["location"].to_str().unwrap().to_owned();
+
+    // The web app's session does not ride along from another site, not even for a HEAD.
+    let res = s
+        .client()
+        .post(s.url("/api/session"))
+        .json(&json!({"token": common::TOKEN}))
+        .send()
+        .unwrap();
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_cookie = |m: Method, path: &str, origin: &str| {
+        s.client()
+            .request(m, s.url(path))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .header("tus-resumable", "1.0.0")
+    };
+    refused(
+        &s,
+        vec![
+            (
+                "a cookie HEAD from the app's site",
+                with_cookie(Method::HEAD, &at, "https://app.example"),
+                &[403],
+            ),
+            (
+                "a cookie create from the app's site",
+                with_cookie(Method::POST, "/api/uploads", "https://app.example")
+                    .header("upload-length", "3"),
+                &[403],
+            ),
+            (
+                "a cookie PATCH from another site",
+                chunk(
+                    with_cookie(Method::PATCH, &at, "https://evil.example"),
+                    0,
+                    b"abc",
+                ),
+                &[403],
+            ),
+        ],
+    );
+    // From Shoebox's own page the session works, and an upload the admin token started is
+    // the admin's session's too.
+    let res = chunk(with_cookie(Method::PATCH, &at, &s.base), 0, b"abc")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers().contains_key("shoebox-media-id"));
 }

@@ -1,7 +1,14 @@
-//! CORS for reads only: files (`/m`, `/f`, old import URLs), collection pages and the public
-//! listing may be fetched by the origins in SHOEBOX_CORS_ORIGINS (or any, with `*`). Credentials
-//! are never allowed and write routes never get CORS headers, so another site's script can read
-//! public media and nothing more.
+//! CORS, for the origins in SHOEBOX_CORS_ORIGINS (or any, with `*`):
+//! - reads: files (`/m`, `/f`, old import URLs), collection pages and the public listing may be
+//!   fetched, with no `Authorization`, so another site's script reads public media and nothing
+//!   more;
+//! - resumable uploads (`/api/uploads`): an app on its own site may upload straight to Shoebox
+//!   with a Bearer token, so preflights admit `Authorization` and the tus headers, and answers
+//!   expose the tus headers.
+//!
+//! Credentials (cookies) are never allowed across origins (no `Access-Control-Allow-Credentials`,
+//! and the tus routes refuse a session from another origin), and no other write route gets CORS
+//! headers.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,6 +21,15 @@ use super::AppState;
 
 const EXPOSE: &str =
     "Content-Length, Content-Range, Content-Type, Accept-Ranges, ETag, X-Request-Id";
+
+/// What a tus client sends, and what it must read back.
+const TUS_METHODS: &str = "POST, HEAD, PATCH, DELETE, GET, OPTIONS";
+const TUS_ALLOW: &str = "Authorization, Content-Type, Tus-Resumable, Upload-Length, \
+     Upload-Defer-Length, Upload-Metadata, Upload-Offset, Upload-Checksum, Upload-Concat, \
+     X-HTTP-Method-Override, X-Requested-With, X-Request-Id";
+const TUS_EXPOSE: &str = "Location, Upload-Offset, Upload-Length, Upload-Metadata, \
+     Upload-Expires, Upload-Defer-Length, Upload-Concat, Tus-Version, Tus-Resumable, \
+     Tus-Max-Size, Tus-Extension, Tus-Checksum-Algorithm, Shoebox-Media-Id, X-Request-Id";
 
 /// Paths whose GET/HEAD answers may be shared across origins.
 fn is_read_path(path: &str) -> bool {
@@ -45,8 +61,11 @@ pub async fn middleware(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let tus = super::tus::is_tus_path(req.path());
     let grant = match (&state, &origin) {
-        (Some(s), Some(o)) if !s.config.cors_origins.is_empty() && is_read_path(req.path()) => {
+        (Some(s), Some(o))
+            if !s.config.cors_origins.is_empty() && (tus || is_read_path(req.path())) =>
+        {
             allowed(o, s)
         }
         _ => None,
@@ -63,7 +82,22 @@ pub async fn middleware(
                 .headers()
                 .get(header::ACCESS_CONTROL_REQUEST_METHOD)
                 .and_then(|v| v.to_str().ok());
-            if matches!(wanted, Some("GET") | Some("HEAD")) {
+            if tus
+                && matches!(
+                    wanted,
+                    Some("POST" | "HEAD" | "PATCH" | "DELETE" | "GET" | "OPTIONS")
+                )
+            {
+                let res = HttpResponse::NoContent()
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, grant))
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, TUS_METHODS))
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, TUS_ALLOW))
+                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                    .insert_header((header::VARY, "Origin"))
+                    .finish();
+                return Ok(req.into_response(res).map_into_right_body());
+            }
+            if !tus && matches!(wanted, Some("GET") | Some("HEAD")) {
                 let res = HttpResponse::NoContent()
                     .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, grant))
                     .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"))
@@ -80,13 +114,13 @@ pub async fn middleware(
     }
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
     let mut res = next.call(req).await?;
-    if is_read {
+    if is_read || tus {
         let h = res.headers_mut();
         if let Some(grant) = grant.and_then(|g| HeaderValue::from_str(&g).ok()) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, grant);
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSE),
+                HeaderValue::from_static(if tus { TUS_EXPOSE } else { EXPOSE }),
             );
         }
         if state.is_some_and(|s| !s.config.cors_origins.is_empty()) {
