@@ -209,3 +209,64 @@ fn running_out_of_space_mid_upload_gets_507_and_leaves_nothing() {
     assert_eq!(s.blob_count(), 0);
     s.upload("small.bin", b"fits", &[]);
 }
+
+#[test]
+fn a_full_disk_refuses_a_resumable_chunk_with_507_and_keeps_the_upload() {
+    let Some(m) = Mount::tmpfs("16m") else { return };
+    let data_dir = m.path().join("data");
+    let s = TestServer::builder()
+        .data_dir(&data_dir)
+        .arg("--disk-reserve")
+        .arg("0")
+        .start();
+    let tus = |method: Method, path: &str| s.authed(method, path).header("tus-resumable", "1.0.0");
+    let res = tus(Method::POST, "/api/uploads")
+        .header("upload-defer-length", "1")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let at = res.headers()["location"].to_str().unwrap().to_owned();
+    let first = bytes(1 << 20, 7);
+    let chunk = |offset: usize, body: reqwest::blocking::Body| {
+        tus(Method::PATCH, &at)
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(chunk(0, first.clone().into()).status(), 204);
+    // Larger than the whole disk, sent without a length so it is only found out while writing.
+    let reader = std::io::Cursor::new(bytes(24 << 20, 8));
+    let res = chunk(first.len(), reqwest::blocking::Body::new(reader));
+    assert_eq!(res.status(), 507, "{}", s.output());
+    assert_eq!(res.headers()["tus-resumable"], "1.0.0");
+    assert_eq!(error_code(res, 507), "insufficient_storage");
+    // The acknowledged bytes stay, and nothing of the refused chunk.
+    let res = tus(Method::HEAD, &at).send().unwrap();
+    assert_eq!(
+        res.headers()["upload-offset"],
+        first.len().to_string().as_str()
+    );
+    let id = at.rsplit('/').next().unwrap();
+    let part = data_dir.join("uploads").join(format!("{id}.part"));
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), first.len() as u64);
+    // Space is there again: the upload finishes.
+    let last = bytes(1000, 9);
+    let res = tus(Method::PATCH, &at)
+        .header("upload-offset", first.len().to_string())
+        .header("upload-length", (first.len() + last.len()).to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(last.clone())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", s.output());
+    let media = res.headers()["shoebox-media-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut whole = first;
+    whole.extend_from_slice(&last);
+    assert!(s.media_bytes(&media) == whole);
+    assert!(!part.exists());
+}
