@@ -222,6 +222,10 @@ impl ResponseError for ApiError {
         {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
+        if let ApiError::UnsupportedVersion = self {
+            // tus: a 412 names the versions the server speaks.
+            res.insert_header(("Tus-Version", "1.0.0"));
+        }
         if let ApiError::DiskFailing(_) = self {
             // Refused before its body was read: the connection cannot carry another request.
             res.insert_header((header::RETRY_AFTER, "30"));
