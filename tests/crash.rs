@@ -535,3 +535,87 @@ fn record_files_a_crash_lost_after_the_acknowledgement_are_rewritten_at_the_next
     expected.sort();
     assert_eq!(rebuilt, expected);
 }
+
+/// A resumable upload stopped at each step of a chunk and of its completion: what the next
+/// start shows is what was acknowledged, the client resumes from there, and the finished
+/// upload becomes one record, never two.
+#[test]
+fn a_resumable_upload_stopped_at_each_step_resumes_and_becomes_one_record() {
+    for (point, acknowledged) in [
+        // The chunk's bytes are on disk, the offset not yet recorded: they are dropped.
+        ("tus-chunk-synced", false),
+        // The offset is recorded, the 204 not sent: the bytes count.
+        ("tus-offset-saved", true),
+        // The record is made, the upload does not say so yet: the record is found again.
+        ("tus-media-created", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let data = bytes(300_000, 11);
+        let head = &data[..100_000];
+        let s = TestServer::builder().data_dir(&data_dir).start();
+        let tus = |s: &TestServer, m: Method, path: &str| {
+            s.authed(m, path).header("tus-resumable", "1.0.0")
+        };
+        let res = tus(&s, Method::POST, "/api/uploads")
+            .header("upload-length", data.len().to_string())
+            .header("upload-metadata", "filename Y3V0LmJpbg==")
+            .send()
+            .unwrap();
+        let at = res.headers()["location"].to_str().unwrap().to_owned();
+        let patch = |s: &TestServer, offset: usize, body: &[u8]| {
+            tus(s, Method::PATCH, &at)
+                .header("upload-offset", offset.to_string())
+                .header("content-type", "application/offset+octet-stream")
+                .body(body.to_vec())
+                .send()
+        };
+        assert_eq!(patch(&s, 0, head).unwrap().status(), 204);
+        drop(s);
+        let mut s = TestServer::builder()
+            .data_dir(&data_dir)
+            .env("SHOEBOX_CRASH_AT", point)
+            .start();
+        assert!(
+            patch(&s, head.len(), &data[head.len()..]).is_err(),
+            "{point}: the last chunk is never acknowledged"
+        );
+        s.kill();
+        let s = TestServer::builder().data_dir(&data_dir).start();
+        let res = tus(&s, Method::HEAD, &at).send().unwrap();
+        assert_eq!(res.status(), 200, "{point}");
+        let offset: usize = res.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let media = if acknowledged {
+            assert_eq!(offset, data.len(), "{point}");
+            res.headers()["shoebox-media-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        } else {
+            assert_eq!(offset, head.len(), "{point}: only what got its 204");
+            let res = patch(&s, offset, &data[offset..]).unwrap();
+            assert_eq!(res.status(), 204, "{point}");
+            res.headers()["shoebox-media-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(s.media_bytes(&media) == data, "{point}");
+        let records = common::all_records(&s);
+        assert_eq!(records.len(), 1, "{point}: one record, {records:?}");
+        assert_eq!(records[0]["filename"], "cut.bin");
+        assert!(
+            common::entries(&data_dir.join("uploads"))
+                .iter()
+                .all(|n| n.ends_with(".json")),
+            "{point}: the finished upload's bytes went into the blob"
+        );
+        drop(s);
+        let (code, out) = common::run_cli(&["verify"], &data_dir);
+        assert_eq!(code, 0, "{point}: {out}");
+    }
+}

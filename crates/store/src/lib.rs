@@ -275,6 +275,12 @@ impl Store {
         self.blobs.path_for(hash)
     }
 
+    /// An id for a record not made yet, for a writer that must be able to tell after a crash
+    /// whether its record was made (see [`NewMedia::id`]).
+    pub fn new_media_id(&self) -> MediaId {
+        self.new_id()
+    }
+
     fn new_id(&self) -> MediaId {
         let mut gen = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         // The generator only fails when 2^80 ids are made in one millisecond.

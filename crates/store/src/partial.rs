@@ -69,6 +69,10 @@ pub struct PartialUpload {
     /// When bytes last arrived (or it was created): it expires a while after this.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The id its media record gets, chosen before the record is made: after a crash in
+    /// between, the record is looked up by it rather than made twice.
+    #[serde(default)]
+    pub reserved_id: Option<String>,
     /// The media record it became.
     #[serde(default)]
     pub media_id: Option<String>,
@@ -206,6 +210,7 @@ impl Partials {
             metadata: metadata.to_owned(),
             created_at: now,
             updated_at: now,
+            reserved_id: None,
             media_id: None,
         };
         // The sidecar's rename is made durable with the directory's fsync, which covers the
@@ -337,6 +342,7 @@ impl Partials {
         media_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        crate::write::crash_point("tus-media-created", || Ok(()));
         upload.media_id = Some(media_id.to_owned());
         upload.updated_at = now;
         self.save(upload)?;
@@ -571,9 +577,11 @@ impl Appender<'_> {
         let mut next = upload.clone();
         next.offset = offset;
         next.updated_at = now;
+        crate::write::crash_point("tus-chunk-synced", || Ok(()));
         let saved = synced
             .and(hasher)
             .and_then(|h| self.partials.save(&next).map(|()| h));
+        crate::write::crash_point("tus-offset-saved", || Ok(()));
         match saved {
             Ok(hasher) => {
                 *upload = next;

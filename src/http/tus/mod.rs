@@ -34,7 +34,7 @@ pub use routes::{create, delete, finished, head, options, patch};
 use super::error::ApiError;
 use super::AppState;
 use crate::store::partial::PartialUpload;
-use crate::store::MediaRecord;
+use crate::store::{MediaId, MediaRecord};
 
 /// The protocol version spoken, and the only one accepted.
 pub const VERSION: &str = "1.0.0";
@@ -165,13 +165,35 @@ fn record_owner(upload_owner: &str) -> Option<String> {
 /// call. A type this server does not accept ends the upload.
 fn ingest(state: &AppState, upload: &mut PartialUpload) -> Result<MediaRecord, ApiError> {
     let store = &state.store;
+    let partials = store.partials();
+    // The record's id is chosen, and noted durably, before the record is made: a crash after
+    // the record but before the upload says so finds the record here instead of making it
+    // twice.
+    let id = match upload.reserved_id.as_deref().map(str::parse::<MediaId>) {
+        Some(Ok(id)) => id,
+        _ => {
+            let id = store.new_media_id();
+            upload.reserved_id = Some(id.to_string());
+            partials.save(upload)?;
+            id
+        }
+    };
+    if let Some(record) = store.get(id)? {
+        partials.completed(upload, &record.id.to_string(), OffsetDateTime::now_utc())?;
+        return Ok(record);
+    }
     // Checked at creation; `keep_metadata` was allowed then, or refused.
     let meta = metadata::parse(&upload.metadata, true, state.config.keep_metadata)?;
-    let blob = store.partials().stage(upload)?;
-    let mut item =
-        crate::store::NewMedia::new(blob, meta.filename, meta.filetype.as_deref(), meta.fields);
+    let blob = partials.stage(upload)?;
+    let mut item = crate::store::NewMedia::new(
+        blob,
+        meta.filename,
+        meta.filetype.as_deref(),
+        meta.fields,
+    );
+    item.id = Some(id);
     if let Err(e) = super::upload::accept(state, &mut item, record_owner(&upload.owner)) {
-        store.partials().remove(&upload.id)?;
+        partials.remove(&upload.id)?;
         return Err(e);
     }
     let item = super::upload::strip_metadata(store, item, meta.keep)?;
@@ -179,9 +201,7 @@ fn ingest(state: &AppState, upload: &mut PartialUpload) -> Result<MediaRecord, A
         .create(vec![item])?
         .pop()
         .ok_or_else(|| ApiError::Internal("the commit returned no record".into()))?;
-    store
-        .partials()
-        .completed(upload, &record.id.to_string(), OffsetDateTime::now_utc())?;
+    partials.completed(upload, &record.id.to_string(), OffsetDateTime::now_utc())?;
     Ok(record)
 }
 

@@ -11,7 +11,7 @@ use crate::{blobs, sniff, MediaId, MediaRecord, NewMedia, StagedBlob, Store, Sto
 /// it reaches that point. Only in builds with the `crash-points` feature, which the server's
 /// tests turn on through their dev-dependency: a release build has no such hook.
 #[cfg(feature = "crash-points")]
-fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
+pub(crate) fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
     static AT: std::sync::LazyLock<Option<String>> =
         std::sync::LazyLock::new(|| std::env::var("SHOEBOX_CRASH_AT").ok());
     if AT.as_deref() == Some(point) {
@@ -22,7 +22,7 @@ fn crash_point(point: &str, before: impl FnOnce() -> Result<(), StoreError>) {
 }
 
 #[cfg(not(feature = "crash-points"))]
-fn crash_point(_: &str, _: impl FnOnce() -> Result<(), StoreError>) {}
+pub(crate) fn crash_point(_: &str, _: impl FnOnce() -> Result<(), StoreError>) {}
 
 impl Store {
     /// Steps 2–5 of the write protocol for a batch of staged uploads, in one round of fsyncs:
@@ -81,7 +81,7 @@ impl Store {
                     let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
                     (MediaId(ulid::Ulid::from_parts(ms, rand::random())), t)
                 }
-                None => (self.new_id(), now),
+                None => (item.id.unwrap_or_else(|| self.new_id()), now),
             };
             records.push(MediaRecord {
                 schema: record::RECORD_SCHEMA,

@@ -55,6 +55,7 @@ mod record_file_sync;
 pub(crate) mod upload_file;
 
 pub(crate) use commit::{Batcher, GroupCommit, SharedDirSync, StripedLocks};
+pub(crate) use create::crash_point;
 pub(crate) use record_file_sync::RecordSync;
 
 use crate::{sniff, BlobWriter, MediaFields, StagedBlob, Store, StoreError};
@@ -76,6 +77,9 @@ pub struct NewMedia {
     pub stripped: Option<Vec<String>>,
     /// Set for a video whose poster is to be made after the upload.
     pub poster: Option<crate::record::PosterState>,
+    /// The record's id, when the writer chose it beforehand (from [`Store::new_media_id`]) so
+    /// that it can tell, after a crash, whether the record was made.
+    pub id: Option<crate::MediaId>,
 }
 
 impl NewMedia {
@@ -96,6 +100,7 @@ impl NewMedia {
             original_hash: None,
             stripped: None,
             poster: None,
+            id: None,
         }
     }
 }
