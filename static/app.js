@@ -79,6 +79,8 @@ function showApp(me) {
   role.dataset.scope = scope;
   gallery.setSession(me.role, scope);
   uploader.setLimit(me.max_upload_bytes);
+  // Uploads left unfinished in this browser, offered for resuming where this session may upload.
+  if (allowed.includes("upload")) uploader.restore();
   $("upload-limit").textContent = me.max_upload_bytes
     ? `Up to ${formatBytes(me.max_upload_bytes)} per file`
     : "";

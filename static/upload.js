@@ -1,7 +1,16 @@
 // The upload view: a drop zone and file picker feeding a queue; each file is its own request,
-// so each has real progress, its own error and its own cancel.
+// so each has real progress, its own error and its own cancel. Big files go through tus
+// (resumable.js): a lost connection is retried, and after a reload the page offers to resume.
 import { ApiError, upload } from "./api.js";
-import { absolute, copyButton, formatBytes, h, icon, kindOf } from "./util.js";
+import {
+  RESUMABLE_ABOVE,
+  available as resumableAvailable,
+  discardUpload,
+  previousUpload,
+  unfinishedUploads,
+  uploadResumable,
+} from "./resumable.js";
+import { absolute, copyButton, formatBytes, h, icon, kindOf, toast } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,6 +55,9 @@ function explain(err, limit) {
       return "The server's disk is full. Free some space, then retry.";
     case 401:
       return "Your session has ended. Sign in again, then retry.";
+    case 404:
+      // Only resumable uploads meet this: deleted, expired, or never this user's.
+      return "The server no longer has this upload. Retry to send the file again.";
     case "network":
       return "The network connection was lost. Check your connection, then retry.";
     default:
@@ -59,6 +71,8 @@ export class Uploader {
   constructor({ onUploaded, onSignedOut }) {
     this.items = [];
     this.limit = 0;
+    /** Unfinished resumable uploads from before a reload: see restore(). */
+    this.unfinished = [];
     this.onUploaded = onUploaded;
     this.onSignedOut = onSignedOut;
     this.queue = $("queue");
@@ -103,8 +117,34 @@ export class Uploader {
       item.el = this.render(item);
       this.items.push(item);
       this.queue.append(item.el);
+      if (item.state === "ready" && this.resumable(item)) this.resumeIfKnown(item);
     }
     this.update();
+  }
+
+  /** Whether a file goes through tus rather than one multipart request. */
+  resumable(item) {
+    return item.file.size > RESUMABLE_ABOVE && resumableAvailable();
+  }
+
+  /** A file this browser was uploading before, chosen again, carries on at once. */
+  async resumeIfKnown(item) {
+    let previous = null;
+    try {
+      previous = await previousUpload(item.file);
+    } catch {
+      // No storage (private mode, say): it is simply a new upload.
+    }
+    if (!previous || item.state !== "ready" || !this.items.includes(item)) return;
+    item.previous = previous;
+    // The server has its fields from when it was created.
+    item.send = {};
+    item.resuming = true;
+    item.state = "waiting";
+    this.forget(previous.urlStorageKey);
+    this.paint(item);
+    this.update();
+    this.pump();
   }
 
   shared() {
@@ -198,7 +238,10 @@ export class Uploader {
       case "uploading": {
         const pct = item.file.size ? Math.floor((item.loaded / item.file.size) * 100) : 0;
         progress.value = Math.min(pct, 100);
-        statusText.textContent = pct >= 100 ? "Saving…" : `Uploading… ${pct}%`;
+        if (item.stalled) statusText.textContent = `Connection lost: retrying… ${pct}%`;
+        else if (pct >= 100) statusText.textContent = "Saving…";
+        else if (item.resuming && item.loaded === 0) statusText.textContent = "Resuming…";
+        else statusText.textContent = `Uploading… ${pct}%`;
         add(button("Cancel", () => this.cancel(item)));
         break;
       }
@@ -278,12 +321,35 @@ export class Uploader {
   async send(item) {
     item.state = "uploading";
     item.loaded = 0;
+    item.stalled = false;
     this.paint(item);
     this.update();
-    const request = upload(item.file, item.send, (loaded) => {
+    const onProgress = (loaded) => {
       item.loaded = loaded;
       this.paint(item);
-    });
+    };
+    let request;
+    if (this.resumable(item)) {
+      request = uploadResumable(item.file, item.send, {
+        // Unset (a retry, say): it looks for an unfinished upload of this file itself.
+        previous: item.previous,
+        onProgress,
+        onStalled: (stalled) => {
+          if (item.stalled === stalled) return;
+          item.stalled = stalled;
+          if (item.state === "uploading") this.paint(item);
+        },
+      });
+      // Pausing (on sign-out) keeps the upload on the server, to be resumed later.
+      item.stop = () => {
+        item.abort = null;
+        item.stop = null;
+        request.stop();
+      };
+    } else {
+      request = upload(item.file, item.send, onProgress);
+    }
+    item.previous = undefined;
     item.abort = request.abort;
     try {
       item.record = await request.promise;
@@ -299,6 +365,9 @@ export class Uploader {
       }
     }
     item.abort = null;
+    item.stop = null;
+    item.stalled = false;
+    item.resuming = false;
     this.paint(item);
     this.update();
     this.pump();
@@ -337,6 +406,74 @@ export class Uploader {
   }
 
   cancelAll() {
+    // Big uploads are paused, not deleted: after signing in again they can be resumed.
+    for (const item of this.items) item.stop?.();
     for (const item of [...this.items]) this.remove(item);
+    this.unfinished = [];
+    this.paintNotice();
+  }
+
+  /**
+   * Offers to resume the uploads this browser left unfinished (a reload, a closed tab). A page
+   * cannot reopen a file by itself, so the notice asks for the same file again; choosing it
+   * resumes where the server stopped. Each can also be discarded.
+   */
+  async restore() {
+    try {
+      this.unfinished = await unfinishedUploads();
+    } catch {
+      this.unfinished = [];
+    }
+    // Files chosen meanwhile may have resumed some already.
+    const resumed = new Set(this.items.map((i) => i.resumedKey).filter(Boolean));
+    this.unfinished = this.unfinished.filter((e) => !resumed.has(e.key));
+    this.paintNotice();
+  }
+
+  forget(key) {
+    this.unfinished = this.unfinished.filter((e) => e.key !== key);
+    for (const item of this.items) if (item.previous?.urlStorageKey === key) item.resumedKey = key;
+    this.paintNotice();
+  }
+
+  paintNotice() {
+    $("resume-notice").hidden = this.unfinished.length === 0;
+    $("resume-list").replaceChildren(...this.unfinished.map((entry) => this.noticeRow(entry)));
+  }
+
+  noticeRow(entry) {
+    const pct = entry.offset !== null && entry.size
+      ? Math.floor((entry.offset / entry.size) * 100)
+      : null;
+    const done = pct === null ? "Progress unknown" : `${pct}% done`;
+    const status = h("span", { class: "item-status" }, done);
+    const choose = h("button", {
+      type: "button",
+      class: "button subtle small",
+      onclick: () => $("file-input").click(),
+    }, "Choose file");
+    const discard = h("button", { type: "button", class: "button subtle small" }, "Discard");
+    discard.addEventListener("click", async () => {
+      discard.disabled = true;
+      choose.disabled = true;
+      status.classList.remove("error");
+      status.textContent = "Discarding…";
+      try {
+        await discardUpload(entry);
+        this.forget(entry.key);
+        toast(`Discarded the unfinished upload of ${entry.name}.`);
+      } catch (err) {
+        status.classList.add("error");
+        status.textContent = explain(err, this.limit);
+        discard.disabled = false;
+        choose.disabled = false;
+        if (err.status === 401) this.onSignedOut();
+      }
+    });
+    return h("li", { class: "resume-item", dataset: { key: entry.key } },
+      h("div", { class: "item-line" },
+        h("span", { class: "item-name", title: entry.name }, entry.name),
+        h("span", { class: "item-size" }, formatBytes(entry.size))),
+      h("div", { class: "item-line" }, status, h("div", { class: "item-actions" }, choose, discard)));
   }
 }

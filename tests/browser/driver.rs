@@ -160,7 +160,12 @@ impl Browser {
 
     /// Polls a script until it returns `true`, within [`WAIT`].
     pub async fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) {
-        let deadline = Instant::now() + WAIT;
+        self.wait_js_for(what, script, args, WAIT).await;
+    }
+
+    /// Polls a script until it returns `true`, within `timeout`.
+    pub async fn wait_js_for(&self, what: &str, script: &str, args: Vec<Value>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         while Instant::now() < deadline {
             match self.client().execute(script, args.clone()).await {
@@ -237,6 +242,28 @@ impl Browser {
             })))
             .await
             .expect("emulate a colour scheme");
+    }
+}
+
+/// How the browser's network behaves, emulated by chromedriver through DevTools.
+#[derive(Debug, Clone, Copy)]
+pub enum Network {
+    /// As it really is.
+    Normal,
+    /// Request bodies go out at most this many bytes a second.
+    SlowUpload(u64),
+    /// No connection: new requests fail at once and `navigator.onLine` is false. (Chromium
+    /// lets a request already under way finish.)
+    Offline,
+}
+
+impl Browser {
+    /// Changes the emulated network (`/session/{id}/chromium/network_conditions`).
+    pub async fn network(&self, network: Network) {
+        self.client()
+            .issue_cmd(NetworkConditions(network))
+            .await
+            .unwrap_or_else(|e| panic!("emulate the network as {network:?}: {e}"));
     }
 }
 
@@ -320,5 +347,40 @@ impl WebDriverCompatibleCommand for Cdp {
     }
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// chromedriver's network emulation: `POST /session/{id}/chromium/network_conditions` sets it
+/// (throughputs in bytes a second, -1 for no limit), `DELETE` ends it.
+#[derive(Debug)]
+struct NetworkConditions(Network);
+
+impl WebDriverCompatibleCommand for NetworkConditions {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/chromium/network_conditions",
+            session.unwrap_or_default()
+        ))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let (offline, upload) = match self.0 {
+            Network::Normal => return (http::Method::DELETE, None),
+            Network::SlowUpload(bytes) => (false, json!(bytes)),
+            Network::Offline => (true, json!(-1)),
+        };
+        let conditions = json!({
+            "offline": offline,
+            "latency": 0,
+            "download_throughput": -1,
+            "upload_throughput": upload,
+        });
+        (
+            http::Method::POST,
+            Some(json!({ "network_conditions": conditions }).to_string()),
+        )
     }
 }

@@ -10,6 +10,7 @@ mod fixtures;
 mod attack;
 mod gallery;
 mod pictures;
+mod resumable;
 mod sign_in;
 mod tokens;
 mod uploads;
