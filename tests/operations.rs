@@ -113,6 +113,34 @@ fn gc_spares_young_orphans() {
 }
 
 #[test]
+fn gc_removes_resumable_uploads_past_their_expiry_and_keeps_younger_ones() {
+    let mut s = TestServer::start();
+    let start = |length: &str| {
+        let res = s
+            .authed(Method::POST, "/api/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", length)
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let at = res.headers()["location"].to_str().unwrap().to_owned();
+        at.rsplit('/').next().unwrap().to_owned()
+    };
+    let old = start("10");
+    std::thread::sleep(Duration::from_millis(2100));
+    let young = start("20");
+    assert!(s.terminate().success());
+    let uploads = s.data_dir.join("uploads");
+    let (code, out) = run_cli(&["gc", "--upload-expiry", "2s"], &s.data_dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removed 1 expired resumable uploads"), "{out}");
+    let left = common::entries(&uploads);
+    assert!(!left.iter().any(|n| n.starts_with(&old)), "{left:?}");
+    assert!(left.contains(&format!("{young}.part")), "{left:?}");
+    assert!(left.contains(&format!("{young}.json")), "{left:?}");
+}
+
+#[test]
 fn rebuild_recreates_every_record_index_and_count_from_the_record_files() {
     let mut s = TestServer::start();
     let shared = bytes(4000, 10);
