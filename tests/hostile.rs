@@ -1492,3 +1492,50 @@ fn cors_admits_tus_uploads_from_allowed_origins_with_a_bearer_token_only() {
     assert_eq!(res.status(), 204);
     assert!(res.headers().contains_key("shoebox-media-id"));
 }
+
+#[test]
+fn a_resumable_upload_of_a_refused_type_ends_once_its_first_bytes_are_in() {
+    let s = TestServer::builder()
+        .arg("--allowed-types")
+        .arg("image/*")
+        .start();
+    let create = |length: usize, name: &str| {
+        let res = tus(&s, Method::POST, "/api/uploads")
+            .header("upload-length", length.to_string())
+            .header(
+                "upload-metadata",
+                format!("filename {}", base64_of(name.as_bytes())),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        res.headers()["location"].to_str().unwrap().to_owned()
+    };
+    let at = create(300_000, "notes.txt");
+    let text = "plain words, not a picture\n".repeat(4000);
+    let res = tus(&s, Method::PATCH, &at)
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(text.as_bytes()[..100_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 415, "refused before the rest is sent");
+    assert_eq!(tus(&s, Method::HEAD, &at).send().unwrap().status(), 404);
+    assert!(common::entries(&s.data_dir.join("uploads")).is_empty());
+    // A picture goes through.
+    let picture = common::png(20, 10, |x, _| [x as u8 * 10, 0, 0]);
+    let at = create(picture.len(), "dot.png");
+    let res = tus(&s, Method::PATCH, &at)
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(picture)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers().contains_key("shoebox-media-id"));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -307,6 +307,19 @@ impl Partials {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The first acknowledged bytes (up to [`HEAD_BYTES`]), to sniff the upload's type before
+    /// the rest arrives.
+    pub fn head(&self, upload: &PartialUpload) -> Result<Vec<u8>, StoreError> {
+        let want = upload.offset.min(HEAD_BYTES as u64);
+        let file =
+            File::open(self.part(&upload.id)).map_err(|e| StoreError::io("read an upload", e))?;
+        let mut head = Vec::with_capacity(want as usize);
+        file.take(want)
+            .read_to_end(&mut head)
+            .map_err(|e| StoreError::io("read an upload", e))?;
+        Ok(head)
+    }
+
     /// The finished upload as a staged blob, ready for [`Store::create`](crate::Store::create):
     /// a hard link to its `.part` file in `tmp/`, so the bytes are not copied, and the upload
     /// itself stays whole until [`completed`](Self::completed).

@@ -205,6 +205,40 @@ fn ingest(state: &AppState, upload: &mut PartialUpload) -> Result<MediaRecord, A
     Ok(record)
 }
 
+/// With an allow-list of types: once an upload's first bytes are in (its first 64 KiB, or all
+/// of it), its type is sniffed as it will be at completion, and an upload of a type this
+/// server does not accept ends there (`415`), rather than after the client sent every byte.
+/// `before` is the offset before the last chunk.
+fn check_type(state: &AppState, upload: &PartialUpload, before: u64) -> Result<(), ApiError> {
+    if state.config.allowed_types.is_empty() {
+        return Ok(());
+    }
+    let enough = upload
+        .length
+        .unwrap_or(u64::MAX)
+        .min(crate::store::blobs::HEAD_BYTES as u64);
+    if before >= enough || upload.offset < enough {
+        return Ok(());
+    }
+    let partials = state.store.partials();
+    let meta = metadata::parse(&upload.metadata, true, false)?;
+    let head = partials.head(upload)?;
+    let found = crate::store::sniff::content_type(&head, &meta.filename, meta.filetype.as_deref());
+    if state.config.type_allowed(&found) {
+        return Ok(());
+    }
+    partials.remove(&upload.id)?;
+    Err(ApiError::UnsupportedMediaType(format!(
+        "{} is {found}, which this server does not accept (allowed: {}); the upload was ended",
+        if meta.filename.is_empty() {
+            "the file"
+        } else {
+            &meta.filename
+        },
+        state.config.allowed_types.join(", ")
+    )))
+}
+
 /// Completes a whole upload that has no media yet (its last `PATCH` was interrupted after its
 /// bytes were acknowledged), and returns its record.
 async fn complete(

@@ -328,6 +328,7 @@ async fn receive(
         .length
         .unwrap_or(state.config.max_upload_bytes)
         .saturating_sub(upload.offset);
+    let before = upload.offset;
     let appended = append(state, upload, check, payload, limit, held.stop.clone()).await;
     let (upload, cut) = match appended {
         Ok(Appended::Whole(u)) => (u, None),
@@ -339,6 +340,8 @@ async fn receive(
         Err(e) => return Err(e),
     };
     if cut.is_none() {
+        let (s, u) = (state.clone(), upload.clone());
+        web::block(move || super::check_type(&s, &u, before)).await??;
         return Ok((settle(state, upload).await?, None));
     }
     Ok((upload, cut))
