@@ -99,6 +99,8 @@ export class StatusPanel {
       stat("Stored files", String(blobs.count ?? "–"),
         `${formatBytes(blobs.bytes)} on disk${saved > 0 ? ` · ${formatBytes(saved)} saved by deduplication` : ""}`),
       stat("Metadata", formatBytes(s.meta_bytes)),
+      stat("Uploads in progress", String(s.partial_uploads?.count ?? "–"),
+        `${formatBytes(s.partial_uploads?.bytes)} received, resumable`),
       stat("Version", s.version ?? "–", `up ${formatDuration(s.uptime_seconds)}`));
   }
 }
