@@ -185,12 +185,8 @@ fn ingest(state: &AppState, upload: &mut PartialUpload) -> Result<MediaRecord, A
     // Checked at creation; `keep_metadata` was allowed then, or refused.
     let meta = metadata::parse(&upload.metadata, true, state.config.keep_metadata)?;
     let blob = partials.stage(upload)?;
-    let mut item = crate::store::NewMedia::new(
-        blob,
-        meta.filename,
-        meta.filetype.as_deref(),
-        meta.fields,
-    );
+    let mut item =
+        crate::store::NewMedia::new(blob, meta.filename, meta.filetype.as_deref(), meta.fields);
     item.id = Some(id);
     if let Err(e) = super::upload::accept(state, &mut item, record_owner(&upload.owner)) {
         partials.remove(&upload.id)?;
