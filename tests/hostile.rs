@@ -1123,10 +1123,10 @@ fn tus_requests_outside_the_protocol_are_refused_and_change_nothing() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 204);
-    let other = {
+    let token = |name: &str, scope: &str| {
         let res = s
             .authed(Method::POST, "/api/tokens")
-            .json(&json!({"name": "other", "scope": "upload"}))
+            .json(&json!({"name": name, "scope": scope}))
             .send()
             .unwrap();
         res.json::<Value>().unwrap()["token"]
@@ -1134,17 +1134,8 @@ fn tus_requests_outside_the_protocol_are_refused_and_change_nothing() {
             .unwrap()
             .to_owned()
     };
-    let reader = {
-        let res = s
-            .authed(Method::POST, "/api/tokens")
-            .json(&json!({"name": "reader", "scope": "read"}))
-            .send()
-            .unwrap();
-        res.json::<Value>().unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let other = token("other", "upload");
+    let reader = token("reader", "read");
     let as_other = |m: Method, path: &str| {
         s.client()
             .request(m, s.url(path))

@@ -271,23 +271,29 @@ pub(super) fn accept(
     owner: Option<String>,
 ) -> Result<(), ApiError> {
     let ct = &item.content_type;
-    if !state.config.type_allowed(ct) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "{} is {ct}, which this server does not accept (allowed: {})",
-            if item.filename.is_empty() {
-                "the file"
-            } else {
-                &item.filename
-            },
-            state.config.allowed_types.join(", ")
-        )));
-    }
+    type_allowed(state, ct, &item.filename)?;
     item.fields.owner = owner;
     if state.variants.posters && crate::store::sniff::kind(ct) == crate::store::Kind::Video {
         // Made after the `201` (see `Variants::learn`).
         item.poster = Some(crate::store::PosterState::Pending);
     }
     Ok(())
+}
+
+/// Refuses a file of a type not on the configured list.
+pub(super) fn type_allowed(state: &AppState, ct: &str, filename: &str) -> Result<(), ApiError> {
+    if state.config.type_allowed(ct) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "{} is {ct}, which this server does not accept (allowed: {})",
+        if filename.is_empty() {
+            "the file"
+        } else {
+            filename
+        },
+        state.config.allowed_types.join(", ")
+    )))
 }
 
 /// A raw body: its record is created on the thread that wrote it, as soon as it is staged.

@@ -220,19 +220,11 @@ fn check_type(state: &AppState, upload: &PartialUpload, before: u64) -> Result<(
     let meta = metadata::parse(&upload.metadata, true, false)?;
     let head = partials.head(upload)?;
     let found = crate::store::sniff::content_type(&head, &meta.filename, meta.filetype.as_deref());
-    if state.config.type_allowed(&found) {
-        return Ok(());
+    let refused = super::upload::type_allowed(state, &found, &meta.filename);
+    if refused.is_err() {
+        partials.remove(&upload.id)?;
     }
-    partials.remove(&upload.id)?;
-    Err(ApiError::UnsupportedMediaType(format!(
-        "{} is {found}, which this server does not accept (allowed: {}); the upload was ended",
-        if meta.filename.is_empty() {
-            "the file"
-        } else {
-            &meta.filename
-        },
-        state.config.allowed_types.join(", ")
-    )))
+    refused
 }
 
 /// Completes a whole upload that has no media yet (its last `PATCH` was interrupted after its
