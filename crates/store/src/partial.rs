@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 use crate::blobs::{writeback, Hashing, HEAD_BYTES};
 use crate::durable;
 use crate::layout::FILE_MODE;
+use crate::write::upload_file::UploadFile;
 use crate::{ContentHash, StagedBlob, StoreError};
 
 /// The sidecar's format version.
@@ -267,7 +268,7 @@ impl Partials {
         let hasher = self.hasher_at(upload)?;
         Ok(Appender {
             partials: self,
-            file,
+            out: Some(UploadFile::at(file, upload.offset)),
             start: upload.offset,
             written: 0,
             written_back: 0,
@@ -438,6 +439,13 @@ impl Partials {
     }
 }
 
+fn finished() -> StoreError {
+    StoreError::io(
+        "write to a partial upload",
+        std::io::Error::other("the chunk was already finished"),
+    )
+}
+
 fn create_part(path: &Path) -> Result<File, StoreError> {
     let file = OpenOptions::new()
         .write(true)
@@ -502,7 +510,9 @@ impl From<StoreError> for AppendError {
 /// acknowledged bytes as they were (bytes past them are trimmed at the next open).
 pub struct Appender<'a> {
     partials: &'a Partials,
-    file: File,
+    /// Written in aligned blocks, directly where the filesystem allows (as uploads are);
+    /// `None` once finished.
+    out: Option<UploadFile<File>>,
     start: u64,
     written: u64,
     written_back: u64,
@@ -538,19 +548,19 @@ impl Appender<'_> {
         // while this thread writes.
         self.hashing
             .update(data.clone(), self.start + self.written)?;
-        self.file
-            .write_all(&data)
+        let out = self.out.as_mut().ok_or_else(finished)?;
+        out.write_all(&data)
             .map_err(|e| StoreError::io("write to a partial upload", e))?;
         self.written += len;
-        if self.written - self.written_back >= WRITEBACK_STEP {
+        if !out.is_direct() && out.written() - self.written_back >= WRITEBACK_STEP {
             // Start writing back what is written, and wait for the step before: the fsync
-            // in `commit` then finds little left to do.
-            let end = self.start + self.written;
+            // in `commit` then finds little left to do. (Direct writes leave nothing.)
+            let end = self.start + out.written();
             let from = self.start + self.written_back;
-            writeback(&self.file, from, end - from, false)?;
+            writeback(out.file(), from, end - from, false)?;
             let previous = from.saturating_sub(WRITEBACK_STEP).max(self.start);
-            writeback(&self.file, previous, from - previous, true)?;
-            self.written_back = self.written;
+            writeback(out.file(), previous, from - previous, true)?;
+            self.written_back = out.written();
         }
         Ok(())
     }
@@ -583,8 +593,13 @@ impl Appender<'_> {
             }
         }
         let offset = self.offset();
-        let synced = crate::timing::fsync(|| self.file.sync_data())
-            .map_err(|e| StoreError::io("fsync a partial upload", e));
+        let synced = self.out.take().ok_or_else(finished).and_then(|out| {
+            let file = out
+                .finish()
+                .map_err(|e| StoreError::io("write to a partial upload", e))?;
+            crate::timing::fsync(|| file.sync_data())
+                .map_err(|e| StoreError::io("fsync a partial upload", e))
+        });
         let hasher = std::mem::replace(&mut self.hashing, Hashing::Here(Sha256::new()));
         let hasher = hasher.into_state();
         let mut next = upload.clone();
@@ -612,8 +627,12 @@ impl Appender<'_> {
 
     /// Drops the chunk: the file is cut back to the acknowledged offset.
     pub fn discard(self, upload: &PartialUpload) -> Result<(), StoreError> {
-        self.file
-            .set_len(self.start)
+        // The file may have been finished (a commit that failed): open it again.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(self.partials.part(&upload.id))
+            .map_err(|e| StoreError::io("discard a chunk", e))?;
+        file.set_len(self.start)
             .map_err(|e| StoreError::io("discard a chunk", e))?;
         self.partials
             .lock_hashers()

@@ -8,8 +8,10 @@
 //! durable: the fsync at the end of the upload still flushes the disk's cache and the file's
 //! metadata, as the write protocol requires.
 //!
-//! The last, partial block is written through the page cache. A filesystem without
-//! `O_DIRECT` (tmpfs, some FUSE and network filesystems) gets buffered writes throughout.
+//! The last, partial block is written through the page cache, and so are the first bytes of
+//! an append that starts at an unaligned offset (a resumable upload's chunk), up to the next
+//! aligned one. A filesystem without `O_DIRECT` (tmpfs, some FUSE and network filesystems)
+//! gets buffered writes throughout.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -26,8 +28,28 @@ const ALIGN: usize = 4096;
 /// copy of a few pages are not worth it.
 const DIRECT_AT_LEAST: usize = 16 * 1024;
 
-pub struct UploadFile {
-    temp: NamedTempFile,
+/// The file an [`UploadFile`] writes to: a new temp file, or an open file being appended to.
+pub trait Backing {
+    /// The open file.
+    fn file(&self) -> &File;
+}
+
+impl Backing for NamedTempFile {
+    fn file(&self) -> &File {
+        self.as_file()
+    }
+}
+
+impl Backing for File {
+    fn file(&self) -> &File {
+        self
+    }
+}
+
+pub struct UploadFile<F: Backing = NamedTempFile> {
+    temp: F,
+    /// Bytes to write through the page cache before the file's offset is aligned.
+    lead: usize,
     /// Room for `block + ALIGN` bytes once the first byte arrives; the block starts at
     /// `start`, and the buffer holds only bytes written to it (never zeroed in advance).
     buf: Vec<u8>,
@@ -43,10 +65,17 @@ pub struct UploadFile {
     written: u64,
 }
 
-impl UploadFile {
-    pub fn new(temp: NamedTempFile) -> Self {
+impl<F: Backing> UploadFile<F> {
+    /// Writes `temp` from its start.
+    pub fn new(temp: F) -> Self {
+        Self::at(temp, 0)
+    }
+
+    /// Writes `file` from `offset`, where its position is.
+    pub fn at(file: F, offset: u64) -> Self {
         UploadFile {
-            temp,
+            temp: file,
+            lead: (ALIGN - (offset % ALIGN as u64) as usize) % ALIGN,
             buf: Vec::new(),
             block: BLOCK,
             start: 0,
@@ -72,6 +101,16 @@ impl UploadFile {
     }
 
     pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.lead > 0 && !data.is_empty() {
+            let n = self.lead.min(data.len());
+            self.temp.file().write_all(&data[..n])?;
+            self.written += n as u64;
+            self.lead -= n;
+            data = &data[n..];
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
         if self.buf.capacity() == 0 {
             // Never grown past this capacity, so the allocation (and its alignment) stays.
             self.buf = Vec::with_capacity(self.block + ALIGN);
@@ -86,8 +125,8 @@ impl UploadFile {
             if self.filled == self.block {
                 if !self.tried_direct {
                     self.tried_direct = true;
-                    self.direct = self.block >= DIRECT_AT_LEAST
-                        && set_direct(self.temp.as_file(), true).is_ok();
+                    self.direct =
+                        self.block >= DIRECT_AT_LEAST && set_direct(self.temp.file(), true).is_ok();
                 }
                 self.write_block(self.filled)?;
                 self.buf.truncate(self.start);
@@ -102,7 +141,7 @@ impl UploadFile {
     fn write_block(&mut self, len: usize) -> io::Result<()> {
         let mut block = &self.buf[self.start..self.start + len];
         while !block.is_empty() {
-            match self.temp.as_file().write(block) {
+            match self.temp.file().write(block) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     block = &block[n..];
@@ -112,7 +151,7 @@ impl UploadFile {
                 // The filesystem refuses this direct write (or a short write left the rest
                 // unaligned): go on through the page cache.
                 Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    set_direct(self.temp.as_file(), false)?;
+                    set_direct(self.temp.file(), false)?;
                     self.direct = false;
                 }
                 Err(e) => return Err(e),
@@ -132,18 +171,18 @@ impl UploadFile {
     }
 
     pub fn file(&self) -> &File {
-        self.temp.as_file()
+        self.temp.file()
     }
 
     /// Writes what is left; the file is complete but not yet durable. The aligned part of
     /// the last block goes directly too, even for an upload shorter than a block (most
     /// uploads): a small file then costs no copy into the page cache either. Only the last,
     /// unaligned bytes go through the page cache.
-    pub fn finish(mut self) -> io::Result<NamedTempFile> {
+    pub fn finish(mut self) -> io::Result<F> {
         let aligned = self.filled - self.filled % ALIGN;
         if aligned >= DIRECT_AT_LEAST && !self.tried_direct {
             self.tried_direct = true;
-            self.direct = set_direct(self.temp.as_file(), true).is_ok();
+            self.direct = set_direct(self.temp.file(), true).is_ok();
         }
         let mut done = 0;
         if self.direct && aligned > 0 {
@@ -153,7 +192,7 @@ impl UploadFile {
         if done < self.filled {
             if self.direct {
                 // A partial block cannot be written directly.
-                set_direct(self.temp.as_file(), false)?;
+                set_direct(self.temp.file(), false)?;
                 self.direct = false;
             }
             self.start += done;
@@ -230,6 +269,34 @@ mod tests {
             let temp = f.finish().unwrap();
             let back = std::fs::read(temp.path()).unwrap();
             assert!(back == data, "{len} bytes, {announced} announced");
+        }
+    }
+
+    #[test]
+    fn appends_at_any_offset_of_an_open_file() {
+        use std::io::{Seek, SeekFrom};
+        let dir = tempfile::tempdir().unwrap();
+        for (start, len, chunk) in [
+            (0usize, 3 * BLOCK + 5, 100_000),
+            (1, 2 * BLOCK, BLOCK),
+            (4095, BLOCK + 4097, 70_000),
+            (4096 * 3 + 17, 10, 3),
+            (777, 2 * ALIGN, 1),
+        ] {
+            let path = dir.path().join(format!("part-{start}"));
+            let head = content(start);
+            std::fs::write(&path, &head).unwrap();
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.seek(SeekFrom::Start(start as u64)).unwrap();
+            let mut f = UploadFile::at(file, start as u64);
+            let data: Vec<u8> = content(len).into_iter().rev().collect();
+            for c in data.chunks(chunk) {
+                f.write_all(c).unwrap();
+            }
+            f.finish().unwrap();
+            let mut expected = head;
+            expected.extend_from_slice(&data);
+            assert!(std::fs::read(&path).unwrap() == expected, "from {start}");
         }
     }
 
