@@ -14,11 +14,13 @@
 //!
 //! # Completion
 //!
-//! The finished `.part` file becomes the staged blob of an ordinary upload by a hard link into
-//! `tmp/` ([`Partials::stage`]): no second copy of the bytes, and the partial upload stays whole
-//! until the media record is durable and [`Partials::completed`] notes its id. A crash between
-//! the two leaves an upload whose offset is its length and that has no media id: it is
-//! completed again when next asked about.
+//! The chunk that makes an upload whole also reserves, in the same sidecar write, the id its
+//! media record will get. The finished `.part` file becomes the staged blob of an ordinary
+//! upload by a hard link into `tmp/` ([`Partials::stage`]): no second copy of the bytes, and the
+//! partial upload stays whole until the media record is durable and [`Partials::completed`]
+//! notes its id. A crash between the two leaves a whole upload with no media id: it is
+//! completed again when next asked about, and finds its record under the reserved id rather
+//! than making a second.
 //!
 //! The sha256 of the bytes is computed as they arrive, and kept in memory between chunks; after
 //! a restart, the prefix already on disk is read once to rebuild it (sha2's state cannot be
@@ -175,8 +177,13 @@ impl Partials {
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Its creation was cut short after the sidecar: nothing was acknowledged.
-                return create_part(&path).map(|_| ());
+                // Its creation was cut short after the sidecar: nothing was acknowledged. (A
+                // whole upload without its bytes became media before a stop; completing it
+                // again finds the record by its reserved id.)
+                if upload.offset == 0 {
+                    create_part(&path)?;
+                }
+                return Ok(());
             }
             Err(e) => return Err(StoreError::io("open a partial upload", e)),
         };
@@ -350,6 +357,9 @@ impl Partials {
     }
 
     /// Notes the media record an upload became, and removes its bytes (the blob has them).
+    ///
+    /// Not made durable: the record is, and a whole upload whose note a crash lost is completed
+    /// again, which finds the record under the upload's reserved id.
     pub fn completed(
         &self,
         upload: &mut PartialUpload,
@@ -359,7 +369,19 @@ impl Partials {
         crate::write::crash_point("tus-media-created", || Ok(()));
         upload.media_id = Some(media_id.to_owned());
         upload.updated_at = now;
-        self.save(upload)?;
+        let bytes = serde_json::to_vec(upload)
+            .map_err(|e| StoreError::io("encode an upload's sidecar", std::io::Error::other(e)))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.dir)
+            .and_then(|mut t| {
+                std::io::Write::write_all(&mut t, &bytes)?;
+                durable::set_mode(t.path(), FILE_MODE)?;
+                Ok(t)
+            })
+            .map_err(|e| StoreError::io("write an upload's sidecar", e))?;
+        temp.persist(self.sidecar(&upload.id))
+            .map_err(|e| StoreError::io("write an upload's sidecar", e.error))?;
         self.lock_hashers().remove(&upload.id);
         remove_file(&self.part(&upload.id))
     }
@@ -605,6 +627,11 @@ impl Appender<'_> {
         let mut next = upload.clone();
         next.offset = offset;
         next.updated_at = now;
+        if next.is_whole() && next.reserved_id.is_none() {
+            // The record it becomes gets this id, noted with the last bytes (see
+            // [`completed`](Partials::completed)).
+            next.reserved_id = Some(crate::MediaId(ulid::Ulid::new()).to_string());
+        }
         crate::write::crash_point("tus-chunk-synced", || Ok(()));
         let saved = synced
             .and(hasher)
