@@ -91,7 +91,7 @@ impl Modify for Security {
         tus::routes::finished,
     ),
     components(
-        schemas(error::ErrorBody, tus::routes::TusResumable),
+        schemas(error::ErrorBody, tus::headers::TusResumable),
         responses(
             responses::BadRequest,
             responses::Unauthorized,

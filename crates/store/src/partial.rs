@@ -6,21 +6,22 @@
 //! # The durable offset
 //!
 //! Bytes are appended to the `.part` file as they arrive; a chunk is acknowledged by
-//! [`Appender::commit`], which fsyncs the file and only then writes the sidecar with the new
-//! offset (temp file, fsync, rename, fsync the directory). The sidecar's offset is the truth:
-//! bytes past it may be what a crash left half-written, and every open truncates them (a torn
-//! tail is never kept). A file shorter than its offset (a disk that lied about an fsync) is
-//! believed as far as it goes.
+//! [`Appender::commit`](crate::partial::Appender::commit), which fsyncs the file and only then
+//! writes the sidecar with the new offset (temp file, fsync, rename, fsync the directory). The
+//! sidecar's offset is the truth: bytes past it may be what a crash left half-written, and
+//! every open truncates them (a torn tail is never kept). A file shorter than its offset (a
+//! disk that lied about an fsync) is damage, reported when the upload is next written to.
 //!
 //! # Completion
 //!
 //! The chunk that makes an upload whole also reserves, in the same sidecar write, the id its
 //! media record will get. The finished `.part` file becomes the staged blob of an ordinary
-//! upload by a hard link into `tmp/` ([`Partials::stage`]): no second copy of the bytes, and the
-//! partial upload stays whole until the media record is durable and [`Partials::completed`]
-//! notes its id. A crash between the two leaves a whole upload with no media id: it is
-//! completed again when next asked about, and finds its record under the reserved id rather
-//! than making a second.
+//! upload by a hard link into `tmp/`
+//! ([`Partials::stage`](crate::partial::Partials::stage)): no second copy of the bytes, and
+//! the partial upload stays whole until the media record is durable and
+//! [`Partials::completed`](crate::partial::Partials::completed) notes its id. A crash between
+//! the two leaves a whole upload with no media id: it is completed again when next asked
+//! about, and finds its record under the reserved id rather than making a second.
 //!
 //! The sha256 of the bytes is computed as they arrive, and kept in memory between chunks; after
 //! a restart, the prefix already on disk is read once to rebuild it (sha2's state cannot be
@@ -32,16 +33,18 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::blobs::{writeback, Hashing, HEAD_BYTES};
+use crate::blobs::HEAD_BYTES;
 use crate::durable;
 use crate::layout::FILE_MODE;
-use crate::write::upload_file::UploadFile;
 use crate::{ContentHash, StagedBlob, StoreError};
+
+/// Appending a chunk, and checking it.
+mod append;
+pub use append::{AppendError, Appender, ChunkCheck};
 
 /// The sidecar's format version.
 const SIDECAR_VERSION: u32 = 1;
@@ -273,17 +276,7 @@ impl Partials {
         file.seek(SeekFrom::Start(upload.offset))
             .map_err(|e| StoreError::io("open a partial upload", e))?;
         let hasher = self.hasher_at(upload)?;
-        Ok(Appender {
-            partials: self,
-            out: Some(UploadFile::at(file, upload.offset)),
-            start: upload.offset,
-            written: 0,
-            written_back: 0,
-            since_check: 0,
-            before: hasher.clone(),
-            hashing: Hashing::Here(hasher),
-            digest: check.map(ChunkCheck::start),
-        })
+        Ok(Appender::new(self, file, upload.offset, hasher, check))
     }
 
     /// The sha256 of the first `upload.offset` bytes: kept from the last chunk, or read back.
@@ -461,13 +454,6 @@ impl Partials {
     }
 }
 
-fn finished() -> StoreError {
-    StoreError::io(
-        "write to a partial upload",
-        std::io::Error::other("the chunk was already finished"),
-    )
-}
-
 fn create_part(path: &Path) -> Result<File, StoreError> {
     let file = OpenOptions::new()
         .write(true)
@@ -488,188 +474,10 @@ fn remove_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// A digest a client sent with a chunk (tus `Upload-Checksum`), to check before the chunk is
-/// acknowledged.
-#[derive(Debug, Clone)]
-pub enum ChunkCheck {
-    /// SHA-1, which tus requires servers to offer.
-    Sha1(Vec<u8>),
-    /// SHA-256.
-    Sha256(Vec<u8>),
-}
-
-enum ChunkDigest {
-    Sha1(sha1::Sha1),
-    Sha256(Sha256),
-}
-
-impl ChunkCheck {
-    fn start(self) -> (ChunkDigest, Vec<u8>) {
-        match self {
-            ChunkCheck::Sha1(want) => (ChunkDigest::Sha1(sha1::Sha1::new()), want),
-            ChunkCheck::Sha256(want) => (ChunkDigest::Sha256(Sha256::new()), want),
-        }
-    }
-}
-
-/// Why a chunk was not acknowledged.
-#[derive(Debug)]
-pub enum AppendError {
-    /// The chunk's bytes do not match the digest the client sent; they were discarded.
-    ChecksumMismatch,
-    /// Writing or syncing failed; the chunk was discarded.
-    Store(StoreError),
-}
-
-impl From<StoreError> for AppendError {
-    fn from(e: StoreError) -> Self {
-        AppendError::Store(e)
-    }
-}
-
-/// A chunk being appended to an upload. Nothing it writes is acknowledged until
-/// [`commit`](Self::commit); [`discard`](Self::discard)ed, or dropped, it leaves the upload's
-/// acknowledged bytes as they were (bytes past them are trimmed at the next open).
-pub struct Appender<'a> {
-    partials: &'a Partials,
-    /// Written in aligned blocks, directly where the filesystem allows (as uploads are);
-    /// `None` once finished.
-    out: Option<UploadFile<File>>,
-    start: u64,
-    written: u64,
-    written_back: u64,
-    since_check: u64,
-    /// The upload's sha256 before this chunk, to put back if the chunk is discarded.
-    before: Sha256,
-    hashing: Hashing,
-    digest: Option<(ChunkDigest, Vec<u8>)>,
-}
-
-impl Appender<'_> {
-    /// Appends bytes, hashing them on the way and watching the space reserve.
-    pub fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
-        self.since_check += data.len() as u64;
-        if self.since_check >= SPACE_CHECK_EVERY {
-            self.since_check = 0;
-            let (dir, reserve) = &self.partials.guard;
-            let space = crate::disk::space(dir)?;
-            if space.free_bytes < *reserve {
-                return Err(StoreError::NoSpace {
-                    free: space.free_bytes,
-                    reserve: *reserve,
-                });
-            }
-        }
-        match &mut self.digest {
-            Some((ChunkDigest::Sha1(h), _)) => h.update(&data),
-            Some((ChunkDigest::Sha256(h), _)) => h.update(&data),
-            None => {}
-        }
-        let len = data.len() as u64;
-        // The hashing thread (for a long chunk) gets the bytes first, so that it hashes
-        // while this thread writes.
-        self.hashing
-            .update(data.clone(), self.start + self.written)?;
-        let out = self.out.as_mut().ok_or_else(finished)?;
-        out.write_all(&data)
-            .map_err(|e| StoreError::io("write to a partial upload", e))?;
-        self.written += len;
-        if !out.is_direct() && out.written() - self.written_back >= WRITEBACK_STEP {
-            // Start writing back what is written, and wait for the step before: the fsync
-            // in `commit` then finds little left to do. (Direct writes leave nothing.)
-            let end = self.start + out.written();
-            let from = self.start + self.written_back;
-            writeback(out.file(), from, end - from, false)?;
-            let previous = from.saturating_sub(WRITEBACK_STEP).max(self.start);
-            writeback(out.file(), previous, from - previous, true)?;
-            self.written_back = out.written();
-        }
-        Ok(())
-    }
-
-    /// Bytes of this chunk written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// The offset the upload reaches if this chunk is committed.
-    pub fn offset(&self) -> u64 {
-        self.start + self.written
-    }
-
-    /// Acknowledges the chunk: checks its digest, fsyncs the bytes, then records the new
-    /// offset in the sidecar (durably). On any error the chunk is discarded.
-    pub fn commit(
-        mut self,
-        upload: &mut PartialUpload,
-        now: OffsetDateTime,
-    ) -> Result<(), AppendError> {
-        if let Some((digest, want)) = self.digest.take() {
-            let got: Vec<u8> = match digest {
-                ChunkDigest::Sha1(h) => h.finalize().to_vec(),
-                ChunkDigest::Sha256(h) => h.finalize().to_vec(),
-            };
-            if got != want {
-                self.discard(upload)?;
-                return Err(AppendError::ChecksumMismatch);
-            }
-        }
-        let offset = self.offset();
-        let synced = self.out.take().ok_or_else(finished).and_then(|out| {
-            let file = out
-                .finish()
-                .map_err(|e| StoreError::io("write to a partial upload", e))?;
-            crate::timing::fsync(|| file.sync_data())
-                .map_err(|e| StoreError::io("fsync a partial upload", e))
-        });
-        let hasher = std::mem::replace(&mut self.hashing, Hashing::Here(Sha256::new()));
-        let hasher = hasher.into_state();
-        let mut next = upload.clone();
-        next.offset = offset;
-        next.updated_at = now;
-        if next.is_whole() && next.reserved_id.is_none() {
-            // The record it becomes gets this id, noted with the last bytes (see
-            // [`completed`](Partials::completed)).
-            next.reserved_id = Some(crate::MediaId(ulid::Ulid::new()).to_string());
-        }
-        crate::write::crash_point("tus-chunk-synced", || Ok(()));
-        let saved = synced
-            .and(hasher)
-            .and_then(|h| self.partials.save(&next).map(|()| h));
-        crate::write::crash_point("tus-offset-saved", || Ok(()));
-        match saved {
-            Ok(hasher) => {
-                *upload = next;
-                self.partials
-                    .lock_hashers()
-                    .insert(upload.id.clone(), (offset, hasher));
-                Ok(())
-            }
-            Err(e) => {
-                self.discard(upload)?;
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Drops the chunk: the file is cut back to the acknowledged offset.
-    pub fn discard(self, upload: &PartialUpload) -> Result<(), StoreError> {
-        // The file may have been finished (a commit that failed): open it again.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(self.partials.part(&upload.id))
-            .map_err(|e| StoreError::io("discard a chunk", e))?;
-        file.set_len(self.start)
-            .map_err(|e| StoreError::io("discard a chunk", e))?;
-        self.partials
-            .lock_hashers()
-            .insert(upload.id.clone(), (self.start, self.before));
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn partials() -> (tempfile::TempDir, Partials) {

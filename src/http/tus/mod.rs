@@ -14,6 +14,7 @@
 //! what it received, and lets go (as tusd does).
 
 mod body;
+pub mod headers;
 mod metadata;
 pub mod routes;
 

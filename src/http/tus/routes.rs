@@ -1,9 +1,8 @@
 //! The tus requests, one handler each.
 
-use actix_web::http::header::{self, HeaderMap, HttpDate};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use base64::Engine;
+use actix_web::{web, HttpRequest, HttpResponse};
 use time::OffsetDateTime;
 
 use super::super::auth::{self, Caller};
@@ -17,33 +16,10 @@ use super::super::responses::{
 use super::super::upload::MediaItems;
 use super::super::AppState;
 use super::body::{append, Appended};
+use super::headers::{check_version, checksum, describe, is_chunk, number, progress, text};
 use super::{complete, expires_at, metadata, owner_of, CHECKSUMS, CHUNK_TYPE, EXTENSIONS, VERSION};
 use crate::store::partial::{ChunkCheck, PartialUpload};
 use crate::store::MediaId;
-
-/// The protocol version a request speaks: `Tus-Resumable: 1.0.0` on every request but
-/// `OPTIONS` (and `GET`, which is Shoebox's own).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub enum TusResumable {
-    #[schema(rename = "1.0.0")]
-    V1,
-}
-
-fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
-/// `Tus-Resumable: 1.0.0`, which every request but `OPTIONS` must send.
-fn check_version(req: &HttpRequest) -> Result<(), ApiError> {
-    match text(req.headers(), "tus-resumable") {
-        Some(VERSION) => Ok(()),
-        _ => Err(ApiError::UnsupportedVersion),
-    }
-}
 
 /// A caller who may upload, by token or by a session on Shoebox's own pages.
 fn uploader(req: &HttpRequest, state: &AppState) -> Result<(Caller, String), ApiError> {
@@ -61,50 +37,6 @@ fn uploader(req: &HttpRequest, state: &AppState) -> Result<(Caller, String), Api
     )?;
     let owner = owner_of(&caller).ok_or(ApiError::Unauthorized("no owner"))?;
     Ok((caller, owner))
-}
-
-fn number(req: &HttpRequest, name: &'static str) -> Result<Option<u64>, ApiError> {
-    match text(req.headers(), name) {
-        None => Ok(None),
-        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::invalid(name, "a whole number of bytes")),
-        Some(_) => Err(ApiError::invalid(name, "a whole number of bytes")),
-    }
-}
-
-/// `Upload-Checksum: <algorithm> <base64 digest>`.
-fn checksum(req: &HttpRequest) -> Result<Option<ChunkCheck>, ApiError> {
-    let Some(value) = text(req.headers(), "upload-checksum") else {
-        return Ok(None);
-    };
-    let (algorithm, digest) = value.split_once(' ').unwrap_or((value, ""));
-    let digest = base64::engine::general_purpose::STANDARD
-        .decode(digest.trim())
-        .map_err(|_| ApiError::invalid("Upload-Checksum", "an algorithm and a base64 digest"))?;
-    let (check, len) = match algorithm.to_ascii_lowercase().as_str() {
-        "sha1" => (ChunkCheck::Sha1(digest), 20),
-        "sha256" => (ChunkCheck::Sha256(digest), 32),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unsupported checksum algorithm {other:?}; this server offers {CHECKSUMS}"
-            )))
-        }
-    };
-    match &check {
-        ChunkCheck::Sha1(d) | ChunkCheck::Sha256(d) if d.len() == len => Ok(Some(check)),
-        _ => Err(ApiError::invalid(
-            "Upload-Checksum",
-            format!("a {algorithm} digest of {len} bytes"),
-        )),
-    }
-}
-
-fn is_chunk(req: &HttpRequest) -> bool {
-    text(req.headers(), "content-type")
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(CHUNK_TYPE))
 }
 
 /// The upload under `id`, if it is this caller's. Another caller's upload is not found, so
@@ -136,27 +68,6 @@ fn humanize(d: std::time::Duration) -> String {
         s if s % 60 == 0 => format!("{} min", s / 60),
         s => format!("{s} s"),
     }
-}
-
-/// The headers that describe an upload's state.
-fn describe(res: &mut HttpResponseBuilder, upload: &PartialUpload, state: &AppState) {
-    res.insert_header(("Upload-Offset", upload.offset.to_string()));
-    match upload.length {
-        Some(n) => res.insert_header(("Upload-Length", n.to_string())),
-        None => res.insert_header(("Upload-Defer-Length", "1")),
-    };
-    progress(res, upload, state);
-}
-
-/// When an unfinished upload expires, or what a finished one became.
-fn progress(res: &mut HttpResponseBuilder, upload: &PartialUpload, state: &AppState) {
-    match &upload.media_id {
-        None => {
-            let expires = std::time::SystemTime::from(expires_at(upload, state));
-            res.insert_header(("Upload-Expires", HttpDate::from(expires).to_string()))
-        }
-        Some(id) => res.insert_header(("Shoebox-Media-Id", id.clone())),
-    };
 }
 
 /// Makes media of a whole upload that has none yet.
@@ -212,7 +123,7 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
     operation_id = "tus_create",
     tag = "uploads",
     params(
-        ("Tus-Resumable" = TusResumable, Header),
+        ("Tus-Resumable" = super::headers::TusResumable, Header),
         ("Upload-Length" = Option<u64>, Header, description = "The whole upload's size in bytes"),
         ("Upload-Defer-Length" = Option<String>, Header, description = "`1` when the size is not known yet"),
         ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs"),
@@ -357,7 +268,7 @@ async fn receive(
     tag = "uploads",
     params(
         ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
-        ("Tus-Resumable" = TusResumable, Header),
+        ("Tus-Resumable" = super::headers::TusResumable, Header),
     ),
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -409,7 +320,7 @@ pub async fn head(
     tag = "uploads",
     params(
         ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
-        ("Tus-Resumable" = TusResumable, Header),
+        ("Tus-Resumable" = super::headers::TusResumable, Header),
         ("Upload-Offset" = u64, Header, description = "Where this chunk starts"),
         ("Upload-Length" = Option<u64>, Header, description = "The size, if it was deferred"),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1` or `sha256`, a space, and the chunk's base64 digest"),
@@ -537,7 +448,7 @@ async fn chunk(
     tag = "uploads",
     params(
         ("upload_id" = String, Path, description = "From the `Location` of the `POST`", pattern = "^[0-9a-f]{32}$"),
-        ("Tus-Resumable" = TusResumable, Header),
+        ("Tus-Resumable" = super::headers::TusResumable, Header),
     ),
     security(("bearer" = []), ("cookie" = [])),
     responses(
