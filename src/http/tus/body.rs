@@ -88,6 +88,8 @@ where
             let _ = tx.send(Msg::End { keep: false }).await;
             drop(tx);
             let _ = writer.await;
+            // The limit this upload has: its length, or the size limit.
+            let limit = before.length.unwrap_or(state.config.max_upload_bytes);
             return Err(ApiError::TooLarge { limit });
         }
         batched += chunk.len();

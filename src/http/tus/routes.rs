@@ -425,7 +425,9 @@ async fn chunk(
     }
     let room = upload.length.unwrap_or(limit).saturating_sub(upload.offset);
     if announced.is_some_and(|n| n > room) {
-        return Err(ApiError::TooLarge { limit });
+        return Err(ApiError::TooLarge {
+            limit: upload.length.unwrap_or(limit),
+        });
     }
     state.store.check_space(announced.unwrap_or(0))?;
     let (upload, cut) = receive(state, upload, check, payload, &held).await?;
