@@ -1530,3 +1530,46 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[test]
+fn a_token_may_have_a_thousand_resumable_uploads_in_progress_and_no_more() {
+    let s = TestServer::start();
+    let res = s
+        .authed(Method::POST, "/api/tokens")
+        .json(&json!({"name": "eager", "scope": "upload"}))
+        .send()
+        .unwrap();
+    let token = res.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let start = |t: &str| {
+        s.client()
+            .post(s.url("/api/uploads"))
+            .bearer_auth(t)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", "10")
+            .send()
+            .unwrap()
+    };
+    let mut first = None;
+    for _ in 0..1000 {
+        let res = start(&token);
+        assert_eq!(res.status(), 201);
+        first.get_or_insert(res.headers()["location"].to_str().unwrap().to_owned());
+    }
+    let res = start(&token);
+    assert_eq!(res.status(), 429);
+    assert_eq!(common::error_code(res, 429), "too_many_uploads");
+    // Others are not held back, and ending one makes room.
+    assert_eq!(start(common::TOKEN).status(), 201);
+    let res = s
+        .client()
+        .delete(s.url(first.as_deref().unwrap()))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(start(&token).status(), 201);
+}

@@ -24,7 +24,8 @@ pub struct ErrorDetail {
     /// `offset_mismatch`, `upload_incomplete`, `upload_taken_over` (409); `upload_expired`
     /// (410); `unsupported_version` (412); `payload_too_large` (413);
     /// `unsupported_media_type` (415); `image_too_large`, `undecodable_image` (422);
-    /// `upload_locked` (423); `too_many_requests` (429); `checksum_mismatch` (460);
+    /// `upload_locked` (423); `too_many_requests`, `too_many_uploads` (429);
+    /// `checksum_mismatch` (460);
     /// `blob_damaged`, `internal` (500); `disk_failing`, `busy` (503);
     /// `insufficient_storage` (507).
     pub code: String,
@@ -67,6 +68,11 @@ pub enum ApiError {
     /// A resumable upload's chunk that does not match the checksum sent with it.
     #[error("the chunk does not match its Upload-Checksum; it was discarded, send it again")]
     ChecksumMismatch,
+    /// A caller with as many resumable uploads in progress as one may have.
+    #[error(
+        "{0} resumable uploads are in progress for this token; finish or end some (DELETE) first"
+    )]
+    TooManyUploads(usize),
     /// A resumable upload another request holds and does not let go of.
     #[error("another request is writing to this upload; try again in a moment")]
     Locked,
@@ -149,6 +155,7 @@ impl ApiError {
             }
             ApiError::ChecksumMismatch => (checksum_mismatch(), "checksum_mismatch", shown()),
             ApiError::Locked => (S::LOCKED, "upload_locked", shown()),
+            ApiError::TooManyUploads(_) => (S::TOO_MANY_REQUESTS, "too_many_uploads", shown()),
             ApiError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large", shown()),
             ApiError::UnsupportedMediaType(_) => {
                 (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", shown())

@@ -107,6 +107,9 @@ pub struct Partials {
     tmp: PathBuf,
     /// The data directory and the free bytes to keep there.
     guard: (PathBuf, u64),
+    /// Unfinished uploads by owner, kept as they start and end, so that a cap on them costs
+    /// no listing.
+    open: Mutex<HashMap<String, usize>>,
     /// The sha256 of each upload's acknowledged bytes, with the offset it has reached.
     hashers: Mutex<HashMap<String, (u64, Sha256)>>,
 }
@@ -122,6 +125,7 @@ impl Partials {
             dir,
             tmp,
             guard: (root, reserve),
+            open: Mutex::new(HashMap::new()),
             hashers: Mutex::new(HashMap::new()),
         }
     }
@@ -143,6 +147,7 @@ impl Partials {
     /// many uploads are in progress.
     pub(crate) fn recover(&self) -> Result<usize, StoreError> {
         fs::create_dir_all(&self.dir).map_err(|e| StoreError::io("create uploads/", e))?;
+        self.lock_open().clear();
         let mut kept = 0;
         for entry in fs::read_dir(&self.dir).map_err(|e| StoreError::io("list uploads/", e))? {
             let entry = entry.map_err(|e| StoreError::io("list uploads/", e))?;
@@ -154,6 +159,7 @@ impl Partials {
                     Some(upload) => {
                         if upload.media_id.is_none() {
                             self.trim(&upload)?;
+                            *self.lock_open().entry(upload.owner).or_default() += 1;
                             kept += 1;
                         }
                     }
@@ -202,8 +208,32 @@ impl Partials {
         Ok(())
     }
 
-    /// Starts an upload: an empty `.part` file, then its sidecar, both durable.
+    /// Starts an upload: an empty `.part` file, then its sidecar, both durable. `None` when
+    /// `owner` has `max_open` unfinished uploads already.
     pub fn create(
+        &self,
+        owner: &str,
+        length: Option<u64>,
+        metadata: &str,
+        now: OffsetDateTime,
+        max_open: usize,
+    ) -> Result<Option<PartialUpload>, StoreError> {
+        {
+            let mut open = self.lock_open();
+            let n = open.entry(owner.to_owned()).or_default();
+            if *n >= max_open {
+                return Ok(None);
+            }
+            *n += 1;
+        }
+        let made = self.make(owner, length, metadata, now);
+        if made.is_err() {
+            self.closed(owner);
+        }
+        made.map(Some)
+    }
+
+    fn make(
         &self,
         owner: &str,
         length: Option<u64>,
@@ -302,6 +332,28 @@ impl Partials {
         Ok(hasher)
     }
 
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One unfinished upload of `owner` fewer.
+    fn closed(&self, owner: &str) {
+        let mut open = self.lock_open();
+        if let Some(n) = open.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(owner);
+            }
+        }
+    }
+
+    /// How many unfinished uploads `owner` has.
+    pub fn in_progress(&self, owner: &str) -> usize {
+        self.lock_open().get(owner).copied().unwrap_or(0)
+    }
+
     fn lock_hashers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Sha256)>> {
         self.hashers
             .lock()
@@ -375,6 +427,7 @@ impl Partials {
             .map_err(|e| StoreError::io("write an upload's sidecar", e))?;
         temp.persist(self.sidecar(&upload.id))
             .map_err(|e| StoreError::io("write an upload's sidecar", e.error))?;
+        self.closed(&upload.owner);
         self.lock_hashers().remove(&upload.id);
         remove_file(&self.part(&upload.id))
     }
@@ -386,7 +439,15 @@ impl Partials {
             return Ok(());
         }
         self.lock_hashers().remove(id);
+        let unfinished = self
+            .read(id)
+            .ok()
+            .flatten()
+            .filter(|u| u.media_id.is_none());
         remove_file(&self.sidecar(id))?;
+        if let Some(u) = unfinished {
+            self.closed(&u.owner);
+        }
         durable::fsync_dir(&self.dir).map_err(|e| StoreError::io("fsync uploads/", e))?;
         remove_file(&self.part(id))
     }
@@ -511,7 +572,8 @@ mod tests {
         let (_d, p) = partials();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let mut u = p
-            .create("admin", Some(data.len() as u64), "", now())
+            .create("admin", Some(data.len() as u64), "", now(), 10)
+            .unwrap()
             .unwrap();
         assert!(valid_id(&u.id));
         send(&p, &mut u, &data[..1_000_000]);
@@ -535,7 +597,10 @@ mod tests {
     #[test]
     fn an_unacknowledged_tail_is_cut_and_a_bad_checksum_discards_the_chunk() {
         let (_d, p) = partials();
-        let mut u = p.create("admin", None, "filename YS5qcGc=", now()).unwrap();
+        let mut u = p
+            .create("admin", None, "filename YS5qcGc=", now(), 10)
+            .unwrap()
+            .unwrap();
         send(&p, &mut u, b"hello ");
         // Bytes written but never committed (a crash): gone at the next open.
         {
@@ -571,8 +636,8 @@ mod tests {
     #[test]
     fn leftovers_go_at_start_and_expired_uploads_at_the_sweep() {
         let (_d, p) = partials();
-        let u = p.create("admin", Some(10), "", now()).unwrap();
-        let busy = p.create("admin", Some(10), "", now()).unwrap();
+        let u = p.create("admin", Some(10), "", now(), 10).unwrap().unwrap();
+        let busy = p.create("admin", Some(10), "", now(), 10).unwrap().unwrap();
         fs::write(p.dir.join("0123456789abcdef0123456789abcdef.part"), b"x").unwrap();
         fs::write(p.dir.join(".tmp-123"), b"x").unwrap();
         assert_eq!(p.recover().unwrap(), 2);
@@ -593,5 +658,26 @@ mod tests {
         assert!(!p.part(&u.id).exists());
         assert!(p.get(&busy.id).unwrap().is_some());
         assert!(p.get("../../etc/passwd").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_owner_may_have_so_many_unfinished_uploads_at_once() {
+        let (_d, p) = partials();
+        let a = p.create("token_a", Some(3), "", now(), 2).unwrap().unwrap();
+        let _b = p.create("token_a", Some(3), "", now(), 2).unwrap().unwrap();
+        assert!(p
+            .create("token_a", Some(3), "", now(), 2)
+            .unwrap()
+            .is_none());
+        assert!(p.create("admin", Some(3), "", now(), 2).unwrap().is_some());
+        // Ending one, or finishing one, makes room; so does a restart's count.
+        p.remove(&a.id).unwrap();
+        let mut c = p.create("token_a", Some(3), "", now(), 2).unwrap().unwrap();
+        send(&p, &mut c, b"abc");
+        p.completed(&mut c, "01media", now()).unwrap();
+        assert_eq!(p.in_progress("token_a"), 1);
+        p.recover().unwrap();
+        assert_eq!(p.in_progress("token_a"), 1);
+        assert_eq!(p.in_progress("admin"), 1);
     }
 }

@@ -45,6 +45,9 @@ pub const CHECKSUMS: &str = "sha1,sha256";
 /// The media type of a chunk.
 pub const CHUNK_TYPE: &str = "application/offset+octet-stream";
 
+/// Unfinished uploads one caller may have at once.
+pub const MAX_IN_PROGRESS: usize = 1000;
+
 /// How long a request waits for another one to let go of an upload.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(15);
 

@@ -143,6 +143,7 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
         (status = 403, response = Forbidden),
         (status = 412, description = "Not tus 1.0.0"),
         (status = 413, response = PayloadTooLarge),
+        (status = 429, description = "As many uploads are in progress for this caller as one may have (1000)"),
         (status = 500, response = ServerError),
         (status = 503, response = DiskFailing),
         (status = 507, response = InsufficientStorage),
@@ -190,9 +191,13 @@ pub async fn create(
     let announced = length.unwrap_or(0);
     let upload = web::block(move || {
         store.check_space(announced)?;
+        // Each upload holds two files and a place in every sweep: one caller cannot start
+        // them without end.
+        let max = super::MAX_IN_PROGRESS;
         store
             .partials()
-            .create(&owner, length, &meta, OffsetDateTime::now_utc())
+            .create(&owner, length, &meta, OffsetDateTime::now_utc(), max)?
+            .ok_or(ApiError::TooManyUploads(max))
     })
     .await??;
     let location = state.link(&format!("/api/uploads/{}", upload.id));
