@@ -332,6 +332,23 @@ fn creation_with_upload_takes_the_first_bytes_in_the_post() {
     assert_eq!(header(&res, "upload-offset"), Some(data.len().to_string()));
     let second = header(&res, "shoebox-media-id").expect("complete after the POST");
     assert_eq!(sha256_hex(&s.media_bytes(&second)), sha256_hex(&data));
+
+    // A first chunk with a checksum is checked too: a wrong one creates the upload with
+    // nothing in it, a right one keeps the bytes.
+    let with_checksum = |sum: String| {
+        t.request(Method::POST, ENDPOINT)
+            .header("Upload-Length", data.len().to_string())
+            .header("Content-Type", OFFSET_STREAM)
+            .header("Upload-Checksum", sum)
+            .body(data[..10_000].to_vec())
+            .send()
+            .unwrap()
+    };
+    let res = expect(with_checksum(checksum("sha1", b"other bytes")), 201);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("0"));
+    assert_eq!(t.offset(&location_path(&res)), 0);
+    let res = expect(with_checksum(checksum("sha256", &data[..10_000])), 201);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("10000"));
 }
 
 #[test]

@@ -127,6 +127,7 @@ pub async fn options(state: web::Data<AppState>) -> HttpResponse {
         ("Upload-Length" = Option<u64>, Header, description = "The whole upload's size in bytes"),
         ("Upload-Defer-Length" = Option<String>, Header, description = "`1` when the size is not known yet"),
         ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs"),
+        ("Upload-Checksum" = Option<String>, Header, description = "For a first chunk in the body: `sha1` or `sha256`, a space, and its base64 digest"),
     ),
     request_body(content = inline(super::super::responses::Binary), content_type = "application/offset+octet-stream",
                  description = "Optionally, the first chunk"),
@@ -187,6 +188,7 @@ pub async fn create(
     };
     metadata::parse(&meta, caller.is_admin(), state.config.keep_metadata)?;
     let with_body = is_chunk(&req) && number(&req, "content-length")? != Some(0);
+    let check = checksum(&req)?;
     let store = state.store.clone();
     let announced = length.unwrap_or(0);
     let upload = web::block(move || {
@@ -205,23 +207,30 @@ pub async fn create(
     res.insert_header((header::LOCATION, location));
     let upload = if with_body {
         let held = state.tus.hold(&upload.id).await?;
-        match receive(&state, upload.clone(), None, &mut payload, &held).await {
+        match receive(&state, upload.clone(), check, &mut payload, &held).await {
             Ok((upload, _)) => {
                 res.insert_header(("Upload-Offset", upload.offset.to_string()));
                 upload
             }
-            Err(ApiError::TooLarge { limit }) => {
+            // Refusals end the upload the request started.
+            Err(e @ (ApiError::TooLarge { .. } | ApiError::UnsupportedMediaType(_))) => {
                 let s = state.clone();
                 let id = upload.id.clone();
                 web::block(move || s.store.partials().remove(&id)).await??;
                 drain(&mut payload).await;
-                return Err(ApiError::TooLarge { limit });
+                return Err(e);
             }
-            // The upload exists: its client resumes it from the offset `HEAD` reports.
+            // The upload exists: its client resumes it from the offset `HEAD` reports, which
+            // this answer gives too.
             Err(e) => {
                 tracing::info!(error = %e, "the first chunk of a new upload did not arrive whole");
-                res.insert_header(("Upload-Offset", "0"));
-                upload
+                let s = state.clone();
+                let id = upload.id.clone();
+                let now = web::block(move || s.store.partials().get(&id))
+                    .await??
+                    .unwrap_or(upload);
+                res.insert_header(("Upload-Offset", now.offset.to_string()));
+                now
             }
         }
     } else {
