@@ -100,6 +100,13 @@ pub struct PartialUsage {
     pub bytes: u64,
 }
 
+/// What is kept in memory of an unfinished upload.
+#[derive(Debug)]
+struct Open {
+    owner: String,
+    offset: u64,
+}
+
 /// The `uploads/` directory.
 #[derive(Debug)]
 pub struct Partials {
@@ -107,9 +114,9 @@ pub struct Partials {
     tmp: PathBuf,
     /// The data directory and the free bytes to keep there.
     guard: (PathBuf, u64),
-    /// Unfinished uploads by owner, kept as they start and end, so that a cap on them costs
-    /// no listing.
-    open: Mutex<HashMap<String, usize>>,
+    /// Unfinished uploads, with their owners and acknowledged offsets, kept as they start,
+    /// grow and end: the cap on them and the totals cost no listing of `uploads/`.
+    open: Mutex<HashMap<String, Open>>,
     /// The sha256 of each upload's acknowledged bytes, with the offset it has reached.
     hashers: Mutex<HashMap<String, (u64, Sha256)>>,
 }
@@ -159,7 +166,13 @@ impl Partials {
                     Some(upload) => {
                         if upload.media_id.is_none() {
                             self.trim(&upload)?;
-                            *self.lock_open().entry(upload.owner).or_default() += 1;
+                            self.lock_open().insert(
+                                upload.id,
+                                Open {
+                                    owner: upload.owner,
+                                    offset: upload.offset,
+                                },
+                            );
                             kept += 1;
                         }
                     }
@@ -218,33 +231,34 @@ impl Partials {
         now: OffsetDateTime,
         max_open: usize,
     ) -> Result<Option<PartialUpload>, StoreError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
         {
             let mut open = self.lock_open();
-            let n = open.entry(owner.to_owned()).or_default();
-            if *n >= max_open {
+            if open.values().filter(|u| u.owner == owner).count() >= max_open {
                 return Ok(None);
             }
-            *n += 1;
+            let owner = owner.to_owned();
+            open.insert(id.clone(), Open { owner, offset: 0 });
         }
-        let made = self.make(owner, length, metadata, now);
+        let made = self.make(&id, owner, length, metadata, now);
         if made.is_err() {
-            self.closed(owner);
+            self.lock_open().remove(&id);
         }
         made.map(Some)
     }
 
     fn make(
         &self,
+        id: &str,
         owner: &str,
         length: Option<u64>,
         metadata: &str,
         now: OffsetDateTime,
     ) -> Result<PartialUpload, StoreError> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        create_part(&self.part(&id))?;
+        create_part(&self.part(id))?;
         let upload = PartialUpload {
             version: SIDECAR_VERSION,
-            id,
+            id: id.to_owned(),
             owner: owner.to_owned(),
             length,
             offset: 0,
@@ -332,26 +346,25 @@ impl Partials {
         Ok(hasher)
     }
 
-    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One unfinished upload of `owner` fewer.
-    fn closed(&self, owner: &str) {
-        let mut open = self.lock_open();
-        if let Some(n) = open.get_mut(owner) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(owner);
-            }
+    /// Notes an upload's new acknowledged offset.
+    fn grew(&self, id: &str, offset: u64) {
+        if let Some(u) = self.lock_open().get_mut(id) {
+            u.offset = offset;
         }
     }
 
     /// How many unfinished uploads `owner` has.
     pub fn in_progress(&self, owner: &str) -> usize {
-        self.lock_open().get(owner).copied().unwrap_or(0)
+        self.lock_open()
+            .values()
+            .filter(|u| u.owner == owner)
+            .count()
     }
 
     fn lock_hashers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Sha256)>> {
@@ -427,7 +440,7 @@ impl Partials {
             .map_err(|e| StoreError::io("write an upload's sidecar", e))?;
         temp.persist(self.sidecar(&upload.id))
             .map_err(|e| StoreError::io("write an upload's sidecar", e.error))?;
-        self.closed(&upload.owner);
+        self.lock_open().remove(&upload.id);
         self.lock_hashers().remove(&upload.id);
         remove_file(&self.part(&upload.id))
     }
@@ -439,15 +452,8 @@ impl Partials {
             return Ok(());
         }
         self.lock_hashers().remove(id);
-        let unfinished = self
-            .read(id)
-            .ok()
-            .flatten()
-            .filter(|u| u.media_id.is_none());
         remove_file(&self.sidecar(id))?;
-        if let Some(u) = unfinished {
-            self.closed(&u.owner);
-        }
+        self.lock_open().remove(id);
         durable::fsync_dir(&self.dir).map_err(|e| StoreError::io("fsync uploads/", e))?;
         remove_file(&self.part(id))
     }
@@ -480,15 +486,12 @@ impl Partials {
     }
 
     /// Unfinished uploads and their acknowledged bytes.
-    pub fn usage(&self) -> Result<PartialUsage, StoreError> {
-        let mut usage = PartialUsage::default();
-        for u in self.list()? {
-            if u.media_id.is_none() {
-                usage.count += 1;
-                usage.bytes += u.offset;
-            }
+    pub fn usage(&self) -> PartialUsage {
+        let open = self.lock_open();
+        PartialUsage {
+            count: open.len() as u64,
+            bytes: open.values().map(|u| u.offset).sum(),
         }
-        Ok(usage)
     }
 
     /// Removes uploads that saw no bytes for `expiry`, and finished ones kept that long for
@@ -591,7 +594,7 @@ mod tests {
         p.completed(&mut u, "01media", now()).unwrap();
         assert!(!p.part(&u.id).exists());
         assert!(staged.path().exists(), "the staged link keeps the bytes");
-        assert_eq!(p.usage().unwrap(), PartialUsage::default());
+        assert_eq!(p.usage(), PartialUsage::default());
     }
 
     #[test]
@@ -625,7 +628,7 @@ mod tests {
         p.save(&u).unwrap();
         assert_eq!(p.stage(&u).unwrap().hash, sha(b"hello world"));
         assert_eq!(
-            p.usage().unwrap(),
+            p.usage(),
             PartialUsage {
                 count: 1,
                 bytes: 11

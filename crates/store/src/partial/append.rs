@@ -186,6 +186,7 @@ impl<'a> Appender<'a> {
         match saved {
             Ok(hasher) => {
                 *upload = next;
+                self.partials.grew(&upload.id, offset);
                 self.partials
                     .lock_hashers()
                     .insert(upload.id.clone(), (offset, hasher));
