@@ -478,3 +478,38 @@ fn a_patch_past_the_upload_length_is_refused_whole() {
     let media_id = header(&res, "shoebox-media-id").unwrap();
     assert_eq!(s.media_bytes(&media_id), b"0123456789");
 }
+
+#[test]
+fn a_post_with_x_http_method_override_is_the_method_it_names() {
+    let s = TestServer::start();
+    let t = tus(&s);
+    let data = bytes(3_000, 8);
+    let path = t.created(Some(data.len() as u64), &[("filename", "o.bin")]);
+    let res = t
+        .request(Method::POST, &path)
+        .header("X-HTTP-Method-Override", "PATCH")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", OFFSET_STREAM)
+        .body(data[..1_000].to_vec())
+        .send()
+        .unwrap();
+    let res = expect(res, 204);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("1000"));
+    assert_eq!(t.offset(&path), 1_000);
+    let res = t
+        .request(Method::POST, &path)
+        .header("X-HTTP-Method-Override", "delete")
+        .send()
+        .unwrap();
+    expect(res, 204);
+    expect(t.head(&path), 404);
+    // Only a POST is overridden, and only to a tus method.
+    let other = t.created(Some(10), &[]);
+    let res = t
+        .request(Method::POST, &other)
+        .header("X-HTTP-Method-Override", "PUT")
+        .send()
+        .unwrap();
+    expect(res, 405);
+    expect(t.head(&other), 200);
+}

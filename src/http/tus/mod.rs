@@ -25,6 +25,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
 use time::OffsetDateTime;
@@ -51,12 +52,25 @@ pub const MAX_IN_PROGRESS: usize = 1000;
 /// How long a request waits for another one to let go of an upload.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(15);
 
-/// `Tus-Resumable` on every answer under `/api/uploads`, errors included.
+/// `Tus-Resumable` on every answer under `/api/uploads`, errors included; and
+/// `X-HTTP-Method-Override` on a `POST` there, which tus servers must honour for clients that
+/// cannot send `PATCH` or `DELETE` (it is applied before routing, so the request is then the
+/// method it names in every respect, authentication included).
 pub async fn headers(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let ours = is_tus_path(req.path());
+    if ours && req.method() == Method::POST {
+        let wanted = req
+            .headers()
+            .get("x-http-method-override")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Method::from_bytes(v.trim().to_ascii_uppercase().as_bytes()).ok());
+        if let Some(method @ (Method::PATCH | Method::DELETE | Method::HEAD)) = wanted {
+            req.head_mut().method = method;
+        }
+    }
     let mut res = next.call(req).await?;
     if ours {
         res.headers_mut().insert(
