@@ -11,28 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{all_records, bytes, run_cli, sha256_hex, TestServer};
+use common::{all_records, bytes, run_cli, sha256_hex, Rng, TestServer};
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::Value;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-    /// Sizes from 100 bytes to `max`, spread evenly over the orders of magnitude.
-    fn size(&mut self, max: usize) -> usize {
-        let exp = (self.next() % 1000) as f64 / 1000.0 * (max as f64 / 100.0).ln();
-        (100.0 * exp.exp()) as usize
-    }
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -231,22 +213,8 @@ fn check(s: &TestServer, ledger: &Ledger, seen: &mut BTreeSet<String>, full: boo
 /// clients upload files of up to `max_size` bytes (and delete some), checking after each
 /// restart and verifying the store at the end.
 fn crash_rounds(default_rounds: usize, uploaders: u64, max_size: usize) {
-    let rounds: usize = std::env::var("SHOEBOX_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_rounds);
     // SHOEBOX_CRASH_SEED replays a failed run: the kill times and the uploads follow from it.
-    let seed = std::env::var("SHOEBOX_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
-    let mut rng = Rng(seed | 1);
+    let (rounds, mut rng) = common::crash_plan("crash test", default_rounds);
     let photo = tagged_photo();
     let ledger = Mutex::new(Ledger::default());
     let mut seen = BTreeSet::new();

@@ -189,18 +189,7 @@ fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
 #[test]
 fn scoped_tokens_see_and_change_only_what_they_may() {
     let s = TestServer::start();
-    let create = |name: &str, scope: &str| -> String {
-        let res = s
-            .authed(Method::POST, "/api/tokens")
-            .json(&json!({"name": name, "scope": scope}))
-            .send()
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        res.json::<Value>().unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let create = |name: &str, scope: &str| s.api_token(name, scope);
     let uploader = create("uploader", "upload");
     let other_uploader = create("other", "upload");
     let reader = create("reader", "read");
@@ -1123,19 +1112,8 @@ fn tus_requests_outside_the_protocol_are_refused_and_change_nothing() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 204);
-    let token = |name: &str, scope: &str| {
-        let res = s
-            .authed(Method::POST, "/api/tokens")
-            .json(&json!({"name": name, "scope": scope}))
-            .send()
-            .unwrap();
-        res.json::<Value>().unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let other = token("other", "upload");
-    let reader = token("reader", "read");
+    let other = s.api_token("other", "upload");
+    let reader = s.api_token("reader", "read");
     let as_other = |m: Method, path: &str| {
         s.client()
             .request(m, s.url(path))
@@ -1534,15 +1512,7 @@ fn base64_of(bytes: &[u8]) -> String {
 #[test]
 fn a_token_may_have_a_thousand_resumable_uploads_in_progress_and_no_more() {
     let s = TestServer::start();
-    let res = s
-        .authed(Method::POST, "/api/tokens")
-        .json(&json!({"name": "eager", "scope": "upload"}))
-        .send()
-        .unwrap();
-    let token = res.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = s.api_token("eager", "upload");
     let start = |t: &str| {
         s.client()
             .post(s.url("/api/uploads"))

@@ -14,26 +14,13 @@ mod protocol;
 
 use std::time::{Duration, Instant};
 
-use common::{bytes, run_cli, sha256_hex, TestServer};
+use common::{bytes, run_cli, sha256_hex, Rng, TestServer};
 use protocol::{checksum, header, location_path, part_file, upload_id, Tus};
 use reqwest::blocking::Response;
 use reqwest::Method;
 
 const CLIENTS: usize = 4;
 const UPLOADS_PER_CLIENT: usize = 4;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// One upload and what the server acknowledged of it.
 struct Upload {
@@ -236,22 +223,10 @@ fn check(s: &TestServer, clients: &mut [Client], round: usize, full: bool) {
     }
 }
 
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn sigkill_during_concurrent_tus_uploads_never_loses_an_acknowledged_byte() {
-    let rounds = env_number("SHOEBOX_CRASH_ROUNDS").unwrap_or(5) as usize;
     // SHOEBOX_CRASH_SEED replays a failed run: the uploads, chunks and kill times follow from it.
-    let seed = env_number("SHOEBOX_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
-    eprintln!("tus crash test seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
-    let mut rng = Rng(seed | 1);
+    let (rounds, mut rng) = common::crash_plan("tus crash test", 5);
     let mut clients: Vec<Client> = (0..CLIENTS).map(|_| Client::new(rng.next())).collect();
     let mut s = TestServer::start();
     for round in 0..rounds {

@@ -241,6 +241,20 @@ impl TestServer {
             .bearer_auth(token)
     }
 
+    /// A new API token of `scope` (`read`, `upload` or `admin`), made with the admin token.
+    pub fn api_token(&self, name: &str, scope: &str) -> String {
+        let res = self
+            .authed(reqwest::Method::POST, "/api/tokens")
+            .json(&serde_json::json!({"name": name, "scope": scope}))
+            .send()
+            .expect("POST /api/tokens");
+        assert_eq!(res.status(), 201, "POST /api/tokens");
+        res.json::<Value>().expect("a token")["token"]
+            .as_str()
+            .expect("the token's value")
+            .to_owned()
+    }
+
     /// The bytes served at `/m/{id}`, fetched with the admin token.
     pub fn media_bytes(&self, id: &str) -> Vec<u8> {
         self.authed(reqwest::Method::GET, &format!("/m/{id}"))
@@ -600,4 +614,42 @@ pub fn png(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<
     png_chunk(&mut out, b"IDAT", &z);
     png_chunk(&mut out, b"IEND", &[]);
     out
+}
+
+/// A small, seeded random source for the crash tests, so that a failed run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+
+    /// Sizes from 100 bytes to `max`, spread evenly over the orders of magnitude.
+    pub fn size(&mut self, max: usize) -> usize {
+        let exp = (self.next() % 1000) as f64 / 1000.0 * (max as f64 / 100.0).ln();
+        (100.0 * exp.exp()) as usize
+    }
+}
+
+/// A crash test's rounds and randomness: `SHOEBOX_CRASH_ROUNDS` (else `default_rounds`) kills,
+/// and a seed from `SHOEBOX_CRASH_SEED` (which replays a failed run) or the clock, printed so
+/// that a failure names it.
+pub fn crash_plan(what: &str, default_rounds: usize) -> (usize, Rng) {
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = number("SHOEBOX_CRASH_ROUNDS").map_or(default_rounds, |n| n as usize);
+    let seed = number("SHOEBOX_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    eprintln!("{what} seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
+    (rounds, Rng(seed | 1))
 }

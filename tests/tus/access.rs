@@ -5,33 +5,19 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::{bytes, eventually, run_cli, sha256_hex, TestServer};
 use crate::protocol::{
     expect, expect_error, expires_in, header, upload_files, upload_id, Tus, ENDPOINT,
 };
 
-/// A new API token of `scope`, made by the admin.
-fn token(s: &TestServer, name: &str, scope: &str) -> String {
-    let res = s
-        .authed(Method::POST, "/api/tokens")
-        .json(&json!({"name": name, "scope": scope}))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 201, "POST /api/tokens");
-    res.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn an_upload_is_only_its_creators() {
     let s = TestServer::start();
     let admin = Tus::new(&s.base, s.token.as_deref());
-    let mine = admin.as_token(&token(&s, "mine", "upload"));
-    let other = admin.as_token(&token(&s, "other", "upload"));
+    let mine = admin.as_token(&s.api_token("mine", "upload"));
+    let other = admin.as_token(&s.api_token("other", "upload"));
     let data = bytes(10_000, 11);
     let path = mine.created(Some(data.len() as u64), &[("filename", "mine.bin")]);
     mine.patched(&path, 0, &data[..4_000]);
@@ -60,7 +46,7 @@ fn an_upload_is_only_its_creators() {
 fn a_read_token_cannot_create_and_no_credentials_get_401() {
     let s = TestServer::start();
     let admin = Tus::new(&s.base, s.token.as_deref());
-    let reader = admin.as_token(&token(&s, "reader", "read"));
+    let reader = admin.as_token(&s.api_token("reader", "read"));
     expect_error(reader.create(Some(10), &[]), 403);
     let anonymous = Tus::new(&s.base, None);
     expect_error(anonymous.create(Some(10), &[]), 401);

@@ -128,16 +128,14 @@ impl<'a> JsUpload<'a> {
     /// Runs `tus-upload.mjs`; answers its result (`outcome`, `url`, `offset`, `mediaId`,
     /// `requests` ...).
     pub fn run(&self) -> Value {
-        let mut cmd = Command::new("node");
-        cmd.arg("tus-upload.mjs")
-            .arg("--file")
-            .arg(self.file)
-            .args(["--token", self.token])
-            .args(["--chunk-size", &self.chunk_size.to_string()])
-            .args(["--metadata", &self.metadata.to_string()]);
-        if let Some(e) = &self.endpoint {
-            cmd.args(["--endpoint", e]);
-        }
+        let mut cmd = script(
+            ["node", "tus-upload.mjs"],
+            self.file,
+            self.token,
+            self.chunk_size,
+            &self.metadata,
+            self.endpoint.as_deref(),
+        );
         if let Some(u) = &self.upload_url {
             cmd.args(["--upload-url", u]);
         }
@@ -152,6 +150,28 @@ impl<'a> JsUpload<'a> {
         }
         run(cmd, Duration::from_secs(180))
     }
+}
+
+/// A client script's command, with the arguments every script takes.
+fn script(
+    [program, file_name]: [&str; 2],
+    file: &Path,
+    token: &str,
+    chunk_size: usize,
+    metadata: &Value,
+    endpoint: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg(file_name)
+        .arg("--file")
+        .arg(file)
+        .args(["--token", token])
+        .args(["--chunk-size", &chunk_size.to_string()])
+        .args(["--metadata", &metadata.to_string()]);
+    if let Some(e) = endpoint {
+        cmd.args(["--endpoint", e]);
+    }
+    cmd
 }
 
 /// What a tuspy run is to do.
@@ -184,16 +204,14 @@ impl<'a> PyUpload<'a> {
     /// Runs `tuspy-upload.py`; answers its result (`outcome`, `url`, `offset`,
     /// `start_offset`, `media_id` ...).
     pub fn run(&self) -> Value {
-        let mut cmd = Command::new("python3");
-        cmd.arg("tuspy-upload.py")
-            .arg("--file")
-            .arg(self.file)
-            .args(["--token", self.token])
-            .args(["--chunk-size", &self.chunk_size.to_string()])
-            .args(["--metadata", &self.metadata.to_string()]);
-        if let Some(e) = &self.endpoint {
-            cmd.args(["--endpoint", e]);
-        }
+        let mut cmd = script(
+            ["python3", "tuspy-upload.py"],
+            self.file,
+            self.token,
+            self.chunk_size,
+            &self.metadata,
+            self.endpoint.as_deref(),
+        );
         if let Some(u) = &self.url {
             cmd.args(["--url", u]);
         }
