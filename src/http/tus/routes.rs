@@ -61,6 +61,19 @@ async fn find(
     }
 }
 
+/// Takes hold of the caller's upload (see [`Tus::hold`](super::Tus::hold)) and reads it as it
+/// stands once the request that held it let go. Another caller's upload is refused before
+/// anything waits, so that no one can interrupt a request on an upload not theirs.
+async fn hold(
+    state: &web::Data<AppState>,
+    id: &str,
+    owner: &str,
+) -> Result<(super::Held, PartialUpload), ApiError> {
+    find(state, id, owner).await?;
+    let held = state.tus.hold(id).await?;
+    Ok((held, find(state, id, owner).await?))
+}
+
 fn humanize(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -308,10 +321,9 @@ pub async fn head(
     let (_, owner) = uploader(&req, &state)?;
     check_version(&req)?;
     let id = path.into_inner();
-    find(&state, &id, &owner).await?;
     // A request still writing to it (its client gone) lets go, and its bytes count.
-    let _held = state.tus.hold(&id).await?;
-    let upload = settle(&state, find(&state, &id, &owner).await?).await?;
+    let (_held, upload) = hold(&state, &id, &owner).await?;
+    let upload = settle(&state, upload).await?;
     let mut res = HttpResponse::Ok();
     describe(&mut res, &upload, &state);
     if !upload.metadata.is_empty() {
@@ -397,9 +409,7 @@ async fn chunk(
     if let Some(why) = state.store.failing() {
         return Err(ApiError::DiskFailing(why));
     }
-    find(state, id, &owner).await?;
-    let held = state.tus.hold(id).await?;
-    let mut upload = find(state, id, &owner).await?;
+    let (held, mut upload) = hold(state, id, &owner).await?;
     if offset != upload.offset {
         return Err(ApiError::Conflict {
             code: "offset_mismatch",
@@ -520,8 +530,8 @@ pub async fn finished(
     let id = path.into_inner();
     let mut upload = find(&state, &id, &owner).await?;
     if upload.is_whole() && upload.media_id.is_none() {
-        let _held = state.tus.hold(&id).await?;
-        upload = settle(&state, find(&state, &id, &owner).await?).await?;
+        let (_held, whole) = hold(&state, &id, &owner).await?;
+        upload = settle(&state, whole).await?;
     }
     let Some(media) = upload.media_id.as_deref() else {
         return Err(ApiError::Conflict {
