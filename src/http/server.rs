@@ -1,0 +1,198 @@
+//! The server's life cycle: open the store, check the disk, announce a generated token, serve
+//! on sockets that time out when idle, and stop in order (drain, stop background work, flush).
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use super::{app, conn, tus, variants, AppState};
+use crate::config::Config;
+use crate::credentials::secrets::{self, AdminToken};
+use crate::credentials::{CredentialError, SecretsDir};
+use crate::store::catalogue::Role;
+use crate::store::disk::{self, Persistence};
+use crate::store::scrub::ScrubConfig;
+use crate::store::{Limits, Store};
+
+/// Opens the store and serves until SIGINT/SIGTERM, then drains requests and flushes.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let persistence = disk::persistence(&config.data_dir);
+    check_persistence(&persistence, &config)?;
+    let limits = Limits {
+        db_cache: config.db_cache,
+    };
+    let store = Arc::new(
+        Store::start_with(&config.data_dir, Role::Server, limits)?
+            .with_reserve(config.disk_reserve)?,
+    );
+    let settled = &store.started().settlement;
+    if !settled.is_empty() {
+        tracing::info!(
+            "settled the writes a crash interrupted: {}",
+            settled.describe()
+        );
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count().ok(), "store opened");
+    let secrets_dir = SecretsDir::new(store.layout().secrets());
+    let admin = secrets::load_or_create_admin_token(&secrets_dir, config.admin_token.as_deref())?;
+    if let AdminToken::Generated(_, token) = &admin {
+        announce_generated_token(token, &config, &secrets_dir)?;
+    }
+    let session_key = secrets::load_or_create_session_key(&secrets_dir)?;
+    let state = web::Data::new(AppState::new(
+        store.clone(),
+        config.clone(),
+        admin.hash().clone(),
+        persistence,
+        session_key,
+    )?);
+
+    // Posters a stop interrupted are made again, in the background.
+    variants::Variants::resume(&state);
+    // Expired resumable uploads go, and finished ones a stop interrupted become media.
+    tus::spawn_sweeper(state.clone());
+
+    let listener = conn::listener(config.listen)?;
+    let addr = listener.local_addr()?;
+    let server = serve(listener, state, &config)?;
+    // While a write error holds uploads back, probe the disk every few seconds, so that a
+    // passing fault lets them in again without waiting for a health check.
+    let watched = store.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if watched.failing().is_some() {
+                let store = watched.clone();
+                let _ = web::block(move || store.probe()).await;
+            }
+        }
+    });
+    tracing::info!("shoebox listening on http://{addr}");
+    let scrub = match config.scrub_interval {
+        Some(interval) => Some(store.spawn_scrub(ScrubConfig {
+            interval,
+            rate: config.scrub_rate,
+        })?),
+        None => None,
+    };
+    // The server stops accepting on SIGINT/SIGTERM and gives in-flight requests the shutdown
+    // timeout.
+    server.await?;
+    store.scrub_state().stop();
+    if let Some(thread) = scrub {
+        let _ = web::block(move || thread.join()).await;
+    }
+    web::block(move || store.close_cleanly()).await??;
+    tracing::info!("stopped cleanly; metadata flushed");
+    Ok(())
+}
+
+/// The HTTP server on `listener`: actix-web's app over HTTP/1.1, on sockets that time out when
+/// idle (see [`conn`]), with the connections capped below the descriptor limit. Built from
+/// actix's parts rather than `HttpServer`, which has no way to wrap a connection's socket.
+fn serve(
+    listener: std::net::TcpListener,
+    state: web::Data<AppState>,
+    config: &Config,
+) -> std::io::Result<actix_web::dev::Server> {
+    use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+    use actix_web::dev::AppConfig;
+    use actix_web::rt::net::TcpStream;
+
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let idle = config.client_timeout;
+    let local = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    // Tells connections when the server begins to stop, so idle kept-alive ones close at once
+    // instead of holding the drain open until their keep-alive runs out.
+    let stopping = builder.graceful_shutdown_signal();
+    Ok(builder
+        .workers(workers)
+        .max_concurrent_connections(conn::connection_cap(workers))
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen("shoebox", listener, move || {
+            let app = app(state.clone())
+                .into_factory()
+                .map_err(|e| e.error_response());
+            let http = actix_http::HttpServiceBuilder::<conn::Watched<TcpStream>, _>::default()
+                .keep_alive(actix_http::KeepAlive::Timeout(
+                    std::time::Duration::from_secs(5),
+                ))
+                .client_request_timeout(std::time::Duration::from_secs(5))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(local)
+                .graceful_shutdown_signal({
+                    let stopping = stopping.clone();
+                    move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    }
+                })
+                .on_connect_ext(|io: &conn::Watched<TcpStream>, ext| {
+                    ext.insert(io.activity());
+                })
+                .h1(map_config(app, |_| AppConfig::default()));
+            fn_service(move |io: TcpStream| {
+                // Without TCP_NODELAY every small response waits ~40 ms for Nagle against
+                // delayed ACKs.
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                async move {
+                    Ok::<_, actix_http::error::DispatchError>((conn::Watched::new(io, idle), peer))
+                }
+            })
+            .and_then(http)
+        })?
+        .run())
+}
+
+/// Warns loudly when the data directory would not survive a redeploy; refuses to start then
+/// when SHOEBOX_REQUIRE_PERSISTENT_DISK is set.
+fn check_persistence(p: &Persistence, config: &Config) -> Result<(), String> {
+    if p.persistent {
+        tracing::info!(fs = %p.fs_type, mount = %p.mount_point, "{}", p.reason);
+        return Ok(());
+    }
+    let advice =
+        "put SHOEBOX_DATA_DIR on a persistent disk (on Render: add a disk to the service and \
+                  set SHOEBOX_DATA_DIR to its mount path, e.g. /var/data)";
+    if config.require_persistent_disk {
+        return Err(format!(
+            "refusing to start: {}. Uploads here would vanish. {advice}, or unset \
+             SHOEBOX_REQUIRE_PERSISTENT_DISK.",
+            p.reason
+        ));
+    }
+    tracing::warn!(
+        "NOT PERSISTENT: {}. Uploads may vanish on restart or redeploy; {advice}.",
+        p.reason
+    );
+    Ok(())
+}
+
+fn announce_generated_token(
+    token: &str,
+    config: &Config,
+    secrets_dir: &SecretsDir,
+) -> Result<(), CredentialError> {
+    use std::io::IsTerminal;
+    let port = config.listen.port();
+    if !std::io::stdout().is_terminal() {
+        // Output that is not a terminal is a log stream (Docker, journald, a platform's log)
+        // that others read and keep: the token goes to a file only its owner can read.
+        let path = secrets::write_generated_token(secrets_dir, token)?;
+        println!(
+            "\n  Shoebox generated an admin token and wrote it to {} (readable only by this \n  user; only its hash is kept). Read it there, keep it somewhere safe, then delete the\n  file. Lost it? Stop Shoebox and run `shoebox reset-admin-token`, or set\n  SHOEBOX_ADMIN_TOKEN or SHOEBOX_ADMIN_TOKEN_FILE.\n",
+            path.display()
+        );
+        return Ok(());
+    }
+    // Printed to the terminal, not logged: it is shown once.
+    println!(
+        "\n  Shoebox generated an admin token. It is shown only this once; only its hash is stored.\n\n      {token}\n\n  Use it as a bearer token, e.g.\n      curl -H \"Authorization: Bearer {token}\" -F file=@photo.jpg http://localhost:{port}/api/media\n  or paste it into the sign-in box of the web page. Lost it? Stop Shoebox and run\n  `shoebox reset-admin-token`, or set SHOEBOX_ADMIN_TOKEN.\n"
+    );
+    Ok(())
+}
