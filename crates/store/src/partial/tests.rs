@@ -1,4 +1,5 @@
 //! The partial uploads' own tests: chunks, trimming, checksums, sweeping, the cap.
+
 use bytes::Bytes;
 
 use super::*;
