@@ -321,6 +321,22 @@ fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
         s.media_bytes(intact["id"].as_str().unwrap()),
         bytes(5_000, 42)
     );
+    // The blob is refused from the moment it is found; its move to quarantine, made durable,
+    // and the count follow.
+    let counted = || {
+        s.authed(Method::GET, "/metrics")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("shoebox_scrub_damaged_total 1"))
+    };
+    common::eventually(
+        "the damaged blob is quarantined and counted",
+        Duration::from_secs(30),
+        counted,
+    );
     assert!(!s.blob_path(&hash).exists());
     assert_eq!(
         std::fs::read(s.data_dir.join("quarantine/blobs").join(&hash)).unwrap(),
@@ -329,18 +345,6 @@ fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
     let status: Value = s.status();
     assert_eq!(status["scrub"]["damaged_blobs"], 1, "{status}");
     assert_eq!(status["scrub"]["enabled"], true);
-    let metrics = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("shoebox_scrub_damaged_total 1")),
-        "{metrics}"
-    );
     common::eventually(
         "a pass finishes and is shown",
         Duration::from_secs(30),
