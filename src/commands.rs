@@ -333,7 +333,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
             let scope: shoebox::credentials::api_tokens::Scope = scope.parse()?;
-            let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
+            let (t, plain, _) = open(&data.data_dir)?.create(&name, scope, expires_at, false)?;
             println!("{plain}");
             eprintln!(
                 "Created token {} ({:?}, scope {:?}); the value above is shown only once.",

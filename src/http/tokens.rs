@@ -79,7 +79,9 @@ pub async fn create(
         Some(d) => Some(time::OffsetDateTime::now_utc() + time::Duration::days(d as i64)),
         None => None,
     };
-    let (token, plain) = state.tokens.create(&body.name, body.scope, expires_at)?;
+    let (token, plain, _) = state
+        .tokens
+        .create(&body.name, body.scope, expires_at, false)?;
     tracing::info!(id = %token.id, name = %token.name, scope = ?token.scope, "API token created");
     let mut view =
         serde_json::to_value(token.public()).map_err(|e| ApiError::Internal(e.to_string()))?;
