@@ -177,7 +177,9 @@ impl Tokens {
         if let Err(e) = self.save(all) {
             // No token names the key: its secret would only lie there unused.
             if let Some(key) = &s3 {
-                let _ = self.s3_keys.remove(&key.access_key_id);
+                let _ = self
+                    .s3_keys
+                    .remove(std::slice::from_ref(&key.access_key_id));
             }
             return Err(e);
         }
@@ -189,7 +191,9 @@ impl Tokens {
     }
 
     /// Revokes a token; false when there is no such (unrevoked) token. Its S3 secret, if it has
-    /// one, is removed after the token is marked revoked.
+    /// one, is removed after the token is marked revoked, with any that an earlier revoke left
+    /// (a crash or a full disk between the two writes): a revoked token's secret is never used,
+    /// only kept longer than it should be.
     pub fn revoke(&self, id: &str) -> Result<bool, CredentialError> {
         let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = self.read_file()?;
@@ -200,10 +204,17 @@ impl Tokens {
             return Ok(false);
         };
         t.revoked_at = Some(crate::store::record::now());
-        let access_key_id = t.access_key_id.clone();
+        let revoked: Vec<String> = all
+            .iter()
+            .filter(|t| t.revoked_at.is_some())
+            .filter_map(|t| t.access_key_id.clone())
+            .collect();
         self.save(all)?;
-        if let Some(access_key_id) = access_key_id {
-            self.s3_keys.remove(&access_key_id)?;
+        if let Err(e) = self.s3_keys.remove(&revoked) {
+            tracing::error!(
+                error = %e,
+                "a revoked token's S3 secret could not be removed; the next revoke removes it"
+            );
         }
         Ok(true)
     }
@@ -355,6 +366,15 @@ mod tests {
         assert!(!key_file.contains(&key.secret_access_key));
         assert!(key_file.contains(&other_key.secret_access_key));
         assert!(tokens.s3_secret(&other_key.access_key_id).is_some());
+
+        // A secret that a revoke left behind (a crash between its two writes) goes with the
+        // next revoke.
+        tokens.s3_keys.add(&key).unwrap();
+        assert!(tokens.s3_secret(&key.access_key_id).is_none(), "revoked");
+        assert!(tokens.revoke(&other.id).unwrap());
+        let key_file = std::fs::read_to_string(secrets.file("s3_keys.json")).unwrap();
+        assert!(!key_file.contains(&key.secret_access_key));
+        assert!(!key_file.contains(&other_key.secret_access_key));
     }
 
     #[test]

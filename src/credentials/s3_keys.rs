@@ -144,9 +144,13 @@ impl S3Keys {
         })
     }
 
-    /// Forgets a key's secret; nothing to do when it is not there.
-    pub(crate) fn remove(&self, access_key_id: &str) -> Result<(), CredentialError> {
-        self.change(|keys| keys.remove(access_key_id).is_some())
+    /// Forgets these keys' secrets; the file is rewritten only when one of them is there.
+    pub(crate) fn remove(&self, access_key_ids: &[String]) -> Result<(), CredentialError> {
+        self.change(|keys| {
+            let before = keys.len();
+            keys.retain(|id, _| !access_key_ids.contains(id));
+            keys.len() != before
+        })
     }
 }
 
@@ -205,8 +209,12 @@ mod tests {
 
         let other = S3Keys::open(&secrets).unwrap();
         assert_eq!(other.secret(&b.access_key_id), Some(b.secret_access_key));
-        other.remove(&a.access_key_id).unwrap();
-        other.remove(&a.access_key_id).unwrap();
+        let gone = std::slice::from_ref(&a.access_key_id);
+        other.remove(gone).unwrap();
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        let written = inode();
+        other.remove(gone).unwrap();
+        assert_eq!(inode(), written, "nothing to remove, nothing written");
         assert!(!std::fs::read_to_string(&path)
             .unwrap()
             .contains(&a.secret_access_key));
