@@ -330,13 +330,23 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
             name,
             scope,
             expires_in,
+            s3,
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
             let scope: shoebox::credentials::api_tokens::Scope = scope.parse()?;
-            let (t, plain) = open(&data.data_dir)?.create(&name, scope, expires_at)?;
+            let (t, plain, s3) = open(&data.data_dir)?.create(&name, scope, expires_at, s3)?;
+            // The token stays the first line, for scripts that read only that.
             println!("{plain}");
+            let shown = match s3 {
+                Some(key) => {
+                    println!("AWS_ACCESS_KEY_ID={}", key.access_key_id);
+                    println!("AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
+                    "the token and the S3 secret access key above are"
+                }
+                None => "the value above is",
+            };
             eprintln!(
-                "Created token {} ({:?}, scope {:?}); the value above is shown only once.",
+                "Created token {} ({:?}, scope {:?}); {shown} shown only once.",
                 t.id, t.name, t.scope
             );
         }

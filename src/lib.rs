@@ -6,8 +6,8 @@
 
 /// Command line and validated runtime configuration.
 pub mod config;
-/// What proves who a caller is: the admin token, the session key, API tokens and URL-signing
-/// keys, under `secrets/`.
+/// What proves who a caller is: the admin token, the session key, API tokens (S3 credentials
+/// among them) and URL-signing keys, under `secrets/`.
 pub mod credentials;
 /// Durable whole-file writes (temp file, fsync, rename, fsync the directory), for every part:
 /// the store crate's leaf module.

@@ -1,5 +1,5 @@
 // The tokens view (admins only): every API token with its scope and state, a form that creates
-// one and shows its value once, and revoking with a confirmation.
+// one (with S3 credentials if asked) and shows its value once, and revoking with a confirmation.
 import { ApiError, tokens } from "./api.js";
 import { copyButton, formatDate, h, toast } from "./util.js";
 
@@ -145,7 +145,11 @@ export class TokensPanel {
       h("th", { scope: "row", class: "token-name" },
         h("div", {},
           h("span", { class: "token-title" }, t.name),
-          h("span", { class: "token-id mono", title: "Token id: the owner of the media it uploads" }, t.id))),
+          h("span", { class: "token-id mono", title: "Token id: the owner of the media it uploads" }, t.id),
+          t.access_key_id
+            ? h("span", { class: "token-key", title: "S3 access key id" },
+              h("span", { class: "badge" }, "S3"), h("span", { class: "mono" }, t.access_key_id))
+            : null)),
       h("td", { class: "token-field", "data-label": "Scope" },
         h("div", {}, h("span", { class: `badge scope-${t.scope}` }, scope))),
       h("td", { class: "token-field", "data-label": "Created" }, h("div", {}, when(t.created_at))),
@@ -177,6 +181,7 @@ export class TokensPanel {
       return;
     }
     const body = { name, scope: $("token-scope").value };
+    if ($("token-s3").checked) body.s3 = true;
     if (days) {
       const n = Number(days);
       if (!Number.isInteger(n) || n < 1 || n > MAX_DAYS) {
@@ -191,12 +196,13 @@ export class TokensPanel {
     button.textContent = "Creating…";
     try {
       const created = await tokens.create(body);
-      const { token: value, ...listed } = created;
+      const { token: value, secret_access_key: secret, ...listed } = created;
       this.items.push(listed);
       this.render();
       $("token-name").value = "";
       $("token-expiry").value = "";
-      this.reveal(listed, value);
+      $("token-s3").checked = false;
+      this.reveal(listed, value, secret);
     } catch (err) {
       this.fail(err, $("token-form-error"));
     } finally {
@@ -205,13 +211,39 @@ export class TokensPanel {
     }
   }
 
-  /** Shows a new token's value, the only time it is ever available. */
-  reveal(token, value) {
+  /**
+   * Shows a new token's value, and the secret access key of its S3 credentials, the only time
+   * either is ever available.
+   */
+  reveal(token, value, secret) {
     const input = $("new-token-value");
     input.value = value;
-    $("new-token-label").textContent = `Token for ${token.name}`;
+    const s3 = Boolean(token.access_key_id && secret);
+    $("new-token-label").textContent = s3 ? "Token" : `Token for ${token.name}`;
+    $("new-token-label").classList.toggle("visually-hidden", !s3);
+    $("token-warning-lead").textContent = s3
+      ? "Copy them now: you will not see this token or its secret access key again."
+      : "Copy it now: you will not see this token again.";
+    // The secret is kept whole (S3 signatures need it), but never shown again.
+    $("token-warning-rest").textContent = s3
+      ? "If either is lost, revoke the token and create another."
+      : "Shoebox keeps only a fingerprint of it. If it is lost, revoke it and create another.";
     $("token-reveal-heading").textContent = `“${token.name}” is ready`;
     $("new-token-copy").replaceChildren(copyButton(() => input.value, input, "Copy"));
+    const keyId = $("new-access-key-id");
+    const keySecret = $("new-secret-key");
+    keyId.value = s3 ? token.access_key_id : "";
+    keySecret.value = s3 ? secret : "";
+    // Three buttons say "Copy": each names what it copies to a screen reader.
+    const copy = (input, what) => {
+      if (!s3) return [];
+      const button = copyButton(() => input.value, input, "Copy");
+      button.setAttribute("aria-label", `Copy the ${what}`);
+      return [button];
+    };
+    $("new-access-key-copy").replaceChildren(...copy(keyId, "access key id"));
+    $("new-secret-key-copy").replaceChildren(...copy(keySecret, "secret access key"));
+    $("new-s3").hidden = !s3;
     const box = $("token-reveal");
     box.hidden = false;
     box.scrollIntoView({ block: "nearest" });
@@ -223,6 +255,11 @@ export class TokensPanel {
     $("token-reveal").hidden = true;
     $("new-token-value").value = "";
     $("new-token-copy").replaceChildren();
+    $("new-s3").hidden = true;
+    $("new-access-key-id").value = "";
+    $("new-secret-key").value = "";
+    $("new-access-key-copy").replaceChildren();
+    $("new-secret-key-copy").replaceChildren();
     if (focus) $("token-name").focus();
   }
 

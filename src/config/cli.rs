@@ -132,7 +132,7 @@ fn default_health_url() -> String {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token and print it (shown once).
+    /// Create a token and print it (shown once), with --s3 its S3 credentials too.
     Create {
         #[command(flatten)]
         data: DataDirArgs,
@@ -145,6 +145,10 @@ pub enum TokenCommand {
         /// Stop working after this long (e.g. 30d, 12h).
         #[arg(long, value_parser = parse_duration)]
         expires_in: Option<Duration>,
+        /// Also make S3 credentials for the S3 endpoint, printed after the token as
+        /// AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… (shown once).
+        #[arg(long)]
+        s3: bool,
     },
     /// List tokens (never their values).
     List(DataDirArgs),

@@ -2,8 +2,13 @@
 //! revokes. Only a sha256 of each token is kept, in `secrets/tokens.json` (mode 0600, written
 //! atomically); a new token is shown once. The server re-reads the file when it changes, so
 //! tokens made or revoked with the command line take effect within a second.
+//!
+//! A token may also carry S3 credentials: an access key id, listed with it, and a secret access
+//! key kept whole in [`s3_keys`](super::s3_keys), since SigV4 needs it on the server. The token
+//! says who the key is and whether it still works; revoking the token ends both.
 
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -11,6 +16,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::reload::Reloading;
+use super::s3_keys::{S3Key, S3Keys};
 use super::CredentialError;
 use super::SecretsDir;
 
@@ -57,6 +63,9 @@ pub struct ApiToken {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub revoked_at: Option<OffsetDateTime>,
+    /// The S3 access key id of a token made with S3 credentials (not a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
 }
 
 impl ApiToken {
@@ -80,7 +89,11 @@ struct TokenFile {
 
 pub struct Tokens {
     file: Reloading<Vec<ApiToken>>,
+    s3_keys: S3Keys,
     secrets: SecretsDir,
+    /// Held while a change reads, edits and writes the files, so that two requests creating
+    /// tokens at once both keep theirs.
+    changing: Mutex<()>,
 }
 
 const MAX_NAME: usize = 100;
@@ -98,7 +111,9 @@ impl Tokens {
     pub fn open(secrets: &SecretsDir) -> Result<Tokens, CredentialError> {
         Ok(Tokens {
             file: Reloading::open(secrets.file("tokens.json"), parse)?,
+            s3_keys: S3Keys::open(secrets)?,
             secrets: secrets.clone(),
+            changing: Mutex::new(()),
         })
     }
 
@@ -115,13 +130,16 @@ impl Tokens {
         self.file.reload()
     }
 
-    /// Creates a token and returns it with its plain value, which is never stored.
+    /// Creates a token and returns it with its plain value, which is never stored, and with
+    /// `s3` its S3 credentials too. The secret access key is stored before the token that names
+    /// it, so a token never names a key without its secret.
     pub fn create(
         &self,
         name: &str,
         scope: Scope,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<(ApiToken, String), CredentialError> {
+        s3: bool,
+    ) -> Result<(ApiToken, String, Option<S3Key>), CredentialError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
         {
@@ -129,6 +147,20 @@ impl Tokens {
                 field: "name",
                 expected: "a name of 1 to 100 characters",
             });
+        }
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.read_file()?;
+        let s3 = s3.then(|| loop {
+            let key = S3Key::generate();
+            let taken = all
+                .iter()
+                .any(|t| t.access_key_id.as_ref() == Some(&key.access_key_id));
+            if !taken {
+                break key;
+            }
+        });
+        if let Some(key) = &s3 {
+            self.s3_keys.add(key)?;
         }
         let plain = crate::credentials::secrets::generate_token();
         let token = ApiToken {
@@ -139,19 +171,31 @@ impl Tokens {
             created_at: crate::store::record::now(),
             expires_at,
             revoked_at: None,
+            access_key_id: s3.as_ref().map(|k| k.access_key_id.clone()),
         };
-        let mut all = self.read_file()?;
         all.push(token.clone());
-        self.save(all)?;
-        Ok((token, plain))
+        if let Err(e) = self.save(all) {
+            // No token names the key: its secret would only lie there unused.
+            if let Some(key) = &s3 {
+                let _ = self
+                    .s3_keys
+                    .remove(std::slice::from_ref(&key.access_key_id));
+            }
+            return Err(e);
+        }
+        Ok((token, plain, s3))
     }
 
     pub fn list(&self) -> Vec<ApiToken> {
         self.file.get().iter().map(ApiToken::public).collect()
     }
 
-    /// Revokes a token; false when there is no such (unrevoked) token.
+    /// Revokes a token; false when there is no such (unrevoked) token. Its S3 secret, if it has
+    /// one, is removed after the token is marked revoked, with any that an earlier revoke left
+    /// (a crash or a full disk between the two writes): a revoked token's secret is never used,
+    /// only kept longer than it should be.
     pub fn revoke(&self, id: &str) -> Result<bool, CredentialError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = self.read_file()?;
         let Some(t) = all
             .iter_mut()
@@ -160,7 +204,18 @@ impl Tokens {
             return Ok(false);
         };
         t.revoked_at = Some(crate::store::record::now());
+        let revoked: Vec<String> = all
+            .iter()
+            .filter(|t| t.revoked_at.is_some())
+            .filter_map(|t| t.access_key_id.clone())
+            .collect();
         self.save(all)?;
+        if let Err(e) = self.s3_keys.remove(&revoked) {
+            tracing::error!(
+                error = %e,
+                "a revoked token's S3 secret could not be removed; the next revoke removes it"
+            );
+        }
         Ok(true)
     }
 
@@ -182,6 +237,20 @@ impl Tokens {
         found.filter(|t| t.is_active(now))
     }
 
+    /// The active token with this S3 access key id, and the key's secret: what an S3 request's
+    /// signature is checked with. From memory; the files are looked at once a second.
+    pub fn s3_secret(&self, access_key_id: &str) -> Option<(ApiToken, String)> {
+        let now = OffsetDateTime::now_utc();
+        let token = self
+            .file
+            .get()
+            .iter()
+            .find(|t| t.access_key_id.as_deref() == Some(access_key_id) && t.is_active(now))
+            .cloned()?;
+        let secret = self.s3_keys.secret(access_key_id)?;
+        Some((token, secret))
+    }
+
     /// The active token with this id (for session cookies naming it).
     pub fn by_id(&self, id: &str) -> Option<ApiToken> {
         let now = OffsetDateTime::now_utc();
@@ -201,7 +270,10 @@ mod tests {
     fn tokens_are_stored_hashed_and_can_expire_and_be_revoked() {
         let (_dir, secrets) = super::super::temp_secrets();
         let tokens = Tokens::open(&secrets).unwrap();
-        let (t, plain) = tokens.create("ci uploader", Scope::Upload, None).unwrap();
+        let (t, plain, s3) = tokens
+            .create("ci uploader", Scope::Upload, None, false)
+            .unwrap();
+        assert!(s3.is_none() && t.access_key_id.is_none());
         let file = std::fs::read_to_string(secrets.file("tokens.json")).unwrap();
         assert!(!file.contains(&plain[4..]), "only the hash is stored");
         assert_eq!(tokens.verify(&plain).map(|v| v.id), Some(t.id.clone()));
@@ -209,15 +281,119 @@ mod tests {
         assert!(tokens.list()[0].hash.is_empty(), "listings carry no hashes");
 
         let past = OffsetDateTime::now_utc() - time::Duration::hours(1);
-        let (_, expired) = tokens.create("old", Scope::Read, Some(past)).unwrap();
+        let (_, expired, _) = tokens
+            .create("old", Scope::Read, Some(past), false)
+            .unwrap();
         assert!(tokens.verify(&expired).is_none());
 
         assert!(tokens.revoke(&t.id).unwrap());
         assert!(!tokens.revoke(&t.id).unwrap());
         assert!(tokens.verify(&plain).is_none());
-        assert!(tokens.create("", Scope::Read, None).is_err());
+        assert!(tokens.create("", Scope::Read, None, false).is_err());
         // Another process (the command line) sees the same file.
         let again = Tokens::open(&secrets).unwrap();
         assert_eq!(again.list().len(), 2);
+    }
+
+    /// Re-reads both files now, as the server does within a second of a change.
+    fn reread(tokens: &Tokens) {
+        tokens.file.reload().unwrap();
+        tokens.s3_keys.reload().unwrap();
+    }
+
+    #[test]
+    fn s3_tokens_carry_a_key_whose_secret_is_found_while_the_token_is_active() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, secrets) = super::super::temp_secrets();
+        let tokens = Tokens::open(&secrets).unwrap();
+        let (t, plain, key) = tokens
+            .create("backup tool", Scope::Upload, None, true)
+            .unwrap();
+        let key = key.expect("S3 credentials");
+        assert_eq!(t.access_key_id.as_ref(), Some(&key.access_key_id));
+        assert_eq!(
+            tokens.verify(&plain).map(|v| v.id),
+            Some(t.id.clone()),
+            "an S3 token is a bearer token too"
+        );
+        let (found, secret) = tokens.s3_secret(&key.access_key_id).unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.scope),
+            (t.id.as_str(), Scope::Upload)
+        );
+        assert_eq!(secret, key.secret_access_key);
+        assert!(tokens.s3_secret("SBXNOSUCHKEY00000000").is_none());
+
+        // The id is listed, the secret only in its own private file.
+        let listed = serde_json::to_string(&tokens.list()).unwrap();
+        assert!(listed.contains(&key.access_key_id));
+        assert!(!listed.contains(&key.secret_access_key));
+        let token_file = std::fs::read_to_string(secrets.file("tokens.json")).unwrap();
+        assert!(!token_file.contains(&key.secret_access_key));
+        let key_file = secrets.file("s3_keys.json");
+        assert!(std::fs::read_to_string(&key_file)
+            .unwrap()
+            .contains(&key.secret_access_key));
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for shown in [format!("{t:?}"), format!("{key:?}")] {
+            assert!(!shown.contains(&key.secret_access_key), "{shown}");
+        }
+
+        // Another process (the command line) sees the key, and its revoking is seen here.
+        let cli = Tokens::open(&secrets).unwrap();
+        assert_eq!(
+            cli.s3_secret(&key.access_key_id).map(|(_, s)| s),
+            Some(key.secret_access_key.clone())
+        );
+        let (other, _, other_key) = cli.create("rclone", Scope::Read, None, true).unwrap();
+        let other_key = other_key.unwrap();
+        assert_ne!(other_key.access_key_id, key.access_key_id);
+        reread(&tokens);
+        assert_eq!(
+            tokens
+                .s3_secret(&other_key.access_key_id)
+                .map(|(t, _)| t.id),
+            Some(other.id.clone())
+        );
+
+        // Revoking ends the key and removes its secret; the other key stays.
+        assert!(cli.revoke(&t.id).unwrap());
+        reread(&tokens);
+        assert!(tokens.s3_secret(&key.access_key_id).is_none());
+        assert!(tokens.verify(&plain).is_none());
+        let key_file = std::fs::read_to_string(&key_file).unwrap();
+        assert!(!key_file.contains(&key.secret_access_key));
+        assert!(key_file.contains(&other_key.secret_access_key));
+        assert!(tokens.s3_secret(&other_key.access_key_id).is_some());
+
+        // A secret that a revoke left behind (a crash between its two writes) goes with the
+        // next revoke.
+        tokens.s3_keys.add(&key).unwrap();
+        assert!(tokens.s3_secret(&key.access_key_id).is_none(), "revoked");
+        assert!(tokens.revoke(&other.id).unwrap());
+        let key_file = std::fs::read_to_string(secrets.file("s3_keys.json")).unwrap();
+        assert!(!key_file.contains(&key.secret_access_key));
+        assert!(!key_file.contains(&other_key.secret_access_key));
+    }
+
+    #[test]
+    fn an_expired_s3_token_finds_no_secret() {
+        let (_dir, secrets) = super::super::temp_secrets();
+        let tokens = Tokens::open(&secrets).unwrap();
+        let soon = OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
+        let (_, _, key) = tokens
+            .create("brief", Scope::Upload, Some(soon), true)
+            .unwrap();
+        let key = key.unwrap();
+        assert!(tokens.s3_secret(&key.access_key_id).is_some());
+        // Checked when asked, not when the file was read.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(tokens.s3_secret(&key.access_key_id).is_none());
+        let past = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let (_, _, old) = tokens
+            .create("old", Scope::Upload, Some(past), true)
+            .unwrap();
+        assert!(tokens.s3_secret(&old.unwrap().access_key_id).is_none());
     }
 }

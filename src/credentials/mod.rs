@@ -3,6 +3,8 @@
 //! - the admin token, of which only a sha256 is kept, and the session key that signs the web
 //!   app's cookies ([`secrets`]);
 //! - named, scoped API tokens, kept as hashes ([`api_tokens`]);
+//! - the secret access keys of tokens made with S3 credentials, kept whole since SigV4 needs
+//!   them ([`s3_keys`]);
 //! - the keys that sign expiring URLs ([`signing`]).
 //!
 //! The store knows nothing of them and they know nothing of the store: they share only the
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub mod api_tokens;
 /// Small files under `secrets/` that the server re-reads when a command replaces them.
 pub mod reload;
+/// The secret access keys of S3 credentials.
+pub mod s3_keys;
 /// The admin token (kept as a hash) and the session key, with constant-time checks.
 pub mod secrets;
 /// Signed, expiring URLs for private media, and the keys that sign them.

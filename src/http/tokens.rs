@@ -1,10 +1,9 @@
-//! `/api/tokens` (admin): create, list and revoke API tokens. A new token's value is in the
-//! creation response only.
+//! `/api/tokens` (admin): create, list and revoke API tokens. A new token's value, and the
+//! secret access key of its S3 credentials, are in the creation response only.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth;
@@ -40,11 +39,30 @@ pub struct NewToken {
     scope: Scope,
     /// Days until the token stops working; absent for no expiry.
     expires_in_days: Option<u64>,
+    /// Also make S3 credentials (an access key id and a secret access key) that act as this
+    /// token on the S3 endpoint.
+    #[serde(default)]
+    #[schema(default = false)]
+    s3: bool,
+}
+
+/// A new token as created: the listed fields, and the values shown only this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    listed: ApiToken,
+    /// The token's value, for `Authorization: Bearer …`.
+    token: String,
+    /// With `"s3": true`: the secret access key that goes with `access_key_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_access_key: Option<String>,
 }
 
 /// Create an API token.
 ///
-/// The response carries the token's value in `token`, the only time it is shown.
+/// The response carries the token's value in `token`, and with `"s3": true` the secret access
+/// key in `secret_access_key`: the only time either is shown. An S3 token works as a bearer
+/// token too.
 #[utoipa::path(
     post,
     path = "/api/tokens",
@@ -53,7 +71,7 @@ pub struct NewToken {
     request_body = NewToken,
     security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 201, description = "The new token, with its value", body = ApiToken),
+        (status = 201, description = "The new token, with its value (and S3 credentials when asked for)", body = CreatedToken),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
@@ -79,14 +97,21 @@ pub async fn create(
         Some(d) => Some(time::OffsetDateTime::now_utc() + time::Duration::days(d as i64)),
         None => None,
     };
-    let (token, plain) = state.tokens.create(&body.name, body.scope, expires_at)?;
-    tracing::info!(id = %token.id, name = %token.name, scope = ?token.scope, "API token created");
-    let mut view =
-        serde_json::to_value(token.public()).map_err(|e| ApiError::Internal(e.to_string()))?;
-    view["token"] = json!(plain);
+    let (token, plain, s3) = state
+        .tokens
+        .create(&body.name, body.scope, expires_at, body.s3)?;
+    tracing::info!(
+        id = %token.id, name = %token.name, scope = ?token.scope,
+        access_key_id = token.access_key_id.as_deref().unwrap_or("none"),
+        "API token created"
+    );
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(view))
+        .json(CreatedToken {
+            listed: token.public(),
+            token: plain,
+            secret_access_key: s3.map(|k| k.secret_access_key),
+        }))
 }
 
 /// List API tokens (never their values).

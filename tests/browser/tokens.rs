@@ -46,7 +46,7 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
     // Past its expiry, and past the server's once-a-second look at the token file.
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
-    let (created, mut errors) = b.block(async {
+    let ((created, key_id, secret), mut errors) = b.block(async {
         sign_in(&b, &s.base, &admin).await;
         b.visible("#app").await;
         b.text_contains("#role", "Admin").await;
@@ -86,6 +86,8 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
         );
         let focused = b.eval("return document.activeElement.id").await;
         assert_eq!(focused, json!("new-token-value"), "focus on the new token");
+        let s3_shown = b.eval("return !document.querySelector('#new-s3').hidden").await;
+        assert_eq!(s3_shown, json!(false), "no S3 credentials unless asked for");
         click(&b, "#new-token-copy button").await;
         b.wait_js(
             "the copy button to answer",
@@ -148,6 +150,67 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
             vec![],
         )
         .await;
+
+        // With S3 credentials: the access key id and its secret are shown beside the token, once.
+        b.visible("#token-name")
+            .await
+            .send_keys("Backup sync")
+            .await
+            .unwrap();
+        click(&b, "#token-s3").await;
+        click(&b, "#token-create").await;
+        b.visible("#token-reveal #new-s3 #new-secret-key").await;
+        b.text_contains("#token-reveal-heading", "Backup sync").await;
+        b.text_contains("#token-reveal", "or its secret access key again")
+            .await;
+        let shown = b
+            .eval(
+                "return ['#new-token-value', '#new-access-key-id', '#new-secret-key'] \
+                 .map(s => document.querySelector(s).value)",
+            )
+            .await;
+        let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+        let [s3_token, key_id, secret] = <[String; 3]>::try_from(shown).unwrap();
+        assert!(s3_token.starts_with("sbx_"), "{s3_token:?}");
+        assert!(
+            key_id.len() == 20 && key_id.starts_with("SBX"),
+            "the access key id is shown: {key_id:?}"
+        );
+        assert_eq!(secret.len(), 40, "the secret is shown: {secret:?}");
+        click(&b, "#new-secret-key-copy button").await;
+        b.wait_js(
+            "the secret's copy button to answer",
+            "const t = document.querySelector('#new-secret-key-copy button').textContent; \
+             return t.includes('Copied') || t.includes('Ctrl+C');",
+            vec![],
+        )
+        .await;
+        b.wait_js(
+            "the new token in the list with its access key id, and the box unticked",
+            "return !document.querySelector('#token-s3').checked && \
+             [...document.querySelectorAll('.token-row[data-state=active]')] \
+             .some(r => r.textContent.includes('Backup sync') && r.textContent.includes(arguments[0]))",
+            vec![json!(key_id)],
+        )
+        .await;
+        b.text_contains("#tokens-count", "5 tokens · 3 active").await;
+        b.screenshot("tokens-created-s3").await;
+        click(&b, "#token-reveal-done").await;
+        b.wait_js(
+            "the key and secret to be gone",
+            "return document.querySelector('#new-s3').hidden && \
+             document.querySelector('#new-secret-key').value === '' && \
+             document.querySelector('#new-access-key-id').value === ''",
+            vec![],
+        )
+        .await;
+        let in_page = b
+            .eval(&format!(
+                "return document.documentElement.outerHTML.includes('{secret}')"
+            ))
+            .await;
+        assert_eq!(in_page, json!(false), "no trace of the secret in the page");
+
         b.eval("document.activeElement.blur(); window.scrollTo(0, 0); return true;")
             .await;
         park_pointer(&b).await;
@@ -159,7 +222,7 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
         settle().await;
         b.screenshot("tokens-dark").await;
         b.color_scheme("light").await;
-        (value, b.page_errors().await)
+        ((value, key_id, secret), b.page_errors().await)
     });
 
     let listed: Value = s
@@ -176,6 +239,12 @@ fn admins_manage_tokens_and_token_sessions_see_only_what_their_scope_allows() {
     assert_eq!(phone["scope"], "upload");
     assert!(phone["expires_at"].is_string() && phone["revoked_at"].is_null());
     let phone_id = phone["id"].as_str().unwrap().to_owned();
+    assert!(phone.get("access_key_id").is_none());
+    let sync = by_name("Backup sync");
+    assert_eq!(sync["access_key_id"], json!(key_id));
+    assert!(!listed.to_string().contains(&secret), "never listed");
+    let stored = std::fs::read_to_string(s.data_dir.join("secrets/s3_keys.json")).unwrap();
+    assert!(stored.contains(&secret), "the secret shown is the one kept");
 
     // A fresh browser signs in with the new upload token.
     drop(b);
