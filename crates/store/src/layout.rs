@@ -43,6 +43,7 @@ pub(crate) const RESTORED_ENTRIES: &[&str] = &[
     "records",
     "quarantine",
     "variants",
+    "uploads",
     "collections",
     "secrets",
     "CATALOG",
