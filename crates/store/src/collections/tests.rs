@@ -262,3 +262,76 @@ fn an_older_store_gets_the_folder_and_no_files() {
         ["stories"]
     );
 }
+
+/// Backups carry the collection files and restores put them back; an archive without any is
+/// still version 1, which older builds read. A rebuild of the database leaves them alone.
+#[test]
+fn backups_restores_and_rebuilds_keep_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut plain = Vec::new();
+    assert_eq!(store.write_backup(&mut plain).unwrap().version, 1);
+    upload(&store, "stories", Visibility::Public, None);
+    let made = [
+        store.collections().set_public("Été 2026", true).unwrap(),
+        store.collections().create("empty").unwrap().0,
+        store.collections().create(&"写".repeat(100)).unwrap().0,
+    ];
+    let mut archive = Vec::new();
+    let manifest = store.write_backup(&mut archive).unwrap();
+    assert_eq!((manifest.version, manifest.collections), (2, 3));
+    drop(store);
+
+    let target = tempfile::tempdir().unwrap();
+    let report = crate::archive::restore(archive.as_slice(), target.path()).unwrap();
+    assert_eq!((report.collections, report.records), (3, 1));
+    let restored = Store::open(target.path()).unwrap();
+    let mut expected = made.to_vec();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(restored.collections().list().unwrap(), expected);
+    drop(restored);
+
+    let (rebuilt, _) = crate::rebuild::rebuild(target.path()).unwrap();
+    assert_eq!(rebuilt.collections().list().unwrap(), expected);
+    assert_eq!(
+        rebuilt.collections_in_use(&ListQuery::default()).unwrap(),
+        ["stories"]
+    );
+}
+
+/// An archive is outside input: a collection file whose name is not a collection name, or
+/// that sits under another name's file, is refused with the rest of the archive.
+#[test]
+fn a_restore_refuses_a_crafted_collection_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.collections().create("kept").unwrap();
+    let mut archive = Vec::new();
+    store.write_backup(&mut archive).unwrap();
+    let good = String::from_utf8_lossy(&archive).into_owned();
+    assert!(good.contains("shoebox-backup/collections/kept.json"));
+    // Same lengths, so that the tar stays well formed and only the content is wrong.
+    for (from, to, why) in [
+        (
+            "\"name\": \"kept\"",
+            "\"name\": \"k/pt\"",
+            "which is not a collection name",
+        ),
+        (
+            "\"name\": \"kept\"",
+            "\"name\": \"kepT\"",
+            "whose file is kep%54.json",
+        ),
+    ] {
+        let crafted = good.replace(from, to).into_bytes();
+        assert_eq!(crafted.len(), archive.len());
+        let target = tempfile::tempdir().unwrap();
+        let err = crate::archive::restore(crafted.as_slice(), target.path()).unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("not a valid Shoebox backup") && err.contains(why),
+            "{to}: {err}"
+        );
+        assert!(fs::read_dir(target.path()).unwrap().next().is_none());
+    }
+}
