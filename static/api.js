@@ -56,6 +56,12 @@ export const media = {
 
 export const status = () => api("GET", "/api/status");
 
+/** Collections: anyone lists them; saving a setting (which makes a missing one) is for admins. */
+export const collections = {
+  list: () => api("GET", "/api/collections"),
+  save: (name, fields) => api("PUT", `/api/collections/${encodeURIComponent(name)}`, fields),
+};
+
 /** API tokens (admin only). A created token's value is in the creation answer only. */
 export const tokens = {
   list: () => api("GET", "/api/tokens"),

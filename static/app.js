@@ -1,6 +1,7 @@
 // Shoebox web app: sign in, then upload, browse and edit media, manage tokens, and watch the
 // store's health. What is shown follows the session's scope; the server enforces it anyway.
 import { ApiError, session } from "./api.js";
+import { CollectionsPanel } from "./collections.js";
 import { Gallery } from "./gallery.js";
 import { StatusPanel } from "./status.js";
 import { TokensPanel } from "./tokens.js";
@@ -23,6 +24,7 @@ let allowed = ["gallery"];
 const sessionEnded = () => showSignIn("Your session has ended. Sign in again.");
 const gallery = new Gallery({ onSignedOut: sessionEnded });
 const statusPanel = new StatusPanel();
+const collectionsPanel = new CollectionsPanel({ onSignedOut: sessionEnded });
 const tokensPanel = new TokensPanel({ onSignedOut: sessionEnded });
 const uploader = new Uploader({
   onUploaded: () => gallery.markStale(),
@@ -42,7 +44,10 @@ function show(view) {
     else link.removeAttribute("aria-current");
   }
   if (view === "gallery") gallery.open();
-  if (view === "status") statusPanel.load();
+  if (view === "status") {
+    statusPanel.load();
+    collectionsPanel.load();
+  }
   if (view === "tokens") tokensPanel.load();
   if (current !== null && current !== view) $("main").focus({ preventScroll: true });
   current = view;
@@ -58,6 +63,7 @@ function showSignIn(message) {
   $("sign-in").hidden = false;
   // Nothing of the last session stays on the page, a new token's value least of all.
   tokensPanel.reset();
+  collectionsPanel.reset();
   const error = $("sign-in-error");
   error.hidden = !message;
   error.textContent = message ?? "";

@@ -519,3 +519,48 @@ fn a_restore_refuses_an_entry_that_would_expand() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(common::entries(&target).is_empty(), "nothing left behind");
 }
+
+/// Collections with settings, empty ones too, come back from a backup as they were, file for
+/// file.
+#[test]
+fn a_backup_and_restore_keep_the_collections() {
+    let mut s = TestServer::start();
+    s.upload("a.bin", &bytes(1000, 1), &[("collection", "stories")]);
+    for (name, public) in [
+        ("Empty%20One", true),
+        ("stories", true),
+        ("%E6%97%A5%E6%9C%AC", false),
+    ] {
+        let res = s
+            .authed(Method::PUT, &format!("/api/collections/{name}"))
+            .json(&serde_json::json!({ "public": public }))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let before: Value = s.get("/api/collections").send().unwrap().json().unwrap();
+    assert_eq!(before["items"].as_array().unwrap().len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    fetch_backup(&s, &archive);
+    assert!(s.terminate().success());
+
+    let target = dir.path().join("restored");
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &target);
+    assert_eq!(code, 0, "{out}");
+    let files = |dir: &std::path::Path| {
+        let mut names = common::entries(&dir.join("collections"));
+        names.sort();
+        names
+    };
+    assert_eq!(files(&target), files(&s.data_dir));
+    assert_eq!(files(&target).len(), 3);
+    let restored = TestServer::builder().data_dir(&target).start();
+    let after: Value = restored
+        .get("/api/collections")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(after, before);
+}

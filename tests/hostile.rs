@@ -19,6 +19,8 @@ struct Footprint {
     records: Vec<Value>,
     /// Resumable uploads in progress: each file and its size.
     uploads: Vec<(String, u64)>,
+    /// Collection files, with their content.
+    collections: Vec<(String, String)>,
 }
 
 fn footprint(s: &TestServer) -> Footprint {
@@ -32,11 +34,21 @@ fn footprint(s: &TestServer) -> Footprint {
         })
         .collect();
     uploads.sort();
+    let dir = s.data_dir.join("collections");
+    let mut collections: Vec<(String, String)> = common::entries(&dir)
+        .into_iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            (name, text)
+        })
+        .collect();
+    collections.sort();
     Footprint {
         blobs: s.blob_count(),
         tmp: s.tmp_entries(),
         records: common::all_records(s),
         uploads,
+        collections,
     }
 }
 
@@ -174,6 +186,7 @@ fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
             "CATALOG",
             "FORMAT",
             "blobs",
+            "collections",
             "meta",
             "records",
             "secrets",
@@ -183,6 +196,179 @@ fn traversal_malformed_and_oversized_requests_are_refused_and_write_nothing() {
             "variants"
         ],
         "nothing written outside the layout"
+    );
+}
+
+/// The collection routes: every caller without the authority, every name that is not a
+/// collection name (traversals among them), every body that is not the settings, and a
+/// collection that media are in, are refused, and no collection file changes.
+#[test]
+fn collection_settings_are_refused_to_whom_and_what_they_must_be() {
+    let s = TestServer::start();
+    s.upload("a.txt", b"a", &[("collection", "stories")]);
+    let res = s
+        .authed(Method::PUT, "/api/collections/kept")
+        .json(&json!({"public": true}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let uploader = s.api_token("uploader", "upload");
+    let reader = s.api_token("reader", "read");
+    let cookie = {
+        let res = s
+            .client()
+            .post(s.url("/api/session"))
+            .json(&json!({"token": common::TOKEN}))
+            .send()
+            .unwrap();
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let put = |path: &str| {
+        s.authed(Method::PUT, &format!("/api/collections/{path}"))
+            .json(&json!({"public": false}))
+    };
+    let raw_put = |path: &str| {
+        s.authed(Method::PUT, path)
+            .header("content-type", "application/json")
+            .body(r#"{"public": false}"#)
+    };
+    let as_token = |t: &str, m: Method, path: &str| {
+        s.client()
+            .request(m, s.url(path))
+            .bearer_auth(t)
+            .json(&json!({"public": false}))
+    };
+    refused(
+        &s,
+        vec![
+            (
+                "anonymous save",
+                s.client()
+                    .put(s.url("/api/collections/kept"))
+                    .json(&json!({"public": false})),
+                &[401],
+            ),
+            (
+                "anonymous remove",
+                s.client().delete(s.url("/api/collections/kept")),
+                &[401],
+            ),
+            (
+                "uploader save",
+                as_token(&uploader, Method::PUT, "/api/collections/kept"),
+                &[403],
+            ),
+            (
+                "reader save",
+                as_token(&reader, Method::PUT, "/api/collections/new"),
+                &[403],
+            ),
+            (
+                "uploader remove",
+                as_token(&uploader, Method::DELETE, "/api/collections/kept"),
+                &[403],
+            ),
+            (
+                "wrong token",
+                as_token("sbx_not-a-real-token", Method::PUT, "/api/collections/kept"),
+                &[401],
+            ),
+            (
+                "cross-site save with the cookie",
+                s.client()
+                    .put(s.url("/api/collections/kept"))
+                    .header("cookie", &cookie)
+                    .header("origin", "https://evil.example")
+                    .json(&json!({"public": false})),
+                &[403],
+            ),
+            (
+                "cookie remove without Origin",
+                s.client()
+                    .delete(s.url("/api/collections/kept"))
+                    .header("cookie", &cookie),
+                &[403],
+            ),
+            (
+                "encoded traversal",
+                put("..%2F..%2Fsecrets%2Fadmin_token"),
+                &[400],
+            ),
+            (
+                "encoded traversal to remove",
+                s.authed(Method::DELETE, "/api/collections/..%2F..%2FFORMAT"),
+                &[400],
+            ),
+            (
+                "traversal",
+                raw_put("/api/collections/../../FORMAT"),
+                &[404, 405],
+            ),
+            ("a slash", put("a%2Fb"), &[400]),
+            ("a backslash path", put("..%5C..%5CFORMAT%2Fx"), &[400]),
+            ("a NUL", put("a%00b"), &[400]),
+            ("a newline", put("a%0Ab"), &[400]),
+            ("blank", put("%20"), &[400]),
+            ("too long", put(&"%C3%A9".repeat(101)), &[400]),
+            (
+                "huge body",
+                s.authed(Method::PUT, "/api/collections/kept")
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        r#"{{"public": true, "x": "{}"}}"#,
+                        "x".repeat(1_000_000)
+                    )),
+                &[400, 413],
+            ),
+            (
+                "JSON that is not an object",
+                s.authed(Method::PUT, "/api/collections/kept")
+                    .json(&json!([true])),
+                &[400],
+            ),
+            (
+                "public as a string",
+                s.authed(Method::PUT, "/api/collections/kept")
+                    .json(&json!({"public": "false"})),
+                &[400],
+            ),
+            (
+                "a form",
+                s.authed(Method::PUT, "/api/collections/kept")
+                    .form(&[("public", "false")]),
+                &[415],
+            ),
+            (
+                "remove one media are in",
+                s.authed(Method::DELETE, "/api/collections/stories"),
+                &[409],
+            ),
+            (
+                "remove one that does not exist",
+                s.authed(Method::DELETE, "/api/collections/nothing"),
+                &[404],
+            ),
+            (
+                "another method",
+                s.authed(Method::PATCH, "/api/collections/kept")
+                    .json(&json!({"public": false})),
+                &[405],
+            ),
+        ],
+    );
+    let listed: Value = s.get("/api/collections").send().unwrap().json().unwrap();
+    assert_eq!(
+        listed["items"],
+        json!([
+            {"name": "kept", "public": true, "created_at": listed["items"][0]["created_at"]},
+            {"name": "stories", "public": false}
+        ])
     );
 }
 

@@ -249,6 +249,7 @@ fn answers_are_the_ones_the_document_lists() {
             .is_some()
     };
     let item = server.upload("a.txt", b"hello", &[("visibility", "private")]);
+    server.upload("b.txt", b"in a collection", &[("collection", "stories")]);
     let id = item["id"].as_str().expect("id");
     // The record as served has every field the schema requires.
     let record = &doc["components"]["schemas"]["MediaRecord"];
@@ -312,6 +313,51 @@ fn answers_are_the_ones_the_document_lists() {
                 .header("range", "bytes=100-200"),
         ),
         ("get", "/c/{collection}", server.get("/c/a%2Fb")),
+        ("get", "/api/collections", server.get("/api/collections")),
+        (
+            "put",
+            "/api/collections/{name}",
+            server
+                .authed(reqwest::Method::PUT, "/api/collections/a%2Fb")
+                .json(&serde_json::json!({"public": true})),
+        ),
+        (
+            "put",
+            "/api/collections/{name}",
+            server
+                .client()
+                .put(server.url("/api/collections/x"))
+                .json(&serde_json::json!({"public": true})),
+        ),
+        (
+            "put",
+            "/api/collections/{name}",
+            server
+                .authed(reqwest::Method::PUT, "/api/collections/x")
+                .body("public=true"),
+        ),
+        (
+            "put",
+            "/api/collections/{name}",
+            server
+                .authed(reqwest::Method::PUT, "/api/collections/x")
+                .json(&serde_json::json!({"public": true})),
+        ),
+        (
+            "delete",
+            "/api/collections/{name}",
+            server.authed(reqwest::Method::DELETE, "/api/collections/none"),
+        ),
+        (
+            "delete",
+            "/api/collections/{name}",
+            server.authed(reqwest::Method::DELETE, "/api/collections/x"),
+        ),
+        (
+            "delete",
+            "/api/collections/{name}",
+            server.authed(reqwest::Method::DELETE, "/api/collections/stories"),
+        ),
         ("get", "/api/health", server.get("/api/health")),
     ];
     for (method, path, request) in cases {

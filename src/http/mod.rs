@@ -5,6 +5,7 @@ mod auth;
 mod backup;
 mod blob_body;
 mod collection;
+mod collections;
 mod conn;
 mod cors;
 mod disposition;
@@ -203,6 +204,13 @@ static ENDPOINTS: &[(Method, &str, Attach)] = &[
     (Method::GET, "/api/tokens", |r| r.to(tokens::list)),
     (Method::POST, "/api/tokens", |r| r.to(tokens::create)),
     (Method::DELETE, "/api/tokens/{id}", |r| r.to(tokens::revoke)),
+    (Method::GET, "/api/collections", |r| r.to(collections::list)),
+    (Method::PUT, "/api/collections/{name}", |r| {
+        r.to(collections::save)
+    }),
+    (Method::DELETE, "/api/collections/{name}", |r| {
+        r.to(collections::remove)
+    }),
     (Method::GET, "/api/media/{id}", |r| r.to(media::get)),
     (Method::PATCH, "/api/media/{id}", |r| r.to(media::patch)),
     (Method::DELETE, "/api/media/{id}", |r| r.to(media::delete)),

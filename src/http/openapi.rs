@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::auth::SESSION_COOKIE;
 use super::{
-    assets, backup, collection, error, files, health, media, observe, session, status, tokens, tus,
-    upload,
+    assets, backup, collection, collections, error, files, health, media, observe, session, status,
+    tokens, tus, upload,
 };
 
 use super::responses;
@@ -70,6 +70,9 @@ impl Modify for Security {
         tokens::list,
         tokens::create,
         tokens::revoke,
+        collections::list,
+        collections::save,
+        collections::remove,
         files::media_file,
         files::blob_file,
         session::show,
@@ -112,6 +115,8 @@ impl Modify for Security {
         (name = "files", description = "The bytes, with Range and conditional requests"),
         (name = "session", description = "The web app's sign-in"),
         (name = "tokens", description = "API tokens: create, list, revoke (admin)"),
+        (name = "collections", description = "Collections and their settings: list (anyone), \
+                                              save and remove (admin)"),
         (name = "uploads", description = "Resumable uploads (tus 1.0.0): create, send chunks, \
                                           resume, end. Every answer carries `Tus-Resumable: 1.0.0`"),
         (name = "operations", description = "Health, status, backup, metrics and this document"),

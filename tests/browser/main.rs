@@ -8,6 +8,7 @@ mod driver;
 mod fixtures;
 
 mod attack;
+mod collections;
 mod gallery;
 mod pictures;
 mod resumable;

@@ -1,12 +1,17 @@
-//! Backup archives: a plain tar that any tool can list, holding every record file and every
-//! blob, with a manifest (the last entry) naming every file with its sha256 and size.
+//! Backup archives: a plain tar that any tool can list, holding every collection file, every
+//! record file and every blob, with a manifest (the last entry) naming every file with its
+//! sha256 and size.
 //!
 //! ```text
 //! shoebox-backup/FORMAT.json              {"format": "shoebox-backup", "version": 1, …}
+//! shoebox-backup/collections/<name>.json  one per collection with a file, as in collections/
 //! shoebox-backup/records/<id>.json        one per media record, as in records/
 //! shoebox-backup/blobs/<sha256>           one per blob
-//! shoebox-backup/MANIFEST.json            {"format", "version", "records", "blobs", "files": [{"path", "sha256", "size"}]}
+//! shoebox-backup/MANIFEST.json            {"format", "version", "collections", "records", "blobs", "files": [{"path", "sha256", "size"}]}
 //! ```
+//!
+//! Version 2 added `collections/`. An archive without collection files is still written as
+//! version 1, which older builds restore.
 //!
 //! A backup is consistent while the server keeps working: records are read from the database
 //! one by one, and a record is only ever visible once its blob is in place; while a backup runs,
@@ -15,28 +20,42 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::collections;
 use super::hash::ContentHash;
 use super::layout::{fsync_dir, Layout};
 use super::record::MediaId;
 use super::{record_files, Store, StoreError};
 
+/// Restoring an archive into an empty directory.
+mod restore;
+pub use restore::restore;
+
 /// The `format` that an archive's `FORMAT.json` and manifest name.
 pub const ARCHIVE_FORMAT: &str = "shoebox-backup";
-/// The archive version this build writes; it reads this one and older ones.
-pub const ARCHIVE_VERSION: u32 = 1;
+/// The newest archive version this build writes; it reads this one and older ones.
+pub const ARCHIVE_VERSION: u32 = 2;
+
+/// The oldest version that holds what an archive holds: 1 without collection files.
+fn version_for(collections: usize) -> u32 {
+    if collections == 0 {
+        1
+    } else {
+        ARCHIVE_VERSION
+    }
+}
 const PREFIX: &str = "shoebox-backup";
 
 /// One file of an archive, as its manifest lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ManifestEntry {
-    /// Its path in the archive: `shoebox-backup/records/<id>.json` or
-    /// `shoebox-backup/blobs/<sha256>`.
+    /// Its path in the archive: `shoebox-backup/collections/<name>.json`,
+    /// `shoebox-backup/records/<id>.json` or `shoebox-backup/blobs/<sha256>`.
     pub path: String,
     /// The sha256 of its bytes, as 64 lowercase hex digits.
     pub sha256: String,
@@ -55,11 +74,15 @@ pub struct Manifest {
     pub created_at: String,
     /// The instance id of the store backed up, from its `FORMAT`.
     pub instance: String,
+    /// Collection files in the archive (none before version 2).
+    #[serde(default)]
+    pub collections: usize,
     /// Record files in the archive.
     pub records: usize,
     /// Blobs in the archive, each once however many records use it.
     pub blobs: usize,
-    /// Every record file and blob, in archive order (not `FORMAT.json` or the manifest).
+    /// Every collection file, record file and blob, in archive order (not `FORMAT.json` or
+    /// the manifest).
     pub files: Vec<ManifestEntry>,
 }
 
@@ -108,10 +131,13 @@ impl Store {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
+        // As they are when the backup starts, from memory.
+        let collections = self.collections.list()?;
+        let version = version_for(collections.len());
         let mut tar = tar::Builder::new(out);
         let header = serde_json::to_vec_pretty(&FormatHeader {
             format: ARCHIVE_FORMAT.into(),
-            version: ARCHIVE_VERSION,
+            version,
             created_at: now.clone(),
             instance: self.instance.clone(),
         })
@@ -124,6 +150,19 @@ impl Store {
         )?;
 
         let mut files = Vec::new();
+        for info in &collections {
+            let json = collections::encode(info)?;
+            let path = format!(
+                "{PREFIX}/collections/{}",
+                collections::file_name(&info.name)
+            );
+            files.push(ManifestEntry {
+                path: path.clone(),
+                sha256: hex::encode(Sha256::digest(&json)),
+                size: json.len() as u64,
+            });
+            append(&mut tar, &path, json.len() as u64, json.as_slice())?;
+        }
         let mut blobs_done: HashSet<ContentHash> = HashSet::new();
         let mut records_done = 0;
         for record in self.meta.all() {
@@ -158,9 +197,10 @@ impl Store {
         }
         let manifest = Manifest {
             format: ARCHIVE_FORMAT.into(),
-            version: ARCHIVE_VERSION,
+            version,
             created_at: now.clone(),
             instance: self.instance.clone(),
+            collections: collections.len(),
             records: records_done,
             blobs: blobs_done.len(),
             files,
@@ -190,6 +230,8 @@ impl Store {
 /// What an archive entry is, from its path.
 enum Entry {
     Format,
+    /// A collection file, by its file name (checked against its content when read).
+    Collection(String),
     Record(MediaId),
     Blob(ContentHash),
     Manifest,
@@ -206,6 +248,13 @@ fn classify(path: &str) -> Option<Entry> {
                 .and_then(|n| n.strip_suffix(".json"))
             {
                 name.parse().ok().map(Entry::Record)
+            } else if let Some(file) = rest.strip_prefix("collections/") {
+                // Only what `collections::file_name` makes: never a path, never a dot file.
+                let plain = file.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'%' | b'-' | b'_' | b'+' | b'.')
+                });
+                (plain && file.ends_with(".json") && !file.starts_with('.'))
+                    .then(|| Entry::Collection(file.to_owned()))
             } else {
                 rest.strip_prefix("blobs/")
                     .and_then(|n| n.parse().ok())
@@ -216,8 +265,10 @@ fn classify(path: &str) -> Option<Entry> {
 }
 
 /// The largest text entries an archive can hold: its header, its manifest (a line per file of a
-/// very large store), one record (a few kilobytes of fields and a 16 KiB custom object).
+/// very large store), one record (a few kilobytes of fields and a 16 KiB custom object), one
+/// collection file (a name and two settings).
 const MAX_FORMAT: u64 = 64 << 10;
+const MAX_COLLECTION: u64 = 64 << 10;
 const MAX_MANIFEST: u64 = 512 << 20;
 const MAX_RECORD: u64 = 1 << 20;
 
@@ -248,6 +299,8 @@ fn copy_hashing(mut input: impl Read, mut sink: impl Write) -> Result<(String, u
 /// What a restore wrote, or what a check of an archive read.
 #[derive(Debug, Default)]
 pub struct RestoreReport {
+    /// Collection files.
+    pub collections: usize,
     /// Record files.
     pub records: usize,
     /// Blobs.
@@ -257,7 +310,8 @@ pub struct RestoreReport {
 }
 
 /// Reads a whole archive, checking every file against the manifest. With `target`, files are
-/// written under it (as `records/…` and `blobs/sha256/…`); without, the archive is only checked.
+/// written under it (as `collections/…`, `records/…` and `blobs/sha256/…`); without, the
+/// archive is only checked.
 pub fn read_archive(
     input: impl Read,
     target: Option<&Path>,
@@ -295,6 +349,7 @@ pub fn read_archive(
         let size = entry.size();
         let most = match kind {
             Entry::Format => MAX_FORMAT,
+            Entry::Collection(_) => MAX_COLLECTION,
             Entry::Manifest => MAX_MANIFEST,
             Entry::Record(_) => MAX_RECORD,
             Entry::Blob(_) => u64::MAX,
@@ -342,6 +397,18 @@ pub fn read_archive(
                     serde_json::from_slice(&text)
                         .map_err(|e| bad(format!("its manifest does not parse ({e})")))?,
                 );
+            }
+            Entry::Collection(file) => {
+                let mut text = Vec::new();
+                let (sum, size) = copy_hashing(entry, &mut text)?;
+                // Outside input too: the name follows the rules, and the file is its name's.
+                let info =
+                    collections::parse(&text, &file).map_err(|e| bad(format!("{path}: {e}")))?;
+                if let Some(l) = &layout {
+                    write_file(&l.collections().join(&file), &collections::encode(&info)?)?;
+                }
+                seen.insert(path, (sum, size));
+                report.collections += 1;
             }
             Entry::Record(id) => {
                 let mut text = Vec::new();
@@ -432,62 +499,16 @@ pub fn read_archive(
     if let Some(extra) = seen.keys().find(|p| !listed.contains_key(*p)) {
         return Err(bad(format!("{extra} is not in the manifest")));
     }
-    if manifest.records != report.records || manifest.blobs != report.blobs {
+    if manifest.records != report.records
+        || manifest.blobs != report.blobs
+        || manifest.collections != report.collections
+    {
         return Err(bad("the manifest's counts do not match its files"));
     }
+    if let (Some(l), true) = (&layout, report.collections > 0) {
+        fsync_dir(&l.collections())?;
+    }
     Ok((manifest, report))
-}
-
-/// Where a restore builds the store before moving it into place.
-const STAGING: &str = ".restore-partial";
-
-/// Clears what a killed restore left in `root`: its `.restore-partial`, and the parts of the
-/// store it had already moved out of it. Those are recognised by their names and by the
-/// missing `FORMAT`, which a restore moves last: a directory with a `FORMAT`, or with anything
-/// a restore does not write, is left alone (and refused by the caller).
-fn clear_killed_restore(root: &Path) -> Result<(), StoreError> {
-    let staging = root.join(STAGING);
-    if !staging.exists() {
-        return Ok(());
-    }
-    if root.join("FORMAT").exists() {
-        // Killed after the store was in place, before its staging directory went.
-        if fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_none()) {
-            fs::remove_dir(&staging)
-                .map_err(|e| StoreError::io("remove the restore staging directory", e))?;
-            fsync_dir(root)?;
-        }
-        return Ok(());
-    }
-    let mut ours = Vec::new();
-    for entry in fs::read_dir(root).map_err(|e| StoreError::io("list the data directory", e))? {
-        let name = entry
-            .map_err(|e| StoreError::io("list the data directory", e))?
-            .file_name();
-        let name = name.to_string_lossy().into_owned();
-        if name == "lost+found" || name == STAGING {
-            continue;
-        }
-        if !super::layout::RESTORED_ENTRIES.contains(&name.as_str()) {
-            return Ok(());
-        }
-        ours.push(name);
-    }
-    tracing::warn!(
-        "clearing {} and {} entries that a restore which did not finish left behind",
-        staging.display(),
-        ours.len()
-    );
-    for name in ours.iter().map(String::as_str).chain([STAGING]) {
-        let path = root.join(name);
-        let removed = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        removed.map_err(|e| StoreError::io("clear a restore that did not finish", e))?;
-    }
-    fsync_dir(root)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -495,70 +516,4 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| StoreError::io("write a restored file", e))
-}
-
-/// Restores an archive into `root`, which must be absent or empty (a fresh disk's `lost+found`
-/// is fine). Everything is written and checked in `root/.restore-partial` first; only a complete,
-/// verified store is moved into place, `FORMAT` last. On any failure nothing is left behind, and
-/// a restore that was killed is cleared by the next one (see `clear_killed_restore`).
-pub fn restore(input: impl Read, root: &Path) -> Result<RestoreReport, StoreError> {
-    fs::create_dir_all(root).map_err(|e| StoreError::io("create the data directory", e))?;
-    clear_killed_restore(root)?;
-    for entry in fs::read_dir(root).map_err(|e| StoreError::io("list the data directory", e))? {
-        let name = entry
-            .map_err(|e| StoreError::io("list the data directory", e))?
-            .file_name();
-        if name != "lost+found" {
-            return Err(StoreError::Format(format!(
-                "{} is not empty (found {:?}); restore only into an empty or new directory",
-                root.display(),
-                name
-            )));
-        }
-    }
-    let staging = root.join(STAGING);
-    let result = (|| {
-        let layout = Layout::new(&staging);
-        layout.prepare()?;
-        let (_, report) = read_archive(input, Some(&staging))?;
-        let (store, rebuilt) = super::rebuild::rebuild(&staging)?;
-        if !rebuilt.unreadable.is_empty() {
-            return Err(bad(rebuilt.unreadable.join("; ")));
-        }
-        let check = store.verify()?;
-        if check.is_damaged() {
-            return Err(bad(format!(
-                "the restored store does not verify:\n{}",
-                check.render()
-            )));
-        }
-        store.record_verify(&check)?;
-        store.close_cleanly()?;
-        drop(store);
-        Ok(report)
-    })();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    // Move everything but FORMAT, then FORMAT: a directory without FORMAT is never taken for a
-    // store, and the leftover `.restore-partial` makes the server refuse it rather than start
-    // empty.
-    let mut names: Vec<PathBuf> = fs::read_dir(&staging)
-        .map_err(|e| StoreError::io("list the restored store", e))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().into()))
-        .collect();
-    names.sort_by_key(|n: &PathBuf| n.as_os_str() == "FORMAT");
-    for name in names {
-        fs::rename(staging.join(&name), root.join(&name))
-            .map_err(|e| StoreError::io("move the restored store into place", e))?;
-    }
-    fsync_dir(root)?;
-    fs::remove_dir(&staging)
-        .map_err(|e| StoreError::io("remove the restore staging directory", e))?;
-    fsync_dir(root)?;
-    Ok(report)
 }

@@ -117,6 +117,10 @@ pub trait MetaBackend: Send + Sync {
     /// One page of a listing.
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError>;
 
+    /// The distinct collections of the records `q` matches, by name (see
+    /// [`Store::collections_in_use`](crate::Store::collections_in_use)).
+    fn collections_in_use(&self, q: &ListQuery) -> Result<Vec<String>, StoreError>;
+
     /// Step 3 of the write path: inserts new records with their counts and indexes, marked
     /// pending until their record files are durable, and clears the marks of `settled`, all
     /// in one transaction. Durable only after [`flush`](Self::flush).
@@ -165,6 +169,10 @@ impl MetaBackend for MetaStore {
 
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         MetaStore::list(self, q)
+    }
+
+    fn collections_in_use(&self, q: &ListQuery) -> Result<Vec<String>, StoreError> {
+        MetaStore::collections_in_use(self, q)
     }
 
     fn insert_pending(

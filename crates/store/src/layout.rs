@@ -26,6 +26,7 @@ const KNOWN_ENTRIES: &[&str] = &[
     "quarantine",
     "variants",
     "uploads",
+    "collections",
     "secrets",
     "CATALOG",
     "meta.building",
@@ -42,6 +43,8 @@ pub(crate) const RESTORED_ENTRIES: &[&str] = &[
     "records",
     "quarantine",
     "variants",
+    "uploads",
+    "collections",
     "secrets",
     "CATALOG",
 ];
@@ -98,6 +101,11 @@ impl Layout {
     /// Resumable uploads in progress (see [`partial`](crate::partial)); never in backups.
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")
+    }
+    /// `collections/`: a file per collection that has one, with its settings (see
+    /// [`collections`](crate::collections)); in backups, and never rebuilt.
+    pub fn collections(&self) -> PathBuf {
+        self.root.join("collections")
     }
 
     /// `secrets/`: the hashes of the tokens, and the session and URL-signing keys.
@@ -161,6 +169,7 @@ impl Layout {
             self.records(),
             self.variants(),
             self.uploads(),
+            self.collections(),
             self.secrets(),
         ] {
             fs::create_dir_all(&dir)

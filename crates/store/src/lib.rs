@@ -36,6 +36,8 @@ pub mod write;
 // Records and the database.
 /// Decoded records kept in memory for the read paths.
 mod cache;
+/// Collections of their own, with their settings, under `collections/`.
+pub mod collections;
 /// What the records imply for the database's indexes and totals.
 mod derived;
 /// Listing filters and cursors.
@@ -77,6 +79,7 @@ use std::sync::{Arc, Mutex};
 
 pub use backend::{BlobBackend, MetaBackend};
 pub use blobs::{BlobStore, BlobWriter, StagedBlob};
+pub use collections::{CollectionInfo, Collections};
 pub use derived::Totals;
 pub use error::StoreError;
 pub use hash::ContentHash;
@@ -127,6 +130,8 @@ pub struct Store {
     blobs: BlobStore,
     /// Resumable uploads in progress.
     partials: partial::Partials,
+    /// Collections with a file, and their settings.
+    collections: Collections,
     records: RecordFiles,
     meta: MetaStore,
     hash_locks: StripedLocks,
@@ -202,10 +207,12 @@ impl Store {
         if in_progress > 0 {
             tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
         }
+        let collections = Collections::open(layout.collections())?;
         let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
             partials,
+            collections,
             record_sync: RecordSync::new(records.clone())
                 .map_err(|e| StoreError::io("open records/", e))?,
             root_sync: Arc::new(SharedDirSync::new(layout.blobs())),
@@ -253,6 +260,11 @@ impl Store {
     /// Resumable uploads in progress.
     pub fn partials(&self) -> &partial::Partials {
         &self.partials
+    }
+
+    /// Collections with a file, and their settings.
+    pub fn collections(&self) -> &Collections {
+        &self.collections
     }
 
     /// Where the records are indexed, through the seam a second backend fills.

@@ -99,6 +99,71 @@ impl MetaStore {
         Ok(ListPage { items, next: None })
     }
 
+    /// The distinct collections of the records `q` matches, by name (see
+    /// [`Store::collections_in_use`](crate::Store::collections_in_use)).
+    pub fn collections_in_use(&self, q: &ListQuery) -> Result<Vec<String>, StoreError> {
+        self.collections_scanning(q, MAX_SCAN)
+    }
+
+    /// [`collections_in_use`](Self::collections_in_use), reading at most `max_scan` records.
+    /// `idx_collection` sorts by name first: from each collection's first entry, the next
+    /// collection is one seek away, past `name ‖ 0x01` (a name holds no control character, so
+    /// that sorts after every `name ‖ 0x00 ‖ id` and before any longer name).
+    pub(super) fn collections_scanning(
+        &self,
+        q: &ListQuery,
+        max_scan: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // A record's own fields cannot change the answer: its index entry alone says enough.
+        let every = q.include_private && q.tag.is_none() && q.kind.is_none() && q.q.is_none();
+        let mut from = q
+            .collection
+            .as_deref()
+            .map_or_else(Vec::new, |c| text_key(c, None));
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        while let Some(entry) = self.by_collection.range(from.clone()..).next() {
+            let (key, _) = entry.map_err(sled_error)?;
+            let end = key.iter().position(|b| *b == 0).ok_or_else(|| {
+                StoreError::Corrupt("an idx_collection key has no separator".into())
+            })?;
+            let name = std::str::from_utf8(&key[..end])
+                .map_err(|_| StoreError::Corrupt("an idx_collection key is not UTF-8".into()))?;
+            if q.collection.as_deref().is_some_and(|c| c != name) {
+                break;
+            }
+            let prefix = &key[..=end];
+            let mut seen = every;
+            if !every {
+                for entry in self.by_collection.scan_prefix(prefix).rev() {
+                    if scanned == max_scan {
+                        return Ok(found);
+                    }
+                    scanned += 1;
+                    let (key, _) = entry.map_err(sled_error)?;
+                    let id = MediaId::from_key(&key[prefix.len()..]).ok_or_else(|| {
+                        StoreError::Corrupt("an index key has a malformed id".into())
+                    })?;
+                    let Some(record) = self.get_shared(id)? else {
+                        return Err(StoreError::Corrupt(format!(
+                            "an index names media {id}, which does not exist"
+                        )));
+                    };
+                    if q.matches(&record) {
+                        seen = true;
+                        break;
+                    }
+                }
+            }
+            if seen {
+                found.push(name.to_owned());
+            }
+            from = key[..end].to_vec();
+            from.push(1);
+        }
+        Ok(found)
+    }
+
     /// The cursor that continues a scan after `id` without naming it: its millisecond, and
     /// how many records of that millisecond the scan has passed (those not older than `id`).
     fn resume_at(&self, tree: &Tree, prefix: &[u8], id: MediaId) -> Result<Cursor, StoreError> {

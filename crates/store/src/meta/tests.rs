@@ -366,3 +366,64 @@ fn a_cursor_never_names_a_record_its_caller_cannot_see() {
         }
     }
 }
+
+/// Each collection is one seek for a caller who sees everything; for others, its records up
+/// to the first they see, within the bound, past which the rest are left out, never guessed.
+#[test]
+fn collections_in_use_seek_past_each_collection_and_read_within_the_bound() {
+    let (_dir, meta) = open();
+    let mut all = Vec::new();
+    // "a": 5 private then a public (the newest); "b": private only; "c": public.
+    for n in 0..6 {
+        let vis = if n == 5 {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        };
+        all.push(record(n, 1, Some("a"), &[], vis));
+    }
+    for n in 6..10 {
+        all.push(record(n, 1, Some("b"), &[], Visibility::Private));
+    }
+    all.push(record(10, 1, Some("c"), &[], Visibility::Public));
+    all.push(record(11, 1, None, &[], Visibility::Public));
+    meta.insert(&all).unwrap();
+
+    let every = ListQuery {
+        include_private: true,
+        ..ListQuery::default()
+    };
+    // A bound of 0 reads no record: a caller who sees everything needs none.
+    assert_eq!(
+        meta.collections_scanning(&every, 0).unwrap(),
+        ["a", "b", "c"]
+    );
+    let tagged = ListQuery {
+        include_private: true,
+        tag: Some("t".into()),
+        ..ListQuery::default()
+    };
+    assert!(meta.collections_in_use(&tagged).unwrap().is_empty());
+
+    let anonymous = ListQuery::default();
+    assert_eq!(meta.collections_in_use(&anonymous).unwrap(), ["a", "c"]);
+    // "a" costs one read (its newest record is public), "b" four, "c" one.
+    assert_eq!(
+        meta.collections_scanning(&anonymous, 6).unwrap(),
+        ["a", "c"]
+    );
+    assert_eq!(meta.collections_scanning(&anonymous, 5).unwrap(), ["a"]);
+    assert!(meta.collections_scanning(&anonymous, 0).unwrap().is_empty());
+    let only_b = ListQuery {
+        collection: Some("b".into()),
+        include_private: true,
+        ..ListQuery::default()
+    };
+    assert_eq!(meta.collections_in_use(&only_b).unwrap(), ["b"]);
+    let only_none = ListQuery {
+        collection: Some("bb".into()),
+        include_private: true,
+        ..ListQuery::default()
+    };
+    assert!(meta.collections_in_use(&only_none).unwrap().is_empty());
+}
