@@ -315,6 +315,7 @@ mod tests {
             alt: String::new(),
             tags: Vec::new(),
             collection: None,
+            key: None,
             visibility: Visibility::Public,
             custom: Default::default(),
             legacy_path: None,

@@ -1,6 +1,7 @@
 //! `shoebox import DIR`: adopt an existing uploads folder. Every file becomes media (through the
-//! same durable write protocol as an upload), keeps its old path so old URLs keep working, and
-//! is listed in a mapping of old path to new URL. Re-running adds nothing twice.
+//! same durable write protocol as an upload), keeps its old path so old URLs keep working (the
+//! path is its object key too), and is listed in a mapping of old path to new URL. Re-running
+//! adds nothing twice.
 
 use std::fs;
 use std::io::{IsTerminal, Read};
@@ -212,6 +213,8 @@ impl Store {
         );
         let fields = MediaFields {
             collection,
+            // The old path is the object key too, when it is one.
+            key: record::object_key(&legacy).ok(),
             legacy_path: Some(legacy),
             created_at: mtime.map(|t| {
                 time::OffsetDateTime::from(t)

@@ -1,5 +1,6 @@
 //! The media record and the rules for its editable fields.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -29,6 +30,8 @@ pub const MAX_COLLECTION: usize = 100;
 pub const MAX_FILENAME: usize = 255;
 /// Largest `custom` object, in bytes of compact JSON.
 pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+/// Longest object key, in UTF-8 bytes (S3's limit).
+pub const MAX_KEY: usize = 1024;
 
 /// A media id: a ULID, so ids are short, URL-safe and sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -226,6 +229,12 @@ pub struct MediaRecord {
     /// Always present; `null` outside any collection.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub collection: Option<String>,
+    /// Its object key, unique within its collection (the S3 API's bucket; records outside
+    /// any collection form the bucket `default`): the one given at upload, else
+    /// `{id}/{filename}` as they were at upload; it never changes. Absent in records written
+    /// before keys were kept, whose key is that derived one (see [`MediaRecord::key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Who may see it.
     pub visibility: Visibility,
     /// The caller's own keys.
@@ -274,6 +283,20 @@ impl MediaRecord {
     pub fn is_public(&self) -> bool {
         self.visibility == Visibility::Public
     }
+
+    /// Its object key: the stored one, or for a record written before keys were kept,
+    /// `{id}/{filename}`, the key it would have been given.
+    pub fn key(&self) -> Cow<'_, str> {
+        match &self.key {
+            Some(key) => Cow::Borrowed(key),
+            None => Cow::Owned(derived_key(self.id, &self.filename)),
+        }
+    }
+}
+
+/// The key of a record given none: `{id}/{filename}`, unique by its id.
+pub(crate) fn derived_key(id: MediaId, filename: &str) -> String {
+    format!("{id}/{filename}")
 }
 
 /// The caller-supplied fields of a new upload, already validated.
@@ -299,6 +322,8 @@ pub struct MediaFields {
     pub created_at: Option<OffsetDateTime>,
     /// The uploading token's id, when it is not the admin.
     pub owner: Option<String>,
+    /// The object key, as [`object_key`] checks it; `None` gives the record `{id}/{filename}`.
+    pub key: Option<String>,
 }
 
 /// A change to the editable fields; `None` leaves a field as it is.
@@ -324,8 +349,12 @@ pub struct MediaPatch {
 
 impl MediaPatch {
     /// Sets the fields that are `Some` on `record`, as given: validating them and setting
-    /// `updated_at` are the caller's.
+    /// `updated_at` are the caller's. A record written before keys were kept has its derived
+    /// key stored first, so that a new filename does not move it.
     pub fn apply(&self, record: &mut MediaRecord) {
+        if record.key.is_none() {
+            record.key = Some(record.key().into_owned());
+        }
         let set = |dst: &mut String, src: &Option<String>| {
             if let Some(v) = src {
                 dst.clone_from(v);
@@ -418,6 +447,18 @@ pub fn tags<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>
 /// Tags from the comma-separated form used by form fields and query strings.
 pub fn tag_list(value: &str) -> Result<Vec<String>, StoreError> {
     tags(value.split(','))
+}
+
+/// An object key: 1 to [`MAX_KEY`] bytes of UTF-8 without control characters (NUL among
+/// them), taken as given: no trimming, since `a ` and `a` are two keys.
+pub fn object_key(value: &str) -> Result<String, StoreError> {
+    if value.is_empty() || value.len() > MAX_KEY || value.chars().any(char::is_control) {
+        return Err(StoreError::invalid(
+            "key",
+            &format!("1 to {MAX_KEY} bytes of UTF-8 without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 /// A collection name; empty means "no collection".
@@ -580,5 +621,22 @@ mod tests {
         assert!(text_field("title", &"x".repeat(MAX_TITLE + 1), MAX_TITLE).is_err());
         assert!(text_field("title", "bell\u{7}", MAX_TITLE).is_err());
         assert!("secret".parse::<Visibility>().is_err());
+    }
+
+    #[test]
+    fn object_keys_are_bounded_utf8_without_control_characters() {
+        assert_eq!(
+            object_key(" photos/été 1.jpg").unwrap(),
+            " photos/été 1.jpg"
+        );
+        assert!(object_key("").is_err());
+        assert!(object_key("a\u{0}b").is_err());
+        assert!(object_key("a\nb").is_err());
+        assert!(object_key("a\u{7f}").is_err());
+        assert!(object_key(&"k".repeat(MAX_KEY)).is_ok());
+        assert!(
+            object_key(&"é".repeat(MAX_KEY / 2 + 1)).is_err(),
+            "bytes, not characters"
+        );
     }
 }

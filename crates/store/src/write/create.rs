@@ -83,6 +83,10 @@ impl Store {
                 }
                 None => (item.id.unwrap_or_else(|| self.new_id()), now),
             };
+            let key = match f.key {
+                Some(key) => record::object_key(&key)?,
+                None => record::derived_key(id, &filename),
+            };
             records.push(MediaRecord {
                 schema: record::RECORD_SCHEMA,
                 id,
@@ -96,6 +100,7 @@ impl Store {
                 alt: f.alt,
                 tags: f.tags,
                 collection: f.collection,
+                key: Some(key),
                 visibility: f.visibility,
                 custom: f.custom,
                 legacy_path: f.legacy_path,
