@@ -18,8 +18,8 @@ use std::sync::Arc;
 use crate::blobs::Placed;
 use crate::meta::MetaStore;
 use crate::{
-    BlobStore, BlobWriter, ContentHash, ListPage, ListQuery, MediaId, MediaRecord, StagedBlob,
-    StoreError, Totals,
+    BlobStore, BlobWriter, ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord,
+    StagedBlob, StoreError, Totals,
 };
 
 /// Where blobs live, under their content address.
@@ -141,6 +141,25 @@ pub trait MetaBackend: Send + Sync {
     /// The record `import` adopted from this old path.
     fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError>;
 
+    /// The record holding an object key in a collection (`None`: outside any).
+    fn by_key(&self, collection: Option<&str>, key: &str) -> Result<Option<MediaId>, StoreError>;
+
+    /// Up to `limit` keys of a collection that start with `prefix`, with their records'
+    /// ids, in the keys' byte order, from `from`; by seeking, not scanning.
+    fn keys(
+        &self,
+        collection: Option<&str>,
+        prefix: &str,
+        from: KeysFrom<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, MediaId)>, StoreError>;
+
+    /// The collections that hold records (`None` for records outside any), in byte order.
+    fn collections(&self) -> Result<Vec<Option<String>>, StoreError>;
+
+    /// Whether a collection holds no record.
+    fn collection_is_empty(&self, collection: Option<&str>) -> Result<bool, StoreError>;
+
     /// Records, blobs that records use, and their sizes, kept by every write.
     fn totals(&self) -> Result<Totals, StoreError>;
 
@@ -193,6 +212,28 @@ impl MetaBackend for MetaStore {
 
     fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError> {
         MetaStore::by_legacy_path(self, path)
+    }
+
+    fn by_key(&self, collection: Option<&str>, key: &str) -> Result<Option<MediaId>, StoreError> {
+        MetaStore::by_key(self, collection, key)
+    }
+
+    fn keys(
+        &self,
+        collection: Option<&str>,
+        prefix: &str,
+        from: KeysFrom<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, MediaId)>, StoreError> {
+        MetaStore::keys(self, collection, prefix, from, limit)
+    }
+
+    fn collections(&self) -> Result<Vec<Option<String>>, StoreError> {
+        MetaStore::collections(self)
+    }
+
+    fn collection_is_empty(&self, collection: Option<&str>) -> Result<bool, StoreError> {
+        MetaStore::collection_is_empty(self, collection)
     }
 
     fn totals(&self) -> Result<Totals, StoreError> {

@@ -30,6 +30,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
+use super::write::claim;
 use super::{Store, StoreError};
 
 /// Record writes (uploads, edits, deletes) allowed between their change to `records/` and
@@ -463,9 +464,16 @@ impl Store {
         }
         self.meta.settle(settled.into_iter())?;
         let mut adopted = Vec::new();
+        let mut claimed = BTreeSet::new();
         for (id, parsed) in &survey.extra {
+            // A key that another record holds (never the case for an upload that was
+            // acknowledged: its key was checked free under its lock).
+            let taken = match parsed {
+                Ok((record, true)) => self.key_taken(record)? || !claimed.insert(claim(record)),
+                _ => false,
+            };
             match parsed {
-                Ok((record, true)) => {
+                Ok((record, true)) if !taken => {
                     tracing::info!(
                         %id,
                         "indexed a record file the database lacked (an upload or a delete a \
@@ -475,6 +483,15 @@ impl Store {
                     adopted.push(record.clone());
                 }
                 _ if role == Role::Command => out.unsettled += 1,
+                Ok((record, true)) => {
+                    tracing::warn!(
+                        %id, key = %record.key(), to = %quarantine.display(),
+                        "set aside the record file of an upload whose key another record holds \
+                         (it was never acknowledged)"
+                    );
+                    self.records.move_to(*id, &quarantine)?;
+                    out.set_aside += 1;
+                }
                 Ok((record, false)) => {
                     tracing::warn!(
                         %id, hash = %record.hash, to = %quarantine.display(),
@@ -508,6 +525,16 @@ impl Store {
             if untouched.contains(&in_db.id) {
                 continue;
             }
+            if self.key_taken(file)? {
+                // An edit never acknowledged: its key was checked free under its lock.
+                tracing::warn!(
+                    id = %in_db.id, key = %file.key(),
+                    "kept the database's version of a record whose file moves it onto another \
+                     record's key, and rewrote the file"
+                );
+                self.records.write(in_db)?;
+                continue;
+            }
             self.meta.replace(in_db, file)?;
             out.edits_adopted += 1;
         }
@@ -525,6 +552,16 @@ impl Store {
             self.records.clear_tombstone(id)?;
         }
         Ok(Ok(out))
+    }
+}
+
+impl Store {
+    /// Whether another record holds `r`'s key in its collection.
+    fn key_taken(&self, r: &MediaRecord) -> Result<bool, StoreError> {
+        Ok(self
+            .meta
+            .by_key(r.collection.as_deref(), &r.key())?
+            .is_some_and(|holder| holder != r.id))
     }
 }
 

@@ -211,10 +211,15 @@ impl Store {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
+        // The old path is the object key too, unless it is not one or another record holds
+        // it; then the record gets `{id}/{filename}`.
+        let key = record::object_key(&legacy).ok().filter(|key| {
+            self.by_key(collection.as_deref(), key)
+                .is_ok_and(|holder| holder.is_none())
+        });
         let fields = MediaFields {
             collection,
-            // The old path is the object key too, when it is one.
-            key: record::object_key(&legacy).ok(),
+            key,
             legacy_path: Some(legacy),
             created_at: mtime.map(|t| {
                 time::OffsetDateTime::from(t)

@@ -9,6 +9,10 @@
 //! - `idx_collection`: collection ‖ 0x00 ‖ id → ()
 //! - `idx_tag`: tag ‖ 0x00 ‖ id → ()
 //! - `idx_kind`: kind ‖ id → ()
+//! - `idx_legacy`: old path → id, for media adopted by `import`
+//! - `idx_key`: collection (empty outside any) ‖ 0x00 ‖ object key → id; unique: a
+//!   transaction that would give a key to a second record fails with
+//!   [`StoreError::KeyTaken`]
 //! - `state`: health probes and bookkeeping
 //! - `pending`: id → () for new records whose files may not be durable yet (see
 //!   [`Store::create`](crate::Store::create)); a completed upload's mark goes once its
@@ -57,6 +61,7 @@ pub struct MetaStore {
     by_tag: Tree,
     by_kind: Tree,
     by_legacy: Tree,
+    by_key: Tree,
     state: Tree,
     pending: Tree,
     counters: Tree,
@@ -124,6 +129,7 @@ struct Indexes<'a> {
     by_tag: &'a TransactionalTree,
     by_kind: &'a TransactionalTree,
     by_legacy: &'a TransactionalTree,
+    by_key: &'a TransactionalTree,
 }
 
 impl Indexes<'_> {
@@ -134,12 +140,21 @@ impl Indexes<'_> {
             Index::Tag => self.by_tag,
             Index::Kind => self.by_kind,
             Index::Legacy => self.by_legacy,
+            Index::Key => self.by_key,
         }
     }
 
+    /// Adds a record's entries; aborts with [`StoreError::KeyTaken`] when its key is another
+    /// record's (remove the record's old entries first when it moves).
     fn add(&self, r: &MediaRecord) -> Abortable<()> {
         for (index, key, value) in index_entries(r) {
-            self.tree(index).insert(key, value)?;
+            let held = self.tree(index).insert(key, value.as_slice())?;
+            if index == Index::Key && held.is_some_and(|id| id.as_ref() != value.as_slice()) {
+                return abort(StoreError::KeyTaken {
+                    collection: r.collection.clone(),
+                    key: r.key().into_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -175,6 +190,7 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.by_key,
             &self.pending,
             &self.counters,
         )
@@ -187,6 +203,7 @@ impl MetaStore {
                     by_tag,
                     by_kind,
                     by_legacy,
+                    by_key,
                     marks,
                     counters,
                 )| {
@@ -199,6 +216,7 @@ impl MetaStore {
                             by_tag,
                             by_kind,
                             by_legacy,
+                            by_key,
                         },
                         marks,
                         counters,
@@ -268,6 +286,7 @@ impl MetaStore {
             by_tag: tree("idx_tag")?,
             by_kind: tree("idx_kind")?,
             by_legacy: tree("idx_legacy")?,
+            by_key: tree("idx_key")?,
             state: tree("state")?,
             pending: tree("pending")?,
             counters: tree("counters")?,
@@ -280,6 +299,10 @@ impl MetaStore {
         };
         if meta.counters.is_empty() && !meta.media.is_empty() {
             meta.recount()?;
+        }
+        // Every record has a key, so records without a key index are from before it.
+        if meta.by_key.is_empty() && !meta.media.is_empty() {
+            meta.index_keys()?;
         }
         Ok(meta)
     }
@@ -544,6 +567,7 @@ impl MetaStore {
 }
 
 mod derived;
+mod keys;
 mod list;
 mod state;
 

@@ -55,7 +55,7 @@ mod record_file_sync;
 pub(crate) mod upload_file;
 
 pub(crate) use commit::{Batcher, GroupCommit, SharedDirSync, StripedLocks};
-pub(crate) use create::crash_point;
+pub(crate) use create::{claim, crash_point};
 pub(crate) use record_file_sync::RecordSync;
 
 use crate::{sniff, BlobWriter, MediaFields, StagedBlob, Store, StoreError};
