@@ -129,6 +129,11 @@ pub trait MetaBackend: Send + Sync {
     /// Replaces a record with its edited form, moving its index entries.
     fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError>;
 
+    /// Replaces a record with a version naming other bytes (a keyed upload's replacement),
+    /// moving its index entries and both blobs' counts in one step; answers the count the old
+    /// blob has left. Durable only after [`flush`](Self::flush).
+    fn replace_content(&self, old: &MediaRecord, new: &MediaRecord) -> Result<u64, StoreError>;
+
     /// Deletes a record; returns it with the count its blob has left.
     fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError>;
 
@@ -196,6 +201,10 @@ impl MetaBackend for MetaStore {
 
     fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
         MetaStore::replace(self, old, new)
+    }
+
+    fn replace_content(&self, old: &MediaRecord, new: &MediaRecord) -> Result<u64, StoreError> {
+        MetaStore::replace_content(self, old, new)
     }
 
     fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {

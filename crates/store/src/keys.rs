@@ -1,6 +1,7 @@
 //! Object keys, for the S3 API: buckets are collections (records outside any collection form
 //! the bucket `default`), objects are records, and every record has a key, unique in its
-//! collection (see [`MediaRecord::key`]). This file reads them.
+//! collection (see [`MediaRecord::key`]). This file reads them; a keyed upload that creates or
+//! replaces is [`Store::put`].
 //!
 //! Every lookup seeks in the key index: a record by its key, a page of keys from any point
 //! (after a key, or past every key under a common prefix), the collections in use (one seek

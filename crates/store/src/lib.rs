@@ -86,7 +86,7 @@ pub use layout::Layout;
 pub use listing::{Cursor, KeysFrom, ListPage, ListQuery};
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, PosterState, Visibility};
 pub use start::Started;
-pub use write::NewMedia;
+pub use write::{NewMedia, Put};
 
 use catalogue::InFlight;
 use layout::DirLock;

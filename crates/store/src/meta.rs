@@ -111,6 +111,43 @@ fn count_of(v: Option<IVec>) -> u64 {
         .unwrap_or(0)
 }
 
+/// One more record uses a blob, inside a transaction: its count goes up, and the totals
+/// count the blob when it had none.
+fn count_up(
+    refs: &TransactionalTree,
+    hash: &ContentHash,
+    size: u64,
+    delta: &mut Delta,
+) -> Abortable<()> {
+    let count = count_of(refs.get(hash.as_bytes())?);
+    refs.insert(hash.as_bytes(), &(count + 1).to_be_bytes())?;
+    if count == 0 {
+        delta.add_blob(size);
+    }
+    Ok(())
+}
+
+/// One record fewer uses a blob, inside a transaction; answers the count left (at zero the
+/// count goes, and the totals drop the blob).
+fn count_down(
+    refs: &TransactionalTree,
+    hash: &ContentHash,
+    size: u64,
+    delta: &mut Delta,
+) -> Abortable<u64> {
+    let count = count_of(refs.get(hash.as_bytes())?);
+    let remaining = count.saturating_sub(1);
+    if remaining == 0 {
+        refs.remove(hash.as_bytes())?;
+    } else {
+        refs.insert(hash.as_bytes(), &remaining.to_be_bytes())?;
+    }
+    if count == 1 {
+        delta.remove_blob(size);
+    }
+    Ok(remaining)
+}
+
 /// Changes the totals inside a transaction.
 fn apply(counters: &TransactionalTree, delta: &Delta) -> Abortable<()> {
     for (key, change) in delta.changes() {
@@ -353,14 +390,9 @@ impl MetaStore {
                         record.id
                     )));
                 }
-                let count = count_of(tx.refs.get(record.hash.as_bytes())?);
-                tx.refs
-                    .insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
+                count_up(tx.refs, &record.hash, record.size, &mut delta)?;
                 tx.indexes.add(record)?;
                 delta.add_record(record);
-                if count == 0 {
-                    delta.add_blob(record.size);
-                }
             }
             apply(tx.counters, &delta)
         });
@@ -422,6 +454,46 @@ impl MetaStore {
         result
     }
 
+    /// Replaces a record with a version that names other bytes (a keyed upload's replacement;
+    /// an edit goes through [`replace`](Self::replace), which refuses that), in one
+    /// transaction: the record, its index entries, both blobs' counts and the totals. Answers
+    /// the count the old blob has left. Fails with `NotFound` when the record is gone, and
+    /// refuses to overwrite a record that is no longer `old` or to change its id.
+    pub fn replace_content(&self, old: &MediaRecord, new: &MediaRecord) -> Result<u64, StoreError> {
+        if old.id != new.id {
+            return Err(StoreError::Corrupt(format!(
+                "a replacement of media {} would change its id",
+                old.id
+            )));
+        }
+        let bytes = encode(new)?;
+        let result = self.transaction(|tx| {
+            let Some(current) = tx.media.get(old.id.to_key())? else {
+                return abort(StoreError::NotFound);
+            };
+            if decode(&current).or_else(abort)? != *old {
+                return abort(StoreError::Corrupt(format!(
+                    "media {} changed during a replacement",
+                    old.id
+                )));
+            }
+            tx.indexes.remove(old)?;
+            tx.indexes.add(new)?;
+            tx.media.insert(&new.id.to_key(), bytes.as_slice())?;
+            let mut delta = Delta::default();
+            delta.remove_record(old);
+            delta.add_record(new);
+            // Down before up: the same bytes again leave the count as it was.
+            count_down(tx.refs, &old.hash, old.size, &mut delta)?;
+            count_up(tx.refs, &new.hash, new.size, &mut delta)?;
+            apply(tx.counters, &delta)?;
+            Ok(count_of(tx.refs.get(old.hash.as_bytes())?))
+        });
+        self.representatives.forget([&old.hash, &new.hash]);
+        self.records.forget([&old.id]);
+        result
+    }
+
     /// Removes a record and its index entries and decrements its blob's count, in one
     /// transaction. Returns the record and the blob's remaining count.
     pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
@@ -432,19 +504,9 @@ impl MetaStore {
             };
             let record = decode(&bytes).or_else(abort)?;
             tx.indexes.remove(&record)?;
-            let count = count_of(tx.refs.get(record.hash.as_bytes())?);
-            let remaining = count.saturating_sub(1);
-            if remaining == 0 {
-                tx.refs.remove(record.hash.as_bytes())?;
-            } else {
-                tx.refs
-                    .insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
-            }
             let mut delta = Delta::default();
+            let remaining = count_down(tx.refs, &record.hash, record.size, &mut delta)?;
             delta.remove_record(&record);
-            if count == 1 {
-                delta.remove_blob(record.size);
-            }
             apply(tx.counters, &delta)?;
             Ok(Some((record, remaining)))
         });

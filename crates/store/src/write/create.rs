@@ -252,6 +252,20 @@ impl Store {
         staged: Vec<StagedBlob>,
         records: &[MediaRecord],
     ) -> Result<Vec<parallel::Task>, StoreError> {
+        let tasks = self.place_blobs(staged)?;
+        for record in records {
+            self.records.place(record)?;
+        }
+        Ok(tasks)
+    }
+
+    /// The blobs' part of [`place`](Self::place): each goes under its content address, or
+    /// gives way to a stored copy that a record counts; returns the fsyncs that make them
+    /// durable. The caller holds the hashes' locks.
+    pub(crate) fn place_blobs(
+        &self,
+        staged: Vec<StagedBlob>,
+    ) -> Result<Vec<parallel::Task>, StoreError> {
         let mut tasks = Vec::new();
         let mut placed = std::collections::HashSet::new();
         let mut dirs = std::collections::BTreeSet::new();
@@ -280,9 +294,6 @@ impl Store {
                 .bytes_stored
                 .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             tasks.push(new.durable_tasks(&mut dirs));
-        }
-        for record in records {
-            self.records.place(record)?;
         }
         if dirs.remove(self.root_sync.dir()) {
             tasks.push(self.root_sync.task());

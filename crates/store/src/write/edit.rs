@@ -3,7 +3,7 @@
 
 use super::create::claim;
 use crate::record;
-use crate::{MediaId, MediaPatch, MediaRecord, Store, StoreError};
+use crate::{ContentHash, MediaId, MediaPatch, MediaRecord, Store, StoreError};
 
 impl Store {
     /// Edits a record's editable fields; durable before it returns. A move to a collection
@@ -126,17 +126,25 @@ impl Store {
             tracing::warn!(%id, error = %e, "could not remove a tombstone; the next start does");
         }
         if remaining == 0 {
-            if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                // A backup may have read the record already; it still needs the bytes.
-                self.deferred
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(record.hash);
-            } else {
-                self.blobs.remove(&record.hash)?;
-            }
+            self.release_blob(record.hash)?;
         }
         Ok(true)
+    }
+
+    /// The last step of a delete or a replacement, once the database's change is durable: a
+    /// blob whose last record went is removed, or kept until the backup in progress ends. The
+    /// caller holds the hash's lock.
+    pub(crate) fn release_blob(&self, hash: ContentHash) -> Result<(), StoreError> {
+        if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            // A backup may have read the record already; it still needs the bytes.
+            self.deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(hash);
+            Ok(())
+        } else {
+            self.blobs.remove(&hash)
+        }
     }
 
     /// Unlinks blobs whose deletion waited for a backup, if still unused.
