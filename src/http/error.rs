@@ -21,8 +21,9 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_field` (400); `unauthorized`
     /// (401); `cross_site`, `insufficient_scope`, `invalid_signature`, `expired_signature`
     /// (403); `not_found` (404); `method_not_allowed` (405); `request_timeout` (408);
-    /// `offset_mismatch`, `upload_incomplete`, `upload_taken_over`, `collection_not_empty`
-    /// (409); `upload_expired` (410); `unsupported_version` (412); `payload_too_large` (413);
+    /// `key_taken`, `offset_mismatch`, `upload_incomplete`, `upload_taken_over`,
+    /// `collection_not_empty` (409); `upload_expired` (410); `unsupported_version` (412);
+    /// `payload_too_large` (413);
     /// `unsupported_media_type` (415); `image_too_large`, `undecodable_image` (422);
     /// `upload_locked` (423); `too_many_requests`, `too_many_uploads` (429);
     /// `checksum_mismatch` (460);
@@ -169,6 +170,7 @@ impl ApiError {
             ApiError::Store(e) => match e {
                 StoreError::Invalid { .. } => (S::BAD_REQUEST, "invalid_field", e.to_string()),
                 StoreError::NotFound => (S::NOT_FOUND, "not_found", e.to_string()),
+                StoreError::KeyTaken { .. } => (S::CONFLICT, "key_taken", e.to_string()),
                 StoreError::NoSpace { .. } => (
                     S::INSUFFICIENT_STORAGE,
                     "insufficient_storage",

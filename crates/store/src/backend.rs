@@ -18,8 +18,8 @@ use std::sync::Arc;
 use crate::blobs::Placed;
 use crate::meta::MetaStore;
 use crate::{
-    BlobStore, BlobWriter, ContentHash, ListPage, ListQuery, MediaId, MediaRecord, StagedBlob,
-    StoreError, Totals,
+    BlobStore, BlobWriter, ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord,
+    StagedBlob, StoreError, Totals,
 };
 
 /// Where blobs live, under their content address.
@@ -133,6 +133,11 @@ pub trait MetaBackend: Send + Sync {
     /// Replaces a record with its edited form, moving its index entries.
     fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError>;
 
+    /// Replaces a record with a version naming other bytes (a keyed upload's replacement),
+    /// moving its index entries and both blobs' counts in one step; answers the count the old
+    /// blob has left. Durable only after [`flush`](Self::flush).
+    fn replace_content(&self, old: &MediaRecord, new: &MediaRecord) -> Result<u64, StoreError>;
+
     /// Deletes a record; returns it with the count its blob has left.
     fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError>;
 
@@ -144,6 +149,25 @@ pub trait MetaBackend: Send + Sync {
 
     /// The record `import` adopted from this old path.
     fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError>;
+
+    /// The record holding an object key in a collection (`None`: outside any).
+    fn by_key(&self, collection: Option<&str>, key: &str) -> Result<Option<MediaId>, StoreError>;
+
+    /// Up to `limit` keys of a collection that start with `prefix`, with their records'
+    /// ids, in the keys' byte order, from `from`; by seeking, not scanning.
+    fn keys(
+        &self,
+        collection: Option<&str>,
+        prefix: &str,
+        from: KeysFrom<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, MediaId)>, StoreError>;
+
+    /// The collections that hold records (`None` for records outside any), in byte order.
+    fn collections(&self) -> Result<Vec<Option<String>>, StoreError>;
+
+    /// Whether a collection holds no record.
+    fn collection_is_empty(&self, collection: Option<&str>) -> Result<bool, StoreError>;
 
     /// Records, blobs that records use, and their sizes, kept by every write.
     fn totals(&self) -> Result<Totals, StoreError>;
@@ -187,6 +211,10 @@ impl MetaBackend for MetaStore {
         MetaStore::replace(self, old, new)
     }
 
+    fn replace_content(&self, old: &MediaRecord, new: &MediaRecord) -> Result<u64, StoreError> {
+        MetaStore::replace_content(self, old, new)
+    }
+
     fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
         MetaStore::delete(self, id)
     }
@@ -201,6 +229,28 @@ impl MetaBackend for MetaStore {
 
     fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError> {
         MetaStore::by_legacy_path(self, path)
+    }
+
+    fn by_key(&self, collection: Option<&str>, key: &str) -> Result<Option<MediaId>, StoreError> {
+        MetaStore::by_key(self, collection, key)
+    }
+
+    fn keys(
+        &self,
+        collection: Option<&str>,
+        prefix: &str,
+        from: KeysFrom<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, MediaId)>, StoreError> {
+        MetaStore::keys(self, collection, prefix, from, limit)
+    }
+
+    fn collections(&self) -> Result<Vec<Option<String>>, StoreError> {
+        MetaStore::collections(self)
+    }
+
+    fn collection_is_empty(&self, collection: Option<&str>) -> Result<bool, StoreError> {
+        MetaStore::collection_is_empty(self, collection)
     }
 
     fn totals(&self) -> Result<Totals, StoreError> {

@@ -5,6 +5,8 @@
 //! - an upload places its record file, then commits the record (see
 //!   [`Store::create`](crate::Store::create));
 //! - an edit replaces the file durably, then the record;
+//! - a keyed upload's replacement makes its new blob durable, then replaces the file durably,
+//!   then the record (see [`Store::put`](crate::Store::put));
 //! - a delete renames the file to a tombstone durably, then deletes the record.
 //!
 //! So a crash can leave the database behind `records/` only by the writes in flight, and
@@ -13,7 +15,8 @@
 //! - differences within the bound are settled from `records/`: a record file the database
 //!   lacks is indexed (its blob is whole) or, when its bytes never arrived whole so that its
 //!   upload cannot have been acknowledged, set aside in `quarantine/records/`; a file newer
-//!   than its record replaces it; a tombstone finishes its delete;
+//!   than its record replaces it (with its counts, when it names other bytes: they are whole,
+//!   or the difference is damage); a tombstone finishes its delete;
 //! - anything more is damage: the server rebuilds the database from `records/` (see
 //!   [`rebuild`](crate::rebuild)), a command refuses and names `shoebox rebuild`.
 //!
@@ -30,6 +33,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::record::{MediaId, MediaRecord};
+use super::write::claim;
 use super::{Store, StoreError};
 
 /// Record writes (uploads, edits, deletes) allowed between their change to `records/` and
@@ -171,7 +175,8 @@ pub struct Settlement {
     pub rolled_back: usize,
     /// Record files the database lacked, now indexed.
     pub adopted: usize,
-    /// Records replaced by a newer version from their file (an edit a crash cut off).
+    /// Records replaced by a newer version from their file (an edit, or a keyed upload's
+    /// replacement, that a crash cut off).
     pub edits_adopted: usize,
     /// Deletes whose tombstone outlived a crash, finished.
     pub deletes_finished: usize,
@@ -236,8 +241,9 @@ struct Survey {
     extra: Vec<(MediaId, ReadFile)>,
     /// Records in the database with no file and no tombstone (and not pending).
     stale: Vec<MediaId>,
-    /// Records whose file says something else: (database, file).
-    differing: Vec<(MediaRecord, MediaRecord)>,
+    /// Records whose file says something else: (database, file, whether the bytes the file
+    /// names are whole; only checked when they are not the database's).
+    differing: Vec<(MediaRecord, MediaRecord, bool)>,
     /// Records whose file does not parse while the database has them.
     unreadable: Vec<MediaId>,
     /// The database's ids, as its index of ids has them (see [`MetaStore::ids`]).
@@ -324,7 +330,11 @@ impl Store {
                 }
                 match self.records.read(id) {
                     Ok(Some(file)) if file == in_db => {}
-                    Ok(Some(file)) => s.differing.push((in_db, file)),
+                    Ok(Some(file)) => {
+                        let whole = (file.hash, file.size) == (in_db.hash, in_db.size)
+                            || self.blobs.holds_whole(&file.hash, file.size);
+                        s.differing.push((in_db, file, whole));
+                    }
                     Ok(None) => {}
                     Err(_) => s.unreadable.push(id),
                 }
@@ -388,14 +398,14 @@ impl Store {
                 s.stale.len()
             ));
         }
-        let moved = s
-            .differing
-            .iter()
-            .filter(|(db, file)| db.hash != file.hash || db.size != file.size)
-            .count();
+        // A file naming other bytes than its record is a keyed upload's replacement that a
+        // crash cut off (see `Store::put`) only when those bytes are whole: they were durable
+        // before the file named them.
+        let moved = s.differing.iter().filter(|(_, _, whole)| !whole).count();
         if moved > 0 {
             findings.push(format!(
-                "{moved} record files name other bytes than the database's records"
+                "{moved} record files name other bytes than the database's records, and those \
+                 bytes are missing or damaged"
             ));
         }
         (!findings.is_empty()).then_some(Damage { findings })
@@ -463,9 +473,16 @@ impl Store {
         }
         self.meta.settle(settled.into_iter())?;
         let mut adopted = Vec::new();
+        let mut claimed = BTreeSet::new();
         for (id, parsed) in &survey.extra {
+            // A key that another record holds (never the case for an upload that was
+            // acknowledged: its key was checked free under its lock).
+            let taken = match parsed {
+                Ok((record, true)) => self.key_taken(record)? || !claimed.insert(claim(record)),
+                _ => false,
+            };
             match parsed {
-                Ok((record, true)) => {
+                Ok((record, true)) if !taken => {
                     tracing::info!(
                         %id,
                         "indexed a record file the database lacked (an upload or a delete a \
@@ -475,6 +492,15 @@ impl Store {
                     adopted.push(record.clone());
                 }
                 _ if role == Role::Command => out.unsettled += 1,
+                Ok((record, true)) => {
+                    tracing::warn!(
+                        %id, key = %record.key(), to = %quarantine.display(),
+                        "set aside the record file of an upload whose key another record holds \
+                         (it was never acknowledged)"
+                    );
+                    self.records.move_to(*id, &quarantine)?;
+                    out.set_aside += 1;
+                }
                 Ok((record, false)) => {
                     tracing::warn!(
                         %id, hash = %record.hash, to = %quarantine.display(),
@@ -504,11 +530,31 @@ impl Store {
             self.meta.insert(&adopted)?;
             out.adopted = adopted.len();
         }
-        for (in_db, file) in &survey.differing {
+        for (in_db, file, _) in &survey.differing {
             if untouched.contains(&in_db.id) {
                 continue;
             }
-            self.meta.replace(in_db, file)?;
+            if self.key_taken(file)? {
+                // An edit never acknowledged: its key was checked free under its lock.
+                tracing::warn!(
+                    id = %in_db.id, key = %file.key(),
+                    "kept the database's version of a record whose file moves it onto another \
+                     record's key, and rewrote the file"
+                );
+                self.records.write(in_db)?;
+                continue;
+            }
+            if (in_db.hash, in_db.size) == (file.hash, file.size) {
+                self.meta.replace(in_db, file)?;
+            } else {
+                // A keyed upload's replacement cut off after its record file: the bytes the
+                // file names were durable before it was written, and the old ones are
+                // still there (they go only after the database has the new version).
+                self.blobs.make_durable(&file.hash)?;
+                if self.meta.replace_content(in_db, file)? == 0 {
+                    self.blobs.remove(&in_db.hash)?;
+                }
+            }
             out.edits_adopted += 1;
         }
         for &id in survey
@@ -525,6 +571,16 @@ impl Store {
             self.records.clear_tombstone(id)?;
         }
         Ok(Ok(out))
+    }
+}
+
+impl Store {
+    /// Whether another record holds `r`'s key in its collection.
+    fn key_taken(&self, r: &MediaRecord) -> Result<bool, StoreError> {
+        Ok(self
+            .meta
+            .by_key(r.collection.as_deref(), &r.key())?
+            .is_some_and(|holder| holder != r.id))
     }
 }
 

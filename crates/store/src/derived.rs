@@ -33,6 +33,19 @@ pub(crate) fn text_key(prefix: &str, id: Option<MediaId>) -> Vec<u8> {
     key
 }
 
+/// `idx_key`'s prefix for one bucket: the collection's name (empty outside any) ‖ 0x00. A
+/// collection's name holds no control character, so no bucket's prefix is another's.
+pub(crate) fn bucket_prefix(collection: Option<&str>) -> Vec<u8> {
+    text_key(collection.unwrap_or(""), None)
+}
+
+/// `idx_key`: the bucket's prefix ‖ the object key. Its value is the record's id.
+pub(crate) fn bucket_key(collection: Option<&str>, key: &str) -> Vec<u8> {
+    let mut out = bucket_prefix(collection);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
 /// `idx_hash`: hash ‖ id.
 pub(crate) fn hash_key(hash: &ContentHash, id: MediaId) -> Vec<u8> {
     let mut key = Vec::with_capacity(48);
@@ -212,6 +225,8 @@ pub(crate) enum Index {
     Tag,
     Kind,
     Legacy,
+    /// Unique: one record per key in a bucket (see [`bucket_key`]).
+    Key,
 }
 
 /// Every index entry of one record, `(index, key, value)`: the one statement of the key
@@ -232,14 +247,20 @@ pub(crate) fn index_entries(r: &MediaRecord) -> Vec<(Index, Vec<u8>, Vec<u8>)> {
     if let Some(p) = &r.legacy_path {
         out.push((Index::Legacy, p.as_bytes().to_vec(), r.id.to_key().to_vec()));
     }
+    out.push((
+        Index::Key,
+        bucket_key(r.collection.as_deref(), &r.key()),
+        r.id.to_key().to_vec(),
+    ));
     out
 }
 
 /// Every derived tree's entries as these records imply them, by tree name: the reference
 /// counts, the indexes and the totals.
-pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 7] {
+pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 8] {
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-    let (mut h, mut c, mut t, mut k, mut l) = (
+    let (mut h, mut c, mut t, mut k, mut l, mut o) = (
+        BTreeMap::new(),
         BTreeMap::new(),
         BTreeMap::new(),
         BTreeMap::new(),
@@ -255,6 +276,7 @@ pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 7] 
                 Index::Tag => &mut t,
                 Index::Kind => &mut k,
                 Index::Legacy => &mut l,
+                Index::Key => &mut o,
             };
             tree.insert(key, value);
         }
@@ -270,6 +292,7 @@ pub(crate) fn expected(records: &[MediaRecord]) -> [(&'static str, Entries); 7] 
         ("idx_tag", t),
         ("idx_kind", k),
         ("idx_legacy", l),
+        ("idx_key", o),
         ("counters", Totals::of(records).entries()),
     ]
 }
@@ -315,6 +338,7 @@ mod tests {
             alt: String::new(),
             tags: Vec::new(),
             collection: None,
+            key: None,
             visibility: Visibility::Public,
             custom: Default::default(),
             legacy_path: None,

@@ -15,6 +15,15 @@ pub enum StoreError {
     /// No record has the id asked for.
     #[error("no such media")]
     NotFound,
+    /// Another record holds this object key in this collection; nothing was changed. (The
+    /// HTTP layer answers `409 Conflict`.)
+    #[error("another media record has the key {key:?} {}", in_collection(.collection))]
+    KeyTaken {
+        /// The collection (the S3 API's bucket); `None` outside any.
+        collection: Option<String>,
+        /// The object key.
+        key: String,
+    },
     /// An I/O operation failed; the message says what was being done and why it failed.
     #[error("could not {action}: {source}")]
     Io {
@@ -58,6 +67,13 @@ pub enum StoreError {
     NoRoom(String),
 }
 
+fn in_collection(collection: &Option<String>) -> String {
+    match collection {
+        Some(c) => format!("in the collection {c:?}"),
+        None => "outside any collection".to_owned(),
+    }
+}
+
 impl StoreError {
     /// An [`Io`](Self::Io) error; `action` completes "could not …".
     pub fn io(action: &'static str, source: std::io::Error) -> Self {
@@ -80,6 +96,10 @@ impl StoreError {
                 expected: expected.clone(),
             },
             StoreError::NotFound => StoreError::NotFound,
+            StoreError::KeyTaken { collection, key } => StoreError::KeyTaken {
+                collection: collection.clone(),
+                key: key.clone(),
+            },
             StoreError::Io { action, source } => StoreError::Io {
                 action,
                 source: std::io::Error::new(source.kind(), source.to_string()),

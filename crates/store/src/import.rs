@@ -1,6 +1,7 @@
 //! `shoebox import DIR`: adopt an existing uploads folder. Every file becomes media (through the
-//! same durable write protocol as an upload), keeps its old path so old URLs keep working, and
-//! is listed in a mapping of old path to new URL. Re-running adds nothing twice.
+//! same durable write protocol as an upload), keeps its old path so old URLs keep working (the
+//! path is its object key too), and is listed in a mapping of old path to new URL. Re-running
+//! adds nothing twice.
 
 use std::fs;
 use std::io::{IsTerminal, Read};
@@ -210,8 +211,15 @@ impl Store {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
+        // The old path is the object key too, unless it is not one or another record holds
+        // it; then the record gets `{id}/{filename}`.
+        let key = record::object_key(&legacy).ok().filter(|key| {
+            self.by_key(collection.as_deref(), key)
+                .is_ok_and(|holder| holder.is_none())
+        });
         let fields = MediaFields {
             collection,
+            key,
             legacy_path: Some(legacy),
             created_at: mtime.map(|t| {
                 time::OffsetDateTime::from(t)

@@ -40,6 +40,8 @@ mod cache;
 pub mod collections;
 /// What the records imply for the database's indexes and totals.
 mod derived;
+/// Records by object key, for the S3 API: lookups and listings by seeking.
+mod keys;
 /// Listing filters and cursors.
 pub mod listing;
 /// The sled database: the only file that names sled.
@@ -84,10 +86,10 @@ pub use derived::Totals;
 pub use error::StoreError;
 pub use hash::ContentHash;
 pub use layout::Layout;
-pub use listing::{Cursor, ListPage, ListQuery};
+pub use listing::{Cursor, KeysFrom, ListPage, ListQuery};
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, PosterState, Visibility};
 pub use start::Started;
-pub use write::NewMedia;
+pub use write::{NewMedia, Put};
 
 use catalogue::InFlight;
 use layout::DirLock;
@@ -136,6 +138,9 @@ pub struct Store {
     meta: MetaStore,
     hash_locks: StripedLocks,
     id_locks: StripedLocks,
+    /// Object keys (bucket ‖ key), held by whatever claims one: an upload, a keyed put, a
+    /// move to another collection. Taken before the ids' and hashes' locks.
+    key_locks: StripedLocks,
     commit: GroupCommit,
     /// New records of concurrent uploads, inserted in one transaction and flushed together.
     inserts: Batcher<Vec<MediaRecord>>,
@@ -222,6 +227,7 @@ impl Store {
             meta,
             hash_locks: StripedLocks::new(1024),
             id_locks: StripedLocks::new(256),
+            key_locks: StripedLocks::new(256),
             commit: GroupCommit::new(),
             inserts: Batcher::new(),
             ids: Mutex::new(ulid::Generator::new()),

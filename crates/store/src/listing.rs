@@ -46,6 +46,19 @@ impl ListQuery {
     }
 }
 
+/// Where a listing by object key starts (see [`Store::list_keys`](crate::Store::list_keys)).
+/// Keys sort by their UTF-8 bytes, which is the order of their code points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeysFrom<'a> {
+    /// At the first key.
+    Start,
+    /// At the first key after this one: where a listing that ended on it continues.
+    After(&'a str),
+    /// At the first key after every key that starts with this text: past a common prefix
+    /// that a listing with a delimiter rolled up, in one seek.
+    Past(&'a str),
+}
+
 /// One page of a listing.
 #[derive(Debug)]
 pub struct ListPage {

@@ -9,6 +9,10 @@
 //! - `idx_collection`: collection ‖ 0x00 ‖ id → ()
 //! - `idx_tag`: tag ‖ 0x00 ‖ id → ()
 //! - `idx_kind`: kind ‖ id → ()
+//! - `idx_legacy`: old path → id, for media adopted by `import`
+//! - `idx_key`: collection (empty outside any) ‖ 0x00 ‖ object key → id; unique: a
+//!   transaction that would give a key to a second record fails with
+//!   [`StoreError::KeyTaken`]
 //! - `state`: health probes and bookkeeping
 //! - `pending`: id → () for new records whose files may not be durable yet (see
 //!   [`Store::create`](crate::Store::create)); a completed upload's mark goes once its
@@ -57,6 +61,7 @@ pub struct MetaStore {
     by_tag: Tree,
     by_kind: Tree,
     by_legacy: Tree,
+    by_key: Tree,
     state: Tree,
     pending: Tree,
     counters: Tree,
@@ -106,6 +111,43 @@ fn count_of(v: Option<IVec>) -> u64 {
         .unwrap_or(0)
 }
 
+/// One more record uses a blob, inside a transaction: its count goes up, and the totals
+/// count the blob when it had none.
+fn count_up(
+    refs: &TransactionalTree,
+    hash: &ContentHash,
+    size: u64,
+    delta: &mut Delta,
+) -> Abortable<()> {
+    let count = count_of(refs.get(hash.as_bytes())?);
+    refs.insert(hash.as_bytes(), &(count + 1).to_be_bytes())?;
+    if count == 0 {
+        delta.add_blob(size);
+    }
+    Ok(())
+}
+
+/// One record fewer uses a blob, inside a transaction; answers the count left (at zero the
+/// count goes, and the totals drop the blob).
+fn count_down(
+    refs: &TransactionalTree,
+    hash: &ContentHash,
+    size: u64,
+    delta: &mut Delta,
+) -> Abortable<u64> {
+    let count = count_of(refs.get(hash.as_bytes())?);
+    let remaining = count.saturating_sub(1);
+    if remaining == 0 {
+        refs.remove(hash.as_bytes())?;
+    } else {
+        refs.insert(hash.as_bytes(), &remaining.to_be_bytes())?;
+    }
+    if count == 1 {
+        delta.remove_blob(size);
+    }
+    Ok(remaining)
+}
+
 /// Changes the totals inside a transaction.
 fn apply(counters: &TransactionalTree, delta: &Delta) -> Abortable<()> {
     for (key, change) in delta.changes() {
@@ -124,6 +166,7 @@ struct Indexes<'a> {
     by_tag: &'a TransactionalTree,
     by_kind: &'a TransactionalTree,
     by_legacy: &'a TransactionalTree,
+    by_key: &'a TransactionalTree,
 }
 
 impl Indexes<'_> {
@@ -134,12 +177,21 @@ impl Indexes<'_> {
             Index::Tag => self.by_tag,
             Index::Kind => self.by_kind,
             Index::Legacy => self.by_legacy,
+            Index::Key => self.by_key,
         }
     }
 
+    /// Adds a record's entries; aborts with [`StoreError::KeyTaken`] when its key is another
+    /// record's (remove the record's old entries first when it moves).
     fn add(&self, r: &MediaRecord) -> Abortable<()> {
         for (index, key, value) in index_entries(r) {
-            self.tree(index).insert(key, value)?;
+            let held = self.tree(index).insert(key, value.as_slice())?;
+            if index == Index::Key && held.is_some_and(|id| id.as_ref() != value.as_slice()) {
+                return abort(StoreError::KeyTaken {
+                    collection: r.collection.clone(),
+                    key: r.key().into_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -175,6 +227,7 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.by_key,
             &self.pending,
             &self.counters,
         )
@@ -187,6 +240,7 @@ impl MetaStore {
                     by_tag,
                     by_kind,
                     by_legacy,
+                    by_key,
                     marks,
                     counters,
                 )| {
@@ -199,6 +253,7 @@ impl MetaStore {
                             by_tag,
                             by_kind,
                             by_legacy,
+                            by_key,
                         },
                         marks,
                         counters,
@@ -268,6 +323,7 @@ impl MetaStore {
             by_tag: tree("idx_tag")?,
             by_kind: tree("idx_kind")?,
             by_legacy: tree("idx_legacy")?,
+            by_key: tree("idx_key")?,
             state: tree("state")?,
             pending: tree("pending")?,
             counters: tree("counters")?,
@@ -281,70 +337,11 @@ impl MetaStore {
         if meta.counters.is_empty() && !meta.media.is_empty() {
             meta.recount()?;
         }
+        // Every record has a key, so records without a key index are from before it.
+        if meta.by_key.is_empty() && !meta.media.is_empty() {
+            meta.index_keys()?;
+        }
         Ok(meta)
-    }
-
-    /// Inserts new records and bumps their blobs' reference counts, all in one transaction.
-    pub fn insert(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
-        self.insert_marked(&records.iter().collect::<Vec<_>>(), false, &[])
-    }
-
-    /// [`insert`](Self::insert), marking the records pending in the same transaction: their
-    /// files are still being made durable. The same transaction clears the marks of `settled`,
-    /// earlier records whose files are durable now; [`settle`](Self::settle) clears marks on
-    /// its own.
-    pub fn insert_pending(
-        &self,
-        records: &[&MediaRecord],
-        settled: &[MediaId],
-    ) -> Result<(), StoreError> {
-        self.insert_marked(records, true, settled)
-    }
-
-    fn insert_marked(
-        &self,
-        records: &[&MediaRecord],
-        pending: bool,
-        settled: &[MediaId],
-    ) -> Result<(), StoreError> {
-        let encoded = records
-            .iter()
-            .map(|r| encode(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let result = self.transaction(|tx| {
-            let mut delta = Delta::default();
-            for id in settled {
-                tx.marks.remove(&id.to_key())?;
-            }
-            for (record, bytes) in records.iter().zip(&encoded) {
-                if pending {
-                    tx.marks.insert(&record.id.to_key(), &[])?;
-                }
-                if tx
-                    .media
-                    .insert(&record.id.to_key(), bytes.as_slice())?
-                    .is_some()
-                {
-                    return abort(StoreError::Corrupt(format!(
-                        "media id {} already exists",
-                        record.id
-                    )));
-                }
-                let count = count_of(tx.refs.get(record.hash.as_bytes())?);
-                tx.refs
-                    .insert(record.hash.as_bytes(), &(count + 1).to_be_bytes())?;
-                tx.indexes.add(record)?;
-                delta.add_record(record);
-                if count == 0 {
-                    delta.add_blob(record.size);
-                }
-            }
-            apply(tx.counters, &delta)
-        });
-        // A new public record can make its blob public.
-        self.representatives.forget(records.iter().map(|r| &r.hash));
-        self.records.forget(records.iter().map(|r| &r.id));
-        result
     }
 
     /// A record by id, decoded (from the read cache when it holds it).
@@ -361,75 +358,6 @@ impl MetaStore {
                 .map(|b| decode(&b).map(Arc::new))
                 .transpose()
         })
-    }
-
-    /// Replaces a record and re-indexes it in one transaction. Fails with `NotFound` when the
-    /// record is gone, and refuses to overwrite a record that is no longer `old`, or to change
-    /// its bytes (the reference counts go by them).
-    pub fn replace(&self, old: &MediaRecord, new: &MediaRecord) -> Result<(), StoreError> {
-        if (old.id, old.hash, old.size) != (new.id, new.hash, new.size) {
-            return Err(StoreError::Corrupt(format!(
-                "an edit of media {} would change its id or its bytes",
-                old.id
-            )));
-        }
-        let bytes = encode(new)?;
-        let result = self.transaction(|tx| {
-            let Some(current) = tx.media.get(old.id.to_key())? else {
-                return abort(StoreError::NotFound);
-            };
-            if decode(&current).or_else(abort)? != *old {
-                return abort(StoreError::Corrupt(format!(
-                    "media {} changed during an edit",
-                    old.id
-                )));
-            }
-            tx.indexes.remove(old)?;
-            tx.indexes.add(new)?;
-            tx.media.insert(&new.id.to_key(), bytes.as_slice())?;
-            // Nothing, unless the kind changed (an edit cannot change it; a record file
-            // adopted at start-up might).
-            let mut delta = Delta::default();
-            delta.remove_record(old);
-            delta.add_record(new);
-            apply(tx.counters, &delta)
-        });
-        self.representatives.forget([&old.hash, &new.hash]);
-        self.records.forget([&old.id]);
-        result
-    }
-
-    /// Removes a record and its index entries and decrements its blob's count, in one
-    /// transaction. Returns the record and the blob's remaining count.
-    pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
-        let result = self.transaction(|tx| {
-            tx.marks.remove(&id.to_key())?;
-            let Some(bytes) = tx.media.remove(&id.to_key())? else {
-                return Ok(None);
-            };
-            let record = decode(&bytes).or_else(abort)?;
-            tx.indexes.remove(&record)?;
-            let count = count_of(tx.refs.get(record.hash.as_bytes())?);
-            let remaining = count.saturating_sub(1);
-            if remaining == 0 {
-                tx.refs.remove(record.hash.as_bytes())?;
-            } else {
-                tx.refs
-                    .insert(record.hash.as_bytes(), &remaining.to_be_bytes())?;
-            }
-            let mut delta = Delta::default();
-            delta.remove_record(&record);
-            if count == 1 {
-                delta.remove_blob(record.size);
-            }
-            apply(tx.counters, &delta)?;
-            Ok(Some((record, remaining)))
-        });
-        if let Ok(Some((record, _))) = &result {
-            self.representatives.forget([&record.hash]);
-        }
-        self.records.forget([&id]);
-        result
     }
 
     /// How many records use a blob.
@@ -543,7 +471,9 @@ impl MetaStore {
     }
 }
 
+mod change;
 mod derived;
+mod keys;
 mod list;
 mod state;
 

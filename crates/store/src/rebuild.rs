@@ -25,6 +25,7 @@ use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
 use super::meta::MetaStore;
 use super::record::{MediaId, MediaRecord};
 use super::record_files::{self, RecordFiles};
+use super::write::claim;
 use super::{Limits, Store, StoreError};
 
 /// What a rebuild did.
@@ -41,6 +42,9 @@ pub struct RebuildReport {
     /// Records whose blob is missing or short, kept because there are too many of them to be
     /// the trace of a crash: `verify` reports them.
     pub missing_blobs: usize,
+    /// Record files moved to `quarantine/records/` because an older record holds their key in
+    /// their collection, which the write path never lets happen.
+    pub key_clashes: Vec<String>,
     /// Record files written from the old database: uploads acknowledged just before a crash.
     pub recovered: Vec<String>,
     /// Records only the old database held, copied to `quarantine/records/`.
@@ -114,6 +118,20 @@ pub(crate) fn rebuild_locked(layout: &Layout, limits: Limits) -> Result<RebuildR
         report.missing_blobs = short.len();
         good.extend(short);
         good.sort_by_key(|r| r.id);
+    }
+
+    // One record per key in a collection, as the key index holds them: the older keeps it.
+    let mut claimed = std::collections::HashSet::new();
+    let (good, clashing): (Vec<MediaRecord>, Vec<MediaRecord>) =
+        good.into_iter().partition(|r| claimed.insert(claim(r)));
+    for r in clashing {
+        files.move_to(r.id, &layout.quarantine().join("records"))?;
+        report.key_clashes.push(format!(
+            "{}: an older record holds its key {:?} in its collection; moved to \
+             quarantine/records/",
+            files.path_for(r.id).display(),
+            r.key()
+        ));
     }
 
     let generation = seal.map_or(1, |s| s.generation + 1);
@@ -336,6 +354,10 @@ impl RebuildReport {
             (
                 self.set_aside.len(),
                 "record files of uploads a crash cut off, moved to quarantine/records/",
+            ),
+            (
+                self.key_clashes.len(),
+                "record files whose key an older record holds, moved to quarantine/records/",
             ),
             (self.unreadable.len(), "unreadable record files skipped"),
             (

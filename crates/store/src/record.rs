@@ -1,5 +1,6 @@
 //! The media record and the rules for its editable fields.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -29,6 +30,8 @@ pub const MAX_COLLECTION: usize = 100;
 pub const MAX_FILENAME: usize = 255;
 /// Largest `custom` object, in bytes of compact JSON.
 pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+/// Longest object key, in UTF-8 bytes (S3's limit).
+pub const MAX_KEY: usize = 1024;
 
 /// A media id: a ULID, so ids are short, URL-safe and sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -226,6 +229,12 @@ pub struct MediaRecord {
     /// Always present; `null` outside any collection.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub collection: Option<String>,
+    /// Its object key, unique within its collection (the S3 API's bucket; records outside
+    /// any collection form the bucket `default`): the one given at upload, else
+    /// `{id}/{filename}` as they were at upload; it never changes. Absent in records written
+    /// before keys were kept, whose key is that derived one (see [`MediaRecord::key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Who may see it.
     pub visibility: Visibility,
     /// The caller's own keys.
@@ -274,6 +283,20 @@ impl MediaRecord {
     pub fn is_public(&self) -> bool {
         self.visibility == Visibility::Public
     }
+
+    /// Its object key: the stored one, or for a record written before keys were kept,
+    /// `{id}/{filename}`, the key it would have been given.
+    pub fn key(&self) -> Cow<'_, str> {
+        match &self.key {
+            Some(key) => Cow::Borrowed(key),
+            None => Cow::Owned(derived_key(self.id, &self.filename)),
+        }
+    }
+}
+
+/// The key of a record given none: `{id}/{filename}`, unique by its id.
+pub(crate) fn derived_key(id: MediaId, filename: &str) -> String {
+    format!("{id}/{filename}")
 }
 
 /// The caller-supplied fields of a new upload, already validated.
@@ -299,6 +322,8 @@ pub struct MediaFields {
     pub created_at: Option<OffsetDateTime>,
     /// The uploading token's id, when it is not the admin.
     pub owner: Option<String>,
+    /// The object key, as [`object_key`] checks it; `None` gives the record `{id}/{filename}`.
+    pub key: Option<String>,
 }
 
 /// A change to the editable fields; `None` leaves a field as it is.
@@ -324,8 +349,12 @@ pub struct MediaPatch {
 
 impl MediaPatch {
     /// Sets the fields that are `Some` on `record`, as given: validating them and setting
-    /// `updated_at` are the caller's.
+    /// `updated_at` are the caller's. A record written before keys were kept has its derived
+    /// key stored first, so that a new filename does not move it.
     pub fn apply(&self, record: &mut MediaRecord) {
+        if record.key.is_none() {
+            record.key = Some(record.key().into_owned());
+        }
         let set = |dst: &mut String, src: &Option<String>| {
             if let Some(v) = src {
                 dst.clone_from(v);
@@ -420,6 +449,18 @@ pub fn tag_list(value: &str) -> Result<Vec<String>, StoreError> {
     tags(value.split(','))
 }
 
+/// An object key: 1 to [`MAX_KEY`] bytes of UTF-8 without control characters (NUL among
+/// them), taken as given: no trimming, since `a ` and `a` are two keys.
+pub fn object_key(value: &str) -> Result<String, StoreError> {
+    if value.is_empty() || value.len() > MAX_KEY || value.chars().any(char::is_control) {
+        return Err(StoreError::invalid(
+            "key",
+            &format!("1 to {MAX_KEY} bytes of UTF-8 without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// A collection name; empty means "no collection".
 pub fn collection(value: &str) -> Result<Option<String>, StoreError> {
     let value = value.trim();
@@ -497,88 +538,4 @@ pub fn now() -> OffsetDateTime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_round_trip_and_sort_by_time() {
-        let a = MediaId(ulid::Ulid::from_parts(1_000, 5));
-        let b = MediaId(ulid::Ulid::from_parts(2_000, 1));
-        assert!(a.to_key() < b.to_key());
-        assert_eq!(MediaId::from_key(&a.to_key()), Some(a));
-        assert_eq!(a.to_string().parse::<MediaId>().ok(), Some(a));
-        assert_eq!(
-            a.to_string().to_uppercase().parse::<MediaId>().ok(),
-            Some(a)
-        );
-        assert!("not-an-id".parse::<MediaId>().is_err());
-    }
-
-    #[test]
-    fn tags_are_normalised() {
-        assert_eq!(
-            tag_list(" Summer ,beach,, summer,Road   Trip").unwrap(),
-            vec!["summer", "beach", "road trip"]
-        );
-        assert!(tag_list(&"x".repeat(MAX_TAG + 1)).is_err());
-        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
-        assert!(tag_list(&many.join(",")).is_err());
-    }
-
-    #[test]
-    fn filenames_lose_paths_and_control_characters() {
-        assert_eq!(filename("../../etc/passwd"), "passwd");
-        assert_eq!(filename("C:\\Users\\me\\photo.jpg"), "photo.jpg");
-        assert_eq!(filename("a\u{0}b\nc.png"), "abc.png");
-        assert_eq!(filename(".."), "");
-        assert_eq!(filename("été 2024.jpg"), "été 2024.jpg");
-        assert!(filename(&"é".repeat(300)).len() <= MAX_FILENAME);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn cursors_never_panic_and_round_trip(s in ".{0,40}", n in proptest::prelude::any::<u128>()) {
-            let _ = s.parse::<MediaId>();
-            let id = MediaId(ulid::Ulid(n));
-            proptest::prop_assert_eq!(id.to_string().parse::<MediaId>().ok(), Some(id));
-        }
-
-        #[test]
-        fn tag_lists_never_panic_and_keep_their_invariants(s in "\\PC{0,300}") {
-            if let Ok(tags) = tag_list(&s) {
-                proptest::prop_assert!(tags.len() <= MAX_TAGS);
-                for t in &tags {
-                    proptest::prop_assert!(!t.is_empty() && t.chars().count() <= MAX_TAG);
-                    proptest::prop_assert!(!t.contains(',') && !t.chars().any(char::is_control));
-                    proptest::prop_assert_eq!(t.trim(), t.as_str());
-                    proptest::prop_assert_eq!(t.to_lowercase(), t.clone());
-                }
-                let mut unique = tags.clone();
-                unique.dedup();
-                proptest::prop_assert_eq!(unique.len(), tags.len());
-                // Normalising is idempotent.
-                proptest::prop_assert_eq!(tag_list(&tags.join(",")).ok(), Some(tags.clone()));
-            }
-        }
-
-        #[test]
-        fn filenames_never_carry_a_path(s in "\\PC{0,300}") {
-            let f = filename(&s);
-            proptest::prop_assert!(!f.contains('/') && !f.contains('\\') && !f.chars().any(char::is_control));
-            proptest::prop_assert!(f.len() <= MAX_FILENAME);
-            proptest::prop_assert!(f != "." && f != "..");
-        }
-    }
-
-    #[test]
-    fn fields_are_validated() {
-        assert!(collection("a/b").is_err());
-        assert_eq!(collection("  ").unwrap(), None);
-        assert_eq!(collection(" stories ").unwrap().as_deref(), Some("stories"));
-        assert!(custom_str("[1,2]").is_err());
-        assert!(custom_str("{\"message_id\": 42}").is_ok());
-        assert!(text_field("title", &"x".repeat(MAX_TITLE + 1), MAX_TITLE).is_err());
-        assert!(text_field("title", "bell\u{7}", MAX_TITLE).is_err());
-        assert!("secret".parse::<Visibility>().is_err());
-    }
-}
+mod tests;

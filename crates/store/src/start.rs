@@ -290,10 +290,12 @@ mod tests {
         let first = store.create(vec![new(&store, b"bytes")]).unwrap().remove(0);
         let mut stray = first.clone();
         stray.id = store.new_id();
+        stray.key = None;
         stray.title = "only in records/".into();
         store.records.write(&stray).unwrap();
         let mut cut = first.clone();
         cut.id = store.new_id();
+        cut.key = None;
         cut.hash = ContentHash([7; 32]);
         store.records.write(&cut).unwrap();
         drop(store);
@@ -311,6 +313,7 @@ mod tests {
         // After a clean stop, a difference is damage: a command refuses, the server rebuilds.
         let mut late = first.clone();
         late.id = store.new_id();
+        late.key = None;
         store.records.write(&late).unwrap();
         drop(store);
         let refused = Store::start(dir.path(), Role::Command).err().unwrap();

@@ -17,18 +17,29 @@ pub(crate) fn new(store: &Store, bytes: &[u8]) -> NewMedia {
     )
 }
 
+/// An upload of `bytes` named `a.txt` under `key` in `collection`.
+pub(crate) fn keyed(store: &Store, bytes: &[u8], collection: Option<&str>, key: &str) -> NewMedia {
+    let mut item = new(store, bytes);
+    item.fields.collection = collection.map(str::to_owned);
+    item.fields.key = Some(key.to_owned());
+    item
+}
+
 /// The state a crash can leave mid-[`create`](Store::create): blob and record file under
 /// their names, the record in sled and marked pending, nothing fsynced.
 pub(crate) fn cut_off(store: &Store, bytes: &[u8]) -> MediaRecord {
     let item = new(store, bytes);
+    let template = store
+        .create(vec![new(store, b"template")])
+        .unwrap()
+        .remove(0);
+    let id = store.new_id();
     let record = MediaRecord {
-        id: store.new_id(),
+        id,
         hash: item.blob.hash,
         size: item.blob.size,
-        ..store
-            .create(vec![new(store, b"template")])
-            .unwrap()
-            .remove(0)
+        key: Some(record::derived_key(id, &template.filename)),
+        ..template
     };
     drop(
         store

@@ -19,7 +19,7 @@ impl MetaStore {
     }
 
     /// The trees [`expected`] derives, in its order.
-    pub(super) fn derived_trees(&self) -> [&Tree; 7] {
+    pub(super) fn derived_trees(&self) -> [&Tree; 8] {
         [
             &self.refs,
             &self.by_hash,
@@ -27,6 +27,7 @@ impl MetaStore {
             &self.by_tag,
             &self.by_kind,
             &self.by_legacy,
+            &self.by_key,
             &self.counters,
         ]
     }

@@ -25,6 +25,7 @@ fn record(
         alt: String::new(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
         collection: collection.map(str::to_owned),
+        key: None,
         visibility,
         custom: Default::default(),
         legacy_path: None,

@@ -3,8 +3,14 @@
 
 use super::parallel;
 use crate::backend::BlobBackend;
+use crate::derived::bucket_key;
 use crate::record::{self, Kind};
 use crate::{blobs, sniff, MediaId, MediaRecord, NewMedia, StagedBlob, Store, StoreError};
+
+/// What a record's key locks and claims: its bucket and key, as the key index has them.
+pub(crate) fn claim(r: &MediaRecord) -> Vec<u8> {
+    bucket_key(r.collection.as_deref(), &r.key())
+}
 
 /// Fault injection for the crash tests, which cannot otherwise stop the process between two
 /// exact steps: with `SHOEBOX_CRASH_AT=<point>` set, the process runs `before` and aborts when
@@ -52,6 +58,11 @@ impl Store {
     ///
     /// The hashes' locks are held throughout, so a second upload of the same bytes waits until
     /// the first one's blob is durable before it reuses it.
+    ///
+    /// Each record gets its key: the one given (see [`record::object_key`]), else
+    /// `{id}/{filename}`. One that another record holds in its collection fails the call with
+    /// [`StoreError::KeyTaken`] before anything is written; the keys' locks are held from
+    /// that check to the flush, so two uploads of one key never both make a record.
     pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
         let created = self.create_records(items);
         self.watch(created)
@@ -62,58 +73,107 @@ impl Store {
         let mut records = Vec::with_capacity(items.len());
         let mut staged = Vec::with_capacity(items.len());
         for item in items {
-            let content_type = item.content_type;
-            let kind = sniff::kind(&content_type);
-            let filename = if item.filename.is_empty() {
-                format!("upload.{}", sniff::extension(&content_type))
-            } else {
-                item.filename
-            };
-            let dims = if kind == Kind::Image {
-                sniff::dimensions(&item.blob.head)
-            } else {
-                None
-            };
-            let f = item.fields;
-            let (id, created_at) = match f.created_at {
-                // Ids sort by time; an imported file keeps its place in history.
-                Some(t) => {
-                    let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-                    (MediaId(ulid::Ulid::from_parts(ms, rand::random())), t)
-                }
-                None => (item.id.unwrap_or_else(|| self.new_id()), now),
-            };
-            records.push(MediaRecord {
-                schema: record::RECORD_SCHEMA,
-                id,
-                hash: item.blob.hash,
-                size: item.blob.size,
-                content_type,
-                kind,
-                filename,
-                title: f.title,
-                description: f.description,
-                alt: f.alt,
-                tags: f.tags,
-                collection: f.collection,
-                visibility: f.visibility,
-                custom: f.custom,
-                legacy_path: f.legacy_path,
-                owner: f.owner,
-                original_hash: item.original_hash,
-                stripped: item.stripped,
-                duration: None,
-                poster: item.poster,
-                width: dims.map(|d| d.0),
-                height: dims.map(|d| d.1),
-                created_at,
-                updated_at: now,
-            });
-            staged.push(item.blob);
+            let (record, blob) = self.new_record(item, now)?;
+            records.push(record);
+            staged.push(blob);
         }
+        // Before the locks, as in every writer, so that none waits holding one.
+        let _permit = self.in_flight.enter(records.len());
+        let claims: Vec<Vec<u8>> = records.iter().map(claim).collect();
+        let _keys = self.key_locks.lock_all(claims.iter().map(Vec::as_slice));
+        self.check_keys_free(&records)?;
+        self.commit_new(records, staged)
+    }
+
+    /// A new upload's record, as [`create`](Self::create) makes it: its type, kind and
+    /// picture size from the bytes, its fields, its key (the one given, else
+    /// `{id}/{filename}`), a new id and the time `now`.
+    pub(crate) fn new_record(
+        &self,
+        item: NewMedia,
+        now: time::OffsetDateTime,
+    ) -> Result<(MediaRecord, StagedBlob), StoreError> {
+        let content_type = item.content_type;
+        let kind = sniff::kind(&content_type);
+        let filename = if item.filename.is_empty() {
+            format!("upload.{}", sniff::extension(&content_type))
+        } else {
+            item.filename
+        };
+        let dims = if kind == Kind::Image {
+            sniff::dimensions(&item.blob.head)
+        } else {
+            None
+        };
+        let f = item.fields;
+        let (id, created_at) = match f.created_at {
+            // Ids sort by time; an imported file keeps its place in history.
+            Some(t) => {
+                let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                (MediaId(ulid::Ulid::from_parts(ms, rand::random())), t)
+            }
+            None => (item.id.unwrap_or_else(|| self.new_id()), now),
+        };
+        let key = match f.key {
+            Some(key) => record::object_key(&key)?,
+            None => record::derived_key(id, &filename),
+        };
+        let record = MediaRecord {
+            schema: record::RECORD_SCHEMA,
+            id,
+            hash: item.blob.hash,
+            size: item.blob.size,
+            content_type,
+            kind,
+            filename,
+            title: f.title,
+            description: f.description,
+            alt: f.alt,
+            tags: f.tags,
+            collection: f.collection,
+            key: Some(key),
+            visibility: f.visibility,
+            custom: f.custom,
+            legacy_path: f.legacy_path,
+            owner: f.owner,
+            original_hash: item.original_hash,
+            stripped: item.stripped,
+            duration: None,
+            poster: item.poster,
+            width: dims.map(|d| d.0),
+            height: dims.map(|d| d.1),
+            created_at,
+            updated_at: now,
+        };
+        Ok((record, item.blob))
+    }
+
+    /// Refuses new records whose key another record holds, or another of them. The caller
+    /// holds the keys' locks, so the answer stands until it lets go of them.
+    fn check_keys_free(&self, records: &[MediaRecord]) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        for r in records {
+            let key = r.key();
+            let held = self.meta.by_key(r.collection.as_deref(), &key)?;
+            if held.is_some_and(|id| id != r.id) || !seen.insert(claim(r)) {
+                return Err(StoreError::KeyTaken {
+                    collection: r.collection.clone(),
+                    key: key.into_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The protocol's steps for new records (see [`create`](Self::create)). The caller holds
+    /// an in-flight permit for them and their keys' locks, and has checked their keys are
+    /// free.
+    pub(crate) fn commit_new(
+        &self,
+        records: Vec<MediaRecord>,
+        staged: Vec<StagedBlob>,
+    ) -> Result<Vec<MediaRecord>, StoreError> {
         {
-            // Before the hashes' locks, as in every writer, so that none waits holding one.
-            let _permit = self.in_flight.enter(records.len());
             let _guards = self
                 .hash_locks
                 .lock_all(records.iter().map(|r| &r.hash.as_bytes()[..]));
@@ -192,6 +252,20 @@ impl Store {
         staged: Vec<StagedBlob>,
         records: &[MediaRecord],
     ) -> Result<Vec<parallel::Task>, StoreError> {
+        let tasks = self.place_blobs(staged)?;
+        for record in records {
+            self.records.place(record)?;
+        }
+        Ok(tasks)
+    }
+
+    /// The blobs' part of [`place`](Self::place): each goes under its content address, or
+    /// gives way to a stored copy that a record counts; returns the fsyncs that make them
+    /// durable. The caller holds the hashes' locks.
+    pub(crate) fn place_blobs(
+        &self,
+        staged: Vec<StagedBlob>,
+    ) -> Result<Vec<parallel::Task>, StoreError> {
         let mut tasks = Vec::new();
         let mut placed = std::collections::HashSet::new();
         let mut dirs = std::collections::BTreeSet::new();
@@ -220,9 +294,6 @@ impl Store {
                 .bytes_stored
                 .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             tasks.push(new.durable_tasks(&mut dirs));
-        }
-        for record in records {
-            self.records.place(record)?;
         }
         if dirs.remove(self.root_sync.dir()) {
             tasks.push(self.root_sync.task());

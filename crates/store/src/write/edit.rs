@@ -1,18 +1,30 @@
 //! Edits and deletes: `records/` changes first, durably (a replaced file, a tombstone), then
 //! the database, whose flush concurrent writers share (see `commit.rs`).
 
+use super::create::claim;
 use crate::record;
-use crate::{MediaId, MediaPatch, MediaRecord, Store, StoreError};
+use crate::{ContentHash, MediaId, MediaPatch, MediaRecord, Store, StoreError};
 
 impl Store {
-    /// Edits a record's editable fields; durable before it returns.
+    /// Edits a record's editable fields; durable before it returns. A move to a collection
+    /// where another record holds its key fails with [`StoreError::KeyTaken`], and changes
+    /// nothing.
     pub fn update(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
         let updated = self.update_record(id, patch);
         self.watch(updated)
     }
 
     fn update_record(&self, id: MediaId, patch: &MediaPatch) -> Result<MediaRecord, StoreError> {
-        self.change(id, |record| {
+        // A record's key never changes, so where a move takes it is known before its lock.
+        let moved_to = match &patch.collection {
+            Some(collection) => {
+                let mut r = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
+                r.collection.clone_from(collection);
+                Some(claim(&r))
+            }
+            None => None,
+        };
+        self.change(id, moved_to.as_deref(), |record| {
             patch.apply(record);
             record.updated_at = record::now();
         })
@@ -25,26 +37,46 @@ impl Store {
         id: MediaId,
         learn: impl FnOnce(&mut MediaRecord),
     ) -> Result<MediaRecord, StoreError> {
-        let learned = self.change(id, learn);
+        let learned = self.change(id, None, learn);
         self.watch(learned)
     }
 
-    /// A change to one record: its file first, durably, then the database.
+    /// A change to one record: its file first, durably, then the database. `claim` is the
+    /// bucket and key the record moves to, when it changes collection: its lock is held, and
+    /// the key checked free, before anything is written.
     fn change(
         &self,
         id: MediaId,
+        claim: Option<&[u8]>,
         apply: impl FnOnce(&mut MediaRecord),
     ) -> Result<MediaRecord, StoreError> {
         let _permit = self.in_flight.enter(1);
         self.make_room();
         let record = {
+            let _key = self.key_locks.lock_all(claim.into_iter());
             let key = id.to_key();
             let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
             let mut record = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
             let old = record.clone();
             apply(&mut record);
+            if claim.is_some() {
+                let key = record.key();
+                let held = self.meta.by_key(record.collection.as_deref(), &key)?;
+                if held.is_some_and(|holder| holder != id) {
+                    return Err(StoreError::KeyTaken {
+                        collection: record.collection.clone(),
+                        key: key.into_owned(),
+                    });
+                }
+            }
             self.records.write(&record)?;
-            self.meta.replace(&old, &record)?;
+            if let Err(e) = self.meta.replace(&old, &record) {
+                // The database refused: the record file goes back to the version it has.
+                if let Err(undo) = self.records.write(&old) {
+                    tracing::error!(%id, error = %undo, "could not restore the record file of an edit the database refused; the next start takes the edit");
+                }
+                return Err(e);
+            }
             record
         };
         self.commit.wait_durable(|| self.meta.flush())?;
@@ -94,17 +126,25 @@ impl Store {
             tracing::warn!(%id, error = %e, "could not remove a tombstone; the next start does");
         }
         if remaining == 0 {
-            if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                // A backup may have read the record already; it still needs the bytes.
-                self.deferred
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(record.hash);
-            } else {
-                self.blobs.remove(&record.hash)?;
-            }
+            self.release_blob(record.hash)?;
         }
         Ok(true)
+    }
+
+    /// The last step of a delete or a replacement, once the database's change is durable: a
+    /// blob whose last record went is removed, or kept until the backup in progress ends. The
+    /// caller holds the hash's lock.
+    pub(crate) fn release_blob(&self, hash: ContentHash) -> Result<(), StoreError> {
+        if self.backups.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            // A backup may have read the record already; it still needs the bytes.
+            self.deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(hash);
+            Ok(())
+        } else {
+            self.blobs.remove(&hash)
+        }
     }
 
     /// Unlinks blobs whose deletion waited for a backup, if still unused.

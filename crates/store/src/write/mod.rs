@@ -20,7 +20,9 @@
 //!      record files are made durable right after, many at a time (`record_file_sync.rs`),
 //!      and their pending marks are cleared with a later transaction.
 //!
-//! Edits and deletes (`edit.rs`) change `records/` first and durably, then the database.
+//! Edits and deletes (`edit.rs`) change `records/` first and durably, then the database. A
+//! keyed upload ([`Store::put`], `put.rs`) makes a record as `create` does, or replaces the
+//! one holding its key in the order of an edit, its new bytes durable first.
 //!
 //! # Why a crash loses no acknowledged upload
 //!
@@ -49,13 +51,16 @@ mod create;
 mod edit;
 /// The fsyncs of one round, side by side on a small pool.
 pub(crate) mod parallel;
+/// [`Store::put`]: a keyed upload that makes or replaces the record holding its key.
+mod put;
 /// New record files made durable behind the uploads, many at a time.
 mod record_file_sync;
 /// An upload's temp file, written in aligned blocks.
 pub(crate) mod upload_file;
 
 pub(crate) use commit::{Batcher, GroupCommit, SharedDirSync, StripedLocks};
-pub(crate) use create::crash_point;
+pub(crate) use create::{claim, crash_point};
+pub use put::Put;
 pub(crate) use record_file_sync::RecordSync;
 
 use crate::{sniff, BlobWriter, MediaFields, StagedBlob, Store, StoreError};
