@@ -462,6 +462,12 @@ impl StagedBlob {
     pub fn path(&self) -> &Path {
         self.temp.path()
     }
+
+    /// The staged file itself, for a writer that keeps the bytes elsewhere than the blobs (a
+    /// part of a multipart upload).
+    pub(crate) fn into_temp(self) -> NamedTempFile {
+        self.temp
+    }
 }
 
 impl std::fmt::Debug for StagedBlob {

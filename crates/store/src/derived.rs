@@ -344,6 +344,8 @@ mod tests {
             legacy_path: None,
             owner: None,
             original_hash: None,
+            md5: None,
+            etag: None,
             stripped: None,
             duration: None,
             poster: None,

@@ -83,10 +83,11 @@ impl Store {
         Ok(records)
     }
 
-    /// The collections that hold records, `None` for the records outside any, in byte order
+    /// The collections that hold records as S3 sees them, `None` for the records outside any
+    /// (the bucket `default`), in byte order
     /// of their names (`None` first): one seek each, past its keys, however many records it
     /// holds.
-    pub fn collections_in_use(&self) -> Result<Vec<Option<String>>, StoreError> {
+    pub fn buckets_in_use(&self) -> Result<Vec<Option<String>>, StoreError> {
         self.index().collections()
     }
 

@@ -24,6 +24,8 @@ pub mod backend;
 pub mod blobs;
 /// Content addresses: sha256 digests.
 pub mod hash;
+/// S3 multipart uploads in progress, in `uploads/multipart/`.
+pub mod multipart;
 /// Resumable uploads in progress, under `uploads/`.
 pub mod partial;
 /// Content types, sniffed from the bytes.
@@ -132,6 +134,7 @@ pub struct Store {
     blobs: BlobStore,
     /// Resumable uploads in progress.
     partials: partial::Partials,
+    multipart: multipart::Multipart,
     /// Collections with a file, and their settings.
     collections: Collections,
     records: RecordFiles,
@@ -212,11 +215,13 @@ impl Store {
         if in_progress > 0 {
             tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
         }
+        let multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
         let collections = Collections::open(layout.collections())?;
         let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
         Ok(Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
             partials,
+            multipart,
             collections,
             record_sync: RecordSync::new(records.clone())
                 .map_err(|e| StoreError::io("open records/", e))?,
@@ -266,6 +271,11 @@ impl Store {
     /// Resumable uploads in progress.
     pub fn partials(&self) -> &partial::Partials {
         &self.partials
+    }
+
+    /// S3 multipart uploads in progress.
+    pub fn multipart(&self) -> &multipart::Multipart {
+        &self.multipart
     }
 
     /// Collections with a file, and their settings.

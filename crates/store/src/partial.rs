@@ -46,6 +46,9 @@ use crate::{ContentHash, StagedBlob, StoreError};
 mod append;
 pub use append::{AppendError, Appender, ChunkCheck};
 
+/// The directory in `uploads/` that S3 multipart uploads live in.
+pub const MULTIPART: &str = "multipart";
+
 /// The sidecar's format version.
 const SIDECAR_VERSION: u32 = 1;
 /// How often a long chunk re-reads the free space.
@@ -179,6 +182,8 @@ impl Partials {
                     None => remove_file(&path)?,
                 },
                 Some((id, "part")) if valid_id(id) && self.sidecar(id).exists() => {}
+                // S3 multipart uploads keep their own house (see `multipart`).
+                None if name == MULTIPART => {}
                 _ => {
                     tracing::info!(file = %name, "removed a leftover from uploads/");
                     if path.is_dir() {

@@ -251,6 +251,14 @@ pub struct MediaRecord {
     /// (`hash` is the address of the bytes kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_hash: Option<ContentHash>,
+    /// The hex MD5 of the bytes, which S3 clients compare with an object's ETag. Absent for
+    /// media stored before Shoebox kept MD5s, and for uploads that did not compute one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// The ETag S3 gave an object completed from parts (the MD5 of the parts' MD5s, a hyphen
+    /// and the number of parts), which clients keep; absent for anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     /// For a picture kept without its metadata: what was removed (`gps`, `exif`, `xmp`,
     /// `iptc`, `comment`, `text`, `secondary-images`; empty when it had none). Absent when the
     /// bytes were kept as they came: not a picture this knows, kept on request, or imported.

@@ -207,7 +207,7 @@ fn keys_are_listed_in_byte_order_from_any_point() {
 fn the_collections_in_use_are_found_by_seeking() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert!(store.collections_in_use().unwrap().is_empty());
+    assert!(store.buckets_in_use().unwrap().is_empty());
     assert!(store.collection_is_empty(None).unwrap());
     let made = store
         .create(vec![
@@ -219,7 +219,7 @@ fn the_collections_in_use_are_found_by_seeking() {
         ])
         .unwrap();
     assert_eq!(
-        store.collections_in_use().unwrap(),
+        store.buckets_in_use().unwrap(),
         [None, Some("c".into()), Some("c d".into()), Some("d".into())]
     );
     assert!(!store.collection_is_empty(Some("c")).unwrap());
@@ -231,7 +231,7 @@ fn the_collections_in_use_are_found_by_seeking() {
     assert!(store.collection_is_empty(Some("c")).unwrap());
     assert!(store.collection_is_empty(None).unwrap());
     assert_eq!(
-        store.collections_in_use().unwrap(),
+        store.buckets_in_use().unwrap(),
         [Some("c d".into()), Some("d".into())]
     );
 }

@@ -31,6 +31,8 @@ fn record(
         legacy_path: None,
         owner: None,
         original_hash: None,
+        md5: None,
+        etag: None,
         stripped: None,
         duration: None,
         poster: None,

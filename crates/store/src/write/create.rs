@@ -137,6 +137,8 @@ impl Store {
             legacy_path: f.legacy_path,
             owner: f.owner,
             original_hash: item.original_hash,
+            md5: item.md5,
+            etag: item.etag,
             stripped: item.stripped,
             duration: None,
             poster: item.poster,

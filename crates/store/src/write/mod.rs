@@ -82,6 +82,11 @@ pub struct NewMedia {
     pub stripped: Option<Vec<String>>,
     /// Set for a video whose poster is to be made after the upload.
     pub poster: Option<crate::record::PosterState>,
+    /// The hex MD5 of the staged bytes, when the writer computed it (S3 does, for ETags).
+    pub md5: Option<String>,
+    /// The ETag of an object S3 completed from parts (see
+    /// [`MediaRecord::etag`](crate::MediaRecord)).
+    pub etag: Option<String>,
     /// The record's id, when the writer chose it beforehand (from [`Store::new_media_id`]) so
     /// that it can tell, after a crash, whether the record was made.
     pub id: Option<crate::MediaId>,
@@ -103,6 +108,8 @@ impl NewMedia {
             content_type,
             fields,
             original_hash: None,
+            md5: None,
+            etag: None,
             stripped: None,
             poster: None,
             id: None,
