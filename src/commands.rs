@@ -83,6 +83,8 @@ pub fn gc(data_dir: &Path, grace: Duration, upload_expiry: Duration) -> CommandR
         "removed {} expired resumable uploads ({} bytes)",
         gone.count, gone.bytes
     );
+    let parts = store.multipart().sweep(upload_expiry)?;
+    println!("removed {parts} expired S3 multipart uploads");
     store.close_cleanly()?;
     Ok(ExitCode::SUCCESS)
 }

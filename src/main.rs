@@ -14,8 +14,15 @@ use shoebox::privileges;
 use shoebox::store::Layout;
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The S3 engine logs every refused request (a wrong signature, a missing key) as an error;
+    // the access log already has each request's status. `RUST_LOG=s3s=debug` brings it back.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("s3s")) {
+        if let Ok(quiet) = "s3s=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -216,6 +216,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_UPLOAD_EXPIRY", default_value = "24h", value_parser = parse_duration)]
     pub upload_expiry: Duration,
 
+    /// Serve the S3 API on this port too (path-style addressing, on the same address as the
+    /// main port).
+    #[arg(long, env = "SHOEBOX_S3_PORT")]
+    pub s3_port: Option<u16>,
+
+    /// Serve the S3 API on the main port for requests whose Host is this name (e.g. a second
+    /// custom domain of the same service, such as s3.example.com).
+    #[arg(long, env = "SHOEBOX_S3_HOST")]
+    pub s3_host: Option<String>,
+
+    /// Also accept virtual-hosted-style S3 requests, BUCKET.DOMAIN (needs SHOEBOX_S3_PORT or
+    /// SHOEBOX_S3_HOST).
+    #[arg(long, env = "SHOEBOX_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SHOEBOX_WORKERS")]
     pub workers: Option<usize>,

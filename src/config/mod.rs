@@ -52,6 +52,12 @@ pub struct Config {
     pub client_timeout: Duration,
     /// How long a resumable upload is kept after its last bytes arrived.
     pub upload_expiry: Duration,
+    /// The S3 API's own port.
+    pub s3_port: Option<u16>,
+    /// The host name for which the main port answers with the S3 API (lower case).
+    pub s3_host: Option<String>,
+    /// The domain under which `BUCKET.DOMAIN` names a bucket (lower case).
+    pub s3_domain: Option<String>,
     pub workers: Option<usize>,
     /// Bytes of small files kept in memory.
     pub file_cache: u64,
@@ -163,6 +169,31 @@ impl Config {
         if args.workers == Some(0) {
             return Err("SHOEBOX_WORKERS must be at least 1".into());
         }
+        if args.s3_port.is_some_and(|p| p != 0 && p == args.port) {
+            return Err("SHOEBOX_S3_PORT must differ from SHOEBOX_PORT; to serve S3 on the main port, set SHOEBOX_S3_HOST".into());
+        }
+        let host_name = |name: &str, value: &Option<String>| -> Result<Option<String>, String> {
+            let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            let v = v.trim_end_matches('.').to_ascii_lowercase();
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if v.len() > 253 || !v.split('.').all(label_ok) {
+                return Err(format!(
+                    "{name}: {v:?} is not a host name (no scheme, port or path)"
+                ));
+            }
+            Ok(Some(v))
+        };
+        let s3_host = host_name("SHOEBOX_S3_HOST", &args.s3_host)?;
+        let s3_domain = host_name("SHOEBOX_S3_DOMAIN", &args.s3_domain)?;
+        if s3_domain.is_some() && s3_host.is_none() && args.s3_port.is_none() {
+            return Err("SHOEBOX_S3_DOMAIN needs SHOEBOX_S3_PORT or SHOEBOX_S3_HOST".into());
+        }
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),
             data_dir: args.data.data_dir,
@@ -172,6 +203,9 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             client_timeout: args.client_timeout,
             upload_expiry: args.upload_expiry,
+            s3_port: args.s3_port,
+            s3_host,
+            s3_domain,
             workers: args.workers,
             file_cache: args.file_cache,
             db_cache: args.db_cache,
@@ -246,6 +280,9 @@ mod tests {
             ("public-url", "SHOEBOX_PUBLIC_URL"),
             ("require-persistent-disk", "SHOEBOX_REQUIRE_PERSISTENT_DISK"),
             ("run-as", "SHOEBOX_RUN_AS"),
+            ("s3-domain", "SHOEBOX_S3_DOMAIN"),
+            ("s3-host", "SHOEBOX_S3_HOST"),
+            ("s3-port", "SHOEBOX_S3_PORT"),
             ("scrub-interval", "SHOEBOX_SCRUB_INTERVAL"),
             ("scrub-rate", "SHOEBOX_SCRUB_RATE"),
             ("shutdown-timeout", "SHOEBOX_SHUTDOWN_TIMEOUT"),

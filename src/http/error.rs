@@ -134,7 +134,7 @@ impl ApiError {
 
     /// How an error is answered, in one exhaustive match: its status, its stable code, and
     /// the message the client sees. Internal causes are logged, never sent.
-    fn classify(&self) -> (StatusCode, &'static str, String) {
+    pub(super) fn classify(&self) -> (StatusCode, &'static str, String) {
         use StatusCode as S;
         const INTERNAL: &str = "internal error; the server log has details";
         let shown = || self.to_string();

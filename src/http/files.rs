@@ -38,6 +38,18 @@ const SVG_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src
 /// unique origin with nothing allowed, should a browser ever render it.
 const SANDBOX: &str = "sandbox; default-src 'none'";
 
+/// The `Content-Security-Policy` a file of this type is served with, on every port: raster
+/// images, audio, video and PDF need none (and a sandbox breaks PDF viewers).
+pub(super) fn security_policy(content_type: &str) -> Option<&'static str> {
+    match sniff::presentation(content_type) {
+        Presentation::InlineNoScript => Some(SVG_POLICY),
+        Presentation::Attachment => Some(SANDBOX),
+        Presentation::Inline if content_type.starts_with("text/") => Some(SANDBOX),
+        Presentation::Inline if content_type == "application/json" => Some(SANDBOX),
+        Presentation::Inline => None,
+    }
+}
+
 /// The `Content-Type` sent for a stored type: text that has no charset is declared UTF-8.
 fn served_type(content_type: &str) -> HeaderValue {
     const UTF8_TEXT: [&str; 6] = [
@@ -181,14 +193,7 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         None => s.hash.to_hex(),
     });
     let vary = s.variant.as_ref().is_some_and(|v| v.vary);
-    // Raster images, audio, video and PDF need none (and a sandbox breaks PDF viewers).
-    let policy = match sniff::presentation(s.content_type) {
-        Presentation::InlineNoScript => Some(SVG_POLICY),
-        Presentation::Attachment => Some(SANDBOX),
-        Presentation::Inline if s.content_type.starts_with("text/") => Some(SANDBOX),
-        Presentation::Inline if s.content_type == "application/json" => Some(SANDBOX),
-        Presentation::Inline => None,
-    };
+    let policy = security_policy(s.content_type);
     let set_common = |res: &mut HttpResponse| {
         let h = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&etag.to_string()) {

@@ -55,12 +55,18 @@ pub async fn middleware(
         .filter(|_| has_body);
     if let Some(idle) = idle {
         let body = req.take_payload();
-        req.set_payload(Payload::from(Box::pin(Idle::new(body, idle))
-            as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>));
+        req.set_payload(with_idle_timeout(body, idle));
     }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+/// The body, cut off with `TimedOut` when the client sends nothing for `idle`.
+pub fn with_idle_timeout(body: Payload, idle: Duration) -> Payload {
+    Payload::from(
+        Box::pin(Idle::new(body, idle)) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>
+    )
 }
 
 /// A body stream that fails with `TimedOut` when no chunk arrives for `idle`.

@@ -21,6 +21,7 @@ pub mod openapi;
 mod preconditions;
 mod receive;
 mod responses;
+pub mod s3;
 mod server;
 mod session;
 mod status;
@@ -249,12 +250,15 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let s3 = web::Data::new(s3::Front::new(state.clone()));
     App::new()
         .app_data(state)
+        .app_data(s3)
         .wrap(actix_web::middleware::from_fn(intake::middleware))
         .wrap(default_headers())
         .wrap(actix_web::middleware::from_fn(tus::headers))
         .wrap(actix_web::middleware::from_fn(cors::middleware))
+        .wrap(actix_web::middleware::from_fn(s3::dispatch))
         .wrap(actix_web::middleware::from_fn(observe::middleware))
         .configure(routes)
 }

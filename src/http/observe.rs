@@ -316,10 +316,15 @@ pub async fn middleware(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut res = next.call(req).await?;
     let method = res.request().method().clone();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(unmatched)".to_owned());
+    let route = match res.request().match_pattern() {
+        Some(pattern) => pattern,
+        None if actix_web::HttpMessage::extensions(res.request())
+            .contains::<super::s3::Served>() =>
+        {
+            super::s3::ROUTE.to_owned()
+        }
+        None => "(unmatched)".to_owned(),
+    };
     let status = res.status().as_u16();
     let bytes_out = match res.response().body().size() {
         BodySize::Sized(n) => n,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use super::{app, conn, tus, variants, AppState};
+use super::{app, conn, s3, tus, variants, AppState};
 use crate::config::Config;
 use crate::credentials::secrets::{self, AdminToken};
 use crate::credentials::{CredentialError, SecretsDir};
@@ -54,7 +54,16 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = conn::listener(config.listen)?;
     let addr = listener.local_addr()?;
-    let server = serve(listener, state, &config)?;
+    let mut listeners = vec![("shoebox", listener)];
+    if let Some(port) = config.s3_port {
+        let s3 = conn::listener(std::net::SocketAddr::new(config.listen.ip(), port))?;
+        tracing::info!("S3 API served on http://{}", s3.local_addr()?);
+        listeners.push((s3::LISTENER, s3));
+    }
+    if let Some(host) = &config.s3_host {
+        tracing::info!(host = %host, "S3 API answering on the main port for this host");
+    }
+    let server = serve(listeners, state, &config)?;
     // While a write error holds uploads back, probe the disk every few seconds, so that a
     // passing fault lets them in again without waiting for a health check.
     let watched = store.clone();
@@ -92,7 +101,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 /// idle (see [`conn`]), with the connections capped below the descriptor limit. Built from
 /// actix's parts rather than `HttpServer`, which has no way to wrap a connection's socket.
 fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<(&str, std::net::TcpListener)>,
     state: web::Data<AppState>,
     config: &Config,
 ) -> std::io::Result<actix_web::dev::Server> {
@@ -104,16 +113,22 @@ fn serve(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let idle = config.client_timeout;
-    let local = listener.local_addr()?;
     let builder = actix_server::Server::build();
     // Tells connections when the server begins to stop, so idle kept-alive ones close at once
     // instead of holding the drain open until their keep-alive runs out.
     let stopping = builder.graceful_shutdown_signal();
-    Ok(builder
+    let mut builder = builder
         .workers(workers)
         .max_concurrent_connections(conn::connection_cap(workers))
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen("shoebox", listener, move || {
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+    // Every port serves the same app: the S3 port's requests are told apart by their local
+    // address (see `s3::dispatch`).
+    for (name, listener) in listeners {
+        let local = listener.local_addr()?;
+        let s3_port = name == s3::LISTENER;
+        let state = state.clone();
+        let stopping = stopping.clone();
+        builder = builder.listen(name, listener, move || {
             let app = app(state.clone())
                 .into_factory()
                 .map_err(|e| e.error_response());
@@ -131,8 +146,11 @@ fn serve(
                         async move { stopping.notified().await }
                     }
                 })
-                .on_connect_ext(|io: &conn::Watched<TcpStream>, ext| {
+                .on_connect_ext(move |io: &conn::Watched<TcpStream>, ext| {
                     ext.insert(io.activity());
+                    if s3_port {
+                        ext.insert(s3::OnS3Port);
+                    }
                 })
                 .h1(map_config(app, |_| AppConfig::default()));
             fn_service(move |io: TcpStream| {
@@ -145,8 +163,9 @@ fn serve(
                 }
             })
             .and_then(http)
-        })?
-        .run())
+        })?;
+    }
+    Ok(builder.run())
 }
 
 /// Warns loudly when the data directory would not survive a redeploy; refuses to start then

@@ -511,6 +511,7 @@ pub(super) fn strip_metadata(
         copy.write(&stripped.bytes)?;
         // The staged original goes with the old blob.
         item.blob = copy.finish()?;
+        item.md5 = None;
     }
     Ok(item)
 }

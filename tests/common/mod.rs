@@ -2,6 +2,7 @@
 //! directory, killed on drop.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod mount;
 pub mod tools;
 
@@ -253,6 +254,37 @@ impl TestServer {
             .as_str()
             .expect("the token's value")
             .to_owned()
+    }
+
+    /// New S3 credentials of `scope`, made with the admin token: the access key id and the
+    /// secret access key.
+    pub fn s3_key(&self, name: &str, scope: &str) -> (String, String) {
+        let res = self
+            .authed(reqwest::Method::POST, "/api/tokens")
+            .json(&serde_json::json!({"name": name, "scope": scope, "s3": true}))
+            .send()
+            .expect("POST /api/tokens");
+        assert_eq!(res.status(), 201, "POST /api/tokens with s3");
+        let v = res.json::<Value>().expect("a token");
+        let field = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {v}"))
+                .to_owned()
+        };
+        (field("access_key_id"), field("secret_access_key"))
+    }
+
+    /// The S3 API's address when the server serves it on a port of its own (`--s3-port`).
+    pub fn s3_url(&self) -> String {
+        const SAID: &str = "S3 API served on ";
+        let out = self.output();
+        let at = out
+            .find(SAID)
+            .unwrap_or_else(|| panic!("the server serves no S3 port:\n{out}"));
+        out[at + SAID.len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect()
     }
 
     /// The bytes served at `/m/{id}`, fetched with the admin token.

@@ -286,6 +286,11 @@ pub fn spawn_sweeper(state: web::Data<AppState>) {
                     .store
                     .partials()
                     .sweep(now, s.config.upload_expiry, |id| s.tus.busy(id))?;
+                // S3 multipart uploads expire as resumable uploads do.
+                let parts = s.store.multipart().sweep(s.config.upload_expiry)?;
+                if parts > 0 {
+                    tracing::info!(uploads = parts, "removed expired S3 multipart uploads");
+                }
                 let list = s.store.partials().list()?;
                 Ok::<_, crate::store::StoreError>((gone, list))
             })

@@ -1,0 +1,810 @@
+//! Objects: media records found by their bucket (collection) and key. A put goes through the
+//! same durable write path as `POST /api/media`, and its `200` means what a `201` there means;
+//! a put to an existing key replaces the object and keeps the record's id, so `/m/{id}` URLs
+//! keep working.
+//!
+//! S3 stores bytes as they were sent: an object put here keeps its pictures' metadata (an S3
+//! client compares what it reads back with what it wrote, by size, MD5 and checksums).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use actix_web::web;
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::Stream;
+use md5::Digest as _;
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::{self, ETag, ETagCondition, StreamingBlob, Timestamp};
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use serde_json::{Map, Value};
+
+use super::super::auth::Caller;
+use super::super::blob_body::BlobBody;
+use super::super::error::ApiError;
+use super::super::{receive, upload, AppState};
+use super::buckets;
+use super::keys::{self, denied};
+use crate::store::record::{self, MediaFields};
+use crate::store::{MediaRecord, NewMedia, Visibility};
+
+type StdError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An object's ETag: the hex MD5 of its bytes, which S3 clients compare with their own. A
+/// record uploaded before Shoebox kept MD5s has none yet; its ETag then has the form of a
+/// multipart one, which clients do not take for an MD5.
+pub(super) fn etag(r: &MediaRecord) -> ETag {
+    if let Some(parts) = &r.etag {
+        return ETag::Strong(parts.clone());
+    }
+    match &r.md5 {
+        Some(md5) => ETag::Strong(md5.clone()),
+        None => ETag::Strong(format!("{}-1", &r.hash.to_hex()[..32])),
+    }
+}
+
+/// The record under a bucket's key, or the S3 error that says why there is none.
+pub(super) fn find(state: &AppState, bucket: &str, key: &str) -> S3Result<MediaRecord> {
+    let collection = buckets::collection_of(bucket);
+    match state.store.by_key(collection, key).map_err(store_error)? {
+        Some(r) => Ok(r),
+        None if !buckets::exists(state, bucket)? => Err(s3_error!(NoSuchBucket)),
+        None => Err(s3_error!(NoSuchKey)),
+    }
+}
+
+/// An error of the store or the API as the S3 error SDKs branch on.
+pub(super) fn api_error(e: ApiError) -> S3Error {
+    let (status, code, message) = e.classify();
+    let s3_code = match &e {
+        ApiError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
+        ApiError::RequestTimeout(_) => S3ErrorCode::RequestTimeout,
+        ApiError::NotFound(_) => S3ErrorCode::NoSuchKey,
+        ApiError::UnsupportedMediaType(_) => S3ErrorCode::InvalidArgument,
+        ApiError::Conflict { .. } => S3ErrorCode::OperationAborted,
+        _ if status.as_u16() == 507 => S3ErrorCode::Custom("InsufficientStorage".into()),
+        _ if status.as_u16() == 503 => S3ErrorCode::ServiceUnavailable,
+        _ if status.is_client_error() => S3ErrorCode::InvalidRequest,
+        _ => S3ErrorCode::InternalError,
+    };
+    let mut err = S3Error::with_message(s3_code, message);
+    if let Ok(s) = http::StatusCode::from_u16(status.as_u16()) {
+        if code != "internal" {
+            err.set_status_code(s);
+        }
+    }
+    err
+}
+
+pub(super) fn store_error(e: crate::store::StoreError) -> S3Error {
+    api_error(ApiError::Store(e))
+}
+
+/// The digests a client may send for a body, checked before the object is committed.
+#[derive(Default)]
+pub(super) struct Expected {
+    /// `Content-MD5`, base64.
+    md5: Option<String>,
+    /// `x-amz-content-sha256` when it is a digest (not `UNSIGNED-PAYLOAD` or a streaming mode).
+    sha256_hex: Option<String>,
+    /// `x-amz-checksum-*` headers, or the algorithm a trailer will carry.
+    checksums: dto::Checksum,
+    /// The trailer's checksum header, when the checksum comes after the body.
+    trailer: Option<String>,
+}
+
+impl Expected {
+    pub(super) fn of(
+        headers: &http::HeaderMap,
+        md5: Option<String>,
+        checksums: dto::Checksum,
+    ) -> Expected {
+        let sha256_hex = headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase);
+        let trailer = headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| v.starts_with("x-amz-checksum-"));
+        Expected {
+            md5,
+            sha256_hex,
+            checksums,
+            trailer,
+        }
+    }
+
+    /// The hasher for every checksum the client sent or announced.
+    fn hasher(&self) -> ChecksumHasher {
+        let c = &self.checksums;
+        let wants = |present: bool, name: &str| {
+            present || self.trailer.as_deref() == Some(&format!("x-amz-checksum-{name}")[..])
+        };
+        ChecksumHasher {
+            crc32: wants(c.checksum_crc32.is_some(), "crc32").then(Default::default),
+            crc32c: wants(c.checksum_crc32c.is_some(), "crc32c").then(Default::default),
+            sha1: wants(c.checksum_sha1.is_some(), "sha1").then(Default::default),
+            sha256: wants(c.checksum_sha256.is_some(), "sha256").then(Default::default),
+            crc64nvme: wants(c.checksum_crc64nvme.is_some(), "crc64nvme").then(Default::default),
+        }
+    }
+}
+
+/// What the body's bytes hashed to, on the way through.
+pub(super) struct Digests {
+    pub(super) md5: [u8; 16],
+    pub(super) checksums: dto::Checksum,
+}
+
+/// A body stream that computes MD5 and the checksums the client asked for as it passes, on
+/// the network side while the writing thread computes sha256, and leaves the result when the
+/// body ends (before the writing thread sees its last bytes).
+pub(super) struct Digesting<S> {
+    inner: S,
+    md5: Option<md5::Md5>,
+    hasher: Option<ChecksumHasher>,
+    done: Arc<Mutex<Option<Digests>>>,
+}
+
+impl<S> Stream for Digesting<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(m) = this.md5.as_mut() {
+                    m.update(&chunk);
+                }
+                if let Some(h) = this.hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(body_io_error(e)))),
+            Poll::Ready(None) => {
+                if let (Some(m), Some(h)) = (this.md5.take(), this.hasher.take()) {
+                    *this.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(Digests {
+                        md5: m.finalize().into(),
+                        checksums: h.finalize(),
+                    });
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Where the digests of a body are left once it ends.
+pub(super) type Digested = Arc<Mutex<Option<Digests>>>;
+
+/// The body, computing MD5 and the checksums `expected` names as it passes.
+pub(super) fn digesting<S>(body: S, expected: &Expected) -> (Digesting<S>, Digested) {
+    let done = Arc::new(Mutex::new(None));
+    let stream = Digesting {
+        inner: body,
+        md5: Some(md5::Md5::new()),
+        hasher: Some(expected.hasher()),
+        done: done.clone(),
+    };
+    (stream, done)
+}
+
+/// The digests a body left, on the thread that wrote it (the body has ended by then).
+pub(super) fn digests(done: &Digested) -> Result<Digests, ApiError> {
+    done.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| ApiError::Internal("the body's digests are missing".into()))
+}
+
+/// A body error as the upload path reports it: a client that stopped sending keeps its
+/// `TimedOut`, so that it is told `RequestTimeout`.
+fn body_io_error(e: StdError) -> io::Error {
+    if let Some(actix_web::error::PayloadError::Io(io)) =
+        e.downcast_ref::<actix_web::error::PayloadError>()
+    {
+        return io::Error::new(io.kind(), io.to_string());
+    }
+    io::Error::other(e.to_string())
+}
+
+/// An error of a streamed body as the S3 error for it.
+pub(super) fn body_error(e: ApiError) -> S3Error {
+    match &e {
+        ApiError::BadRequest(m) if m.contains("SignatureMismatch") => s3_error!(
+            SignatureDoesNotMatch,
+            "a chunk's signature does not match its bytes"
+        ),
+        ApiError::BadRequest(m) if m.contains("AwsChunkedStreamError") => {
+            s3_error!(
+                IncompleteBody,
+                "the aws-chunked body is malformed or cut short"
+            )
+        }
+        ApiError::BadRequest(_) => s3_error!(IncompleteBody, "the body broke off"),
+        _ => api_error(e),
+    }
+}
+
+/// Checks the body's digests against what the client sent.
+pub(super) fn verify(
+    expected: &Expected,
+    got: &Digests,
+    sha256: &crate::store::ContentHash,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> Result<(), S3Error> {
+    if let Some(md5) = &expected.md5 {
+        let sent = base64::engine::general_purpose::STANDARD
+            .decode(md5.trim())
+            .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not base64"))?;
+        if sent.len() != 16 {
+            return Err(s3_error!(InvalidDigest, "Content-MD5 is not an MD5"));
+        }
+        if sent != got.md5 {
+            return Err(s3_error!(
+                BadDigest,
+                "the body does not match its Content-MD5"
+            ));
+        }
+    }
+    if let Some(hex) = &expected.sha256_hex {
+        if *hex != sha256.to_hex() {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "the body does not match its x-amz-content-sha256",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            return Err(e);
+        }
+    }
+    let mut sent = expected.checksums.clone();
+    if let Some(name) = &expected.trailer {
+        let value = trailers
+            .and_then(|t| {
+                t.read(|h| {
+                    h.get(name.as_str())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                })
+            })
+            .flatten()
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidRequest,
+                    "the trailer announced {name} but did not carry it"
+                )
+            })?;
+        match name.trim_start_matches("x-amz-checksum-") {
+            "crc32" => sent.checksum_crc32 = Some(value),
+            "crc32c" => sent.checksum_crc32c = Some(value),
+            "sha1" => sent.checksum_sha1 = Some(value),
+            "sha256" => sent.checksum_sha256 = Some(value),
+            "crc64nvme" => sent.checksum_crc64nvme = Some(value),
+            _ => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "unknown trailing checksum {name}"
+                ))
+            }
+        }
+    }
+    let c = &got.checksums;
+    let pairs = [
+        ("CRC32", &sent.checksum_crc32, &c.checksum_crc32),
+        ("CRC32C", &sent.checksum_crc32c, &c.checksum_crc32c),
+        ("SHA1", &sent.checksum_sha1, &c.checksum_sha1),
+        ("SHA256", &sent.checksum_sha256, &c.checksum_sha256),
+        ("CRC64NVME", &sent.checksum_crc64nvme, &c.checksum_crc64nvme),
+    ];
+    for (name, sent, computed) in pairs {
+        if let Some(sent) = sent {
+            if Some(sent.trim()) != computed.as_deref() {
+                return Err(s3_error!(
+                    BadDigest,
+                    "the body does not match its {name} checksum"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `x-amz-meta-*` headers as a record's `custom` fields.
+pub(super) fn custom_of(metadata: Option<dto::Metadata>) -> S3Result<Map<String, Value>> {
+    let Some(m) = metadata else {
+        return Ok(Map::new());
+    };
+    let map: Map<String, Value> = m
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v)))
+        .collect();
+    record::custom(Value::Object(map)).map_err(|e| s3_error!(InvalidArgument, "{e}"))
+}
+
+/// A record's string `custom` fields as `x-amz-meta-*` headers.
+fn metadata_of(r: &MediaRecord) -> Option<dto::Metadata> {
+    let m: dto::Metadata = r
+        .custom
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .filter(|(k, v)| {
+            http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).is_ok()
+                && http::HeaderValue::from_str(v).is_ok()
+        })
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+/// The last segment of a key, as the record's file name.
+fn filename_of(key: &str) -> String {
+    record::filename(key.rsplit('/').next().unwrap_or(key))
+}
+
+/// What a write asks for, besides its body.
+pub(super) struct Write {
+    pub(super) bucket: String,
+    pub(super) key: String,
+    pub(super) declared_type: Option<String>,
+    pub(super) custom: Map<String, Value>,
+    /// What a canned ACL asked for; else an object keeps its visibility, and a new one gets
+    /// its bucket's default.
+    pub(super) visibility: Option<Visibility>,
+    pub(super) expected: Expected,
+    pub(super) trailers: Option<s3s::TrailingHeaders>,
+    /// The ETag of an object completed from parts.
+    pub(super) etag: Option<String>,
+}
+
+/// A written object: its record and its body's digests.
+pub(super) struct Written {
+    pub(super) record: MediaRecord,
+    pub(super) checksums: dto::Checksum,
+}
+
+/// The visibility a canned ACL asks for; only an admin key may make an object public.
+pub(super) fn acl_visibility(caller: &Caller, acl: Option<&str>) -> S3Result<Option<Visibility>> {
+    match acl {
+        Some("public-read") | Some("public-read-write") => {
+            if !caller.is_admin() {
+                return Err(denied("only an admin key may make an object public"));
+            }
+            Ok(Some(Visibility::Public))
+        }
+        Some("private") => Ok(Some(Visibility::Private)),
+        _ => Ok(None),
+    }
+}
+
+/// Checks that the caller may write under a bucket's key: a key it may upload to, in a bucket
+/// that exists, and an object it may replace. Answers the object there now.
+pub(super) fn writable(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    key: &str,
+) -> S3Result<Option<MediaRecord>> {
+    if !caller.can_upload() {
+        return Err(denied("this key may not write objects"));
+    }
+    record::object_key(key).map_err(|e| s3_error!(KeyTooLongError, "{e}"))?;
+    if !buckets::exists(state, bucket)? {
+        return Err(s3_error!(NoSuchBucket));
+    }
+    let existing = state
+        .store
+        .by_key(buckets::collection_of(bucket), key)
+        .map_err(store_error)?;
+    if let Some(r) = &existing {
+        if !caller.can_edit(r) {
+            return Err(denied("this key may replace only the objects it put"));
+        }
+    }
+    Ok(existing)
+}
+
+/// Streams a body into the store under a bucket's key, creating or replacing the object.
+pub(super) async fn write<S>(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    w: Write,
+    body: S,
+) -> S3Result<Written>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    let existing = writable(state, caller, &w.bucket, &w.key)?;
+    let visibility = w
+        .visibility
+        .or(existing.as_ref().map(|r| r.visibility))
+        .unwrap_or_else(|| buckets::default_visibility(state, &w.bucket));
+    let key = w.key;
+    let fields = MediaFields {
+        collection: buckets::collection_of(&w.bucket).map(str::to_owned),
+        visibility,
+        custom: w.custom,
+        key: Some(key.clone()),
+        ..MediaFields::default()
+    };
+    let (stream, done) = digesting(body, &w.expected);
+    let owner = caller.owner();
+    let filename = filename_of(&key);
+    let declared = w.declared_type;
+    let expected = w.expected;
+    let trailers = w.trailers;
+    let etag_of_parts = w.etag;
+    let s = state.clone();
+    let result = receive::receive(
+        state.store.clone(),
+        stream,
+        state.config.max_upload_bytes,
+        state.config.client_timeout,
+        move |blob| {
+            let digests = digests(&done)?;
+            if let Err(e) = verify(&expected, &digests, &blob.hash, trailers.as_ref()) {
+                return Ok(Err(e));
+            }
+            let mut item = NewMedia::new(blob, filename, declared.as_deref(), fields);
+            item.md5 = Some(hex::encode(digests.md5));
+            item.etag = etag_of_parts;
+            upload::accept(&s, &mut item, owner)?;
+            let put = s.store.put(item)?;
+            Ok(Ok(Written {
+                record: put.record,
+                checksums: digests.checksums,
+            }))
+        },
+    )
+    .await;
+    match result {
+        Ok(Ok(w)) => Ok(w),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(body_error(e)),
+    }
+}
+
+pub(super) async fn put(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::PutObjectInput>,
+) -> S3Result<S3Response<dto::PutObjectOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    let input = req.input;
+    let checksums = dto::Checksum {
+        checksum_crc32: input.checksum_crc32,
+        checksum_crc32c: input.checksum_crc32c,
+        checksum_sha1: input.checksum_sha1,
+        checksum_sha256: input.checksum_sha256,
+        checksum_crc64nvme: input.checksum_crc64nvme,
+        ..Default::default()
+    };
+    if let Some(cond) = &input.if_none_match {
+        if cond.is_any() {
+            let collection = buckets::collection_of(&input.bucket);
+            if state
+                .store
+                .by_key(collection, &input.key)
+                .map_err(store_error)?
+                .is_some()
+            {
+                return Err(s3_error!(PreconditionFailed, "the object exists"));
+            }
+        }
+    }
+    let w = Write {
+        bucket: input.bucket,
+        key: input.key,
+        declared_type: input.content_type,
+        custom: custom_of(input.metadata)?,
+        visibility: acl_visibility(&caller, input.acl.as_ref().map(|a| a.as_str()))?,
+        expected: Expected::of(&req.headers, input.content_md5, checksums),
+        trailers: req.trailing_headers,
+        etag: None,
+    };
+    let body: Pin<Box<dyn Stream<Item = Result<Bytes, StdError>> + Send + Sync>> = match input.body
+    {
+        Some(b) => Box::pin(b),
+        None => Box::pin(futures_util::stream::empty()),
+    };
+    let written = write(state, &caller, w, body).await?;
+    let c = written.checksums;
+    Ok(S3Response::new(dto::PutObjectOutput {
+        e_tag: Some(etag(&written.record)),
+        checksum_crc32: c.checksum_crc32,
+        checksum_crc32c: c.checksum_crc32c,
+        checksum_sha1: c.checksum_sha1,
+        checksum_sha256: c.checksum_sha256,
+        checksum_crc64nvme: c.checksum_crc64nvme,
+        size: i64::try_from(written.record.size).ok(),
+        ..Default::default()
+    }))
+}
+
+/// The answer to a conditional read: `None` to go on, or the error that ends it.
+fn preconditions(
+    r: &MediaRecord,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let tag = etag(r);
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == tag.value(),
+    };
+    // HTTP dates have whole seconds.
+    let modified = r.updated_at.unix_timestamp();
+    let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    } else if let Some(t) = if_unmodified_since {
+        if modified > secs(t) {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if let Some(t) = if_modified_since {
+        if modified <= secs(t) {
+            return Err(s3_error!(NotModified));
+        }
+    }
+    Ok(())
+}
+
+/// The object a read names, if the caller may read it.
+fn readable(state: &AppState, caller: &Caller, bucket: &str, key: &str) -> S3Result<MediaRecord> {
+    let r = find(state, bucket, key)?;
+    if !caller.can_read(&r) {
+        return Err(denied("this object is private"));
+    }
+    if state.store.is_damaged(&r.hash) {
+        return Err(api_error(ApiError::BlobDamaged(r.hash.to_hex())));
+    }
+    Ok(r)
+}
+
+/// A range as the bytes it covers.
+fn span(range: Option<&dto::Range>, size: u64) -> S3Result<Option<(u64, u64)>> {
+    match range {
+        None => Ok(None),
+        Some(r) => match r.check(size) {
+            Ok(span) => Ok(Some((span.start, span.end - span.start))),
+            Err(_) => Err(s3_error!(InvalidRange)),
+        },
+    }
+}
+
+fn content_type(r: &MediaRecord) -> Option<String> {
+    Some(r.content_type.clone())
+}
+
+pub(super) async fn get(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::GetObjectInput>,
+) -> S3Result<S3Response<dto::GetObjectOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    let input = req.input;
+    let r = readable(state, &caller, &input.bucket, &input.key)?;
+    preconditions(
+        &r,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    )?;
+    let span = span(input.range.as_ref(), r.size)?;
+    let (start, len) = span.unwrap_or((0, r.size));
+    let file = state.store.blobs().open(&r.hash).map_err(store_error)?;
+    let body = StreamingBlob::wrap(BlobBody::new(file, start, len));
+    let output = dto::GetObjectOutput {
+        body: Some(body),
+        accept_ranges: Some("bytes".into()),
+        content_length: i64::try_from(len).ok(),
+        content_range: span.map(|(s, l)| format!("bytes {s}-{}/{}", s + l - 1, r.size)),
+        content_type: content_type(&r),
+        e_tag: Some(etag(&r)),
+        last_modified: Some(Timestamp::from(r.updated_at)),
+        metadata: metadata_of(&r),
+        cache_control: Some(
+            if r.is_public() {
+                "public, max-age=300"
+            } else {
+                "private, no-cache"
+            }
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let mut res = S3Response::new(output);
+    if span.is_some() {
+        res.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(res)
+}
+
+pub(super) async fn head(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::HeadObjectInput>,
+) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    let input = req.input;
+    let r = readable(state, &caller, &input.bucket, &input.key)?;
+    preconditions(
+        &r,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    )?;
+    let span = span(input.range.as_ref(), r.size)?;
+    let len = span.map_or(r.size, |(_, l)| l);
+    let mut res = S3Response::new(dto::HeadObjectOutput {
+        accept_ranges: Some("bytes".into()),
+        content_length: i64::try_from(len).ok(),
+        content_range: span.map(|(s, l)| format!("bytes {s}-{}/{}", s + l - 1, r.size)),
+        content_type: content_type(&r),
+        e_tag: Some(etag(&r)),
+        last_modified: Some(Timestamp::from(r.updated_at)),
+        metadata: metadata_of(&r),
+        ..Default::default()
+    });
+    if span.is_some() {
+        res.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(res)
+}
+
+/// Deletes one object; an absent key is no error (S3 deletes are idempotent).
+async fn delete_key(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    bucket: &str,
+    key: &str,
+) -> S3Result<()> {
+    if !caller.can_upload() {
+        return Err(denied("this key may not delete objects"));
+    }
+    let r = match find(state, bucket, key) {
+        Ok(r) => r,
+        Err(e) if *e.code() == S3ErrorCode::NoSuchKey => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !caller.can_edit(&r) {
+        return Err(denied("this key may delete only the objects it put"));
+    }
+    let store = state.store.clone();
+    web::block(move || store.delete(r.id))
+        .await
+        .map_err(|e| api_error(e.into()))?
+        .map_err(store_error)?;
+    Ok(())
+}
+
+pub(super) async fn delete(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::DeleteObjectInput>,
+) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    delete_key(state, &caller, &req.input.bucket, &req.input.key).await?;
+    Ok(S3Response::with_status(
+        dto::DeleteObjectOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+/// Keys one `DeleteObjects` request may name, as in S3.
+const MAX_DELETE_KEYS: usize = 1000;
+
+pub(super) async fn delete_many(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::DeleteObjectsInput>,
+) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    let input = req.input;
+    if input.delete.objects.len() > MAX_DELETE_KEYS {
+        return Err(s3_error!(
+            MalformedXML,
+            "at most {MAX_DELETE_KEYS} keys per request"
+        ));
+    }
+    if !buckets::exists(state, &input.bucket)? {
+        return Err(s3_error!(NoSuchBucket));
+    }
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+    for object in input.delete.objects {
+        match delete_key(state, &caller, &input.bucket, &object.key).await {
+            Ok(()) if quiet => {}
+            Ok(()) => deleted.push(dto::DeletedObject {
+                key: Some(object.key),
+                ..Default::default()
+            }),
+            Err(e) => errors.push(dto::Error {
+                code: Some(e.code().as_str().to_owned()),
+                key: Some(object.key),
+                message: e.message().map(str::to_owned),
+                version_id: None,
+            }),
+        }
+    }
+    Ok(S3Response::new(dto::DeleteObjectsOutput {
+        deleted: (!deleted.is_empty()).then_some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn copy(
+    state: &web::Data<AppState>,
+    req: S3Request<dto::CopyObjectInput>,
+) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+    let caller = keys::caller(state, req.credentials.as_ref())?;
+    let input = req.input;
+    let dto::CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+        return Err(s3_error!(NotImplemented, "copies from access points"));
+    };
+    let source = readable(state, &caller, bucket, key)?;
+    preconditions(
+        &source,
+        input.copy_source_if_match.as_ref(),
+        input.copy_source_if_none_match.as_ref(),
+        input.copy_source_if_modified_since.as_ref(),
+        input.copy_source_if_unmodified_since.as_ref(),
+    )
+    .map_err(|e| match e.code() {
+        S3ErrorCode::NotModified => s3_error!(PreconditionFailed),
+        _ => e,
+    })?;
+    let replace = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == "REPLACE");
+    let (declared, custom) = if replace {
+        (input.content_type, custom_of(input.metadata)?)
+    } else {
+        (Some(source.content_type.clone()), source.custom.clone())
+    };
+    // Content-addressed bytes are read back and committed like any upload: the blob is
+    // shared (deduplicated), and the copy is durable as any put is.
+    let file = state
+        .store
+        .blobs()
+        .open(&source.hash)
+        .map_err(store_error)?;
+    let body = futures_util::StreamExt::map(BlobBody::new(file, 0, source.size), |c| {
+        c.map_err(|e| Box::new(e) as StdError)
+    });
+    let w = Write {
+        bucket: input.bucket,
+        key: input.key,
+        declared_type: declared,
+        custom,
+        visibility: acl_visibility(&caller, input.acl.as_ref().map(|a| a.as_str()))?,
+        expected: Expected::default(),
+        trailers: None,
+        etag: None,
+    };
+    let written = write(state, &caller, w, Box::pin(body)).await?;
+    Ok(S3Response::new(dto::CopyObjectOutput {
+        copy_object_result: Some(dto::CopyObjectResult {
+            e_tag: Some(etag(&written.record)),
+            last_modified: Some(Timestamp::from(written.record.updated_at)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
