@@ -354,3 +354,6 @@ impl s3s::S3 for Gateway {
         objects::copy(&self.state, req).await
     }
 }
+
+#[cfg(test)]
+mod tests;
