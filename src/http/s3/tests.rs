@@ -112,12 +112,16 @@ fn sign(
     headers: &[(&str, String)],
     payload: &str,
 ) -> TestRequest {
-    let date = time::OffsetDateTime::now_utc()
-        .format(
-            &time::format_description::parse("[year][month][day]T[hour][minute][second]Z")
-                .unwrap(),
-        )
-        .unwrap();
+    let t = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     let date = date.as_str();
     let day = &date[..8];
     let mut signed: Vec<(String, String)> = headers
