@@ -45,6 +45,7 @@ def client(a, signature=None, secret=None, checksums=None):
     s3 = boto3.client(
         "s3",
         endpoint_url=a.endpoint,
+        verify=a.verify,
         aws_access_key_id=a.key,
         aws_secret_access_key=secret or a.secret,
         region_name="us-east-1",
@@ -182,6 +183,16 @@ def listing(a):
 
 def put_file(a):
     s3 = client(a, checksums=a.checksums)
+    sent = {}
+
+    def note(request, **_):
+        # What the SDK chose for the body: its payload mode, encoding and trailer.
+        for h in ("x-amz-content-sha256", "Content-Encoding", "x-amz-trailer"):
+            if h in request.headers:
+                v = request.headers[h]
+                sent[h.lower()] = v.decode() if isinstance(v, bytes) else v
+
+    s3.meta.events.register("before-send.s3.PutObject", note)
     with open(a.file, "rb") as f:
         data = f.read()
     if a.stream:
@@ -191,7 +202,7 @@ def put_file(a):
         s3.put_object(Bucket=a.bucket, Key=a.object_key, Body=data)
     back = s3.get_object(Bucket=a.bucket, Key=a.object_key)["Body"].read()
     assert back == data, "the bytes read back differ"
-    return {"sha256": sha256(back), "size": len(back)}
+    return {"sha256": sha256(back), "size": len(back), "sent": sent}
 
 
 def fetch(url, method="GET", data=None):
@@ -344,6 +355,7 @@ def main():
     p.add_argument("--secret", required=True)
     p.add_argument("--wrong-secret")
     p.add_argument("--host", help="the Host header to send (the endpoint's by default)")
+    p.add_argument("--verify", help="the CA certificate of an https endpoint")
     p.add_argument("--bucket", default="default")
     p.add_argument("--object-key", default="file.bin")
     p.add_argument("--file")

@@ -187,3 +187,184 @@ fn rclone_syncs_checks_md5s_and_copies_back() {
     ]);
     diff(&up, &down);
 }
+
+#[test]
+fn s3cmd_puts_lists_gets_and_deletes() {
+    if !found("s3cmd", "--version", "apt-get install s3cmd") {
+        return;
+    }
+    let s = server();
+    let (id, secret) = s.s3_key("s3cmd", "upload");
+    let tmp = tempfile::tempdir().unwrap();
+    let host = s.s3_url().trim_start_matches("http://").to_owned();
+    let config = tmp.path().join("s3cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\naccess_key = {id}\nsecret_key = {secret}\nhost_base = {host}\n\
+             host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n\
+             bucket_location = us-east-1\n"
+        ),
+    )
+    .unwrap();
+    let s3cmd = |args: &[&str]| {
+        let out = Command::new("s3cmd")
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("run s3cmd");
+        assert!(
+            out.status.success(),
+            "s3cmd {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bytes = common::bytes(700_000, 3);
+    let file = tmp.path().join("report.pdf");
+    std::fs::write(&file, &bytes).unwrap();
+    s3cmd(&["mb", "s3://reports"]);
+    s3cmd(&[
+        "put",
+        file.to_str().unwrap(),
+        "s3://reports/2024/report.pdf",
+    ]);
+    let listed = s3cmd(&["ls", "--recursive", "s3://reports"]);
+    assert!(listed.contains("s3://reports/2024/report.pdf"), "{listed}");
+    let back = tmp.path().join("back.pdf");
+    s3cmd(&[
+        "get",
+        "s3://reports/2024/report.pdf",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+    s3cmd(&["del", "s3://reports/2024/report.pdf"]);
+    assert!(all_records(&s).is_empty());
+}
+
+/// A TLS proxy in front of the S3 port (Debian's stunnel4 with a certificate made for the
+/// test), so that clients take their HTTPS paths: boto3 then sends unsigned `aws-chunked`
+/// bodies with trailing checksums of its own accord.
+struct Tls {
+    child: std::process::Child,
+    url: String,
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_in_front_of(target: &str) -> Option<Tls> {
+    if !found("stunnel4", "-version", "apt-get install stunnel4")
+        || !found("openssl", "version", "apt-get install openssl")
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{port}\nconnect = {}\ncert = {}\nkey = {}\n",
+            target.trim_start_matches("http://"),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("stunnel4")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start stunnel4");
+    let url = format!("https://127.0.0.1:{port}");
+    common::eventually("stunnel listens", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Some(Tls {
+        child,
+        url,
+        cert,
+        _dir: dir,
+    })
+}
+
+#[test]
+fn boto3_over_https_sends_trailing_checksums_that_are_checked() {
+    if !crate::boto::boto3() {
+        return;
+    }
+    let s = server();
+    let Some(tls) = tls_in_front_of(&s.s3_url()) else {
+        return;
+    };
+    let key = s.s3_key("tls", "upload");
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = common::bytes(1_500_000, 21);
+    let file = tmp.path().join("over-tls.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let v = crate::boto::boto(
+        "put-file",
+        &tls.url,
+        &key,
+        &[
+            "--file",
+            file.to_str().unwrap(),
+            "--object-key",
+            "tls/file.bin",
+            "--verify",
+            tls.cert.to_str().unwrap(),
+            "--stream",
+        ],
+    );
+    crate::boto::passed(&v);
+    assert_eq!(v["sha256"], common::sha256_hex(&bytes));
+    // The body went aws-chunked, unsigned, with its checksum in a trailer.
+    let sent = &v["sent"];
+    assert_eq!(
+        sent["x-amz-content-sha256"], "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "{v}"
+    );
+    assert!(
+        sent["x-amz-trailer"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("x-amz-checksum-")),
+        "{v}"
+    );
+    assert_eq!(all_records(&s)[0]["hash"], common::sha256_hex(&bytes));
+}
