@@ -78,6 +78,12 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     tracing::info!("shoebox listening on http://{addr}");
+    // S3 clients compare MD5s: the records that have none get theirs in the background.
+    let md5s = if s3::enabled(&config) {
+        Some(store.spawn_md5_backfill()?)
+    } else {
+        None
+    };
     let scrub = match config.scrub_interval {
         Some(interval) => Some(store.spawn_scrub(ScrubConfig {
             interval,
@@ -89,7 +95,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // timeout.
     server.await?;
     store.scrub_state().stop();
-    if let Some(thread) = scrub {
+    for thread in [scrub, md5s].into_iter().flatten() {
         let _ = web::block(move || thread.join()).await;
     }
     web::block(move || store.close_cleanly()).await??;

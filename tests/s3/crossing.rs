@@ -76,4 +76,20 @@ fn an_s3_put_is_media_and_a_rest_upload_is_an_object() {
     let mut want = vec![format!("{rest_id}/notes.txt"), "pets/2024/cat.png".into()];
     want.sort();
     assert_eq!(keys, want);
+
+    // The REST upload computed no MD5; it gets one behind it, and its ETag becomes that.
+    let want_etag = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(b"plain words"))
+    };
+    common::eventually(
+        "the REST upload's ETag becomes its MD5",
+        std::time::Duration::from_secs(30),
+        || {
+            let v = boto("keys", &s.s3_url(), &admin, &["--bucket", "default"]);
+            v["objects"].as_array().unwrap().iter().any(|o| {
+                o["key"] == format!("{rest_id}/notes.txt") && o["etag"] == want_etag.as_str()
+            })
+        },
+    );
 }

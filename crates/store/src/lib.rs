@@ -20,6 +20,8 @@ mod start;
 // Writing.
 /// The seams a second backend fills: where blobs live, where records are indexed.
 pub mod backend;
+/// The MD5s writers did not compute, filled in behind them for S3.
+mod backfill;
 /// Content-addressed blob files: staging, placing, fsyncing.
 pub mod blobs;
 /// Content addresses: sha256 digests.
@@ -135,6 +137,8 @@ pub struct Store {
     /// Resumable uploads in progress.
     partials: partial::Partials,
     multipart: multipart::Multipart,
+    /// New records whose MD5 is to be filled in (see `backfill`).
+    md5_wanted: backfill::Wanted,
     /// Collections with a file, and their settings.
     collections: Collections,
     records: RecordFiles,
@@ -222,6 +226,7 @@ impl Store {
             blobs: BlobStore::new(layout.blobs(), layout.tmp()),
             partials,
             multipart,
+            md5_wanted: backfill::Wanted::default(),
             collections,
             record_sync: RecordSync::new(records.clone())
                 .map_err(|e| StoreError::io("open records/", e))?,

@@ -128,7 +128,7 @@ impl ScrubState {
         self.wake.notify_all();
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         *self.stop.lock().unwrap_or_else(|p| p.into_inner())
     }
 

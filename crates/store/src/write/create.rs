@@ -64,8 +64,11 @@ impl Store {
     /// [`StoreError::KeyTaken`] before anything is written; the keys' locks are held from
     /// that check to the flush, so two uploads of one key never both make a record.
     pub fn create(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
-        let created = self.create_records(items);
-        self.watch(created)
+        let created = self.watch(self.create_records(items))?;
+        // An upload that computed no MD5 gets one behind it, while S3 is served.
+        self.md5_wanted
+            .add(created.iter().filter(|r| r.md5.is_none()).map(|r| r.id));
+        Ok(created)
     }
 
     fn create_records(&self, items: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
