@@ -94,10 +94,20 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
 }
 
 impl Multipart {
-    /// The uploads under `dir`, which is made when missing.
+    /// The uploads under `dir`, which is made with the first one.
     pub(crate) fn open(dir: PathBuf) -> Result<Multipart, StoreError> {
-        fs::create_dir_all(&dir).map_err(io("create uploads/multipart/"))?;
         Ok(Multipart { dir })
+    }
+
+    /// The uploads' directory entries; none when no upload was ever made.
+    fn entries(&self) -> Result<Vec<fs::DirEntry>, StoreError> {
+        match fs::read_dir(&self.dir) {
+            Ok(d) => d
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io("list multipart uploads")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(StoreError::io("list multipart uploads", e)),
+        }
     }
 
     fn upload_dir(&self, id: &str) -> PathBuf {
@@ -130,6 +140,7 @@ impl Multipart {
             created_at: crate::record::now(),
         };
         let dir = self.upload_dir(&upload.id);
+        fs::create_dir_all(&self.dir).map_err(io("create uploads/multipart/"))?;
         fs::create_dir(&dir).map_err(io("create a multipart upload"))?;
         let bytes = serde_json::to_vec(&upload)
             .map_err(|e| StoreError::Corrupt(format!("a multipart upload does not encode: {e}")))?;
@@ -156,8 +167,7 @@ impl Multipart {
     /// Every upload in progress, oldest first; one that cannot be read is skipped.
     pub fn list(&self) -> Result<Vec<MultipartUpload>, StoreError> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(io("list multipart uploads"))? {
-            let entry = entry.map_err(io("list multipart uploads"))?;
+        for entry in self.entries()? {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
@@ -268,8 +278,7 @@ impl Multipart {
     pub fn sweep(&self, expiry: Duration) -> Result<usize, StoreError> {
         let mut removed = 0;
         let now = std::time::SystemTime::now();
-        for entry in fs::read_dir(&self.dir).map_err(io("list multipart uploads"))? {
-            let entry = entry.map_err(io("list multipart uploads"))?;
+        for entry in self.entries()? {
             let path = entry.path();
             let name = entry.file_name();
             let id = name.to_string_lossy();
