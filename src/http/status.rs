@@ -51,6 +51,27 @@ pub struct Status {
     /// Whether videos get posters and lengths, and audio lengths: on when ffmpeg and ffprobe
     /// were found at start-up, off otherwise (uploads work either way).
     posters: bool,
+    s3: S3Status,
+}
+
+/// The S3 API: where it answers, and what it shows.
+#[derive(Serialize, ToSchema)]
+pub struct S3Status {
+    /// Whether the S3 API is served (`SHOEBOX_S3_PORT` or `SHOEBOX_S3_HOST` is set).
+    enabled: bool,
+    #[schema(required = true)]
+    port: Option<u16>,
+    #[schema(required = true)]
+    host: Option<String>,
+    #[schema(required = true)]
+    domain: Option<String>,
+    /// Collections exposed as buckets (besides `default`, the media without a collection).
+    buckets: u64,
+    /// Collections whose names are not valid bucket names (spaces, capitals, Unicode), which
+    /// S3 does not show; rename them to reach them over S3.
+    collections_not_exposed: u64,
+    /// Multipart uploads in progress.
+    multipart_uploads: u64,
 }
 
 /// The background scrub, which re-reads every blob to find damage.
@@ -165,13 +186,25 @@ pub async fn status(
     let caller = auth::require_token(&req, &state)?;
     auth::require(&caller, caller.is_admin(), "this needs an admin token")?;
     let store = state.store.clone();
-    let (stats, space, partial) = web::block(move || {
+    let (stats, space, partial, collections, multipart) = web::block(move || {
         let stats = store.stats()?;
         let space = disk::space(store.layout().root())?;
         let partial = store.partials().usage();
-        Ok::<_, crate::store::StoreError>((stats, space, partial))
+        let mut collections: std::collections::BTreeSet<String> = store
+            .collections()
+            .list()?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        collections.extend(store.buckets_in_use()?.into_iter().flatten());
+        let multipart = store.multipart().list()?.len() as u64;
+        Ok::<_, crate::store::StoreError>((stats, space, partial, collections, multipart))
     })
     .await??;
+    let exposed = collections
+        .iter()
+        .filter(|c| super::s3::is_bucket_name(c))
+        .count() as u64;
     let data_dir = state
         .config
         .data_dir
@@ -208,6 +241,15 @@ pub async fn status(
                 bytes: partial.bytes,
             },
             posters: state.variants.posters,
+            s3: S3Status {
+                enabled: super::s3::enabled(&state.config),
+                port: state.config.s3_port,
+                host: state.config.s3_host.clone(),
+                domain: state.config.s3_domain.clone(),
+                buckets: exposed,
+                collections_not_exposed: collections.len() as u64 - exposed,
+                multipart_uploads: multipart,
+            },
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),
             scrub: ScrubStatus {

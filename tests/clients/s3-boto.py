@@ -13,6 +13,8 @@ Scenarios (each asserts as it goes):
   put-file   put_object of --file, read back; prints its sha256 as stored
   presign    presigned GET and PUT (boto3's default SigV2 form and SigV4) used with urllib
   refused    what a key may not do (--expect-denied-put), or a wrong secret
+  hostile    what S3 clients may send wrong or on purpose: long keys, large bodies, too many
+             keys, foreign upload ids, bad part numbers and ETags, malformed XML
   keys       every object of --bucket, with its size and ETag
   writer     puts objects one after another until killed, printing each acknowledged key
 
@@ -305,6 +307,60 @@ def multipart(a):
     return {"sha256": sha256(back), "etag": head["ETag"].strip('"')}
 
 
+def raw(a, method, path, body=b"", headers=None, claimed_sha256=None):
+    """A request boto3 would not send, signed as boto3 signs (for a body whose sha256 is
+    `claimed_sha256`, when given, whatever the body is)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    class Signer(S3SigV4Auth):
+        def payload(self, request):
+            return claimed_sha256 or super().payload(request)
+
+    req = AWSRequest(method=method, url=a.endpoint + path, data=body, headers=headers or {})
+    Signer(Credentials(a.key, a.secret), "s3", "us-east-1").add_auth(req)
+    r = requests.request(method, req.url, data=body, headers=dict(req.headers), timeout=60)
+    return r.status_code, r.text
+
+
+def hostile(a):
+    s3 = client(a)
+    b = a.bucket
+    s3.create_bucket(Bucket=b)
+    expect_error("KeyTooLongError", s3.put_object, Bucket=b, Key="k" * 1025, Body=b"x")
+    expect_error("EntityTooLarge", s3.put_object, Bucket=b, Key="big.bin", Body=os.urandom(2 << 20))
+    expect_error("MalformedXML", s3.delete_objects, Bucket=b,
+                 Delete={"Objects": [{"Key": f"k{i}"} for i in range(1001)]})
+    expect_error("NoSuchUpload", s3.upload_part, Bucket=b, Key="x", UploadId="0" * 32, PartNumber=1, Body=b"x")
+    expect_error("NoSuchUpload", s3.complete_multipart_upload, Bucket=b, Key="x", UploadId="../../etc",
+                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"x"'}]})
+    up = s3.create_multipart_upload(Bucket=b, Key="x")["UploadId"]
+    expect_error("InvalidArgument", s3.upload_part, Bucket=b, Key="x", UploadId=up, PartNumber=10001, Body=b"x")
+    expect_error("InvalidPart", s3.complete_multipart_upload, Bucket=b, Key="x", UploadId=up,
+                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"x"'}]})
+    s3.abort_multipart_upload(Bucket=b, Key="x", UploadId=up)
+    expect_error("NoSuchKey", s3.copy_object, Bucket=b, Key="copy", CopySource={"Bucket": b, "Key": "absent"})
+    expect_error("InvalidArgument", s3.list_objects_v2, Bucket=b, ContinuationToken="not-a-token!")
+    out = {}
+    for name, body in [
+        ("garbage", b"<Delete><Object><Key>a</Key></Obj"),
+        ("not xml", os.urandom(4000)),
+        ("deep", b"<Delete>" + b"<Object>" * 20000 + b"</Delete>"),
+        ("huge", b"<Delete>" + b"<Object><Key>k</Key></Object>" * 400000 + b"</Delete>"),
+    ]:
+        md5 = __import__("base64").b64encode(hashlib.md5(body).digest()).decode()
+        status, text = raw(a, "POST", f"/{b}?delete", body, {"Content-MD5": md5})
+        assert 400 <= status < 500, (name, status, text[:300])
+        out[name] = status
+    # A body that is not the one its signed sha256 names.
+    status, text = raw(a, "PUT", f"/{b}/h.bin", b"x" * 10, claimed_sha256="0" * 64)
+    assert status == 400 and "XAmzContentSHA256Mismatch" in text, (status, text[:300])
+    listed = s3.list_objects_v2(Bucket=b)
+    assert listed["KeyCount"] == 0, listed
+    return out
+
+
 def keys(a):
     s3 = client(a)
     out = []
@@ -337,6 +393,7 @@ def writer(a):
 
 SCENARIOS = {
     "objects": objects,
+    "hostile": hostile,
     "keys": keys,
     "listing": listing,
     "multipart": multipart,

@@ -13,6 +13,7 @@ mod common;
 mod boto;
 mod crash;
 mod crossing;
+mod hostile;
 mod routing;
 mod serving;
 mod signatures;

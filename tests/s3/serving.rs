@@ -95,4 +95,11 @@ fn anonymous_reads_see_public_objects_and_active_types_are_sandboxed_attachments
         assert!(res.text().unwrap().contains("<Code>AccessDenied</Code>"));
     }
     assert_eq!(common::all_records(&s).len(), 3);
+
+    // A collection whose name is no bucket name is not shown over S3; the status counts it.
+    s.upload("x.txt", b"x", &[("collection", "Summer Photos")]);
+    let status = s.status();
+    assert_eq!(status["s3"]["enabled"], true, "{status}");
+    assert_eq!(status["s3"]["buckets"], 1, "{status}");
+    assert_eq!(status["s3"]["collections_not_exposed"], 1, "{status}");
 }

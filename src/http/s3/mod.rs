@@ -34,6 +34,8 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::{intake, AppState};
 use crate::config::Config;
 
+pub use buckets::is_bucket_name;
+
 /// The region Shoebox reports and signs for; clients may sign for any region.
 pub const REGION: &str = "us-east-1";
 

@@ -218,12 +218,27 @@ fn body_io_error(e: StdError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// A body that is not the one its signed `x-amz-content-sha256` names.
+fn sha256_mismatch() -> S3Error {
+    let mut e = S3Error::with_message(
+        S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+        "the body does not match its x-amz-content-sha256",
+    );
+    e.set_status_code(http::StatusCode::BAD_REQUEST);
+    e
+}
+
 /// An error of a streamed body as the S3 error for it.
 pub(super) fn body_error(e: ApiError) -> S3Error {
     match &e {
         ApiError::BadRequest(m) if m.contains("SignatureMismatch") => s3_error!(
             SignatureDoesNotMatch,
             "a chunk's signature does not match its bytes"
+        ),
+        ApiError::BadRequest(m) if m.contains("Sha256Mismatch") => sha256_mismatch(),
+        ApiError::BadRequest(m) if m.contains("LengthMismatch") => s3_error!(
+            IncompleteBody,
+            "the body is not as long as its Content-Length"
         ),
         ApiError::BadRequest(m) if m.contains("AwsChunkedStreamError") => {
             s3_error!(
@@ -259,12 +274,7 @@ pub(super) fn verify(
     }
     if let Some(hex) = &expected.sha256_hex {
         if *hex != sha256.to_hex() {
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
-                "the body does not match its x-amz-content-sha256",
-            );
-            e.set_status_code(http::StatusCode::BAD_REQUEST);
-            return Err(e);
+            return Err(sha256_mismatch());
         }
     }
     let mut sent = expected.checksums.clone();
