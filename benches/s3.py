@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""The S3 API against Shoebox's own upload and download, and against Garage, on loopback.
+
+Run it through `benches/s3.sh`, which builds Shoebox in release mode first. In one run, each
+round runs every workload once (rounds bounded in count and time), and the table shows medians:
+
+- PUT of one `--size` object (256 MiB by default), each round a fresh file so that nothing is
+  deduplicated: Shoebox's raw upload (`POST /api/media?filename=`, http.client streaming the
+  file), boto3 `put_object` (one request; boto3 signs the payload's sha256 over plain HTTP) and
+  boto3 `upload_file` (its managed transfer: 8 MiB parts, 10 at a time, then the completion);
+- GET of the same object: `GET /f/{sha256}` read to the end, and boto3 `get_object`;
+- 200 small PUTs (256 KiB), 8 at a time: the raw upload, and boto3 `put_object`.
+
+Shoebox acknowledges every upload only once it is durable (fsyncs). Garage runs with its
+defaults, `metadata_fsync` and `data_fsync` off: it writes but does not fsync. When a
+`garage` binary is on PATH (`cargo install garage --locked`), a single-node Garage runs beside
+Shoebox on loopback and boto3 runs the same workloads against it.
+"""
+
+import argparse
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+import boto3  # noqa: E402
+from boto3.s3.transfer import TransferConfig  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+HOST = harness.HOST
+MIB = harness.MIB
+SMALL, SMALL_COUNT, SMALL_PARALLEL = 256 * 1024, 200, 8
+
+
+def s3_client(endpoint, key, secret, region="us-east-1"):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name=region,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                      max_pool_connections=16),
+    )  # fmt: skip
+
+
+class Shoebox(harness.Shoebox):
+    def __init__(self, port, workdir, binary, s3_port):
+        self.s3_port = s3_port
+        super().__init__(port, workdir, binary)
+
+    def command(self):
+        return super().command() + ["--s3-port", str(self.s3_port)]
+
+    def s3_key(self):
+        c = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        c.request("POST", "/api/tokens", body=json.dumps({"name": "bench", "scope": "admin", "s3": True}),
+                  headers={"Authorization": f"Bearer {harness.TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+        r = c.getresponse()
+        v = json.loads(r.read())
+        return v["access_key_id"], v["secret_access_key"]
+
+    def raw_put(self, path, name):
+        c = http.client.HTTPConnection(HOST, self.port, timeout=harness.IO_TIMEOUT)
+        with open(path, "rb") as f:
+            c.request("POST", "/api/media?filename=" + urllib.parse.quote(name), body=f,
+                      headers={"Authorization": f"Bearer {harness.TOKEN}",
+                               "Content-Length": str(os.path.getsize(path))})  # fmt: skip
+            r = c.getresponse()
+            status, body = r.status, r.read()
+        c.close()
+        if status != 201:
+            raise RuntimeError(f"raw upload: {status} {body[:200]!r}")
+        return json.loads(body)["items"][0]
+
+    def raw_get(self, hash_):
+        c = http.client.HTTPConnection(HOST, self.port, timeout=harness.IO_TIMEOUT)
+        c.request("GET", f"/f/{hash_}", headers={"Authorization": f"Bearer {harness.TOKEN}"})
+        r = c.getresponse()
+        n = 0
+        while True:
+            chunk = r.read(MIB)
+            if not chunk:
+                break
+            n += len(chunk)
+        c.close()
+        return n
+
+
+class Garage:
+    """A single-node Garage on loopback, with a key and a bucket for the benchmark."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "garage")
+        os.makedirs(self.dir)
+        self.s3_port, rpc, admin = harness.free_port(), harness.free_port(), harness.free_port()
+        self.conf = os.path.join(self.dir, "garage.toml")
+        with open(self.conf, "w") as f:
+            f.write(f"""metadata_dir = "{self.dir}/meta"
+data_dir = "{self.dir}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_secret = "{os.urandom(32).hex()}"
+rpc_bind_addr = "{HOST}:{rpc}"
+rpc_public_addr = "{HOST}:{rpc}"
+[s3_api]
+api_bind_addr = "{HOST}:{self.s3_port}"
+s3_region = "garage"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "{HOST}:{admin}"
+""")
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen(["garage", "-c", self.conf, "server"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        node = self.cli("node", "id", "-q").split("@")[0].strip()
+        self.cli("layout", "assign", "-z", "dc1", "-c", "10G", node)
+        self.cli("layout", "apply", "--version", "1")
+        self.cli("bucket", "create", "bench")
+        out = self.cli("key", "create", "bench")
+        self.key = re.search(r"Key ID:\s*(\S+)", out).group(1)
+        self.secret = re.search(r"Secret key:\s*(\S+)", out).group(1)
+        self.cli("bucket", "allow", "--read", "--write", "--owner", "bench", "--key", "bench")
+
+    def cli(self, *args):
+        deadline = time.time() + 60
+        while True:
+            r = subprocess.run(["garage", "-c", self.conf, *args], capture_output=True, text=True)
+            if r.returncode == 0:
+                return r.stdout
+            if time.time() > deadline:
+                raise RuntimeError(f"garage {args}: {r.stderr}")
+            time.sleep(0.5)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        self.log.close()
+
+
+def timed(f):
+    t = time.perf_counter()
+    out = f()
+    return time.perf_counter() - t, out
+
+
+def fresh_file(workdir, size, tag):
+    path = os.path.join(workdir, f"object-{tag}.bin")
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def boto_put(s3, bucket, key, path):
+    with open(path, "rb") as f:
+        s3.put_object(Bucket=bucket, Key=key, Body=f)
+
+
+def boto_get(s3, bucket, key):
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    n = 0
+    while chunk := body.read(MIB):
+        n += len(chunk)
+    return n
+
+
+def many(f):
+    """SMALL_COUNT calls of f(i), SMALL_PARALLEL at a time; objects a second."""
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(SMALL_PARALLEL) as pool:
+        list(pool.map(f, range(SMALL_COUNT)))
+    return SMALL_COUNT / (time.perf_counter() - t)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--binary", required=True)
+    p.add_argument("--size", type=int, default=256 * MIB)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--deadline", type=int, default=1800, help="seconds for the whole run")
+    a = p.parse_args()
+    stop_at = time.time() + a.deadline
+    workdir = tempfile.mkdtemp(prefix="shoebox-s3-bench-")
+    sb = Shoebox(harness.free_port(), workdir, a.binary, harness.free_port())
+    garage = None
+    results = {}
+
+    def note(name, value):
+        results.setdefault(name, []).append(value)
+
+    try:
+        sb.start()
+        key, secret = sb.s3_key()
+        s3 = s3_client(f"http://{HOST}:{sb.s3_port}", key, secret)
+        s3.create_bucket(Bucket="bench")
+        targets = [("Shoebox", s3, sb)]
+        if shutil.which("garage"):
+            garage = Garage(workdir)
+            g = s3_client(f"http://{HOST}:{garage.s3_port}", garage.key, garage.secret, "garage")
+            deadline = time.time() + 60
+            while True:  # a new layout takes a moment
+                try:
+                    g.put_object(Bucket="bench", Key="probe", Body=b"x")
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(1)
+            targets.append(("Garage", g, None))
+        else:
+            harness.log("garage is not on PATH: its figures are left out (cargo install garage --locked)")
+        small = os.urandom(SMALL)
+        for r in range(a.rounds):
+            if time.time() > stop_at:
+                harness.log("deadline reached")
+                break
+            harness.log(f"round {r + 1}/{a.rounds}")
+            path = fresh_file(workdir, a.size, r)
+            mib = a.size / MIB
+            want = sha256_file(path)
+            t, record = timed(lambda: sb.raw_put(path, f"raw-{r}.bin"))
+            assert record["hash"] == want
+            note("PUT raw (Shoebox REST)", mib / t)
+            t, n = timed(lambda: sb.raw_get(record["hash"]))
+            assert n == a.size
+            note("GET /f/{hash} (Shoebox REST)", mib / t)
+            for label, client, _ in targets:
+                t, _ = timed(lambda: boto_put(client, "bench", f"put-{r}.bin", path))
+                note(f"PUT boto3 put_object ({label})", mib / t)
+                t, _ = timed(lambda: client.upload_file(path, "bench", f"mp-{r}.bin",
+                                                        Config=TransferConfig()))  # fmt: skip
+                note(f"PUT boto3 upload_file, multipart ({label})", mib / t)
+                t, n = timed(lambda: boto_get(client, "bench", f"put-{r}.bin"))
+                assert n == a.size
+                note(f"GET boto3 get_object ({label})", mib / t)
+            os.remove(path)
+            # Small objects: each distinct, so nothing is deduplicated.
+            tag = os.urandom(4).hex()
+
+            def raw_small(i):
+                body = small[:-16] + f"{tag}{i:08d}".encode()
+                c = http.client.HTTPConnection(HOST, sb.port, timeout=60)
+                c.request("POST", f"/api/media?filename=s{i}.bin", body=body,
+                          headers={"Authorization": f"Bearer {harness.TOKEN}"})  # fmt: skip
+                resp = c.getresponse()
+                resp.read()
+                c.close()
+                assert resp.status == 201, resp.status
+
+            note("200 small PUTs x8, raw (Shoebox REST), objects/s", many(raw_small))
+            for label, client, _ in targets:
+                def boto_small(i, client=client):
+                    body = small[:-16] + f"{tag}{i:08d}".encode()
+                    client.put_object(Bucket="bench", Key=f"small/{tag}/{i}", Body=body)
+
+                note(f"200 small PUTs x8, boto3 ({label}), objects/s", many(boto_small))
+        rss = sb.peak_rss_mib()
+    finally:
+        sb.stop()
+        if garage:
+            garage.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n{'workload':<52} {'median':>10} {'min':>9} {'max':>9}")
+    for name, values in results.items():
+        unit = "" if "objects/s" in name else " MiB/s"
+        print(f"{name:<52} {statistics.median(values):>10.1f} {min(values):>9.1f} {max(values):>9.1f}{unit}")
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print("\nratios (S3 / native):")
+    for s3_name, native in [
+        ("PUT boto3 put_object (Shoebox)", "PUT raw (Shoebox REST)"),
+        ("PUT boto3 upload_file, multipart (Shoebox)", "PUT raw (Shoebox REST)"),
+        ("GET boto3 get_object (Shoebox)", "GET /f/{hash} (Shoebox REST)"),
+        ("200 small PUTs x8, boto3 (Shoebox), objects/s", "200 small PUTs x8, raw (Shoebox REST), objects/s"),
+    ]:
+        if s3_name in med and native in med:
+            print(f"  {s3_name:<50} {med[s3_name] / med[native]:.2f}x")
+    print(f"\nShoebox peak RSS: {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
