@@ -16,6 +16,7 @@ Scenarios (each asserts as it goes):
   hostile    what S3 clients may send wrong or on purpose: long keys, large bodies, too many
              keys, foreign upload ids, bad part numbers and ETags, malformed XML
   keys       every object of --bucket, with its size and ETag
+  virtual    a put and a listing virtual-hosted style (--host BUCKET.DOMAIN), read back path-style
   writer     puts objects one after another until killed, printing each acknowledged key
 
 Prints one JSON object on stdout: {"ok": true, ...} or {"ok": false, "error": ..., "code": ...}.
@@ -361,6 +362,22 @@ def hostile(a):
     return out
 
 
+def virtual(a):
+    """Virtual-hosted style: the bucket in the host name (`--host`), the key in the path."""
+    body = os.urandom(3000)
+    status, text = raw(a, "PUT", "/vhost/object.bin", body, {"Host": a.host})
+    assert status == 200, (status, text[:300])
+    bucket = a.host.split(".")[0]
+    host, a.host = a.host, None
+    s3 = client(a)  # path-style, on the endpoint's own host, reading it back
+    a.host = host
+    got = s3.get_object(Bucket=bucket, Key="vhost/object.bin")["Body"].read()
+    assert got == body, "the object put virtual-hosted style differs"
+    status, text = raw(a, "GET", "/?list-type=2", b"", {"Host": a.host})
+    assert status == 200 and "<Key>vhost/object.bin</Key>" in text, (status, text[:300])
+    return {}
+
+
 def keys(a):
     s3 = client(a)
     out = []
@@ -400,6 +417,7 @@ SCENARIOS = {
     "put-file": put_file,
     "presign": presign,
     "refused": refused,
+    "virtual": virtual,
     "writer": writer,
 }
 

@@ -46,3 +46,33 @@ fn s3_settings_are_checked_at_start() {
         assert!(out.contains(key), "{out}");
     }
 }
+
+#[test]
+fn virtual_hosted_requests_name_the_bucket_in_the_host() {
+    if !boto3() {
+        return;
+    }
+    let s = TestServer::builder()
+        .arg("--s3-port")
+        .arg("0")
+        .env("SHOEBOX_S3_DOMAIN", "s3.shoebox.test")
+        .start();
+    let key = s.s3_key("app", "admin");
+    let res = s
+        .authed(reqwest::Method::PUT, "/api/collections/photos")
+        .json(&serde_json::json!({"public": false}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v = boto(
+        "virtual",
+        &s.s3_url(),
+        &key,
+        &["--host", "photos.s3.shoebox.test"],
+    );
+    passed(&v);
+    let records = crate::common::all_records(&s);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["collection"], "photos");
+    assert_eq!(records[0]["key"], "vhost/object.bin");
+}
