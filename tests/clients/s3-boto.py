@@ -10,6 +10,7 @@ Scenarios (each asserts as it goes):
              prefix and a delimiter, checked against what was put
   multipart  upload_file of --file (multipart past 8 MiB), then parts by hand: out of order,
              listed, completed with S3's ETag; a wrong ETag, a small part and an abort
+  parts      a multipart upload's parts (then, with --upload-id, its completion)
   put-file   put_object of --file, read back; prints its sha256 as stored
   presign    presigned GET and PUT (boto3's default SigV2 form and SigV4) used with urllib
   refused    what a key may not do (--expect-denied-put), or a wrong secret
@@ -378,6 +379,34 @@ def virtual(a):
     return {}
 
 
+def parts(a):
+    """Phase one (no --upload-id): starts an upload of --file and sends its parts, 5 MiB each,
+    printing the upload id and the parts' ETags. Phase two (--upload-id, --etags): completes it
+    and reads the object back."""
+    s3 = client(a)
+    with open(a.file, "rb") as f:
+        data = f.read()
+    size = 5 << 20
+    if not a.upload_id:
+        uid = s3.create_multipart_upload(Bucket=a.bucket, Key=a.object_key)["UploadId"]
+        etags = []
+        for n, at in enumerate(range(0, len(data), size), start=1):
+            e = s3.upload_part(Bucket=a.bucket, Key=a.object_key, UploadId=uid, PartNumber=n,
+                               Body=data[at:at + size])["ETag"]  # fmt: skip
+            etags.append(e)
+        return {"upload_id": uid, "etags": etags}
+    etags = json.loads(a.etags)
+    listed = s3.list_parts(Bucket=a.bucket, Key=a.object_key, UploadId=a.upload_id)["Parts"]
+    assert [p["ETag"] for p in listed] == etags, (listed, etags)
+    s3.complete_multipart_upload(
+        Bucket=a.bucket, Key=a.object_key, UploadId=a.upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
+    )  # fmt: skip
+    back = s3.get_object(Bucket=a.bucket, Key=a.object_key)["Body"].read()
+    assert back == data, "the object completed after the restart differs"
+    return {"sha256": sha256(back)}
+
+
 def keys(a):
     s3 = client(a)
     out = []
@@ -414,6 +443,7 @@ SCENARIOS = {
     "keys": keys,
     "listing": listing,
     "multipart": multipart,
+    "parts": parts,
     "put-file": put_file,
     "presign": presign,
     "refused": refused,
@@ -437,6 +467,8 @@ def main():
     p.add_argument("--stream", action="store_true")
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--multipart-every", type=int, default=0)
+    p.add_argument("--upload-id")
+    p.add_argument("--etags", help="the parts' ETags, as JSON")
     p.add_argument("--checksums", choices=["when_supported", "when_required"])
     a = p.parse_args()
     try:

@@ -164,3 +164,39 @@ fn a_replacing_put_killed_between_its_steps_leaves_one_whole_version() {
         assert_eq!(s.media_bytes(&id), new);
     }
 }
+
+#[test]
+fn acknowledged_parts_survive_a_sigkill_and_complete_after_the_restart() {
+    if !boto3() {
+        return;
+    }
+    let mut s = server();
+    let key = s.s3_key("parts", "upload");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = common::bytes(12 * 1024 * 1024 + 9, 77);
+    let file = dir.path().join("parts.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let args = [
+        "--file",
+        file.to_str().unwrap(),
+        "--object-key",
+        "parts.bin",
+    ];
+    let v = boto("parts", &s.s3_url(), &key, &args);
+    passed(&v);
+    // Every part was acknowledged; the server dies before the completion.
+    s.kill();
+    let s = s.restart();
+    let etags = v["etags"].to_string();
+    let mut more = args.to_vec();
+    more.extend([
+        "--upload-id",
+        v["upload_id"].as_str().unwrap(),
+        "--etags",
+        &etags,
+    ]);
+    let done = boto("parts", &s.s3_url(), &key, &more);
+    passed(&done);
+    assert_eq!(done["sha256"], common::sha256_hex(&bytes));
+    assert!(common::entries(&s.data_dir.join("uploads/multipart")).is_empty());
+}
