@@ -406,7 +406,13 @@ pub(super) fn writable(
     if !caller.can_upload() {
         return Err(denied("this key may not write objects"));
     }
-    record::object_key(key).map_err(|e| s3_error!(KeyTooLongError, "{e}"))?;
+    record::object_key(key).map_err(|e| {
+        if key.len() > record::MAX_KEY {
+            s3_error!(KeyTooLongError, "{e}")
+        } else {
+            s3_error!(InvalidArgument, "{e}")
+        }
+    })?;
     if !buckets::exists(state, bucket)? {
         return Err(s3_error!(NoSuchBucket));
     }
