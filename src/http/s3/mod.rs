@@ -8,7 +8,8 @@
 //! errors) is the `s3s` crate's, a hyper/tower service; this module is Shoebox's side of it:
 //! - [`bridge`] carries requests from actix-web to the engine and answers back;
 //! - [`keys`] finds a request's secret (an API token made with `"s3": true`) and its caller;
-//! - [`buckets`], [`listing`], [`objects`] and [`multipart`] are the operations, on the store.
+//! - [`buckets`], [`listing`], [`objects`] and [`multipart`] are the operations, on the store;
+//! - [`digests`] checks a body against the digests its client sent.
 //!
 //! It answers on `SHOEBOX_S3_PORT` (path-style, and virtual-hosted style under
 //! `SHOEBOX_S3_DOMAIN`), and on the main port for requests whose `Host` is `SHOEBOX_S3_HOST`,
@@ -17,6 +18,7 @@
 
 mod bridge;
 mod buckets;
+mod digests;
 mod keys;
 mod listing;
 mod multipart;

@@ -19,8 +19,9 @@ use super::super::blob_body::BlobBody;
 use super::super::error::ApiError;
 use super::super::{receive, AppState};
 use super::buckets;
+use super::digests::{self, Expected};
 use super::keys::{self, denied};
-use super::objects::{self, store_error, Expected, Write};
+use super::objects::{self, store_error, Write};
 use crate::store::multipart::{MultipartUpload, Part, MAX_PART_NUMBER};
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
@@ -112,7 +113,7 @@ pub(super) async fn upload_part(
             Some(b) => Box::pin(b),
             None => Box::pin(futures_util::stream::empty()),
         };
-    let (stream, done) = objects::digesting(body, &expected);
+    let (stream, done) = digests::digesting(body, &expected);
     let trailers = req.trailing_headers;
     let s = state.clone();
     let result = receive::receive(
@@ -121,8 +122,8 @@ pub(super) async fn upload_part(
         state.config.max_upload_bytes,
         state.config.client_timeout,
         move |blob| {
-            let digests = objects::digests(&done)?;
-            if let Err(e) = objects::verify(&expected, &digests, &blob.hash, trailers.as_ref()) {
+            let digests = digests::digests(&done)?;
+            if let Err(e) = digests::verify(&expected, &digests, &blob.hash, trailers.as_ref()) {
                 return Ok(Err(e));
             }
             let part = s
@@ -141,7 +142,7 @@ pub(super) async fn upload_part(
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Err(e),
         Err(ApiError::NotFound(_)) => return Err(s3_error!(NoSuchUpload)),
-        Err(e) => return Err(objects::body_error(e)),
+        Err(e) => return Err(digests::body_error(e)),
     };
     Ok(S3Response::new(dto::UploadPartOutput {
         e_tag: Some(ETag::Strong(part.md5)),
