@@ -22,6 +22,22 @@ use super::objects::api_error;
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The `x-amz-checksum-*` values a request's input carries (every input that takes a body
+/// has the same five fields).
+macro_rules! sent_checksums {
+    ($input:expr) => {
+        s3s::dto::Checksum {
+            checksum_crc32: $input.checksum_crc32,
+            checksum_crc32c: $input.checksum_crc32c,
+            checksum_sha1: $input.checksum_sha1,
+            checksum_sha256: $input.checksum_sha256,
+            checksum_crc64nvme: $input.checksum_crc64nvme,
+            ..Default::default()
+        }
+    };
+}
+pub(super) use sent_checksums;
+
 /// The digests a client may send for a body, checked before the object is committed.
 #[derive(Default)]
 pub(super) struct Expected {

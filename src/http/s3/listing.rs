@@ -282,6 +282,29 @@ fn v1_marker(marker: &str, prefix: &str, delimiter: Option<&str>) -> Marker {
     }
 }
 
+/// A page of a listing that continues after a marker (v1, and versions).
+fn v1_page(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    marker: Option<&str>,
+    asked: Option<i32>,
+) -> S3Result<(Page, usize)> {
+    let max = max_keys(asked)?;
+    let q = Query {
+        bucket,
+        prefix,
+        delimiter,
+        after: marker
+            .filter(|m| !m.is_empty())
+            .map(|m| v1_marker(m, prefix, delimiter)),
+        max,
+    };
+    Ok((page(state, caller, &q)?, max))
+}
+
 pub(super) async fn list_v1(
     state: &web::Data<AppState>,
     req: S3Request<dto::ListObjectsInput>,
@@ -290,21 +313,15 @@ pub(super) async fn list_v1(
     let input = req.input;
     let enc = Encoder::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
-    let delimiter = input.delimiter.as_deref();
-    let after = input
-        .marker
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .map(|m| v1_marker(m, &prefix, delimiter));
-    let max = max_keys(input.max_keys)?;
-    let q = Query {
-        bucket: &input.bucket,
-        prefix: &prefix,
-        delimiter,
-        after,
-        max,
-    };
-    let p = page(state, &caller, &q)?;
+    let (p, max) = v1_page(
+        state,
+        &caller,
+        &input.bucket,
+        &prefix,
+        input.delimiter.as_deref(),
+        input.marker.as_deref(),
+        input.max_keys,
+    )?;
     let owner = buckets::owner(&caller);
     Ok(S3Response::new(dto::ListObjectsOutput {
         contents: Some(
@@ -337,21 +354,15 @@ pub(super) async fn list_versions(
     let input = req.input;
     let enc = Encoder::of(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
-    let delimiter = input.delimiter.as_deref();
-    let after = input
-        .key_marker
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .map(|m| v1_marker(m, &prefix, delimiter));
-    let max = max_keys(input.max_keys)?;
-    let q = Query {
-        bucket: &input.bucket,
-        prefix: &prefix,
-        delimiter,
-        after,
-        max,
-    };
-    let p = page(state, &caller, &q)?;
+    let (p, max) = v1_page(
+        state,
+        &caller,
+        &input.bucket,
+        &prefix,
+        input.delimiter.as_deref(),
+        input.key_marker.as_deref(),
+        input.max_keys,
+    )?;
     let owner = buckets::owner(&caller);
     let versions = p
         .objects

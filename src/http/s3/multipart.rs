@@ -99,14 +99,7 @@ pub(super) async fn upload_part(
             )
         })?;
     let upload = upload_of(state, &caller, &input.bucket, &input.key, &input.upload_id)?;
-    let checksums = dto::Checksum {
-        checksum_crc32: input.checksum_crc32,
-        checksum_crc32c: input.checksum_crc32c,
-        checksum_sha1: input.checksum_sha1,
-        checksum_sha256: input.checksum_sha256,
-        checksum_crc64nvme: input.checksum_crc64nvme,
-        ..Default::default()
-    };
+    let checksums = digests::sent_checksums!(input);
     let expected = Expected::of(&req.headers, input.content_md5, checksums);
     let body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StdError>> + Send + Sync>> =
         match input.body {

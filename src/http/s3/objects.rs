@@ -20,7 +20,7 @@ use super::super::blob_body::BlobBody;
 use super::super::error::ApiError;
 use super::super::{receive, upload, AppState};
 use super::buckets;
-use super::digests::{body_error, digesting, digests, verify, Expected};
+use super::digests::{body_error, digesting, digests, sent_checksums, verify, Expected};
 use super::keys::{self, denied};
 use crate::store::record::{self, MediaFields};
 use crate::store::{MediaRecord, NewMedia, Visibility};
@@ -242,14 +242,7 @@ pub(super) async fn put(
 ) -> S3Result<S3Response<dto::PutObjectOutput>> {
     let caller = keys::caller(state, req.credentials.as_ref())?;
     let input = req.input;
-    let checksums = dto::Checksum {
-        checksum_crc32: input.checksum_crc32,
-        checksum_crc32c: input.checksum_crc32c,
-        checksum_sha1: input.checksum_sha1,
-        checksum_sha256: input.checksum_sha256,
-        checksum_crc64nvme: input.checksum_crc64nvme,
-        ..Default::default()
-    };
+    let checksums = sent_checksums!(input);
     if let Some(cond) = &input.if_none_match {
         if cond.is_any() {
             let collection = buckets::collection_of(&input.bucket);
@@ -352,6 +345,37 @@ fn span(range: Option<&dto::Range>, size: u64) -> S3Result<Option<(u64, u64)>> {
     }
 }
 
+/// What a GET or HEAD asks for.
+struct Read<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+    range: Option<&'a dto::Range>,
+}
+
+/// The object a GET or HEAD reads, once the caller may and its conditions hold, and the bytes
+/// its range covers.
+fn read(
+    state: &AppState,
+    credentials: Option<&s3s::auth::Credentials>,
+    q: Read<'_>,
+) -> S3Result<(MediaRecord, Option<(u64, u64)>)> {
+    let caller = keys::caller(state, credentials)?;
+    let r = readable(state, &caller, q.bucket, q.key)?;
+    preconditions(
+        &r,
+        q.if_match,
+        q.if_none_match,
+        q.if_modified_since,
+        q.if_unmodified_since,
+    )?;
+    let span = span(q.range, r.size)?;
+    Ok((r, span))
+}
+
 fn content_type(r: &MediaRecord) -> Option<String> {
     Some(r.content_type.clone())
 }
@@ -360,17 +384,20 @@ pub(super) async fn get(
     state: &web::Data<AppState>,
     req: S3Request<dto::GetObjectInput>,
 ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-    let caller = keys::caller(state, req.credentials.as_ref())?;
     let input = req.input;
-    let r = readable(state, &caller, &input.bucket, &input.key)?;
-    preconditions(
-        &r,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
+    let (r, span) = read(
+        state,
+        req.credentials.as_ref(),
+        Read {
+            bucket: &input.bucket,
+            key: &input.key,
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            range: input.range.as_ref(),
+        },
     )?;
-    let span = span(input.range.as_ref(), r.size)?;
     let (start, len) = span.unwrap_or((0, r.size));
     let file = state.store.blobs().open(&r.hash).map_err(store_error)?;
     let body = StreamingBlob::wrap(BlobBody::new(file, start, len));
@@ -404,17 +431,20 @@ pub(super) async fn head(
     state: &web::Data<AppState>,
     req: S3Request<dto::HeadObjectInput>,
 ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-    let caller = keys::caller(state, req.credentials.as_ref())?;
     let input = req.input;
-    let r = readable(state, &caller, &input.bucket, &input.key)?;
-    preconditions(
-        &r,
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
+    let (r, span) = read(
+        state,
+        req.credentials.as_ref(),
+        Read {
+            bucket: &input.bucket,
+            key: &input.key,
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            range: input.range.as_ref(),
+        },
     )?;
-    let span = span(input.range.as_ref(), r.size)?;
     let len = span.map_or(r.size, |(_, l)| l);
     let mut res = S3Response::new(dto::HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
