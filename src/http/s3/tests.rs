@@ -103,6 +103,15 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// What signs the chunks of a signed `aws-chunked` body: the request's own signature (the
+/// seed), the signing key, the time and the scope.
+struct Seed {
+    signature: String,
+    key: Vec<u8>,
+    date: String,
+    scope: String,
+}
+
 /// Signs a request with SigV4 in the `Authorization` header, as the AWS SDKs do: `headers`
 /// are the ones signed besides `host`.
 fn sign(
@@ -112,6 +121,16 @@ fn sign(
     headers: &[(&str, String)],
     payload: &str,
 ) -> TestRequest {
+    sign_seeded(h, method, path, headers, payload).0
+}
+
+fn sign_seeded(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    payload: &str,
+) -> (TestRequest, Seed) {
     let t = time::OffsetDateTime::now_utc();
     let date = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -168,7 +187,37 @@ fn sign(
     for (k, v) in headers {
         req = req.insert_header((*k, v.as_str()));
     }
-    req
+    let seed = Seed {
+        signature,
+        key: k,
+        date: date.to_owned(),
+        scope,
+    };
+    (req, seed)
+}
+
+/// `body` as signed `aws-chunked` (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`): each chunk signed
+/// over the one before, the first over the request's signature, and an empty one to end.
+fn signed_chunks(seed: &Seed, body: &[u8], size: usize) -> Vec<u8> {
+    let empty = hex::encode(Sha256::digest(b""));
+    let mut prev = seed.signature.clone();
+    let mut out = Vec::new();
+    for chunk in body.chunks(size.max(1)).chain(std::iter::once(&[][..])) {
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev}\n{empty}\n{}",
+            seed.date,
+            seed.scope,
+            hex::encode(Sha256::digest(chunk))
+        );
+        let signature = hex::encode(hmac(&seed.key, &to_sign));
+        out.extend_from_slice(
+            format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
+        );
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+        prev = signature;
+    }
+    out
 }
 
 /// `body` framed as `aws-chunked` in chunks of the given sizes, with a CRC32 trailer.
@@ -190,6 +239,31 @@ fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
     crc.update(body);
     let sum = crc.finalize().checksum_crc32.unwrap();
     out.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{sum}\r\n\r\n").as_bytes());
+    out
+}
+
+/// The chunks of `data` (a signed framing) with the signatures of `signatures` (another
+/// framing of the same sizes).
+fn splice_signatures(signatures: &[u8], data: &[u8]) -> Vec<u8> {
+    const TAG: &[u8] = b";chunk-signature=";
+    let sigs: Vec<&[u8]> = signatures
+        .windows(TAG.len())
+        .enumerate()
+        .filter(|(_, w)| *w == TAG)
+        .map(|(i, _)| &signatures[i + TAG.len()..i + TAG.len() + 64])
+        .collect();
+    let mut out = data.to_vec();
+    let mut n = 0;
+    let mut i = 0;
+    while i + TAG.len() <= out.len() {
+        if &out[i..i + TAG.len()] == TAG && n < sigs.len() {
+            out[i + TAG.len()..i + TAG.len() + 64].copy_from_slice(sigs[n]);
+            n += 1;
+            i += TAG.len() + 64;
+        } else {
+            i += 1;
+        }
+    }
     out
 }
 
@@ -223,6 +297,50 @@ fn runtime() -> actix_web::rt::SystemRunner {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn signed_chunks_are_checked_one_by_one(
+        body in proptest::collection::vec(any::<u8>(), 1..5000),
+        size in 1usize..2000,
+        tamper in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let sys = runtime();
+        sys.block_on(async {
+            let h = Harness::new().await;
+            let (req, seed) = sign_seeded(
+                &h,
+                "PUT",
+                "/default/signed.bin",
+                &[
+                    ("content-encoding", "aws-chunked".into()),
+                    ("x-amz-decoded-content-length", body.len().to_string()),
+                ],
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            );
+            let framed = signed_chunks(&seed, &body, size);
+            // A byte of the object changed after signing: the changed bytes go with the
+            // original chunks' signatures, one of which no longer holds.
+            let sent = match tamper {
+                Some(at) => {
+                    let mut changed = body.clone();
+                    changed[at.index(body.len())] ^= 0x20;
+                    splice_signatures(&framed, &signed_chunks(&seed, &changed, size))
+                }
+                None => framed,
+            };
+            let (status, reply) = h.send(req.set_payload(sent)).await;
+            let stored = h.store.by_key(None, "signed.bin").unwrap();
+            if tamper.is_some() {
+                prop_assert_eq!(status, 403, "{}", String::from_utf8_lossy(&reply));
+                prop_assert!(String::from_utf8_lossy(&reply).contains("SignatureDoesNotMatch"));
+                prop_assert!(stored.is_none());
+            } else {
+                prop_assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+                prop_assert_eq!(stored.unwrap().hash.to_hex(), hex::encode(Sha256::digest(&body)));
+            }
+            Ok(())
+        })?;
+    }
 
     #[test]
     fn signed_chunked_puts_of_any_key_store_exactly_their_bytes(
