@@ -127,8 +127,8 @@ fn serve(
         .workers(workers)
         .max_concurrent_connections(conn::connection_cap(workers))
         .shutdown_timeout(config.shutdown_timeout.as_secs());
-    // Every port serves the same app: the S3 port's requests are told apart by their local
-    // address (see `s3::dispatch`).
+    // Every port serves the same app: the S3 port's connections carry a marker from their
+    // accept, which `s3::dispatch` reads.
     for (name, listener) in listeners {
         let local = listener.local_addr()?;
         let s3_port = name == s3::LISTENER;
