@@ -38,6 +38,17 @@ fn clean_list(items: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The host of an `http(s)://` URL, without its port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    })
+}
+
 /// Validated settings for a running server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -190,6 +201,13 @@ impl Config {
             Ok(Some(v))
         };
         let s3_host = host_name("SHOEBOX_S3_HOST", &args.s3_host)?;
+        let app_host = public_url
+            .as_deref()
+            .and_then(url_host)
+            .map(|h| h.to_ascii_lowercase());
+        if s3_host.is_some() && s3_host == app_host {
+            return Err("SHOEBOX_S3_HOST names the app's own host (SHOEBOX_PUBLIC_URL): every request would go to the S3 API; give S3 a host of its own".into());
+        }
         let s3_domain = host_name("SHOEBOX_S3_DOMAIN", &args.s3_domain)?;
         if s3_domain.is_some() && s3_host.is_none() && args.s3_port.is_none() {
             return Err("SHOEBOX_S3_DOMAIN needs SHOEBOX_S3_PORT or SHOEBOX_S3_HOST".into());

@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("shoebox listening on http://{addr}");
     // S3 clients compare MD5s: the records that have none get theirs in the background.
     let md5s = if s3::enabled(&config) {
-        Some(store.spawn_md5_backfill()?)
+        Some(store.spawn_md5_backfill(config.scrub_rate)?)
     } else {
         None
     };

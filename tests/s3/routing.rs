@@ -34,16 +34,21 @@ fn the_main_port_serves_s3_for_its_host_and_the_app_for_others() {
 #[test]
 fn s3_settings_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    for (key, value) in [
-        ("SHOEBOX_S3_HOST", "https://s3.example.com"),
-        ("SHOEBOX_S3_DOMAIN", "s3.example.com"),
+    for envs in [
+        vec![("SHOEBOX_S3_HOST", "https://s3.example.com")],
+        vec![("SHOEBOX_S3_DOMAIN", "s3.example.com")],
+        vec![
+            ("SHOEBOX_S3_HOST", "Media.Example.com"),
+            ("SHOEBOX_PUBLIC_URL", "https://media.example.com:443/"),
+        ],
     ] {
-        let (status, out) = TestServer::builder()
-            .data_dir(&dir.path().join("data"))
-            .env(key, value)
-            .start_expecting_failure();
-        assert!(!status.success(), "{key}={value} was accepted");
-        assert!(out.contains(key), "{out}");
+        let mut b = TestServer::builder().data_dir(&dir.path().join("data"));
+        for (k, v) in &envs {
+            b = b.env(k, v);
+        }
+        let (status, out) = b.start_expecting_failure();
+        assert!(!status.success(), "{envs:?} was accepted");
+        assert!(out.contains(envs[0].0), "{out}");
     }
 }
 

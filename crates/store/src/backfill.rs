@@ -67,16 +67,20 @@ impl Wanted {
 
 impl Store {
     /// Starts the thread that computes the MD5s writers did not: first those of older records,
-    /// then those of new uploads as they come. It stops with the scrub (at shutdown); what it
-    /// had not done yet, the next start does.
-    pub fn spawn_md5_backfill(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// read at no more than `rate` bytes a second (the scrub's rate: a large store's first
+    /// pass must not crowd out serving), then those of new uploads as they come. It stops with
+    /// the scrub (at shutdown); what it had not done yet, the next start does.
+    pub fn spawn_md5_backfill(
+        self: &Arc<Self>,
+        rate: u64,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         self.md5_wanted.enabled.store(true, Ordering::Relaxed);
         let store = self.clone();
         std::thread::Builder::new()
             .name("shoebox-md5".into())
             .spawn(move || {
                 let stop = || store.scrub.stopped();
-                match store.backfill_md5(stop) {
+                match store.backfill_md5(Some(rate), stop) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(records = n, "MD5s computed for older records"),
                     Err(e) => tracing::warn!(error = %e, "the MD5 backfill stopped"),
@@ -104,7 +108,7 @@ impl Store {
         if record.md5.is_some() {
             return Ok(());
         }
-        let Some(md5) = self.md5_of(&record.hash) else {
+        let Some(md5) = self.md5_of(&record.hash, None) else {
             return Ok(());
         };
         match self.learned(id, |r| {
@@ -120,7 +124,11 @@ impl Store {
     /// Gives every record without an MD5 the MD5 of its blob, reading each blob once; returns
     /// how many records it gave one. A blob that is missing or does not hash to its name is
     /// left alone (`verify` and the scrub report it).
-    pub fn backfill_md5(&self, stop: impl Fn() -> bool) -> Result<usize, StoreError> {
+    pub fn backfill_md5(
+        &self,
+        rate: Option<u64>,
+        stop: impl Fn() -> bool,
+    ) -> Result<usize, StoreError> {
         let mut missing: BTreeMap<ContentHash, Vec<MediaId>> = BTreeMap::new();
         for r in self.meta.all() {
             let r = r?;
@@ -142,7 +150,7 @@ impl Store {
             if stop() {
                 break;
             }
-            let Some(md5) = self.md5_of(&hash) else {
+            let Some(md5) = self.md5_of(&hash, rate) else {
                 continue;
             };
             for id in ids {
@@ -166,11 +174,13 @@ impl Store {
         Ok(done)
     }
 
-    /// The hex MD5 of a whole blob, when it hashes to its name.
-    fn md5_of(&self, hash: &ContentHash) -> Option<String> {
+    /// The hex MD5 of a whole blob, when it hashes to its name; read at no more than `rate`
+    /// bytes a second when one is given (`None` as well when asked to stop meanwhile).
+    fn md5_of(&self, hash: &ContentHash, rate: Option<u64>) -> Option<String> {
         let mut file = std::fs::File::open(self.blobs.path_for(hash)).ok()?;
         let (mut md5, mut sha) = (Md5::new(), Sha256::new());
         let mut buf = vec![0u8; 1 << 20];
+        let (began, mut total) = (Instant::now(), 0u64);
         loop {
             let n = file.read(&mut buf).ok()?;
             if n == 0 {
@@ -178,6 +188,16 @@ impl Store {
             }
             md5.update(&buf[..n]);
             sha2::Digest::update(&mut sha, &buf[..n]);
+            total += n as u64;
+            if let Some(rate) = rate {
+                // Never ahead of the rate: sleep until `total` bytes were due.
+                let due = Duration::from_secs_f64(total as f64 / rate.max(1) as f64);
+                if let Some(ahead) = due.checked_sub(began.elapsed()) {
+                    if !self.scrub.sleep(ahead) {
+                        return None;
+                    }
+                }
+            }
         }
         let sha: [u8; 32] = sha2::Digest::finalize(sha).into();
         (ContentHash(sha) == *hash).then(|| hex::encode(md5.finalize()))
@@ -197,7 +217,7 @@ mod tests {
         let a = store.create(vec![testing::new(&store, b"older")]).unwrap();
         let b = store.create(vec![testing::new(&store, b"older")]).unwrap();
         let c = store.create(vec![testing::new(&store, b"other")]).unwrap();
-        assert_eq!(store.backfill_md5(|| false).unwrap(), 3);
+        assert_eq!(store.backfill_md5(None, || false).unwrap(), 3);
         for (r, bytes) in [(&a[0], b"older"), (&b[0], b"older"), (&c[0], b"other")] {
             let got = store.get(r.id).unwrap().unwrap().md5.unwrap();
             assert_eq!(got, hex::encode(Md5::digest(bytes)));
@@ -207,7 +227,7 @@ mod tests {
                 "the record file has it too"
             );
         }
-        assert_eq!(store.backfill_md5(|| false).unwrap(), 0, "once");
+        assert_eq!(store.backfill_md5(None, || false).unwrap(), 0, "once");
     }
 
     #[test]

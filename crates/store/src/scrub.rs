@@ -133,7 +133,7 @@ impl ScrubState {
     }
 
     /// Waits up to `d`; answers false when asked to stop.
-    fn sleep(&self, d: Duration) -> bool {
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
         let guard = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = self
             .wake
