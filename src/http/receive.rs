@@ -41,6 +41,8 @@ type Written<T> = Result<Option<T>, ApiError>;
 /// thread once the blob is staged, rather than after a second hand-off.
 struct Writer<T, F> {
     store: Arc<Store>,
+    /// Whether the staged blob also gets the MD5 of its bytes.
+    md5: bool,
     /// Until the thread starts; then it is the thread's.
     then: Option<F>,
     started: Option<(mpsc::Sender<Batch>, tokio::task::JoinHandle<Written<T>>)>,
@@ -59,8 +61,9 @@ where
                 .last
                 .then(|| batch.chunks.iter().map(|c| c.len() as u64).sum());
             let (tx, rx) = mpsc::channel::<Batch>(BATCHES_QUEUED);
-            let store = self.store.clone();
-            let thread = actix_web::rt::task::spawn_blocking(move || write(&store, rx, size, then));
+            let (store, md5) = (self.store.clone(), self.md5);
+            let thread =
+                actix_web::rt::task::spawn_blocking(move || write(&store, rx, size, md5, then));
             self.started = Some((tx, thread));
         }
         let Some((tx, _)) = &self.started else {
@@ -86,9 +89,13 @@ fn write<T>(
     store: &Store,
     mut rx: mpsc::Receiver<Batch>,
     size: Option<u64>,
+    md5: bool,
     then: impl FnOnce(StagedBlob) -> Result<T, ApiError>,
 ) -> Written<T> {
     let mut w = store.stage()?;
+    if md5 {
+        w = w.with_md5();
+    }
     if let Some(size) = size {
         w.expect_size(size);
     }
@@ -109,7 +116,7 @@ fn write<T>(
 /// An interrupted or refused stream leaves no temp file.
 pub(super) async fn receive<S, E, T, F>(
     store: Arc<Store>,
-    mut stream: S,
+    stream: S,
     limit: u64,
     idle: Duration,
     then: F,
@@ -120,8 +127,44 @@ where
     T: Send + 'static,
     F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
 {
+    receive_into(store, stream, limit, idle, false, then).await
+}
+
+/// Like [`receive`], and the staged blob also carries the MD5 of its bytes, computed on a
+/// thread of its own as they are written (S3 answers with it).
+pub(super) async fn receive_with_md5<S, E, T, F>(
+    store: Arc<Store>,
+    stream: S,
+    limit: u64,
+    idle: Duration,
+    then: F,
+) -> Result<T, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + 'static,
+    T: Send + 'static,
+    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
+{
+    receive_into(store, stream, limit, idle, true, then).await
+}
+
+async fn receive_into<S, E, T, F>(
+    store: Arc<Store>,
+    mut stream: S,
+    limit: u64,
+    idle: Duration,
+    md5: bool,
+    then: F,
+) -> Result<T, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + 'static,
+    T: Send + 'static,
+    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
+{
     let mut writer = Writer {
         store,
+        md5,
         then: Some(then),
         started: None,
     };

@@ -120,6 +120,18 @@ def objects(a):
     expect_error("NoSuchKey", s3.get_object, Bucket=b, Key="photos/2024/none.bin")
     expect_error("NoSuchBucket", s3.get_object, Bucket="no-such-bucket", Key="x")
 
+    # Content-MD5 is checked before the object is kept.
+    b64 = __import__("base64").b64encode
+    s3.put_object(Bucket=b, Key="md5/ok.bin", Body=b"checked", ContentMD5=b64(hashlib.md5(b"checked").digest()).decode())
+    expect_error("BadDigest", s3.put_object, Bucket=b, Key="md5/bad.bin", Body=b"checked",
+                 ContentMD5=b64(hashlib.md5(b"other").digest()).decode())
+    try:
+        s3.head_object(Bucket=b, Key="md5/bad.bin")
+        raise AssertionError("an object whose Content-MD5 did not match was kept")
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e
+    s3.delete_object(Bucket=b, Key="md5/ok.bin")
+
     # A put to an existing key replaces the object.
     second = os.urandom(1000)
     s3.put_object(Bucket=b, Key="photos/2024/one.bin", Body=second)

@@ -84,6 +84,7 @@ impl BlobStore {
             written_back: 0,
             out: UploadFile::new(temp),
             hasher: Hashing::Here(Sha256::new()),
+            md5: None,
             size: 0,
             head: Vec::new(),
         })
@@ -197,6 +198,8 @@ pub struct BlobWriter {
     written_back: u64,
     out: UploadFile,
     hasher: Hashing,
+    /// The MD5 of the bytes, when the writer asked for it (see [`BlobWriter::with_md5`]).
+    md5: Option<Md5Thread>,
     size: u64,
     head: Vec<u8>,
 }
@@ -266,10 +269,81 @@ impl Hashing {
     }
 }
 
+/// An upload's MD5, computed on a thread of its own from the first byte: MD5 costs about as
+/// much as the rest of an upload's work together, and on that thread it neither slows the
+/// writing nor the receiving of the bytes.
+enum Md5Thread {
+    Beside {
+        chunks: std::sync::mpsc::SyncSender<Bytes>,
+        thread: std::thread::JoinHandle<[u8; 16]>,
+    },
+    /// Without a thread to spare, the MD5 is computed on the writing thread.
+    Here(md5::Md5),
+}
+
+impl Md5Thread {
+    fn start() -> Md5Thread {
+        use md5::Digest;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+        let started = std::thread::Builder::new()
+            .name("shoebox-md5".into())
+            .spawn(move || {
+                let mut md5 = md5::Md5::new();
+                for chunk in rx {
+                    md5.update(&chunk);
+                }
+                md5.finalize().into()
+            });
+        match started {
+            Ok(thread) => Md5Thread::Beside { chunks: tx, thread },
+            Err(_) => Md5Thread::Here(md5::Md5::new()),
+        }
+    }
+
+    fn update(&mut self, data: &Bytes) -> Result<(), StoreError> {
+        use md5::Digest;
+        match self {
+            Md5Thread::Beside { chunks, .. } => chunks.send(data.clone()).map_err(|_| {
+                StoreError::io(
+                    "hash an upload",
+                    std::io::Error::other("the MD5 thread stopped"),
+                )
+            }),
+            Md5Thread::Here(md5) => {
+                md5.update(data);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Result<[u8; 16], StoreError> {
+        use md5::Digest;
+        match self {
+            Md5Thread::Beside { chunks, thread } => {
+                drop(chunks);
+                thread.join().map_err(|_| {
+                    StoreError::io(
+                        "hash an upload",
+                        std::io::Error::other("the MD5 thread panicked"),
+                    )
+                })
+            }
+            Md5Thread::Here(md5) => Ok(md5.finalize().into()),
+        }
+    }
+}
+
 /// How often a long upload re-reads the free space.
 const SPACE_CHECK_EVERY: u64 = 8 << 20;
 
 impl BlobWriter {
+    /// Also computes the MD5 of the bytes (S3's ETag), on a thread of its own; the staged
+    /// blob carries it.
+    pub fn with_md5(mut self) -> Self {
+        self.md5 = Some(Md5Thread::start());
+        self
+    }
+
     /// Refuses further bytes once the disk holding `dir` has fewer than `reserve` bytes free.
     pub fn with_guard(mut self, dir: PathBuf, reserve: u64) -> Self {
         self.guard = Some((dir, reserve));
@@ -310,6 +384,9 @@ impl BlobWriter {
         let len = data.len() as u64;
         // The hashing thread gets the chunk first, so it hashes while this thread writes
         // (and waits for writeback) rather than after.
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(&data)?;
+        }
         self.hasher.update(data.clone(), self.size)?;
         self.out
             .write_all(&data)
@@ -352,6 +429,7 @@ impl BlobWriter {
         Ok(StagedBlob {
             temp,
             hash: self.hasher.finish()?,
+            md5: self.md5.map(Md5Thread::finish).transpose()?,
             size: self.size,
             head: self.head,
         })
@@ -440,6 +518,8 @@ pub struct StagedBlob {
     temp: NamedTempFile,
     /// The sha256 of its bytes: the address it will be placed under.
     pub hash: ContentHash,
+    /// The MD5 of its bytes, when the writer asked for it.
+    pub md5: Option<[u8; 16]>,
     /// Bytes.
     pub size: u64,
     /// The first bytes, for sniffing the content type and reading image dimensions.
@@ -452,6 +532,7 @@ impl StagedBlob {
         StagedBlob {
             temp,
             hash,
+            md5: None,
             size,
             head,
         }

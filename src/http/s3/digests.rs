@@ -1,8 +1,9 @@
 //! What a body's bytes hash to on the way in, and the checks against what the client sent:
 //! `Content-MD5`, the `x-amz-checksum-*` headers or trailer (CRC32, CRC32C, CRC64NVME, SHA1,
-//! SHA256) and a signed `x-amz-content-sha256`. MD5 and the checksums are computed on the
-//! network side while the writing thread computes sha256; everything is checked before the
-//! object is committed, so a body that disagrees leaves nothing.
+//! SHA256) and a signed `x-amz-content-sha256`. The checksums are computed on the network side
+//! as the bytes pass; sha256 and MD5 by the writer of the staged blob, each on a thread of its
+//! own. Everything is checked before the object is committed, so a body that disagrees leaves
+//! nothing.
 
 use std::io;
 use std::pin::Pin;
@@ -12,7 +13,6 @@ use std::task::{Context, Poll};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
-use md5::Digest as _;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto;
 use s3s::{s3_error, S3Error, S3ErrorCode};
@@ -93,16 +93,13 @@ impl Expected {
 
 /// What the body's bytes hashed to, on the way through.
 pub(super) struct Digests {
-    pub(super) md5: [u8; 16],
     pub(super) checksums: dto::Checksum,
 }
 
-/// A body stream that computes MD5 and the checksums the client asked for as it passes, on
-/// the network side while the writing thread computes sha256, and leaves the result when the
-/// body ends (before the writing thread sees its last bytes).
+/// A body stream that computes the checksums the client asked for as it passes, and leaves
+/// them when the body ends (before the writing thread sees its last bytes).
 pub(super) struct Digesting<S> {
     inner: S,
-    md5: Option<md5::Md5>,
     hasher: Option<ChecksumHasher>,
     done: Arc<Mutex<Option<Digests>>>,
 }
@@ -117,9 +114,6 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(m) = this.md5.as_mut() {
-                    m.update(&chunk);
-                }
                 if let Some(h) = this.hasher.as_mut() {
                     h.update(&chunk);
                 }
@@ -127,9 +121,8 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(body_io_error(e)))),
             Poll::Ready(None) => {
-                if let (Some(m), Some(h)) = (this.md5.take(), this.hasher.take()) {
+                if let Some(h) = this.hasher.take() {
                     *this.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(Digests {
-                        md5: m.finalize().into(),
                         checksums: h.finalize(),
                     });
                 }
@@ -143,12 +136,11 @@ where
 /// Where the digests of a body are left once it ends.
 pub(super) type Digested = Arc<Mutex<Option<Digests>>>;
 
-/// The body, computing MD5 and the checksums `expected` names as it passes.
+/// The body, computing the checksums `expected` names as it passes.
 pub(super) fn digesting<S>(body: S, expected: &Expected) -> (Digesting<S>, Digested) {
     let done = Arc::new(Mutex::new(None));
     let stream = Digesting {
         inner: body,
-        md5: Some(md5::Md5::new()),
         hasher: Some(expected.hasher()),
         done: done.clone(),
     };
@@ -211,17 +203,18 @@ pub(super) fn body_error(e: ApiError) -> S3Error {
 pub(super) fn verify(
     expected: &Expected,
     got: &Digests,
+    md5: &[u8; 16],
     sha256: &crate::store::ContentHash,
     trailers: Option<&s3s::TrailingHeaders>,
 ) -> Result<(), S3Error> {
-    if let Some(md5) = &expected.md5 {
+    if let Some(sent) = &expected.md5 {
         let sent = base64::engine::general_purpose::STANDARD
-            .decode(md5.trim())
+            .decode(sent.trim())
             .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not base64"))?;
         if sent.len() != 16 {
             return Err(s3_error!(InvalidDigest, "Content-MD5 is not an MD5"));
         }
-        if sent != got.md5 {
+        if sent != md5 {
             return Err(s3_error!(
                 BadDigest,
                 "the body does not match its Content-MD5"

@@ -109,20 +109,25 @@ pub(super) async fn upload_part(
     let (stream, done) = digests::digesting(body, &expected);
     let trailers = req.trailing_headers;
     let s = state.clone();
-    let result = receive::receive(
+    let result = receive::receive_with_md5(
         state.store.clone(),
         stream,
         state.config.max_upload_bytes,
         state.config.client_timeout,
         move |blob| {
             let digests = digests::digests(&done)?;
-            if let Err(e) = digests::verify(&expected, &digests, &blob.hash, trailers.as_ref()) {
+            let md5 = blob
+                .md5
+                .ok_or_else(|| ApiError::Internal("the part's MD5 is missing".into()))?;
+            if let Err(e) =
+                digests::verify(&expected, &digests, &md5, &blob.hash, trailers.as_ref())
+            {
                 return Ok(Err(e));
             }
             let part = s
                 .store
                 .multipart()
-                .add_part(&upload, number, blob, hex::encode(digests.md5))
+                .add_part(&upload, number, blob, hex::encode(md5))
                 .map_err(|e| match e {
                     crate::store::StoreError::NotFound => ApiError::NotFound("upload"),
                     e => ApiError::Store(e),

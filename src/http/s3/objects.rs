@@ -207,18 +207,21 @@ where
     let trailers = w.trailers;
     let etag_of_parts = w.etag;
     let s = state.clone();
-    let result = receive::receive(
+    let result = receive::receive_with_md5(
         state.store.clone(),
         stream,
         state.config.max_upload_bytes,
         state.config.client_timeout,
         move |blob| {
             let digests = digests(&done)?;
-            if let Err(e) = verify(&expected, &digests, &blob.hash, trailers.as_ref()) {
+            let md5 = blob
+                .md5
+                .ok_or_else(|| ApiError::Internal("the upload's MD5 is missing".into()))?;
+            if let Err(e) = verify(&expected, &digests, &md5, &blob.hash, trailers.as_ref()) {
                 return Ok(Err(e));
             }
             let mut item = NewMedia::new(blob, filename, declared.as_deref(), fields);
-            item.md5 = Some(hex::encode(digests.md5));
+            item.md5 = Some(hex::encode(md5));
             item.etag = etag_of_parts;
             upload::accept(&s, &mut item, owner)?;
             let put = s.store.put(item)?;
