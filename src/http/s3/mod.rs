@@ -8,7 +8,8 @@
 //! errors) is the `s3s` crate's, a hyper/tower service; this module is Shoebox's side of it:
 //! - [`bridge`] carries requests from actix-web to the engine and answers back;
 //! - [`keys`] finds a request's secret (an API token made with `"s3": true`) and its caller;
-//! - [`buckets`], [`listing`], [`objects`] and [`multipart`] are the operations, on the store;
+//! - [`buckets`], [`listing`], [`objects`], [`reads`] and [`multipart`] are the operations, on
+//!   the store;
 //! - [`digests`] checks a body against the digests its client sent.
 //!
 //! It answers on `SHOEBOX_S3_PORT` (path-style, and virtual-hosted style under
@@ -23,6 +24,7 @@ mod keys;
 mod listing;
 mod multipart;
 mod objects;
+mod reads;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -285,14 +287,14 @@ impl s3s::S3 for Gateway {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        objects::get(&self.state, req).await
+        reads::get(&self.state, req).await
     }
 
     async fn head_object(
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        objects::head(&self.state, req).await
+        reads::head(&self.state, req).await
     }
 
     async fn delete_object(
