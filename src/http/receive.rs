@@ -111,49 +111,23 @@ fn write<T>(
     Ok(None)
 }
 
+/// Whether a received body's staged blob also carries the MD5 of its bytes, computed on a
+/// thread of its own as they are written (S3 answers with it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Md5 {
+    Skip,
+    Compute,
+}
+
 /// Streams one body into a staged blob and returns what `then` makes of it: the network side
 /// counts bytes and enforces the limit, a blocking thread hashes and writes, then runs `then`.
 /// An interrupted or refused stream leaves no temp file.
 pub(super) async fn receive<S, E, T, F>(
     store: Arc<Store>,
-    stream: S,
-    limit: u64,
-    idle: Duration,
-    then: F,
-) -> Result<T, ApiError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::error::Error + 'static,
-    T: Send + 'static,
-    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
-{
-    receive_into(store, stream, limit, idle, false, then).await
-}
-
-/// Like [`receive`], and the staged blob also carries the MD5 of its bytes, computed on a
-/// thread of its own as they are written (S3 answers with it).
-pub(super) async fn receive_with_md5<S, E, T, F>(
-    store: Arc<Store>,
-    stream: S,
-    limit: u64,
-    idle: Duration,
-    then: F,
-) -> Result<T, ApiError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::error::Error + 'static,
-    T: Send + 'static,
-    F: FnOnce(StagedBlob) -> Result<T, ApiError> + Send + 'static,
-{
-    receive_into(store, stream, limit, idle, true, then).await
-}
-
-async fn receive_into<S, E, T, F>(
-    store: Arc<Store>,
     mut stream: S,
     limit: u64,
     idle: Duration,
-    md5: bool,
+    md5: Md5,
     then: F,
 ) -> Result<T, ApiError>
 where
@@ -164,7 +138,7 @@ where
 {
     let mut writer = Writer {
         store,
-        md5,
+        md5: md5 == Md5::Compute,
         then: Some(then),
         started: None,
     };

@@ -22,7 +22,7 @@ use super::auth;
 use super::error::ApiError;
 use super::intake;
 use super::media::MediaView;
-use super::receive::{drain, receive};
+use super::receive::{drain, receive, Md5};
 use super::responses::Binary;
 use super::responses::{
     BadRequest, DiskFailing, Forbidden, InsufficientStorage, PayloadTooLarge, ServerError,
@@ -334,7 +334,7 @@ async fn raw(
     let fields = builder.finish()?;
     let store = state.store.clone();
     let idle = state.config.client_timeout;
-    let created = receive(store, &mut payload, limit, idle, move |blob| {
+    let created = receive(store, &mut payload, limit, idle, Md5::Skip, move |blob| {
         let mut item = NewMedia::new(blob, filename, declared.as_deref(), fields);
         // On a refusal, dropping `item` removes the staged file.
         accept(&state, &mut item, owner)?;
@@ -428,7 +428,7 @@ async fn read_form(
                 )));
             }
             let declared = declared_type(field.content_type().map(|m| m.essence_str()));
-            let blob = receive(state.store.clone(), &mut field, limit, idle, Ok).await?;
+            let blob = receive(state.store.clone(), &mut field, limit, idle, Md5::Skip, Ok).await?;
             files.push((
                 blob,
                 record::filename(filename.as_deref().unwrap_or_default()),

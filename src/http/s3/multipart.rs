@@ -109,11 +109,12 @@ pub(super) async fn upload_part(
     let (stream, done) = digests::digesting(body, &expected);
     let trailers = req.trailing_headers;
     let s = state.clone();
-    let result = receive::receive_with_md5(
+    let result = receive::receive(
         state.store.clone(),
         stream,
         state.config.max_upload_bytes,
         state.config.client_timeout,
+        receive::Md5::Compute,
         move |blob| {
             let digests = digests::digests(&done)?;
             let md5 = blob

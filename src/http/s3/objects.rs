@@ -208,11 +208,12 @@ where
     let trailers = w.trailers;
     let etag_of_parts = w.etag;
     let s = state.clone();
-    let result = receive::receive_with_md5(
+    let result = receive::receive(
         state.store.clone(),
         stream,
         state.config.max_upload_bytes,
         state.config.client_timeout,
+        receive::Md5::Compute,
         move |blob| {
             let digests = digests(&done)?;
             let md5 = blob
