@@ -14,6 +14,11 @@ round runs every workload once (rounds bounded in count and time), and the table
   client), and boto3 `get_object`;
 - 200 small PUTs (256 KiB), 8 at a time: the raw upload, and boto3 `put_object`.
 
+When nginx is on PATH, it runs as a sink that reads and discards every body and answers 200:
+boto3's figures against it are the client's own ceiling on this machine, the most any server
+could reach with it (boto3 is pure Python, and over plain HTTP it hashes the whole body before
+it sends it).
+
 Shoebox acknowledges every upload only once it is durable (fsyncs). Garage runs with its
 defaults, `metadata_fsync` and `data_fsync` off: it writes but does not fsync. When a
 `garage` binary is on PATH (`cargo install garage --locked`), a single-node Garage runs beside
@@ -47,6 +52,7 @@ HOST = harness.HOST
 MIB = harness.MIB
 SMALL, SMALL_COUNT, SMALL_PARALLEL = 256 * 1024, 200, 8
 POOL = urllib3.PoolManager(timeout=harness.IO_TIMEOUT)
+CEILING = "boto3's ceiling: nginx discarding"  # put_object only: it keeps and lists nothing
 
 
 def s3_client(endpoint, key, secret, region="us-east-1"):
@@ -154,6 +160,41 @@ api_bind_addr = "{HOST}:{admin}"
         self.log.close()
 
 
+class Sink:
+    """nginx reading and discarding every request body: boto3's ceiling on this machine."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "sink")
+        os.makedirs(self.dir)
+        self.port = harness.free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        user = "user root;" if os.geteuid() == 0 else ""
+        with open(conf, "w") as f:
+            f.write(f"""{user}
+worker_processes 1;
+daemon off;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {self.dir}/body;
+  server {{
+    listen {HOST}:{self.port};
+    client_max_body_size 0;
+    location / {{ add_header ETag '"sink"'; return 200 ''; }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        harness.wait_ready(self.port, "/", self.proc)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
 def timed(f):
     t = time.perf_counter()
     out = f()
@@ -210,7 +251,7 @@ def main():
     stop_at = time.time() + a.deadline
     workdir = tempfile.mkdtemp(prefix="shoebox-s3-bench-")
     sb = Shoebox(harness.free_port(), workdir, a.binary, harness.free_port())
-    garage = None
+    garage = sink = None
     results = {}
 
     def note(name, value):
@@ -237,6 +278,12 @@ def main():
             targets.append(("Garage", g, None))
         else:
             harness.log("garage is not on PATH: its figures are left out (cargo install garage --locked)")
+        if shutil.which("nginx"):
+            sink = Sink(workdir)
+            # Any key signs: the sink checks nothing.
+            targets.append((CEILING, s3_client(f"http://{HOST}:{sink.port}", "sink", "sink"), None))
+        else:
+            harness.log("nginx is not on PATH: boto3's ceiling is left out")
         small = os.urandom(SMALL)
         for r in range(a.rounds):
             if time.time() > stop_at:
@@ -252,6 +299,8 @@ def main():
             for label, client, _ in targets:
                 t, _ = timed(lambda: boto_put(client, "bench", f"put-{r}.bin", path))
                 note(f"PUT boto3 put_object ({label})", mib / t)
+                if label == CEILING:
+                    continue
                 t, _ = timed(lambda: client.upload_file(path, "bench", f"mp-{r}.bin",
                                                         Config=TransferConfig()))  # fmt: skip
                 note(f"PUT boto3 upload_file, multipart ({label})", mib / t)
@@ -262,6 +311,8 @@ def main():
             assert n == a.size
             note("GET /f/{hash} (Shoebox REST)", mib / t)
             for label, client, _ in targets:
+                if label == CEILING:
+                    continue
                 boto_get(client, "bench", f"put-{r}.bin")
                 t, n = timed(lambda: boto_get(client, "bench", f"put-{r}.bin"))
                 assert n == a.size
@@ -292,11 +343,13 @@ def main():
         sb.stop()
         if garage:
             garage.stop()
+        if sink:
+            sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n{'workload':<52} {'median':>10} {'min':>9} {'max':>9}")
+    print(f"\n{'workload':<64} {'median':>10} {'min':>9} {'max':>9}")
     for name, values in results.items():
         unit = "" if "objects/s" in name else " MiB/s"
-        print(f"{name:<52} {statistics.median(values):>10.1f} {min(values):>9.1f} {max(values):>9.1f}{unit}")
+        print(f"{name:<64} {statistics.median(values):>10.1f} {min(values):>9.1f} {max(values):>9.1f}{unit}")
     med = {k: statistics.median(v) for k, v in results.items()}
     print("\nratios (S3 / native):")
     for s3_name, native in [
@@ -307,6 +360,12 @@ def main():
     ]:
         if s3_name in med and native in med:
             print(f"  {s3_name:<50} {med[s3_name] / med[native]:.2f}x")
+    print(f"\nratios (Shoebox / {CEILING}):")
+    for name in ["PUT boto3 put_object", "200 small PUTs x8, boto3"]:
+        ours = next((v for k, v in med.items() if k.startswith(name) and "(Shoebox)" in k), None)
+        top = next((v for k, v in med.items() if k.startswith(name) and CEILING in k), None)
+        if ours and top:
+            print(f"  {name:<50} {ours / top:.2f}x")
     print(f"\nShoebox peak RSS: {rss:.0f} MiB")
 
 
