@@ -7,28 +7,30 @@ use std::time::Duration;
 
 use std::io::Write;
 
+use shoebox::config::DataDirArgs;
 use shoebox::credentials::SecretsDir;
 use shoebox::store::archive;
 use shoebox::store::catalogue::Role;
 use shoebox::store::import::{ImportOptions, ImportOutcome as Imported};
-use shoebox::store::{rebuild, Store, StoreError};
+use shoebox::store::{rebuild, Limits, Store, StoreError};
 
 use crate::CommandResult;
 
 /// A damaged database is reported like any other damage: a line per finding, exit 1.
-fn damaged(e: StoreError, what: &str) -> CommandResult {
-    match e {
-        StoreError::Damaged(msg) => {
+fn damaged(e: Box<dyn std::error::Error>, what: &str) -> CommandResult {
+    match e.downcast::<StoreError>().map(|e| *e) {
+        Ok(StoreError::Damaged(msg)) => {
             println!("DAMAGE {msg}");
             println!("result: DAMAGED — {what}");
             Ok(ExitCode::from(1))
         }
-        other => Err(other.into()),
+        Ok(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
-pub fn verify(data_dir: &Path, repair: bool) -> CommandResult {
-    let store = match open_store(data_dir) {
+pub fn verify(data: &DataDirArgs, repair: bool) -> CommandResult {
+    let store = match open_store(data) {
         Ok(store) => store,
         Err(e) => return damaged(e, "run `shoebox rebuild`, then verify again"),
     };
@@ -55,8 +57,8 @@ pub fn verify(data_dir: &Path, repair: bool) -> CommandResult {
     })
 }
 
-pub fn gc(data_dir: &Path, grace: Duration, upload_expiry: Duration) -> CommandResult {
-    let store = match open_store(data_dir) {
+pub fn gc(data: &DataDirArgs, grace: Duration, upload_expiry: Duration) -> CommandResult {
+    let store = match open_store(data) {
         Ok(store) => store,
         Err(e) => {
             return damaged(
@@ -92,8 +94,8 @@ pub fn gc(data_dir: &Path, grace: Duration, upload_expiry: Duration) -> CommandR
 /// Opens the data directory as the server does at start-up, so that a command run after a
 /// crash sees the store the server would; unlike the server, it never moves a record file,
 /// and refuses a damaged database rather than rebuild it.
-fn open_store(data_dir: &Path) -> Result<Store, shoebox::store::StoreError> {
-    let store = Store::start(data_dir, Role::Command)?;
+fn open_store(data: &DataDirArgs) -> Result<Store, Box<dyn std::error::Error>> {
+    let store = Store::start_with(&data.data_dir, Role::Command, limits(data)?)?;
     let settled = &store.started().settlement;
     if !settled.is_empty() {
         eprintln!(
@@ -104,8 +106,17 @@ fn open_store(data_dir: &Path) -> Result<Store, shoebox::store::StoreError> {
     Ok(store)
 }
 
-pub fn rebuild(data_dir: &Path) -> CommandResult {
-    let (store, report) = rebuild::rebuild(data_dir)?;
+/// The store's limits for a command: the defaults, and the blob store's bucket when
+/// `SHOEBOX_BLOB_STORE` names one.
+fn limits(data: &DataDirArgs) -> Result<Limits, String> {
+    Ok(Limits {
+        bucket: data.bucket()?,
+        ..Limits::default()
+    })
+}
+
+pub fn rebuild(data: &DataDirArgs) -> CommandResult {
+    let (store, report) = rebuild::rebuild_with(&data.data_dir, limits(data)?)?;
     for line in &report.unreadable {
         println!("skipped unreadable record file {line}");
     }
@@ -144,7 +155,7 @@ fn write_durably(
 }
 
 pub fn backup(
-    data_dir: &Path,
+    data: &DataDirArgs,
     output: &Path,
     url: Option<&str>,
     token: Option<&str>,
@@ -171,12 +182,14 @@ pub fn backup(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_store(data_dir).map_err(|e| match e {
-        shoebox::store::StoreError::Locked(_) => format!(
-            "{e}. While the server runs, fetch the backup from it: shoebox backup --url http://localhost:8080 --output {} (with SHOEBOX_ADMIN_TOKEN set)",
-            output.display()
-        ),
-        other => other.to_string(),
+    let store = open_store(data).map_err(|e| {
+        match e.downcast_ref::<shoebox::store::StoreError>() {
+            Some(shoebox::store::StoreError::Locked(_)) => format!(
+                "{e}. While the server runs, fetch the backup from it: shoebox backup --url http://localhost:8080 --output {} (with SHOEBOX_ADMIN_TOKEN set)",
+                output.display()
+            ),
+            _ => e.to_string(),
+        }
     })?;
     let mut manifest = None;
     write_durably(output, |file| {
@@ -197,7 +210,19 @@ pub fn backup(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn restore(data_dir: &Path, file: &Path) -> CommandResult {
+pub fn restore(data: &DataDirArgs, file: &Path) -> CommandResult {
+    let data_dir = &data.data_dir;
+    if data
+        .blob_store
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        return Err(
+            "restore writes blobs into the data directory, and SHOEBOX_BLOB_STORE \
+                    names a bucket: restore without it, into a data directory of its own"
+                .into(),
+        );
+    }
     let input = std::io::BufReader::new(
         std::fs::File::open(file).map_err(|e| format!("could not open {}: {e}", file.display()))?,
     );
@@ -213,14 +238,14 @@ pub fn restore(data_dir: &Path, file: &Path) -> CommandResult {
 }
 
 pub fn import(
-    data_dir: &Path,
+    data: &DataDirArgs,
     dir: &Path,
     collection: Option<String>,
     url_prefix: Option<String>,
     map: Option<&Path>,
     public_url: Option<&str>,
 ) -> CommandResult {
-    let store = open_store(data_dir)?;
+    let store = open_store(data)?;
     let opts = ImportOptions {
         collection,
         url_prefix: url_prefix.clone(),

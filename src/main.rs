@@ -60,13 +60,13 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::ResetAdminToken(args)) => reset_admin_token(&args.data_dir),
-        Some(Command::Verify { data, repair }) => commands::verify(&data.data_dir, repair),
+        Some(Command::Verify { data, repair }) => commands::verify(&data, repair),
         Some(Command::Gc {
             data,
             grace,
             upload_expiry,
-        }) => commands::gc(&data.data_dir, grace, upload_expiry),
-        Some(Command::Rebuild(args)) => commands::rebuild(&args.data_dir),
+        }) => commands::gc(&data, grace, upload_expiry),
+        Some(Command::Rebuild(args)) => commands::rebuild(&args),
         Some(Command::Health { url, timeout }) => commands::health(&url, timeout),
         Some(Command::Token(cmd)) => commands::token(cmd),
         Some(Command::RotateUrlKey { data, keep }) => {
@@ -77,8 +77,8 @@ fn main() -> ExitCode {
             output,
             url,
             token,
-        }) => commands::backup(&data.data_dir, &output, url.as_deref(), token.as_deref()),
-        Some(Command::Restore { data, file }) => commands::restore(&data.data_dir, &file),
+        }) => commands::backup(&data, &output, url.as_deref(), token.as_deref()),
+        Some(Command::Restore { data, file }) => commands::restore(&data, &file),
         Some(Command::Import {
             data,
             dir,
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             map,
             public_url,
         }) => commands::import(
-            &data.data_dir,
+            &data,
             &dir,
             collection,
             url_prefix,

@@ -171,6 +171,71 @@ pub struct DataDirArgs {
     /// anything. Ignored when not started as root.
     #[arg(long, env = "SHOEBOX_RUN_AS", value_parser = parse_run_as)]
     pub run_as: Option<RunAs>,
+
+    /// Keep blobs in an S3 bucket instead of under the data directory:
+    /// s3://BUCKET?endpoint=URL&region=REGION (Garage, MinIO, AWS S3). The data directory
+    /// keeps the records and stages uploads.
+    #[arg(long, env = "SHOEBOX_BLOB_STORE")]
+    pub blob_store: Option<String>,
+
+    /// The blob store's access key id (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "SHOEBOX_BLOB_STORE_ACCESS_KEY_ID")]
+    pub blob_store_access_key_id: Option<String>,
+
+    /// The blob store's secret access key (default: AWS_SECRET_ACCESS_KEY). Prefer the
+    /// environment to the flag, which other users can see in the process list.
+    #[arg(
+        long,
+        env = "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub blob_store_secret_access_key: Option<String>,
+}
+
+impl DataDirArgs {
+    /// The blob store's bucket when `SHOEBOX_BLOB_STORE` names one: parsed, with its key
+    /// (falling back to the usual `AWS_*` variables), connected and checked with one request.
+    pub fn bucket(&self) -> Result<Option<std::sync::Arc<crate::store::bucket::Bucket>>, String> {
+        use crate::store::bucket::Bucket;
+        if self
+            .blob_store
+            .as_deref()
+            .is_none_or(|u| u.trim().is_empty())
+        {
+            return Ok(None);
+        }
+        let bucket = Bucket::connect(self.bucket_config()?).map_err(|e| e.to_string())?;
+        bucket
+            .check()
+            .map_err(|e| format!("SHOEBOX_BLOB_STORE ({}): {e}", bucket.describe()))?;
+        Ok(Some(std::sync::Arc::new(bucket)))
+    }
+
+    /// `SHOEBOX_BLOB_STORE` parsed, with its key.
+    pub fn bucket_config(&self) -> Result<crate::store::bucket::BucketConfig, String> {
+        use crate::store::bucket::BucketConfig;
+        let url = self.blob_store.as_deref().unwrap_or_default().trim();
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let key_id = self
+            .blob_store_access_key_id
+            .clone()
+            .or_else(|| from_env("AWS_ACCESS_KEY_ID"))
+            .unwrap_or_default();
+        let secret = self
+            .blob_store_secret_access_key
+            .clone()
+            .or_else(|| from_env("AWS_SECRET_ACCESS_KEY"))
+            .unwrap_or_default();
+        let mut config = BucketConfig::parse(url, &key_id, &secret)
+            .map_err(|e| format!("SHOEBOX_BLOB_STORE {e}"))?;
+        if !url.contains("region=") {
+            if let Some(region) = from_env("AWS_REGION").or_else(|| from_env("AWS_DEFAULT_REGION"))
+            {
+                config.region = region;
+            }
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -295,6 +360,19 @@ pub struct ServeArgs {
         default_value = "false"
     )]
     pub require_persistent_disk: bool,
+
+    /// Answer reads of public files with a redirect (302) to a short-lived presigned URL of
+    /// the blob store's bucket, so that the bytes go from the bucket straight to the client
+    /// (needs SHOEBOX_BLOB_STORE).
+    #[arg(
+        long,
+        env = "SHOEBOX_BLOB_REDIRECT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub blob_redirect: bool,
 
     /// A token that may read /metrics only (the admin token always may).
     #[arg(long, env = "SHOEBOX_METRICS_TOKEN", hide_env_values = true)]

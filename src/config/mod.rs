@@ -54,6 +54,8 @@ fn url_host(url: &str) -> Option<&str> {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The data directory's settings, with where blobs live (see [`DataDirArgs::bucket`]).
+    pub data: DataDirArgs,
     pub admin_token: Option<String>,
     /// Without a trailing slash.
     pub public_url: Option<String>,
@@ -86,6 +88,8 @@ pub struct Config {
     /// Bytes a second the scrub reads.
     pub scrub_rate: u64,
     pub require_persistent_disk: bool,
+    /// Public reads answered with a redirect to a presigned URL of the blob store's bucket.
+    pub blob_redirect: bool,
     pub metrics_token: Option<String>,
     /// Empty: no CORS; `["*"]`: any origin.
     pub cors_origins: Vec<String>,
@@ -212,9 +216,19 @@ impl Config {
         if s3_domain.is_some() && s3_host.is_none() && args.s3_port.is_none() {
             return Err("SHOEBOX_S3_DOMAIN needs SHOEBOX_S3_PORT or SHOEBOX_S3_HOST".into());
         }
+        if args
+            .data
+            .blob_store
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty())
+        {
+            // Checked here for its shape; the server connects at start.
+            args.data.bucket_config()?;
+        }
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),
-            data_dir: args.data.data_dir,
+            data_dir: args.data.data_dir.clone(),
+            data: args.data,
             admin_token,
             public_url,
             max_upload_bytes: args.max_upload_bytes,
@@ -236,6 +250,7 @@ impl Config {
             scrub_interval: args.scrub_interval.0,
             scrub_rate: args.scrub_rate,
             require_persistent_disk: args.require_persistent_disk,
+            blob_redirect: args.blob_redirect,
             metrics_token: args.metrics_token.filter(|t| !t.trim().is_empty()),
             cors_origins: clean_list(&args.cors_origins),
             allowed_types: clean_list(&args.allowed_types)
@@ -282,6 +297,16 @@ mod tests {
             ("admin-token-file", "SHOEBOX_ADMIN_TOKEN_FILE"),
             ("allowed-types", "SHOEBOX_ALLOWED_TYPES"),
             ("bind", "SHOEBOX_BIND"),
+            ("blob-redirect", "SHOEBOX_BLOB_REDIRECT"),
+            ("blob-store", "SHOEBOX_BLOB_STORE"),
+            (
+                "blob-store-access-key-id",
+                "SHOEBOX_BLOB_STORE_ACCESS_KEY_ID",
+            ),
+            (
+                "blob-store-secret-access-key",
+                "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
+            ),
             ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),
             ("upload-expiry", "SHOEBOX_UPLOAD_EXPIRY"),
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),

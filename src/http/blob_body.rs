@@ -125,6 +125,37 @@ impl Stream for BlobBody {
     }
 }
 
+/// A response body of `len` bytes of a blob from `offset`, wherever the store keeps it: read
+/// from its file, or streamed from its bucket.
+pub type RangeBody = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + Sync>>;
+
+/// Opens `len` bytes of a blob from `offset` as a body.
+pub fn open_range(
+    blobs: &crate::store::Blobs,
+    hash: &crate::store::ContentHash,
+    offset: u64,
+    len: u64,
+) -> Result<RangeBody, crate::store::StoreError> {
+    if let Some(bucket) = blobs.bucket() {
+        if len == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let rx = bucket.stream_range(hash, offset..offset + len);
+        return Ok(Box::pin(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move {
+                let item = rx.recv().await?;
+                Some((item.map_err(io::Error::other), rx))
+            },
+        )));
+    }
+    let Some(path) = blobs.local_path(hash) else {
+        return Err(crate::store::StoreError::NotFound);
+    };
+    let file = File::open(path).map_err(|e| crate::store::StoreError::io("open a blob", e))?;
+    Ok(Box::pin(BlobBody::new(file, offset, len)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -119,12 +119,6 @@ impl ApiError {
         ApiError::BadRequest(msg.into())
     }
 
-    /// A blob asked for by path from a blob store that keeps no local files (an S3 bucket):
-    /// something this server cannot do yet.
-    pub fn no_local_files() -> Self {
-        ApiError::Internal("this blob store keeps no local files".into())
-    }
-
     pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
         ApiError::InvalidField {
             field: field.into(),
@@ -184,6 +178,11 @@ impl ApiError {
                 e if e.is_out_of_descriptors() => {
                     (S::SERVICE_UNAVAILABLE, "busy", ApiError::Busy.to_string())
                 }
+                StoreError::Unavailable { what, .. } => (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{what} is unavailable; try again shortly"),
+                ),
                 StoreError::Io { .. }
                 | StoreError::NoRoom(_)
                 | StoreError::Format(_)

@@ -21,6 +21,7 @@ use super::media::parse_id;
 use super::preconditions::preconditions;
 use super::responses::Binary;
 use super::responses::{BadRequest, Forbidden, NotFound, ServerError, Unauthorized, Unprocessable};
+use super::streamed;
 use super::variants;
 use super::AppState;
 use crate::credentials::signing::{self, Verdict};
@@ -216,6 +217,12 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
+    if let Some(res) = redirect(state, &s).await {
+        let mut res = res;
+        set_common(&mut res);
+        let (req, _) = req.into_parts();
+        return ServiceResponse::new(req, res);
+    }
     if !req.headers().contains_key(header::RANGE) {
         let cached = match &s.variant {
             None => state.files.bytes(&state.store, &s.hash, s.size).await,
@@ -238,7 +245,24 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         .map(|v| v.path.clone())
         .or_else(|| state.store.blobs().local_path(&s.hash))
     else {
-        return error(req, ApiError::no_local_files());
+        let answer = streamed::answer(
+            &req,
+            state.store.blobs(),
+            &s.hash,
+            s.size,
+            &etag,
+            s.disposition.clone(),
+        );
+        return match answer {
+            Ok(mut res) => {
+                set_common(&mut res);
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, served_type(s.content_type));
+                let (req, _) = req.into_parts();
+                ServiceResponse::new(req, res)
+            }
+            Err(e) => error(req, e),
+        };
     };
     let file = match NamedFile::open_async(&path).await {
         Ok(f) => f,
@@ -308,6 +332,43 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
     res.headers_mut()
         .insert(header::CONTENT_TYPE, served_type(s.content_type));
     ServiceResponse::new(req, res)
+}
+
+/// How long a redirect's presigned URL stays valid: three times the five minutes a public
+/// file's answer, the redirect included, may be cached, so that no cache hands out an
+/// expired URL.
+const REDIRECT_VALID: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// With `SHOEBOX_BLOB_REDIRECT`, a public blob's read goes to a presigned URL of the bucket,
+/// with the type and disposition this server would send (a type not known to be inert still
+/// goes out as an attachment, from the bucket's origin, never this one). Variants are files
+/// here and are served here.
+async fn redirect(state: &AppState, s: &FileSpec<'_>) -> Option<HttpResponse> {
+    if !state.config.blob_redirect || s.variant.is_some() || s.cache == PRIVATE {
+        return None;
+    }
+    let bucket = state.store.blobs().bucket()?;
+    let content_type = served_type(s.content_type);
+    let url = bucket
+        .presigned_get(
+            &s.hash,
+            REDIRECT_VALID,
+            content_type.to_str().unwrap_or("application/octet-stream"),
+            &s.disposition.to_string(),
+        )
+        .await;
+    match url {
+        Ok(url) => Some(
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, url))
+                .finish(),
+        ),
+        // Served from here instead: slower, but served.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not presign a read; serving it through this server");
+            None
+        }
+    }
 }
 
 /// Whether a file goes out as a download: on request, and for every type not known to be

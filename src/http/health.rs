@@ -35,6 +35,10 @@ pub struct HealthChecks {
     data_dir: Check,
     /// A probe key written, flushed and read back in the database.
     metadata: Check,
+    /// A probe object written, read back and removed in the blob store's bucket; absent when
+    /// blobs are files in the data directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blob_store: Option<Check>,
     free_space: SpaceCheck,
 }
 
@@ -82,16 +86,17 @@ pub struct SpaceCheck {
 )]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
-    let (disk, meta, space) = web::block(move || {
+    let (disk, meta, bucket, space) = web::block(move || {
         let (disk, meta) = store.probe();
-        (disk, meta, store.check_space(0))
+        (disk, meta, store.probe_blob_store(), store.check_space(0))
     })
     .await?;
-    let ok = disk.is_ok() && meta.is_ok();
+    let ok = disk.is_ok() && meta.is_ok() && bucket.as_ref().is_none_or(Result::is_ok);
     // Past the reserve the service still reads, edits and deletes: degraded, not down, so a
     // platform health check does not restart it in a loop.
     let space_check = SpaceCheck { ok: space.is_ok() };
-    for err in [disk.as_ref().err(), meta.as_ref().err()]
+    let bucket_err = bucket.as_ref().and_then(|b| b.as_ref().err());
+    for err in [disk.as_ref().err(), meta.as_ref().err(), bucket_err]
         .into_iter()
         .flatten()
     {
@@ -109,6 +114,14 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         checks: HealthChecks {
             data_dir: Check::of(&disk),
             metadata: Check::of(&meta),
+            // The public check says no more than that: the log has the endpoint and the cause.
+            blob_store: bucket.as_ref().map(|r| Check {
+                ok: r.is_ok(),
+                error: r
+                    .as_ref()
+                    .err()
+                    .map(|_| "the blob store is unavailable (the server's log says why)".into()),
+            }),
             free_space: space_check,
         },
     };

@@ -25,6 +25,8 @@ pub mod s3;
 mod server;
 mod session;
 mod status;
+/// Blobs served from the blob store's bucket.
+mod streamed;
 mod tokens;
 mod tus;
 mod upload;
@@ -84,6 +86,10 @@ impl AppState {
         session_key: SessionKey,
     ) -> Result<Self, CredentialError> {
         let secrets = SecretsDir::new(store.layout().secrets());
+        let metrics = observe::Metrics::new();
+        if let Some(bucket) = store.blobs().bucket() {
+            bucket.observe(metrics.blob_store_observer());
+        }
         Ok(AppState {
             tokens: Tokens::open(&secrets)?,
             url_keys: UrlKeys::load_or_create(&secrets)?,
@@ -96,7 +102,7 @@ impl AppState {
             started: Instant::now(),
             assets: assets::AssetIndex::build(),
             persistence,
-            metrics: observe::Metrics::new(),
+            metrics,
             limiter: limits::Limiter::default(),
             tus: tus::Tus::default(),
         })

@@ -44,6 +44,11 @@ struct RouteOnly {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -75,6 +80,8 @@ pub struct Metrics {
     media_by_kind: Family<KindLabel, Gauge>,
     free_bytes: Gauge,
     meta_bytes: Gauge,
+    blob_store_latency: Family<OpLabel, Histogram>,
+    blob_store_errors: Family<OpLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,6 +91,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// What the blob store's bucket tells of each request.
+    pub fn blob_store_observer(&self) -> crate::store::bucket::Observer {
+        let (latency, errors) = (
+            self.blob_store_latency.clone(),
+            self.blob_store_errors.clone(),
+        );
+        std::sync::Arc::new(move |op, took, ok| {
+            let label = OpLabel { op };
+            latency.get_or_create(&label).observe(took.as_secs_f64());
+            if !ok {
+                errors.get_or_create(&label).inc();
+            }
+        })
+    }
+
     pub fn new() -> Self {
         crate::durable::observe_syncs(|d| FSYNC_SECONDS.observe(d.as_secs_f64()));
         let mut registry = Registry::with_prefix("shoebox");
@@ -137,11 +159,25 @@ impl Metrics {
             media_by_kind: Family::default(),
             free_bytes: Gauge::default(),
             meta_bytes: Gauge::default(),
+            blob_store_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+            }),
+            blob_store_errors: Family::default(),
             registry,
         };
         let mut m = m;
         let r = &mut m.registry;
         r.register("uploads", "Media created since start", m.uploads.clone());
+        r.register(
+            "blob_store_request_duration_seconds",
+            "Requests to the blob store's bucket (SHOEBOX_BLOB_STORE) by operation",
+            m.blob_store_latency.clone(),
+        );
+        r.register(
+            "blob_store_errors",
+            "Requests to the blob store's bucket that failed, by operation",
+            m.blob_store_errors.clone(),
+        );
         r.register(
             "dedup_hits",
             "Uploads whose bytes were already stored",

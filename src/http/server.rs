@@ -18,8 +18,13 @@ use crate::store::{Limits, Store};
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let persistence = disk::persistence(&config.data_dir);
     check_persistence(&persistence, &config)?;
+    let bucket = config.data.bucket()?;
+    if let Some(b) = &bucket {
+        tracing::info!(blob_store = %b.describe(), "blobs are kept in a bucket");
+    }
     let limits = Limits {
         db_cache: config.db_cache,
+        bucket,
     };
     let store = Arc::new(
         Store::start_with(&config.data_dir, Role::Server, limits)?
@@ -84,7 +89,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    let scrub = match config.scrub_interval {
+    // Blobs in a bucket are the bucket's to scrub (Garage checks its own blocks).
+    let scrub = match config
+        .scrub_interval
+        .filter(|_| store.blobs().disk().is_some())
+    {
         Some(interval) => Some(store.spawn_scrub(ScrubConfig {
             interval,
             rate: config.scrub_rate,

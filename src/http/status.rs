@@ -31,6 +31,9 @@ pub struct Status {
     /// Media records, and their sizes added up as uploaded (a file uploaded twice counts
     /// twice).
     media: MediaTotals,
+    /// Where the blobs live: `disk` (files under the data directory) or `s3://BUCKET at
+    /// ENDPOINT` (`SHOEBOX_BLOB_STORE`).
+    blob_store: String,
     /// Distinct stored files (blobs) that records use, and their sizes, each counted once.
     /// Blob files that no record uses, which a crash may leave, are not counted: `shoebox
     /// verify` lists them and `shoebox gc` removes them.
@@ -231,6 +234,11 @@ pub async fn status(
                 failing,
             },
             media: MediaTotals::of(&stats.totals),
+            blob_store: state
+                .store
+                .blobs()
+                .bucket()
+                .map_or_else(|| "disk".to_owned(), |b| b.describe()),
             blobs: Totals {
                 count: stats.totals.blobs,
                 bytes: stats.totals.blob_bytes,
@@ -253,7 +261,9 @@ pub async fn status(
             last_verify: state.store.last_verify(),
             last_backup: state.store.last_backup(),
             scrub: ScrubStatus {
-                enabled: state.config.scrub_interval.is_some(),
+                // Blobs in a bucket are the bucket's to scrub.
+                enabled: state.config.scrub_interval.is_some()
+                    && state.store.blobs().disk().is_some(),
                 interval_seconds: state.config.scrub_interval.map(|d| d.as_secs()),
                 rate_bytes_per_second: state.config.scrub_rate,
                 last_pass: state.store.last_scrub(),

@@ -317,17 +317,22 @@ impl Variants {
             .acquire()
             .await
             .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
-        let from = match base {
-            Base::Original => store
-                .blobs()
-                .local_path(&source)
-                .ok_or_else(ApiError::no_local_files)?,
-            Base::Poster => Self::derived(store, source, POSTER)?,
+        let poster = match base {
+            Base::Original => None,
+            Base::Poster => Some(Self::derived(store, source, POSTER)?),
         };
         let store = store.clone();
         let limits = self.limits;
         let path = web::block(move || -> Result<PathBuf, ApiError> {
-            let rendered = pictures::render(&from, &spec, &limits)?;
+            let original;
+            let from = match &poster {
+                Some(p) => p.as_path(),
+                None => {
+                    original = store.blobs().local_file(&source)?;
+                    original.path()
+                }
+            };
+            let rendered = pictures::render(from, &spec, &limits)?;
             Ok(store.put_variant(&source, PIPELINE, &name(&spec, base), &rendered.bytes)?)
         })
         .await??;
@@ -397,15 +402,13 @@ impl Variants {
 
 /// The work of [`Variants::learn`], on a blocking thread.
 fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Result<(), ApiError> {
-    let path = store
-        .blobs()
-        .local_path(&hash)
-        .ok_or_else(ApiError::no_local_files)?;
-    let probe = pictures::video::probe(&path);
+    let file = store.blobs().local_file(&hash)?;
+    let path = file.path();
+    let probe = pictures::video::probe(path);
     let poster = video.then(|| {
         let scratch = tempfile::tempdir_in(store.layout().tmp())
             .map_err(|e| StoreError::io("make a scratch folder in tmp/", e))?;
-        let bytes = pictures::video::poster(&path, scratch.path())?;
+        let bytes = pictures::video::poster(path, scratch.path())?;
         store.put_variant(&hash, PIPELINE, POSTER, &bytes)?;
         Ok::<_, ApiError>(())
     });

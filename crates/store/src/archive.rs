@@ -112,6 +112,26 @@ fn append<W: Write>(
     tar.append_data(&mut header, path, data).map_err(tar_err)
 }
 
+/// Exactly `left` bytes of a blob: an early end is an error, not a short tar entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a blob is shorter than its record says",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Keeps blobs whose last record is deleted during a backup until the backup has read them.
 pub(crate) struct BackupPin<'a>(&'a Store);
 
@@ -179,12 +199,13 @@ impl Store {
             append(&mut tar, &path, json.len() as u64, json.as_slice())?;
             records_done += 1;
             if blobs_done.insert(record.hash) {
-                let file = fs::File::open(self.blobs.path_for(&record.hash))
-                    .map_err(|e| StoreError::io("open a blob for the backup", e))?;
-                let size = file
-                    .metadata()
-                    .map_err(|e| StoreError::io("stat a blob", e))?
-                    .len();
+                // The record's size: a blob shorter than it fails the backup, as a damaged
+                // one should, and no more than it is read.
+                let size = record.size;
+                let file = Exact {
+                    inner: self.blobs.reader(&record.hash, size)?.take(size),
+                    left: size,
+                };
                 let path = format!("{PREFIX}/blobs/{}", record.hash);
                 // The name is the content's sha256; the restore re-hashes to prove it.
                 files.push(ManifestEntry {

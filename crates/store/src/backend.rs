@@ -1,7 +1,7 @@
-//! The seams a second backend fills: where the bytes live ([`BlobBackend`]) and where the
-//! records are indexed ([`MetaBackend`]). Local files ([`BlobStore`]) and sled
-//! ([`MetaStore`]) are the first implementations. The server reaches blobs and records only
-//! through [`Store`](crate::Store)'s methods and these traits, never through the local types.
+//! The seams a second backend fills: where the bytes live ([`Blobs`](crate::Blobs): files
+//! on the data disk, or objects in a bucket) and where the records are indexed
+//! ([`MetaBackend`]; sled's [`MetaStore`] is the first). The server reaches blobs and records
+//! only through [`Store`](crate::Store)'s methods and these, never through the local types.
 //!
 //! What each method promises is what the write path (see [`write`](crate::write)) needs for
 //! its crash argument; a second backend keeps the same promises in its own way (an object
@@ -11,98 +11,10 @@
 //! `records/`, `rebuild`, the quarantine of damaged blobs, and the hashing walks of `verify`
 //! and the scrub, which read blob files by path.
 
-use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::blobs::Placed;
 use crate::meta::MetaStore;
-use crate::{
-    BlobStore, BlobWriter, ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord,
-    StagedBlob, StoreError, Totals,
-};
-
-/// Where blobs live, under their content address.
-pub trait BlobBackend: Send + Sync {
-    /// Step 1 of the write path: a new upload, written and hashed as it arrives. Dropping the
-    /// writer, or the staged blob it ends in, leaves nothing behind.
-    fn stage(&self) -> Result<BlobWriter, StoreError>;
-
-    /// Step 2: puts a staged blob under its content address, replacing what may be there (the
-    /// same bytes, or what a crash left of them). The blob may be relied on only once the
-    /// returned [`Placed`]'s fsyncs have run; the write path runs them beside the database's
-    /// flush.
-    fn place(&self, staged: StagedBlob) -> Result<Placed, StoreError>;
-
-    /// A stored blob that a new record is about to reuse, to be made durable again in the
-    /// same round, so that the new record never rests on another upload's outcome.
-    fn reuse(&self, hash: &ContentHash) -> Result<Placed, StoreError>;
-
-    /// Opens a blob for reading; ranges are read with positioned reads on the file.
-    fn open(&self, hash: &ContentHash) -> Result<File, StoreError>;
-
-    /// The blob's file, where this backend keeps blobs as local files: the server serves it
-    /// from that path with its own file path (non-blocking positioned reads, the small-file
-    /// cache), with no copy and no extra hand-off.
-    fn local_path(&self, hash: &ContentHash) -> Option<PathBuf>;
-
-    /// Whether a blob is stored under this address (whole or not).
-    fn exists(&self, hash: &ContentHash) -> bool;
-
-    /// Whether the blob under `hash` is whole: `size` bytes that hash to its name. It reads
-    /// the whole blob; callers ask for a bounded few.
-    fn holds_whole(&self, hash: &ContentHash, size: u64) -> bool;
-
-    /// Removes a blob whose last record is gone, durably. The caller holds the hash's lock
-    /// and has made the records' change durable first, so a crash leaves an orphan, never a
-    /// record without its bytes.
-    fn remove(&self, hash: &ContentHash) -> Result<(), StoreError>;
-
-    /// Every stored blob's address, for `gc` and `verify`.
-    fn list(&self) -> Result<Vec<ContentHash>, StoreError>;
-}
-
-impl BlobBackend for BlobStore {
-    fn stage(&self) -> Result<BlobWriter, StoreError> {
-        BlobStore::stage(self)
-    }
-
-    fn place(&self, staged: StagedBlob) -> Result<Placed, StoreError> {
-        self.rename_into_place(staged)
-    }
-
-    fn reuse(&self, hash: &ContentHash) -> Result<Placed, StoreError> {
-        self.in_place(hash)
-    }
-
-    fn open(&self, hash: &ContentHash) -> Result<File, StoreError> {
-        File::open(self.path_for(hash)).map_err(|e| StoreError::io("open a blob", e))
-    }
-
-    fn local_path(&self, hash: &ContentHash) -> Option<PathBuf> {
-        Some(self.path_for(hash))
-    }
-
-    fn exists(&self, hash: &ContentHash) -> bool {
-        BlobStore::exists(self, hash)
-    }
-
-    fn holds_whole(&self, hash: &ContentHash, size: u64) -> bool {
-        BlobStore::holds_whole(self, hash, size)
-    }
-
-    fn remove(&self, hash: &ContentHash) -> Result<(), StoreError> {
-        BlobStore::remove(self, hash)
-    }
-
-    fn list(&self) -> Result<Vec<ContentHash>, StoreError> {
-        Ok(self
-            .list_files()?
-            .into_iter()
-            .map(|(hash, _)| hash)
-            .collect())
-    }
-}
+use crate::{ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord, StoreError, Totals};
 
 /// Where records are indexed: by id, by blob (reference counts), by the listing's orders and
 /// filters, with running totals. The record and index operations that the server and the

@@ -108,7 +108,7 @@ impl Store {
         if record.md5.is_some() {
             return Ok(());
         }
-        let Some(md5) = self.md5_of(&record.hash, None) else {
+        let Some(md5) = self.md5_of(&record.hash, record.size, None) else {
             return Ok(());
         };
         match self.learned(id, |r| {
@@ -129,11 +129,11 @@ impl Store {
         rate: Option<u64>,
         stop: impl Fn() -> bool,
     ) -> Result<usize, StoreError> {
-        let mut missing: BTreeMap<ContentHash, Vec<MediaId>> = BTreeMap::new();
+        let mut missing: BTreeMap<(ContentHash, u64), Vec<MediaId>> = BTreeMap::new();
         for r in self.meta.all() {
             let r = r?;
             if r.md5.is_none() {
-                missing.entry(r.hash).or_default().push(r.id);
+                missing.entry((r.hash, r.size)).or_default().push(r.id);
             }
         }
         let total: usize = missing.values().map(Vec::len).sum();
@@ -146,11 +146,11 @@ impl Store {
             "computing the MD5s of records that have none, for S3's ETags"
         );
         let (mut done, mut last) = (0, Instant::now());
-        for (hash, ids) in missing {
+        for ((hash, size), ids) in missing {
             if stop() {
                 break;
             }
-            let Some(md5) = self.md5_of(&hash, rate) else {
+            let Some(md5) = self.md5_of(&hash, size, rate) else {
                 continue;
             };
             for id in ids {
@@ -176,8 +176,8 @@ impl Store {
 
     /// The hex MD5 of a whole blob, when it hashes to its name; read at no more than `rate`
     /// bytes a second when one is given (`None` as well when asked to stop meanwhile).
-    fn md5_of(&self, hash: &ContentHash, rate: Option<u64>) -> Option<String> {
-        let mut file = std::fs::File::open(self.blobs.path_for(hash)).ok()?;
+    fn md5_of(&self, hash: &ContentHash, size: u64, rate: Option<u64>) -> Option<String> {
+        let mut file = self.blobs.reader(hash, size).ok()?;
         let (mut md5, mut sha) = (Md5::new(), Sha256::new());
         let mut buf = vec![0u8; 1 << 20];
         let (began, mut total) = (Instant::now(), 0u64);

@@ -25,7 +25,10 @@ use super::StoreError;
 /// An upload's sha256 and MD5, as it is written.
 mod hashing;
 pub(crate) use hashing::Hashing;
+/// Where the blobs live: files on the data disk, or objects in a bucket.
+mod home;
 use hashing::Md5Thread;
+pub use home::{Blobs, LocalFile};
 
 /// How many leading bytes of each upload are kept for content sniffing and image dimensions.
 /// JPEG files can carry an EXIF thumbnail before the frame header, hence more than a page.
@@ -54,6 +57,11 @@ impl BlobStore {
     pub fn path_for(&self, hash: &ContentHash) -> PathBuf {
         let hex = hash.to_hex();
         self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    /// Where uploads are staged.
+    pub(crate) fn tmp_dir(&self) -> &Path {
+        &self.tmp
     }
 
     /// Whether a file is stored under this address (whole or not).
@@ -115,7 +123,10 @@ impl BlobStore {
             .temp
             .persist(&target)
             .map_err(|e| StoreError::io("rename an upload into blobs/", e.error))?;
-        Ok(Placed { file, dirs })
+        Ok(Placed {
+            file: Some(file),
+            dirs,
+        })
     }
 
     /// A blob that is already in place, to be fsynced (again) with the directories on its
@@ -124,7 +135,7 @@ impl BlobStore {
         let path = self.path_for(hash);
         let file = fs::File::open(&path).map_err(|e| StoreError::io("open a blob", e))?;
         Ok(Placed {
-            file,
+            file: Some(file),
             dirs: self.dirs_of(&path)?,
         })
     }
@@ -356,18 +367,30 @@ pub(crate) fn fsync_dir_task(dir: PathBuf) -> Task {
 /// A blob under its content address, not yet durable: what makes it durable, for the write
 /// path to run in its round of fsyncs.
 pub struct Placed {
-    file: fs::File,
+    /// The file; `None` for a blob that is durable already (an object in a bucket, whose
+    /// PUT returned).
+    file: Option<fs::File>,
     /// The directories whose entries lead to it.
     dirs: Vec<PathBuf>,
 }
 
 impl Placed {
+    /// A blob with nothing left to make durable.
+    pub(crate) fn durable() -> Placed {
+        Placed {
+            file: None,
+            dirs: Vec::new(),
+        }
+    }
+
     /// The fsyncs that make the blob durable: the file's, returned, and its directories',
     /// added to `dirs` (shared by the blobs of one request). They do not depend on each other
     /// and run side by side.
     pub(crate) fn durable_tasks(self, dirs: &mut BTreeSet<PathBuf>) -> Task {
         dirs.extend(self.dirs);
-        let file = self.file;
+        let Some(file) = self.file else {
+            return Box::new(|| Ok(()));
+        };
         Box::new(move || {
             super::timing::fsync(|| file.sync_all())
                 .map_err(|e| StoreError::io("fsync an upload", e))

@@ -279,7 +279,9 @@ impl Store {
         let pending: BTreeSet<MediaId> = self.meta.pending()?.into_iter().collect();
         for &id in &pending {
             if let Some(r) = self.meta.get(id)? {
-                let whole = self.blobs.holds_whole(&r.hash, r.size);
+                // A bucket that does not answer stops the start rather than let it judge
+                // records by blobs it could not see.
+                let whole = self.blobs.holds_whole(&r.hash, r.size)?;
                 s.pending.push((r, whole));
             }
         }
@@ -301,11 +303,14 @@ impl Store {
                     } else {
                         Err("its id does not match its name".to_owned())
                     }
-                })
-                .map(|r| {
-                    let whole = self.blobs.holds_whole(&r.hash, r.size);
-                    (r, whole)
                 });
+            let parsed = match parsed {
+                Ok(r) => {
+                    let whole = self.blobs.holds_whole(&r.hash, r.size)?;
+                    Ok((r, whole))
+                }
+                Err(e) => Err(e),
+            };
             s.extra.push((id, parsed));
         }
         s.stale = db
@@ -332,7 +337,7 @@ impl Store {
                     Ok(Some(file)) if file == in_db => {}
                     Ok(Some(file)) => {
                         let whole = (file.hash, file.size) == (in_db.hash, in_db.size)
-                            || self.blobs.holds_whole(&file.hash, file.size);
+                            || self.blobs.holds_whole(&file.hash, file.size)?;
                         s.differing.push((in_db, file, whole));
                     }
                     Ok(None) => {}

@@ -113,9 +113,16 @@ pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
 /// how many so far; `None` when `each` answers `false` (stop).
 pub fn hash_file_with(
     path: &Path,
+    each: impl FnMut(u64, u64) -> bool,
+) -> std::io::Result<Option<(ContentHash, u64)>> {
+    hash_read_with(fs::File::open(path)?, each)
+}
+
+/// [`hash_file_with`] on any reader (a blob in a bucket).
+pub fn hash_read_with(
+    mut file: impl Read,
     mut each: impl FnMut(u64, u64) -> bool,
 ) -> std::io::Result<Option<(ContentHash, u64)>> {
-    let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -192,12 +199,20 @@ impl Store {
         }
         let only_pending = |hash: &ContentHash| users[hash].iter().all(|id| pending.contains(id));
 
-        let blobs = self.blobs.list_files()?;
+        let blobs = self.blobs.list()?;
         report.blobs = blobs.len();
         let mut on_disk = BTreeSet::new();
         let mut progress = Progress::new();
-        for (i, (name, path)) in blobs.iter().enumerate() {
-            let (actual, size) = hash_file(path).map_err(|e| StoreError::io("read a blob", e))?;
+        for (i, listed) in blobs.iter().enumerate() {
+            let name = &listed.hash;
+            let reader = self.blobs.reader(name, listed.size)?;
+            let (actual, size) = match hash_read_with(reader, |_, _| true) {
+                Ok(Some(found)) => found,
+                Ok(None) => unreachable!("nothing asked the hashing to stop"),
+                // Gone since the listing (deleted meanwhile): not this blob's damage.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("read a blob", e)),
+            };
             report.bytes_hashed += size;
             // A blob no record uses may be what a crash left of an upload, bytes and all: an
             // orphan, not damage, whatever it holds (a new upload of these bytes replaces it).
@@ -280,10 +295,19 @@ impl Store {
             .iter()
             .flat_map(|(_, ids)| ids.clone())
             .collect();
+        let disk = self.blobs.disk();
+        if !report.corrupt.is_empty() && disk.is_none() {
+            return Err(StoreError::Format(
+                "repair moves corrupt blobs to quarantine/ on the data disk, and these blobs are \
+                 in a bucket: restore them from a backup, or delete the records that use them"
+                    .into(),
+            ));
+        }
         for (name, _) in &report.corrupt {
+            let Some(disk) = disk else { break };
             fs::create_dir_all(&q_blobs).map_err(|e| StoreError::io("create quarantine/", e))?;
             let target = q_blobs.join(name.to_hex());
-            fs::rename(self.blobs.path_for(name), &target)
+            fs::rename(disk.path_for(name), &target)
                 .map_err(|e| StoreError::io("quarantine a blob", e))?;
             actions.push(format!("moved corrupt blob {name} to {}", target.display()));
             for r in self.meta.all().flatten().filter(|r| r.hash == *name) {

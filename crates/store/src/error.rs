@@ -65,6 +65,16 @@ pub enum StoreError {
     /// Not enough free space for a maintenance step; nothing was changed.
     #[error("{0}")]
     NoRoom(String),
+    /// A backend the store needs (the blob store's bucket, the database server) did not
+    /// answer or refused; nothing was committed. The HTTP layer answers `503`, so clients
+    /// retry.
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable {
+        /// The backend, as a phrase: "the blob store".
+        what: &'static str,
+        /// What failed and why.
+        reason: String,
+    },
 }
 
 fn in_collection(collection: &Option<String>) -> String {
@@ -114,6 +124,10 @@ impl StoreError {
             StoreError::Database(m) => StoreError::Database(m.clone()),
             StoreError::Damaged(m) => StoreError::Damaged(m.clone()),
             StoreError::NoRoom(m) => StoreError::NoRoom(m.clone()),
+            StoreError::Unavailable { what, reason } => StoreError::Unavailable {
+                what,
+                reason: reason.clone(),
+            },
         }
     }
 

@@ -87,6 +87,12 @@ impl Store {
             .map_err(|e| StoreError::io("remove the health probe file", e))
     }
 
+    /// The blob store's deep health check when blobs live in a bucket (`None` on disk): a
+    /// probe object written, read back and removed.
+    pub fn probe_blob_store(&self) -> Option<Result<(), StoreError>> {
+        self.blobs.bucket().map(|b| b.probe())
+    }
+
     /// The database's deep health check: a probe key written, flushed, read back and removed.
     pub fn probe_meta(&self) -> Result<(), StoreError> {
         self.meta.probe()

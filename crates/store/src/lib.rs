@@ -24,6 +24,8 @@ pub mod backend;
 mod backfill;
 /// Content-addressed blob files: staging, placing, fsyncing.
 pub mod blobs;
+/// Blobs in an S3 bucket.
+pub mod bucket;
 /// Content addresses: sha256 digests.
 pub mod hash;
 /// S3 multipart uploads in progress, in `uploads/multipart/`.
@@ -83,8 +85,8 @@ pub mod timing;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub use backend::{BlobBackend, MetaBackend};
-pub use blobs::{BlobStore, BlobWriter, StagedBlob};
+pub use backend::MetaBackend;
+pub use blobs::{BlobStore, BlobWriter, Blobs, StagedBlob};
 pub use collections::{CollectionInfo, Collections};
 pub use derived::Totals;
 pub use error::StoreError;
@@ -114,17 +116,20 @@ pub struct Stats {
 /// sled's page cache when the caller says nothing (see [`Limits`]).
 pub const DEFAULT_DB_CACHE: u64 = 32 << 20;
 
-/// The memory the store may use, as its caller configured it (plain numbers).
-#[derive(Debug, Clone, Copy)]
+/// What the store may use, as its caller configured it: memory, and where blobs live.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// sled's page cache, in bytes.
     pub db_cache: u64,
+    /// The bucket that holds the blobs; `None` for files under `blobs/`.
+    pub bucket: Option<Arc<bucket::Bucket>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             db_cache: DEFAULT_DB_CACHE,
+            bucket: None,
         }
     }
 }
@@ -133,7 +138,7 @@ impl Default for Limits {
 pub struct Store {
     layout: Layout,
     instance: String,
-    blobs: BlobStore,
+    blobs: Blobs,
     /// Resumable uploads in progress.
     partials: partial::Partials,
     multipart: multipart::Multipart,
@@ -195,10 +200,23 @@ pub struct Counters {
     pub bytes_stored: std::sync::atomic::AtomicU64,
 }
 
+/// Where a store's blobs live under these limits.
+pub(crate) fn blobs_for(layout: &Layout, limits: &Limits) -> Blobs {
+    let local = BlobStore::new(layout.blobs(), layout.tmp());
+    match &limits.bucket {
+        None => Blobs::Disk(local),
+        Some(bucket) => Blobs::Bucket {
+            scratch: local,
+            bucket: bucket.clone(),
+        },
+    }
+}
+
 impl Store {
     /// Opens (or initialises) a data directory: checks `FORMAT`, empties `tmp/`, opens sled.
     /// Nothing more: no lock, no check against `records/`. Servers and commands open a store
     /// with [`start`](Self::start); this is its first step, and the tests' shortcut.
+    #[cfg(test)]
     pub(crate) fn open(root: &Path) -> Result<Store, StoreError> {
         Self::open_with(root, Limits::default())
     }
@@ -223,7 +241,7 @@ impl Store {
         let collections = Collections::open(layout.collections())?;
         let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
         Ok(Store {
-            blobs: BlobStore::new(layout.blobs(), layout.tmp()),
+            blobs: blobs_for(&layout, &limits),
             partials,
             multipart,
             md5_wanted: backfill::Wanted::default(),
@@ -268,8 +286,8 @@ impl Store {
         &self.instance
     }
 
-    /// Where the blobs live, through the seam a second backend fills.
-    pub fn blobs(&self) -> &dyn BlobBackend {
+    /// Where the blobs live: files on the data disk, or objects in a bucket.
+    pub fn blobs(&self) -> &Blobs {
         &self.blobs
     }
 
@@ -305,7 +323,9 @@ impl Store {
 
     #[cfg(test)]
     pub(crate) fn blob_path(&self, hash: &ContentHash) -> std::path::PathBuf {
-        self.blobs.path_for(hash)
+        self.blobs
+            .local_path(hash)
+            .expect("the tests' blobs are files")
     }
 
     /// An id for a record not made yet, for a writer that must be able to tell after a crash

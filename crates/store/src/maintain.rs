@@ -93,7 +93,12 @@ impl Store {
         named_in(self.records.dir(), &mut named)?;
         named_in(&self.layout.quarantine().join("records"), &mut named)?;
         let mut gc = GcReport::default();
-        for (hash, path) in self.blobs.list_files()? {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs() as i64;
+        for listed in self.blobs.list()? {
+            let (hash, size) = (listed.hash, listed.size);
             if used.contains(&hash) {
                 continue;
             }
@@ -101,11 +106,12 @@ impl Store {
                 gc.kept_named += 1;
                 continue;
             }
-            if !older_than(&path, grace) {
+            // Young blobs may be uploads between their placing and their commit, here or on
+            // another instance sharing the bucket.
+            if now.saturating_sub(listed.modified) < grace.as_secs() as i64 {
                 gc.kept_young += 1;
                 continue;
             }
-            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let _guard = self
                 .hash_locks
                 .lock_all(std::iter::once(&hash.as_bytes()[..]));

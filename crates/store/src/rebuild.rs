@@ -18,7 +18,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::blobs::BlobStore;
 use super::catalogue::{quarantined_copy, Seal, GENERATION, IN_FLIGHT};
 use super::disk;
 use super::layout::{fsync_dir, write_atomically, Layout, FILE_MODE};
@@ -59,11 +58,16 @@ pub struct RebuildReport {
 /// Rebuilds the database of a stopped store (`shoebox rebuild`); returns the store, opened,
 /// so that the caller can verify it.
 pub fn rebuild(root: &Path) -> Result<(Store, RebuildReport), StoreError> {
+    rebuild_with(root, Limits::default())
+}
+
+/// [`rebuild`] within these limits (the bucket that holds the blobs, say).
+pub fn rebuild_with(root: &Path, limits: Limits) -> Result<(Store, RebuildReport), StoreError> {
     let layout = Layout::new(root);
     layout.prepare()?;
     let lock = layout.lock()?;
-    let report = rebuild_locked(&layout, Limits::default())?;
-    let store = Store::open(root)?.holding(lock)?;
+    let report = rebuild_locked(&layout, limits.clone())?;
+    let store = Store::open_with(root, limits)?.holding(lock)?;
     Ok((store, report))
 }
 
@@ -75,9 +79,9 @@ pub(crate) fn rebuild_locked(layout: &Layout, limits: Limits) -> Result<RebuildR
     let mut report = RebuildReport::default();
     let files = RecordFiles::new(layout.records());
     files.clear_temp_files()?;
-    harvest_old(layout, &files, &mut report, limits);
+    harvest_old(layout, &files, &mut report, limits.clone());
 
-    let blobs = BlobStore::new(layout.blobs(), layout.tmp());
+    let blobs = crate::blobs_for(layout, &limits);
     let mut good: Vec<MediaRecord> = Vec::new();
     let mut short: Vec<MediaRecord> = Vec::new();
     for id in files.ids()? {
@@ -88,7 +92,14 @@ pub(crate) fn rebuild_locked(layout: &Layout, limits: Limits) -> Result<RebuildR
         {
             Ok(r) if r.id == id => {
                 // Re-hashing is verify's job; a crash's trace is missing or short.
-                let whole = fs::metadata(blobs.path_for(&r.hash)).is_ok_and(|m| m.len() == r.size);
+                let whole = match blobs.disk() {
+                    Some(disk) => {
+                        fs::metadata(disk.path_for(&r.hash)).is_ok_and(|m| m.len() == r.size)
+                    }
+                    // Only whole objects appear in a bucket; one that does not answer stops
+                    // the rebuild rather than let it set records aside.
+                    None => blobs.exists(&r.hash)?,
+                };
                 if whole {
                     good.push(r)
                 } else {
@@ -277,7 +288,7 @@ fn harvest_old(layout: &Layout, files: &RecordFiles, report: &mut RebuildReport,
     // the rebuild.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let old = MetaStore::open(&meta_dir, limits.db_cache)?;
-        harvest_from(&old, layout, files, report)
+        harvest_from(&old, layout, files, report, &limits)
     }));
     let failed = match outcome {
         Ok(Ok(())) => return,
@@ -293,11 +304,12 @@ fn harvest_from(
     layout: &Layout,
     files: &RecordFiles,
     report: &mut RebuildReport,
+    limits: &Limits,
 ) -> Result<(), StoreError> {
     let pending: std::collections::BTreeSet<MediaId> =
         old.pending().unwrap_or_default().into_iter().collect();
     let tombstoned: std::collections::BTreeSet<MediaId> = files.tombstones()?.into_iter().collect();
-    let blobs = BlobStore::new(layout.blobs(), layout.tmp());
+    let blobs = crate::blobs_for(layout, limits);
     for r in old.all() {
         let Ok(r) = r else { continue };
         let file = files.read(r.id);
@@ -307,7 +319,7 @@ fn harvest_from(
         // A record file that is there but unreadable has its only readable copy here; a
         // missing one is an upload whose file a crash lost (pending), or a record that
         // `records/` no longer holds.
-        if file.is_err() || (pending.contains(&r.id) && blobs.holds_whole(&r.hash, r.size)) {
+        if file.is_err() || (pending.contains(&r.id) && blobs.holds_whole(&r.hash, r.size)?) {
             files.write(&r)?;
             report
                 .recovered

@@ -58,7 +58,7 @@ impl Store {
         space.release_if_short();
         rebuild::finish_interrupted(&layout)?;
         let seal = Seal::read(&layout)?;
-        let damage = match Store::open_with(root, limits) {
+        let damage = match Store::open_with(root, limits.clone()) {
             Ok(mut store) => {
                 store.space = Some(space);
                 match store.reconcile(seal.as_ref(), role) {
@@ -90,7 +90,7 @@ impl Store {
             "the metadata database disagrees with records/, which holds every record: \
              rebuilding it from records/ (the old one is kept aside)"
         );
-        let report = rebuild::rebuild_locked(&layout, limits)?;
+        let report = rebuild::rebuild_locked(&layout, limits.clone())?;
         let summary = report.summary();
         tracing::warn!("{summary}");
         let mut store = Store::open_with(root, limits)?;

@@ -16,7 +16,7 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use serde_json::{Map, Value};
 
 use super::super::auth::Caller;
-use super::super::blob_body::BlobBody;
+use super::super::blob_body::open_range;
 use super::super::error::ApiError;
 use super::super::{receive, upload, AppState};
 use super::buckets;
@@ -402,14 +402,10 @@ pub(super) async fn copy(
     };
     // Content-addressed bytes are read back and committed like any upload: the blob is
     // shared (deduplicated), and the copy is durable as any put is.
-    let file = state
-        .store
-        .blobs()
-        .open(&source.hash)
-        .map_err(store_error)?;
-    let body = futures_util::StreamExt::map(BlobBody::new(file, 0, source.size), |c| {
-        c.map_err(|e| Box::new(e) as StdError)
-    });
+    let source_body =
+        open_range(state.store.blobs(), &source.hash, 0, source.size).map_err(store_error)?;
+    let body =
+        futures_util::StreamExt::map(source_body, |c| c.map_err(|e| Box::new(e) as StdError));
     let w = Write {
         bucket: input.bucket,
         key: input.key,

@@ -7,7 +7,7 @@ use s3s::dto::{self, ETagCondition, StreamingBlob, Timestamp};
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::super::auth::Caller;
-use super::super::blob_body::BlobBody;
+use super::super::blob_body::open_range;
 use super::super::error::ApiError;
 use super::super::AppState;
 use super::keys::{self, denied};
@@ -133,8 +133,8 @@ pub(super) async fn get(
         },
     )?;
     let (start, len) = span.unwrap_or((0, r.size));
-    let file = state.store.blobs().open(&r.hash).map_err(store_error)?;
-    let body = StreamingBlob::wrap(BlobBody::new(file, start, len));
+    let body = open_range(state.store.blobs(), &r.hash, start, len).map_err(store_error)?;
+    let body = StreamingBlob::wrap(body);
     let output = dto::GetObjectOutput {
         body: Some(body),
         accept_ranges: Some("bytes".into()),

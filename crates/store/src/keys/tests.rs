@@ -80,7 +80,16 @@ fn a_key_is_one_records_in_its_collection() {
     assert!(matches!(twice, StoreError::KeyTaken { .. }), "{twice}");
     assert_eq!(store.media_count().unwrap(), 1);
     assert_eq!(store.records.ids().unwrap(), vec![first.id]);
-    assert_eq!(store.blobs().list().unwrap(), vec![first.hash]);
+    assert_eq!(
+        store
+            .blobs()
+            .list()
+            .unwrap()
+            .iter()
+            .map(|l| l.hash)
+            .collect::<Vec<_>>(),
+        vec![first.hash]
+    );
     // The same key elsewhere is another object.
     store
         .create(vec![

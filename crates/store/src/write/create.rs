@@ -2,7 +2,6 @@
 //! a batch of staged uploads in one round of fsyncs, and the rollback when the round fails.
 
 use super::parallel;
-use crate::backend::BlobBackend;
 use crate::derived::bucket_key;
 use crate::record::{self, Kind};
 use crate::{blobs, sniff, MediaId, MediaRecord, NewMedia, StagedBlob, Store, StoreError};
@@ -258,6 +257,8 @@ impl Store {
         records: &[MediaRecord],
     ) -> Result<Vec<parallel::Task>, StoreError> {
         let tasks = self.place_blobs(staged)?;
+        // The blobs are under their names (in a bucket, whole and durable), no record yet.
+        crash_point("upload-after-blobs", || Ok(()));
         for record in records {
             self.records.place(record)?;
         }
@@ -276,7 +277,7 @@ impl Store {
         let mut dirs = std::collections::BTreeSet::new();
         for blob in staged {
             let counted = placed.contains(&blob.hash)
-                || (self.meta.refcount(&blob.hash)? > 0 && self.blobs.exists(&blob.hash));
+                || (self.meta.refcount(&blob.hash)? > 0 && self.blobs.exists(&blob.hash)?);
             if counted {
                 // Deduplication: the temp file goes. The stored copy was durable when the
                 // upload that counted it was acknowledged; it is fsynced with this round all

@@ -1,0 +1,307 @@
+//! Blobs in a Garage bucket, records in sled: one instance.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use shoebox_testkit::Garage;
+
+use crate::common::{self, run_cli, sha256_hex, TestServer};
+
+/// A 3-node Garage (replication 3, quorum 2) with a bucket for the blobs.
+fn garage() -> Option<Garage> {
+    Garage::start(3, "blobs")
+}
+
+/// The flags that put the blobs in `garage`'s bucket, through node 0.
+fn blob_store(garage: &Garage) -> Vec<String> {
+    vec![
+        "--blob-store".into(),
+        format!(
+            "s3://blobs?endpoint={}&region={}",
+            garage.endpoint(0),
+            garage.region()
+        ),
+        "--blob-store-access-key-id".into(),
+        garage.key().id.clone(),
+        "--blob-store-secret-access-key".into(),
+        garage.key().secret.clone(),
+    ]
+}
+
+fn server(garage: &Garage, extra: &[&str]) -> TestServer {
+    let mut b = TestServer::builder();
+    for a in blob_store(garage)
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+    {
+        b = b.arg(a);
+    }
+    b.start()
+}
+
+/// A command on the server's data directory, with the same blob store.
+fn cli(garage: &Garage, s: &TestServer, args: &[&str]) -> (i32, String) {
+    let store = blob_store(garage);
+    let all: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(store.iter().map(String::as_str))
+        .collect();
+    run_cli(&all, &s.data_dir)
+}
+
+fn upload(s: &TestServer, name: &str, bytes: &[u8]) -> Value {
+    let res = s
+        .authed(Method::POST, &format!("/api/media?filename={name}"))
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().unwrap_or_default());
+    res.json::<Value>().unwrap()["items"][0].clone()
+}
+
+#[test]
+fn blobs_live_in_the_bucket_and_are_served_deduplicated_and_deleted() {
+    let Some(garage) = garage() else { return };
+    let s = server(&garage, &[]);
+    assert_eq!(
+        s.status()["blob_store"],
+        format!("s3://blobs at {}", garage.endpoint(0))
+    );
+    // One PUT, and a multipart upload (above 16 MiB), and the first again.
+    let small = common::bytes(300_000, 1);
+    let large = common::bytes(20 << 20, 2);
+    let a = upload(&s, "a.bin", &small);
+    let b = upload(&s, "b.bin", &large);
+    let again = upload(&s, "again.bin", &small);
+    assert_eq!(a["hash"], again["hash"]);
+    assert_eq!(s.blob_count(), 0, "no blob is a file in the data directory");
+    assert!(
+        s.tmp_entries().is_empty(),
+        "staged uploads are gone: {:?}",
+        s.tmp_entries()
+    );
+    let status = s.status();
+    assert_eq!(status["blobs"]["count"], 2);
+    assert_eq!(status["blobs"]["bytes"], (small.len() + large.len()) as u64);
+
+    // Served whole, in ranges, conditionally, and by HEAD.
+    let id = b["id"].as_str().unwrap();
+    assert_eq!(sha256_hex(&s.media_bytes(id)), sha256_hex(&large));
+    let res = s
+        .authed(Method::GET, &format!("/m/{id}"))
+        .header("Range", "bytes=1000-1099999")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes 1000-1099999/{}", large.len()).as_str()
+    );
+    assert!(res.bytes().unwrap() == large[1000..1_100_000]);
+    let res = s
+        .authed(Method::GET, &format!("/f/{}", b["hash"].as_str().unwrap()))
+        .header("Range", "bytes=-10")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert!(res.bytes().unwrap() == large[large.len() - 10..]);
+    let res = s
+        .authed(Method::GET, &format!("/m/{id}"))
+        .header("Range", format!("bytes={}-", large.len()))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 416);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes */{}", large.len()).as_str()
+    );
+    let etag = s
+        .authed(Method::HEAD, &format!("/m/{id}"))
+        .send()
+        .unwrap()
+        .headers()["etag"]
+        .clone();
+    let res = s
+        .authed(Method::GET, &format!("/m/{id}"))
+        .header("If-None-Match", etag)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 304);
+
+    // The bucket's requests are in /metrics.
+    let metrics = s
+        .authed(Method::GET, "/metrics")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("shoebox_blob_store_request_duration_seconds_count{op=\"put\"} 2"),
+        "{metrics}"
+    );
+
+    // A blob goes with its last record.
+    s.delete_media(a["id"].as_str().unwrap());
+    assert_eq!(
+        sha256_hex(&s.media_bytes(again["id"].as_str().unwrap())),
+        sha256_hex(&small)
+    );
+    s.delete_media(again["id"].as_str().unwrap());
+    assert_eq!(s.status()["blobs"]["count"], 1);
+    let mut s = s;
+    s.terminate();
+    let (code, out) = cli(&garage, &s, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 blobs"),
+        "verify lists what the bucket holds:\n{out}"
+    );
+}
+
+#[test]
+fn gc_removes_what_no_record_uses_after_its_grace_and_verify_reads_the_bucket() {
+    let Some(garage) = garage() else { return };
+    let mut s = server(&garage, &[]);
+    let kept = upload(&s, "kept.bin", &common::bytes(50_000, 3));
+    // A crash between the object's PUT and the record's commit leaves an orphan: an upload
+    // killed at that point, by the crash point the write path has there.
+    s.kill();
+    let mut crashing = TestServer::builder().data_dir(&s.data_dir);
+    for a in blob_store(&garage) {
+        crashing = crashing.arg(&a);
+    }
+    let crashing = crashing
+        .env("SHOEBOX_CRASH_AT", "upload-after-blobs")
+        .start();
+    let res = crashing
+        .authed(Method::POST, "/api/media?filename=lost.bin")
+        .body(common::bytes(40_000, 4))
+        .send();
+    assert!(res.is_err() || !res.unwrap().status().is_success());
+    drop(crashing);
+    s = s.restart();
+    s.terminate();
+    let (code, out) = cli(&garage, &s, &["verify"]);
+    assert_eq!(code, 0, "an orphan is no damage:\n{out}");
+    assert!(out.contains("orphan"), "{out}");
+    // Young orphans stay (an upload on its way to its commit); old ones go.
+    let (code, out) = cli(&garage, &s, &["gc", "--grace", "1h"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removed 0 orphan blobs"), "{out}");
+    let (code, out) = cli(&garage, &s, &["gc", "--grace", "0s"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removed 1 orphan blobs"), "{out}");
+    let s = s.restart();
+    assert_eq!(s.status()["blobs"]["count"], 1);
+    assert_eq!(
+        s.media_bytes(kept["id"].as_str().unwrap()),
+        common::bytes(50_000, 3)
+    );
+}
+
+#[test]
+fn a_garage_node_down_stops_nothing_and_a_bucket_down_answers_503() {
+    let Some(mut garage) = garage() else { return };
+    let s = server(&garage, &[]);
+    let before = upload(&s, "before.bin", &common::bytes(70_000, 5));
+    // One node of three down: quorum 2 still writes and reads.
+    garage.kill(2);
+    let during = upload(&s, "during.bin", &common::bytes(18 << 20, 6));
+    assert_eq!(
+        s.media_bytes(before["id"].as_str().unwrap()),
+        common::bytes(70_000, 5)
+    );
+    garage.restart(2);
+    // The node the server talks to down: the bucket does not answer. Uploads and reads are
+    // refused with 503, health says so, and nothing is half-written.
+    garage.kill(0);
+    let res = s
+        .authed(Method::POST, "/api/media?filename=refused.bin")
+        .body(common::bytes(10_000, 7))
+        .send()
+        .unwrap();
+    assert_eq!(common::error_code(res, 503), "unavailable");
+    let health = s.get("/api/health").send().unwrap();
+    assert_eq!(health.status(), 503);
+    let health: Value = health.json().unwrap();
+    assert_eq!(health["checks"]["blob_store"]["ok"], false);
+    assert!(
+        !health.to_string().contains("127.0.0.1"),
+        "the public check names no endpoint: {health}"
+    );
+    let res = s
+        .authed(
+            Method::GET,
+            &format!("/m/{}", during["id"].as_str().unwrap()),
+        )
+        .send()
+        .unwrap();
+    assert!(
+        res.status() == 503 || res.bytes().is_err(),
+        "a read without the bucket fails"
+    );
+    assert_eq!(
+        s.status()["media"]["count"],
+        2,
+        "the refused upload left no record"
+    );
+    // Back by itself once the bucket answers again.
+    garage.restart(0);
+    common::eventually("health passes again", Duration::from_secs(30), || {
+        s.get("/api/health").send().is_ok_and(|r| r.status() == 200)
+    });
+    upload(&s, "after.bin", &common::bytes(10_000, 7));
+    assert_eq!(
+        sha256_hex(&s.media_bytes(during["id"].as_str().unwrap())),
+        sha256_hex(&common::bytes(18 << 20, 6))
+    );
+}
+
+#[test]
+fn public_reads_redirect_to_a_presigned_url_with_the_served_type() {
+    let Some(garage) = garage() else { return };
+    let s = server(&garage, &["--blob-redirect"]);
+    let page = b"<html><script>alert(1)</script></html>".to_vec();
+    let html = upload(&s, "page.html", &page);
+    let private = s
+        .authed(Method::POST, "/api/media?filename=p.bin&visibility=private")
+        .body(common::bytes(1000, 8))
+        .send()
+        .unwrap();
+    assert_eq!(private.status(), 201);
+    let private: Value = private.json::<Value>().unwrap()["items"][0].clone();
+    let no_follow = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow
+        .get(s.url(&format!("/m/{}", html["id"].as_str().unwrap())))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&garage.endpoint(0)), "{location}");
+    // The bucket answers with the type and disposition Shoebox would send: HTML, which is
+    // not inert, as an attachment.
+    let got = no_follow.get(&location).send().unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+        "{:?}",
+        got.headers()
+    );
+    assert_eq!(got.bytes().unwrap(), page);
+    // Private files are served here, never redirected.
+    let res = no_follow
+        .get(s.url(&format!("/m/{}", private["id"].as_str().unwrap())))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
