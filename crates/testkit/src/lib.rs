@@ -1,13 +1,17 @@
-//! Real engines on loopback for Shoebox's tests: a PostgreSQL server in a temporary directory
-//! of its own, listening on 127.0.0.1 only, and crashed and restarted on demand. When an engine is not installed, `start` returns `None` after
+//! Real engines on loopback for Shoebox's tests: a PostgreSQL server and a Garage S3 cluster,
+//! each in a temporary directory of its own, listening on 127.0.0.1 only, and crashed and
+//! restarted on demand. When an engine is not installed, `start` returns `None` after
 //! [`unavailable`], so a test skips on a developer's machine and fails under `CI=true`.
 //!
 //! - `postgres` — [`Postgres`]: initdb, postgres, kill and restart.
-//! - `process` — process groups, logs, deadlines and ports.
+//! - `garage` — [`Garage`]: a cluster of N nodes with a bucket and a key.
+//! - `process` — process groups, logs, deadlines and ports that both share.
 
+mod garage;
 mod postgres;
 mod process;
 
+pub use garage::{Garage, GarageKey};
 pub use postgres::Postgres;
 
 /// Reports that a test cannot run because `what` is missing: under `CI=true` this panics with

@@ -1,10 +1,10 @@
-//! The pieces an engine needs: finding a program, free ports, starting a server in
+//! The pieces both engines share: finding a program, free ports and secrets, starting a server in
 //! a process group of its own with its output in a log file, running a command with a deadline,
 //! and killing a group until nothing of it is left running.
 
-use std::fs::{self, OpenOptions};
-use std::io::Read;
-use std::net::TcpListener;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +42,15 @@ pub(crate) fn free_ports(n: usize) -> Vec<u16> {
                 .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
         })
         .collect()
+}
+
+/// `bytes` random bytes from the kernel, as lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .unwrap_or_else(|e| panic!("reading /dev/urandom: {e}"));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Polls `ready` every 100 ms until it returns true or `limit` has passed; says which.
@@ -174,4 +183,43 @@ pub(crate) fn tail(log: &Path, lines: usize) -> String {
         log.display(),
         all[start..].join("\n")
     )
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub(crate) fn port_answers(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1:`port`, answered within `limit`: the status code and the
+/// body, or the I/O error.
+pub(crate) fn http_get(
+    port: u16,
+    path: &str,
+    bearer: Option<&str>,
+    limit: Duration,
+) -> io::Result<(u16, String)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.set_write_timeout(Some(limit))?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {response:.80}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
