@@ -530,5 +530,5 @@ fn unavailable(action: &'static str, e: object_store::Error) -> StoreError {
     }
 }
 
-#[cfg(any())] // until the cluster test kit lands
+#[cfg(test)]
 mod tests;
