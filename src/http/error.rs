@@ -184,6 +184,12 @@ impl ApiError {
                 e if e.is_out_of_descriptors() => {
                     (S::SERVICE_UNAVAILABLE, "busy", ApiError::Busy.to_string())
                 }
+                // The cause (the client library's words) goes to the log, not the client.
+                StoreError::Unavailable { what, .. } => (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{what} is unreachable; try again shortly"),
+                ),
                 StoreError::Io { .. }
                 | StoreError::NoRoom(_)
                 | StoreError::Format(_)

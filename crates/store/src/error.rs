@@ -65,6 +65,16 @@ pub enum StoreError {
     /// Not enough free space for a maintenance step; nothing was changed.
     #[error("{0}")]
     NoRoom(String),
+    /// A service the store depends on (a PostgreSQL server) cannot be reached, or dropped the
+    /// connection mid-way: a passing outage, not damage; the request may be retried. (The
+    /// HTTP layer answers `503 Service Unavailable`.)
+    #[error("{what} is unreachable: {reason}")]
+    Unavailable {
+        /// What cannot be reached, as a subject: "the database".
+        what: &'static str,
+        /// Why, as the client library said it.
+        reason: String,
+    },
 }
 
 fn in_collection(collection: &Option<String>) -> String {
@@ -114,6 +124,10 @@ impl StoreError {
             StoreError::Database(m) => StoreError::Database(m.clone()),
             StoreError::Damaged(m) => StoreError::Damaged(m.clone()),
             StoreError::NoRoom(m) => StoreError::NoRoom(m.clone()),
+            StoreError::Unavailable { what, reason } => StoreError::Unavailable {
+                what,
+                reason: reason.clone(),
+            },
         }
     }
 
