@@ -45,6 +45,11 @@ mod read;
 mod row;
 mod schema;
 
+#[cfg(test)]
+mod testdb;
+#[cfg(test)]
+mod tests;
+
 use fault::Fault;
 
 /// How long a new connection may take, from the first packet to a session: past it the
