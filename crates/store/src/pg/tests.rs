@@ -91,6 +91,22 @@ fn instances_starting_together_apply_the_schema_once() {
     }
 }
 
+/// The calls block their caller but never `block_on` its thread: they work from inside an
+/// async runtime (an actix worker's), and so does dropping the `PgMeta`.
+#[test]
+fn calls_work_from_inside_an_async_runtime() {
+    let Some(pg) = fresh(1) else { return };
+    let outer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    outer.block_on(async move {
+        pg.insert(&[&record(1, 1, 1)]).unwrap();
+        assert_eq!(pg.totals().unwrap().media, 1);
+        drop(pg);
+    });
+}
+
 #[test]
 fn a_taken_key_is_refused_and_changes_nothing() {
     let Some(pg) = fresh(2) else { return };
