@@ -52,6 +52,8 @@ mod keys;
 pub mod listing;
 /// The sled database: the only file that names sled.
 pub mod meta;
+/// Records in PostgreSQL, behind the same seam as sled, for instances that share them.
+mod pg;
 /// The media record and the rules for its fields.
 pub mod record;
 /// One JSON file per record under `records/`.
@@ -93,6 +95,7 @@ pub use error::StoreError;
 pub use hash::ContentHash;
 pub use layout::Layout;
 pub use listing::{Cursor, KeysFrom, ListPage, ListQuery};
+pub use pg::PgMeta;
 pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, PosterState, Visibility};
 pub use start::Started;
 pub use write::{NewMedia, Put};
