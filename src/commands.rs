@@ -210,6 +210,66 @@ pub fn backup(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn migrate(
+    data: &DataDirArgs,
+    to: &str,
+    key_id: Option<String>,
+    secret: Option<String>,
+) -> CommandResult {
+    let to = to.trim();
+    let dest = if to == "disk" {
+        None
+    } else {
+        let target = DataDirArgs {
+            blob_store: Some(to.to_owned()),
+            blob_store_access_key_id: key_id.or_else(|| data.blob_store_access_key_id.clone()),
+            blob_store_secret_access_key: secret
+                .or_else(|| data.blob_store_secret_access_key.clone()),
+            ..data.clone()
+        };
+        Some(
+            target
+                .bucket()
+                .map_err(|e| e.replace("SHOEBOX_BLOB_STORE", "--to-blob-store"))?,
+        )
+        .flatten()
+    };
+    let store = open_store(data)?;
+    let same = match (&dest, store.blobs().bucket()) {
+        (None, None) => true,
+        (Some(d), Some(s)) => d.describe() == s.describe(),
+        _ => false,
+    };
+    if same {
+        return Err("--to-blob-store names where the blobs already are".into());
+    }
+    let dest = store.blobs_with(dest);
+    let mut last = std::time::Instant::now();
+    let report = store.copy_blobs_to(&dest, |done, total| {
+        if last.elapsed() >= std::time::Duration::from_secs(5) || done == total {
+            last = std::time::Instant::now();
+            eprintln!("{done}/{total} blobs");
+        }
+    })?;
+    store.close_cleanly()?;
+    println!(
+        "{} blobs at the destination, verified ({} copied now, {} bytes; {} were there already)",
+        report.blobs, report.copied, report.bytes_copied, report.present
+    );
+    match dest.bucket() {
+        Some(b) => println!(
+            "start the server with SHOEBOX_BLOB_STORE set to the new bucket ({}); the files \
+             under blobs/ are no longer used, and may be deleted once it serves",
+            b.describe()
+        ),
+        None => println!(
+            "start the server without SHOEBOX_BLOB_STORE; the bucket's objects are no longer \
+             used, and may be deleted once it serves"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn restore(data: &DataDirArgs, file: &Path) -> CommandResult {
     let data_dir = &data.data_dir;
     if data

@@ -79,6 +79,17 @@ fn main() -> ExitCode {
             token,
         }) => commands::backup(&data, &output, url.as_deref(), token.as_deref()),
         Some(Command::Restore { data, file }) => commands::restore(&data, &file),
+        Some(Command::Migrate {
+            data,
+            to_blob_store,
+            to_blob_store_access_key_id,
+            to_blob_store_secret_access_key,
+        }) => commands::migrate(
+            &data,
+            &to_blob_store,
+            to_blob_store_access_key_id,
+            to_blob_store_secret_access_key,
+        ),
         Some(Command::Import {
             data,
             dir,
@@ -120,7 +131,8 @@ fn data_dir_of(cli: &Cli) -> Option<&DataDirArgs> {
             | Command::RotateUrlKey { data, .. }
             | Command::Backup { data, .. }
             | Command::Restore { data, .. }
-            | Command::Import { data, .. },
+            | Command::Import { data, .. }
+            | Command::Migrate { data, .. },
         ) => Some(data),
         Some(Command::Token(
             TokenCommand::Create { data, .. }

@@ -100,6 +100,29 @@ pub enum Command {
         /// The archive written by `shoebox backup` or GET /api/backup.
         file: PathBuf,
     },
+    /// Copy every blob to another blob store and verify each copy there: a bucket
+    /// (s3://BUCKET?endpoint=URL&region=REGION), or `disk` for the data directory's own
+    /// blobs/. The source keeps its blobs; run it again after an interruption, then start the
+    /// server with the new SHOEBOX_BLOB_STORE. Stop the server first.
+    Migrate {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Where the blobs go: s3://BUCKET?endpoint=URL&region=REGION, or disk.
+        #[arg(long)]
+        to_blob_store: String,
+        /// The destination bucket's access key id (default: the source's key, then
+        /// AWS_ACCESS_KEY_ID).
+        #[arg(long, env = "SHOEBOX_TO_BLOB_STORE_ACCESS_KEY_ID")]
+        to_blob_store_access_key_id: Option<String>,
+        /// The destination bucket's secret key (default: the source's, then
+        /// AWS_SECRET_ACCESS_KEY).
+        #[arg(
+            long,
+            env = "SHOEBOX_TO_BLOB_STORE_SECRET_ACCESS_KEY",
+            hide_env_values = true
+        )]
+        to_blob_store_secret_access_key: Option<String>,
+    },
     /// Adopt every file under DIR as media, keeping old paths so old URLs keep working.
     Import {
         #[command(flatten)]

@@ -398,7 +398,7 @@ impl Placed {
     }
 
     /// Runs those fsyncs now, for a blob on its own.
-    fn sync_now(self) -> Result<(), StoreError> {
+    pub(crate) fn sync_now(self) -> Result<(), StoreError> {
         let mut dirs = BTreeSet::new();
         let mut tasks = vec![self.durable_tasks(&mut dirs)];
         tasks.extend(dirs.into_iter().map(fsync_dir_task));

@@ -77,6 +77,8 @@ mod health;
 pub mod import;
 /// `gc`.
 pub mod maintain;
+/// Copying the blobs to another blob store.
+pub mod migrate;
 /// The background scrub that re-hashes blobs.
 pub mod scrub;
 #[cfg(test)]
