@@ -45,12 +45,14 @@ fn every_acknowledged_s3_put_survives_a_sigkill() {
             .spawn()
             .expect("run the boto3 writer");
         let stdout = child.stdout.take().unwrap();
+        let (first, first_rx) = std::sync::mpsc::channel();
         let lines = std::thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
                 .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
                 .filter_map(|v| {
+                    let _ = first.send(());
                     Some((
                         v["acked"].as_str()?.to_owned(),
                         v["sha256"].as_str()?.to_owned(),
@@ -58,7 +60,10 @@ fn every_acknowledged_s3_put_survives_a_sigkill() {
                 })
                 .collect::<Vec<_>>()
         });
-        std::thread::sleep(Duration::from_millis(rng.range(300, 2500)));
+        // The kill comes at a random moment of the writing, counted from its first
+        // acknowledged put: Python and boto3 take a while to start on a busy machine.
+        let _ = first_rx.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(rng.range(100, 2000)));
         s.kill();
         // The writer fails on its next request and stops; bounded all the same.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
