@@ -70,7 +70,7 @@ fn blobs_live_in_the_bucket_and_are_served_deduplicated_and_deleted() {
         s.status()["blob_store"],
         format!("s3://blobs at {}", garage.endpoint(0))
     );
-    // One PUT, and a multipart upload (above 16 MiB), and the first again.
+    // One PUT, and a multipart upload (above 8 MiB), and the first again.
     let small = common::bytes(300_000, 1);
     let large = common::bytes(20 << 20, 2);
     let a = upload(&s, "a.bin", &small);
@@ -307,7 +307,7 @@ fn public_reads_redirect_to_a_presigned_url_with_the_served_type() {
 }
 
 /// The crash test of `tests/crash.rs` with the blobs in the bucket: concurrent uploads (some
-/// above 16 MiB, so multipart) and deletes, SIGKILLed at random moments. Every `201` is
+/// above 8 MiB, so multipart) and deletes, SIGKILLed at random moments. Every `201` is
 /// there with its bytes after each restart, every acknowledged delete stays done, and at the
 /// end `verify` (reading every object) and a `rebuild` from `records/` find a sound store.
 #[test]

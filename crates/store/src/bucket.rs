@@ -42,12 +42,14 @@ use crate::StoreError;
 mod config;
 pub use config::BucketConfig;
 
-/// Blobs at or below this size go in one PUT; larger ones as a multipart upload.
-const SINGLE_PUT_MAX: u64 = 16 << 20;
+/// Blobs at or below this size go in one PUT (read into memory whole); larger ones as a
+/// multipart upload.
+const SINGLE_PUT_MAX: u64 = 8 << 20;
 /// A multipart upload's part size (S3 wants at least 5 MiB but for the last).
-const PART_SIZE: usize = 16 << 20;
-/// Parts in flight at once for one upload.
-const PARTS_IN_FLIGHT: usize = 4;
+const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once for one upload: with the part being read, at most 24 MiB of
+/// memory for each upload on its way to the bucket.
+const PARTS_IN_FLIGHT: usize = 2;
 /// How much one blocking read fetches at a time.
 const READ_WINDOW: u64 = 8 << 20;
 /// The key prefix of content-addressed blobs.
