@@ -50,3 +50,14 @@ pub(crate) fn cut_off(store: &Store, bytes: &[u8]) -> MediaRecord {
     store.meta.flush().unwrap();
     record
 }
+
+/// The addresses of the stored blobs, in the order the store lists them.
+pub(crate) fn blob_hashes(store: &Store) -> Vec<ContentHash> {
+    store
+        .blobs()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.hash)
+        .collect()
+}

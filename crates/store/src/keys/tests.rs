@@ -80,16 +80,7 @@ fn a_key_is_one_records_in_its_collection() {
     assert!(matches!(twice, StoreError::KeyTaken { .. }), "{twice}");
     assert_eq!(store.media_count().unwrap(), 1);
     assert_eq!(store.records.ids().unwrap(), vec![first.id]);
-    assert_eq!(
-        store
-            .blobs()
-            .list()
-            .unwrap()
-            .iter()
-            .map(|l| l.hash)
-            .collect::<Vec<_>>(),
-        vec![first.hash]
-    );
+    assert_eq!(crate::testing::blob_hashes(&store), vec![first.hash]);
     // The same key elsewhere is another object.
     store
         .create(vec![
