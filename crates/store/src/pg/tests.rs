@@ -223,7 +223,7 @@ fn calls_fail_fast_while_the_server_is_down_and_recover_after() {
         match pg.get(r.id) {
             Err(e @ StoreError::Unavailable { .. }) => {
                 assert!(
-                    e.to_string().starts_with("the database is unreachable: "),
+                    e.to_string().starts_with("the database is unavailable: "),
                     "{e}"
                 );
             }
