@@ -3,7 +3,7 @@
 //! restarted on demand. When an engine is not installed, `start` returns `None` after
 //! [`unavailable`], so a test skips on a developer's machine and fails under `CI=true`.
 //!
-//! - `postgres` — [`Postgres`]: initdb, postgres, kill and restart.
+//! - `postgres` — [`Postgres`]: initdb, postgres, psql, kill and restart.
 //! - `garage` — [`Garage`]: a cluster of N nodes with a bucket and a key.
 //! - `process` — process groups, logs, deadlines and ports that both share.
 

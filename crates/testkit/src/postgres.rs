@@ -109,6 +109,24 @@ impl Postgres {
         )
     }
 
+    /// Runs `sql` (one statement or several, separated by `;`) in database `db` with psql, as
+    /// `postgres`, and answers what it printed: rows unaligned, `|` between columns, without
+    /// headers, trimmed. Panics with psql's output if a statement fails or the server does not
+    /// answer.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let ran = run(
+            self.client(&self.tools.psql)
+                .args(["-X", "-w", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "postgres", "-v", "ON_ERROR_STOP=1", "-tA"])
+                .args(["-d", db, "-c", sql]),
+            Duration::from_secs(60),
+        );
+        if !ran.ok {
+            panic!("psql -d {db} -c {sql:?}: {}{}", ran.stdout, ran.stderr);
+        }
+        ran.stdout.trim().to_owned()
+    }
+
     /// The TCP port on 127.0.0.1; it stays the same across `kill` and `restart`.
     pub fn port(&self) -> u16 {
         self.port
@@ -117,7 +135,9 @@ impl Postgres {
     /// SIGKILLs the postmaster, as a crash would, and waits until it and every server process
     /// it started are gone. Only the postmaster is signalled so that its parent reaps it: a
     /// postmaster left as a zombie would keep its PID "alive" for the next start's lock-file
-    /// check. Its backends notice its death and exit by themselves.
+    /// check. Idle backends notice its death and exit by themselves; one busy in a query
+    /// notices only when it next waits, and is killed as the crash would have: a backend left
+    /// running keeps the shared memory in use, and the next start refuses to run beside it.
     pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -129,11 +149,15 @@ impl Postgres {
         if !process::reap(&mut child, Duration::from_secs(10)) {
             panic!("PostgreSQL's server did not exit after SIGKILL");
         }
-        if !poll(Duration::from_secs(10), || !process::group_running(pgid)) {
-            // A backend that has not noticed yet is killed as the crash would have.
-            // SAFETY: as above, for the process group.
+        let gone = || !process::group_running(pgid) && self.server_processes().is_empty();
+        if !poll(Duration::from_secs(2), gone) {
+            // SAFETY: as above, for the process group and for each server process.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            if !poll(Duration::from_secs(10), || !process::group_running(pgid)) {
+            for pid in self.server_processes() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if !poll(Duration::from_secs(10), gone) {
                 panic!("PostgreSQL's processes still run after SIGKILL");
             }
         }
@@ -206,6 +230,23 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The server's processes still alive (zombies aside): those whose working directory is
+    /// the data directory, where the postmaster moves before it forks any. Each backend leads
+    /// a session of its own, so the postmaster's process group does not hold them.
+    fn server_processes(&self) -> Vec<libc::pid_t> {
+        let Ok(data) = fs::canonicalize(self.data()) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data))
+            .collect()
     }
 
     /// The postmaster's PID, from the first line of `postmaster.pid`.

@@ -23,6 +23,7 @@ fn postgres_keeps_a_committed_row_across_a_kill_and_a_restart() {
     assert_eq!(psql(&url, "SHOW listen_addresses"), "127.0.0.1");
     assert_eq!(psql(&url, "SHOW fsync"), "on");
     assert_eq!(psql(&url, "SELECT current_database()"), "a");
+    assert_eq!(pg.psql("a", "SELECT current_database(), 1 + 1"), "a|2");
 
     psql(
         &url,
@@ -43,6 +44,40 @@ fn postgres_keeps_a_committed_row_across_a_kill_and_a_restart() {
         pg.database("b"),
         format!("postgres://postgres@127.0.0.1:{}/b", pg.port())
     );
+}
+
+/// A backend busy in a query notices its postmaster's death only when it next waits, and it
+/// leads a session of its own, outside the postmaster's process group: `kill` still leaves
+/// nothing running, so the restart finds its shared memory free.
+#[test]
+fn postgres_restarts_after_a_kill_that_interrupted_a_busy_query() {
+    let Some(mut pg) = Postgres::start() else {
+        return;
+    };
+    let url = pg.database("busy");
+    let endless = "SELECT count(*) FROM generate_series(1, 1000000000000)";
+    let mut busy = psql_command(&url, endless)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running psql");
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '{endless}'"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pg.psql("busy", &running) != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    pg.kill();
+    pg.restart();
+    assert_eq!(pg.psql("busy", "SELECT 1"), "1");
+    let _ = busy.kill();
+    let _ = busy.wait();
 }
 
 #[test]

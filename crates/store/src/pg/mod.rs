@@ -46,8 +46,6 @@ mod row;
 mod schema;
 
 #[cfg(test)]
-mod testdb;
-#[cfg(test)]
 mod tests;
 
 use fault::Fault;

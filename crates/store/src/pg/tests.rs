@@ -1,17 +1,70 @@
-//! PostgreSQL's own tests, against a real server (see `testdb.rs`): its schema, its errors,
-//! its counts under concurrent writers, and its recovery after the server goes away. That it
-//! answers as sled does is in `tests/conformance.rs`; that its pages stop at their bound as
-//! sled's do, in `tests/paging.rs`.
+//! PostgreSQL's own tests, against a real server from the test kit (`shoebox_testkit`): its
+//! schema, its errors, its counts under concurrent writers, and its recovery after the server
+//! goes away. That it answers as sled does is in `tests/conformance.rs`; that its pages stop at
+//! their bound as sled's do, in `tests/paging.rs`.
 
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::testdb::{number, TestServer};
+use shoebox_testkit::Postgres;
+
 use super::*;
 use crate::record::{Kind, Visibility, RECORD_SCHEMA};
 
 mod conformance;
 mod paging;
+
+/// The server this module's tests share, started by the first that asks: `None` until then,
+/// `Some(None)` when PostgreSQL is missing. A static is never dropped, so it is stopped, and
+/// its directory removed, at exit.
+static SHARED: Mutex<Option<Option<Postgres>>> = Mutex::new(None);
+
+/// The shared server, started if it is not yet; a test that panicked while holding it has
+/// not broken it.
+fn shared() -> MutexGuard<'static, Option<Option<Postgres>>> {
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if shared.is_none() {
+        let server = Postgres::start();
+        if server.is_some() {
+            extern "C" fn stop_shared() {
+                drop(SHARED.lock().unwrap_or_else(PoisonError::into_inner).take());
+            }
+            // SAFETY: registers a plain function with no arguments to run at exit.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        *shared = Some(server);
+    }
+    shared
+}
+
+/// A new, empty database on the shared server: its name and its URL; `None` when PostgreSQL
+/// is missing.
+fn database() -> Option<(String, String)> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let shared = shared();
+    let server = shared.as_ref().and_then(Option::as_ref)?;
+    let name = format!("t{}", N.fetch_add(1, Ordering::Relaxed));
+    let url = server.database(&name);
+    Some((name, url))
+}
+
+/// The first column of the first row of a query in database `db` of the shared server, as a
+/// number.
+fn number(db: &str, sql: &str) -> i64 {
+    let answer = psql(db, sql);
+    let first = answer.lines().next().and_then(|row| row.split('|').next());
+    first
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{sql:?} answered {answer:?}, not a number"))
+}
+
+/// Runs SQL in database `db` of the shared server; what psql printed.
+fn psql(db: &str, sql: &str) -> String {
+    let shared = shared();
+    let server = shared.as_ref().and_then(Option::as_ref);
+    server.expect("the shared server runs").psql(db, sql)
+}
 
 /// A public image outside any collection, with id time `ms`, of the blob `hash`; its size
 /// follows from its hash, as a blob's does, and its times from its id.
@@ -50,16 +103,15 @@ pub(super) fn record(ms: u64, n: u128, hash: u8) -> MediaRecord {
 
 /// A fresh database on the shared server, connected; `None` when PostgreSQL is missing.
 pub(super) fn fresh(pool: usize) -> Option<PgMeta> {
-    let server = TestServer::shared()?;
-    Some(PgMeta::connect(&server.database(), pool).expect("connect"))
+    let (_, url) = database()?;
+    Some(PgMeta::connect(&url, pool).expect("connect"))
 }
 
 #[test]
 fn instances_starting_together_apply_the_schema_once() {
-    let Some(server) = TestServer::shared() else {
+    let Some((db, url)) = database() else {
         return;
     };
-    let url = server.database();
     let start = Arc::new(Barrier::new(2));
     let connecting: Vec<_> = (0..2)
         .map(|_| {
@@ -75,14 +127,14 @@ fn instances_starting_together_apply_the_schema_once() {
     }
     let latest = i64::from(schema::latest());
     let sql = "SELECT count(*) FROM shoebox_schema_migrations";
-    assert_eq!(number(&url, sql), latest);
+    assert_eq!(number(&db, sql), latest);
     // Once more, with the schema in place: nothing to do.
     PgMeta::connect(&url, 1).unwrap();
-    assert_eq!(number(&url, sql), latest);
+    assert_eq!(number(&db, sql), latest);
 
     // A database a newer Shoebox has migrated is refused, not written to.
-    super::testdb::execute(
-        &url,
+    psql(
+        &db,
         "INSERT INTO shoebox_schema_migrations (version) VALUES (999)",
     );
     match PgMeta::connect(&url, 1) {
@@ -208,10 +260,10 @@ fn counts_stay_right_under_concurrent_writers() {
 /// `PgMeta` works again, its pool having replaced its broken connections.
 #[test]
 fn calls_fail_fast_while_the_server_is_down_and_recover_after() {
-    let Some(server) = TestServer::start() else {
+    let Some(mut server) = Postgres::start() else {
         return;
     };
-    let url = server.url("postgres");
+    let url = server.database("shoebox");
     let pg = PgMeta::connect(&url, 4).unwrap();
     let r = record(1, 1, 1);
     pg.insert(&[&r]).unwrap();
