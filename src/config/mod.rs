@@ -224,6 +224,12 @@ impl Config {
         {
             // Checked here for its shape; the server connects at start.
             args.data.bucket_config()?;
+        } else if args.blob_redirect {
+            return Err(
+                "SHOEBOX_BLOB_REDIRECT needs SHOEBOX_BLOB_STORE: it redirects reads to \
+                        the blob store's bucket"
+                    .into(),
+            );
         }
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),

@@ -410,3 +410,75 @@ fn migrate_moves_the_blobs_to_the_bucket_and_back() {
     assert_ne!(code, 0);
     assert!(out.contains("already are"), "{out}");
 }
+
+/// Blob store settings that cannot work are refused at start, naming the setting and never
+/// the secret; so is a migration to nowhere. Nothing is written to the bucket.
+#[test]
+fn blob_store_settings_that_cannot_work_are_refused() {
+    let Some(garage) = garage() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let good = format!(
+        "s3://blobs?endpoint={}&region={}",
+        garage.endpoint(0),
+        garage.region()
+    );
+    let key = garage.key().id.clone();
+    let refused: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("SHOEBOX_BLOB_STORE", "blobs".into())], "s3://"),
+        (
+            vec![("SHOEBOX_BLOB_STORE", "s3://a/b".into())],
+            "one bucket",
+        ),
+        (
+            vec![("SHOEBOX_BLOB_STORE", "s3://blobs?endpoint=ftp://x".into())],
+            "endpoint",
+        ),
+        (vec![("SHOEBOX_BLOB_STORE", good.clone())], "needs a key"),
+        (
+            vec![("SHOEBOX_BLOB_REDIRECT", "1".into())],
+            "SHOEBOX_BLOB_STORE",
+        ),
+        (
+            vec![
+                ("SHOEBOX_BLOB_STORE", good.clone()),
+                ("SHOEBOX_BLOB_STORE_ACCESS_KEY_ID", key.clone()),
+                (
+                    "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
+                    "not-the-secret-0123456789".into(),
+                ),
+            ],
+            "SHOEBOX_BLOB_STORE (s3://blobs at",
+        ),
+        (
+            vec![
+                (
+                    "SHOEBOX_BLOB_STORE",
+                    good.replace("s3://blobs", "s3://no-such-bucket"),
+                ),
+                ("SHOEBOX_BLOB_STORE_ACCESS_KEY_ID", key.clone()),
+                (
+                    "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
+                    garage.key().secret.clone(),
+                ),
+            ],
+            "no-such-bucket",
+        ),
+    ];
+    for (envs, want) in refused {
+        let mut b = TestServer::builder().data_dir(&data);
+        for (k, v) in &envs {
+            b = b.env(k, v);
+        }
+        let (status, out) = b.start_expecting_failure();
+        assert!(!status.success(), "{envs:?} was accepted");
+        assert!(out.contains(want), "{envs:?}: {out}");
+        assert!(
+            !out.contains("not-the-secret"),
+            "the secret is never shown: {out}"
+        );
+    }
+    let (code, out) = run_cli(&["migrate", "--to-blob-store", "ftp://x"], &data);
+    assert_ne!(code, 0);
+    assert!(out.contains("--to-blob-store"), "{out}");
+}
