@@ -631,7 +631,7 @@ NOTES = """Notes:
   one): boto3 is a Python client that hashes every body (sha256 for SigV4, a CRC32) before it
   sends it, on the same cores, so these figures bound Garage's own from below. Shoebox's uploads
   come from the Rust bench-client.
-- Shoebox on Garage sends uploads above 16 MiB as a multipart upload (16 MiB parts, 4 in
+- Shoebox on Garage sends uploads above 8 MiB as a multipart upload (8 MiB parts, 2 in
   flight, each with x-amz-checksum-sha256), after staging and hashing them in its tmp/; boto3's
   put_object is one PUT. Garage runs with its defaults: no fsync of data or metadata, zstd level
   1, 1 MiB blocks, every block written {nodes} times (replication {nodes}, one disk).
