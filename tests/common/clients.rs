@@ -58,3 +58,45 @@ pub fn run(mut cmd: Command, limit: Duration) -> Value {
         None => panic!("{what} printed no result ({status}):\n{out}\n{err}"),
     }
 }
+
+/// Whether Python with boto3 is here; says why not when it is not.
+pub fn boto3() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import boto3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        super::unavailable(
+            "boto3 is not installed (python3 -m pip install boto3; .ci/run does it)",
+        );
+    }
+    found
+}
+
+/// One run of `s3-boto.py`: `scenario` against `endpoint` with a key, plus `extra` arguments.
+pub fn boto(scenario: &str, endpoint: &str, key: &(String, String), extra: &[&str]) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg("s3-boto.py")
+        .arg(scenario)
+        .args(["--endpoint", endpoint])
+        .args(["--key", &key.0])
+        .args(["--secret", &key.1])
+        .args(extra)
+        // A CA bundle of the developer's machine has no place in a plain-http test.
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    run(cmd, Duration::from_secs(240))
+}
+
+/// Asserts a scenario passed, showing its trace when it did not.
+pub fn passed(v: &Value) {
+    assert_eq!(
+        v["ok"],
+        true,
+        "{}\n{}",
+        v["error"],
+        v["trace"].as_str().unwrap_or("")
+    );
+}

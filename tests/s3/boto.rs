@@ -1,60 +1,14 @@
 //! boto3 against the S3 port: each scenario of `tests/clients/s3-boto.py` asserts as it goes,
 //! and these tests check what the store holds afterwards.
 
-use std::process::Command;
-use std::time::Duration;
-
-use serde_json::Value;
-
-use crate::common::clients::run;
 use crate::common::TestServer;
-
-/// Whether Python with boto3 is here; says why not when it is not.
-pub fn boto3() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import boto3"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        crate::common::unavailable(
-            "boto3 is not installed (python3 -m pip install boto3; .ci/run does it)",
-        );
-    }
-    found
-}
 
 /// A server with the S3 API on a port of its own.
 pub fn server() -> TestServer {
     TestServer::builder().arg("--s3-port").arg("0").start()
 }
 
-/// One run of `s3-boto.py`: `scenario` against `endpoint` with a key, plus `extra` arguments.
-pub fn boto(scenario: &str, endpoint: &str, key: &(String, String), extra: &[&str]) -> Value {
-    let mut cmd = Command::new("python3");
-    cmd.arg("s3-boto.py")
-        .arg(scenario)
-        .args(["--endpoint", endpoint])
-        .args(["--key", &key.0])
-        .args(["--secret", &key.1])
-        .args(extra)
-        // A CA bundle of the developer's machine has no place in a plain-http test.
-        .env_remove("AWS_CA_BUNDLE")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    run(cmd, Duration::from_secs(240))
-}
-
-/// Asserts a scenario passed, showing its trace when it did not.
-pub fn passed(v: &Value) {
-    assert_eq!(
-        v["ok"],
-        true,
-        "{}\n{}",
-        v["error"],
-        v["trace"].as_str().unwrap_or("")
-    );
-}
+pub use crate::common::clients::{boto, boto3, passed};
 
 #[test]
 fn boto3_puts_reads_copies_lists_and_deletes() {
