@@ -521,3 +521,43 @@ fn the_s3_api_works_on_blobs_in_a_bucket() {
     );
     assert_eq!(s.blob_count(), 0, "no blob is a file in the data directory");
 }
+
+/// A resumable (tus) upload into a store whose blobs are in a bucket: its chunks wait on the
+/// data disk across a restart, and the last one makes media whose bytes are in the bucket.
+#[test]
+fn a_resumable_upload_ends_in_the_bucket() {
+    let Some(garage) = garage() else { return };
+    let s = server(&garage, &[]);
+    let data = common::bytes(12 << 20, 13);
+    let tus = |s: &TestServer, method: Method, path: &str| {
+        s.authed(method, path).header("Tus-Resumable", "1.0.0")
+    };
+    let res = tus(&s, Method::POST, "/api/uploads")
+        .header("Upload-Length", data.len().to_string())
+        .header("Upload-Metadata", "filename dmlkZW8uYmlu")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let path = location.trim_start_matches(&s.base).to_owned();
+    let half = data.len() / 2;
+    let patch = |s: &TestServer, from: usize, to: usize| {
+        tus(s, Method::PATCH, &path)
+            .header("Upload-Offset", from.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(data[from..to].to_vec())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(patch(&s, 0, half).status(), 204);
+    let s = s.restart();
+    let res = patch(&s, half, data.len());
+    assert_eq!(res.status(), 204);
+    let id = res.headers()["shoebox-media-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sha256_hex(&s.media_bytes(&id)), sha256_hex(&data));
+    assert_eq!(s.blob_count(), 0, "no blob is a file in the data directory");
+    assert_eq!(s.status()["blobs"]["count"], 1);
+}
