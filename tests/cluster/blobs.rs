@@ -561,3 +561,26 @@ fn a_resumable_upload_ends_in_the_bucket() {
     assert_eq!(s.blob_count(), 0, "no blob is a file in the data directory");
     assert_eq!(s.status()["blobs"]["count"], 1);
 }
+
+/// A sized variant of a picture whose bytes are in the bucket: made from a copy in `tmp/`,
+/// which goes once the variant is made.
+#[test]
+fn variants_are_made_from_blobs_in_the_bucket() {
+    let Some(garage) = garage() else { return };
+    let s = server(&garage, &[]);
+    let picture = common::png(640, 480, |x, y| [(x % 256) as u8, (y % 256) as u8, 90]);
+    let item = upload(&s, "p.png", &picture);
+    let id = item["id"].as_str().unwrap();
+    let res = s.get(&format!("/m/{id}?w=160&format=png")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let png = res.bytes().unwrap();
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(width, 160, "a PNG 160 pixels wide");
+    assert!(
+        s.tmp_entries().is_empty(),
+        "the copy in tmp/ is gone: {:?}",
+        s.tmp_entries()
+    );
+    assert_eq!(s.blob_count(), 0);
+}
