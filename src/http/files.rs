@@ -217,8 +217,7 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
-    if let Some(res) = redirect(state, &s).await {
-        let mut res = res;
+    if let Some(mut res) = redirect(state, &s).await {
         set_common(&mut res);
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);

@@ -64,7 +64,11 @@ impl Store {
                 match store.reconcile(seal.as_ref(), role) {
                     Ok(Ok(settlement)) => return store.begin(lock, seal, settlement, None),
                     Ok(Err(damage)) => damage,
-                    Err(e) if e.is_disk_full() => return Err(e),
+                    // Neither is damage: the disk fills, or the blob store does not answer
+                    // (the check never judges records by blobs it could not see).
+                    Err(e) if e.is_disk_full() || matches!(e, StoreError::Unavailable { .. }) => {
+                        return Err(e)
+                    }
                     // A database that fails while it is read is damaged too.
                     Err(e) => Damage {
                         findings: vec![format!("the database failed while it was checked: {e}")],
@@ -206,6 +210,52 @@ mod tests {
 
     fn start(dir: &Path) -> Store {
         Store::start(dir, Role::Server).unwrap()
+    }
+
+    /// A blob store that does not answer while the start checks what a crash left in flight
+    /// is an outage, not damage: the start fails, a command is not told to rebuild, and
+    /// nothing is rebuilt or set aside.
+    #[test]
+    fn an_unreachable_bucket_at_start_is_an_outage_not_damage() {
+        use crate::bucket::{Bucket, BucketConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let store = start(dir.path());
+        let in_flight = cut_off(&store, b"in flight");
+        store.close_cleanly().unwrap();
+        drop(store);
+        let nowhere = Bucket::connect(BucketConfig {
+            bucket: "blobs".into(),
+            // Port 1 on loopback: nothing listens there.
+            endpoint: Some("http://127.0.0.1:1".into()),
+            region: "garage".into(),
+            access_key_id: "GK1".into(),
+            secret_access_key: "secret".into(),
+        })
+        .unwrap();
+        let limits = crate::Limits {
+            bucket: Some(std::sync::Arc::new(nowhere)),
+            ..crate::Limits::default()
+        };
+        for role in [Role::Command, Role::Server] {
+            let err = Store::start_with(dir.path(), role, limits.clone())
+                .err()
+                .expect("the start fails");
+            assert!(
+                matches!(err, StoreError::Unavailable { .. }),
+                "{role:?}: {err}"
+            );
+        }
+        let entries: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !entries.iter().any(|n| n.starts_with("meta.damaged")),
+            "nothing was rebuilt: {entries:?}"
+        );
+        let store = start(dir.path());
+        assert!(store.started().rebuilt.is_none());
+        assert_eq!(store.get(in_flight.id).unwrap(), Some(in_flight));
     }
 
     #[test]
