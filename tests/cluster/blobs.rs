@@ -584,3 +584,33 @@ fn variants_are_made_from_blobs_in_the_bucket() {
     );
     assert_eq!(s.blob_count(), 0);
 }
+
+/// A backup of a store whose blobs are in the bucket carries the bytes, read from the
+/// bucket; it restores into a data directory of its own, blobs and all, which verifies.
+#[test]
+fn a_backup_reads_the_bucket_and_restores_to_a_disk_store() {
+    let Some(garage) = garage() else { return };
+    let s = server(&garage, &[]);
+    let mut made = Vec::new();
+    for (i, size) in [(0u64, 9 << 20), (1, 70_000), (2, 0)] {
+        let data = common::bytes(size, 200 + i);
+        made.push((upload(&s, &format!("b{i}.bin"), &data), sha256_hex(&data)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("backup.tar");
+    let mut res = s.authed(Method::GET, "/api/backup").send().unwrap();
+    assert_eq!(res.status(), 200);
+    res.copy_to(&mut std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    let restored = dir.path().join("restored");
+    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &restored);
+    assert_eq!(code, 0, "{out}");
+    let r = TestServer::builder().data_dir(&restored).start();
+    assert_eq!(r.blob_count(), 3, "the restored blobs are files of its own");
+    for (item, hash) in &made {
+        assert_eq!(
+            &sha256_hex(&r.media_bytes(item["id"].as_str().unwrap())),
+            hash
+        );
+    }
+}
