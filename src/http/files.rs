@@ -217,7 +217,20 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
     }
-    if let Some(mut res) = redirect(state, &s).await {
+    // With SHOEBOX_BLOB_REDIRECT, a public blob's read goes to the bucket (variants are
+    // files here, and are served here).
+    let redirected = if state.config.blob_redirect && s.variant.is_none() && s.cache != PRIVATE {
+        streamed::redirect(
+            state.store.blobs(),
+            &s.hash,
+            &served_type(s.content_type),
+            &s.disposition,
+        )
+        .await
+    } else {
+        None
+    };
+    if let Some(mut res) = redirected {
         set_common(&mut res);
         let (req, _) = req.into_parts();
         return ServiceResponse::new(req, res);
@@ -331,43 +344,6 @@ async fn serve(mut req: ServiceRequest, state: &AppState, s: FileSpec<'_>) -> Se
     res.headers_mut()
         .insert(header::CONTENT_TYPE, served_type(s.content_type));
     ServiceResponse::new(req, res)
-}
-
-/// How long a redirect's presigned URL stays valid: three times the five minutes a public
-/// file's answer, the redirect included, may be cached, so that no cache hands out an
-/// expired URL.
-const REDIRECT_VALID: std::time::Duration = std::time::Duration::from_secs(900);
-
-/// With `SHOEBOX_BLOB_REDIRECT`, a public blob's read goes to a presigned URL of the bucket,
-/// with the type and disposition this server would send (a type not known to be inert still
-/// goes out as an attachment, from the bucket's origin, never this one). Variants are files
-/// here and are served here.
-async fn redirect(state: &AppState, s: &FileSpec<'_>) -> Option<HttpResponse> {
-    if !state.config.blob_redirect || s.variant.is_some() || s.cache == PRIVATE {
-        return None;
-    }
-    let bucket = state.store.blobs().bucket()?;
-    let content_type = served_type(s.content_type);
-    let url = bucket
-        .presigned_get(
-            &s.hash,
-            REDIRECT_VALID,
-            content_type.to_str().unwrap_or("application/octet-stream"),
-            &s.disposition.to_string(),
-        )
-        .await;
-    match url {
-        Ok(url) => Some(
-            HttpResponse::Found()
-                .insert_header((header::LOCATION, url))
-                .finish(),
-        ),
-        // Served from here instead: slower, but served.
-        Err(e) => {
-            tracing::warn!(error = %e, "could not presign a read; serving it through this server");
-            None
-        }
-    }
 }
 
 /// Whether a file goes out as a download: on request, and for every type not known to be

@@ -66,3 +66,40 @@ pub fn answer(
     let body = open_range(blobs, hash, start, len).map_err(ApiError::Store)?;
     Ok(res.body(SizedStream::new(len, body)))
 }
+
+/// How long a redirect's presigned URL stays valid: three times the five minutes a public
+/// file's answer, the redirect included, may be cached, so that no cache hands out an
+/// expired URL.
+const REDIRECT_VALID: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// A `302` to a presigned URL of the bucket for a public blob (`SHOEBOX_BLOB_REDIRECT`), with
+/// the type and disposition this server would send: a type not known to be inert still goes
+/// out as an attachment, from the bucket's origin, never this one. `None` when blobs are files
+/// here, or when presigning failed (the blob is then served through this server).
+pub async fn redirect(
+    blobs: &Blobs,
+    hash: &ContentHash,
+    content_type: &HeaderValue,
+    disposition: &ContentDisposition,
+) -> Option<HttpResponse> {
+    let bucket = blobs.bucket()?;
+    let url = bucket
+        .presigned_get(
+            hash,
+            REDIRECT_VALID,
+            content_type.to_str().unwrap_or("application/octet-stream"),
+            &disposition.to_string(),
+        )
+        .await;
+    match url {
+        Ok(url) => Some(
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, url))
+                .finish(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not presign a read; serving it through this server");
+            None
+        }
+    }
+}
