@@ -2,6 +2,7 @@
 //! the originals.
 
 use super::*;
+use std::time::Duration;
 
 /// A 2400×1800 JPEG made by ImageMagick (about a megabyte): `None` when ImageMagick is not here.
 fn large_photo(dir: &std::path::Path) -> Option<Vec<u8>> {
@@ -86,8 +87,15 @@ fn thirty_large_photos_cost_the_pages_less_than_three_megabytes() {
     };
     let (gallery, collection) = b.block(async {
         sign_in(&b, &s.base, &token).await;
-        b.wait_js("every tile's picture", ALL_LOADED, vec![json!(30)])
-            .await;
+        // Thirty variants made from 2.7 MB photos: a minute, for a machine busy with the
+        // other tests.
+        b.wait_js_for(
+            "every tile's picture",
+            ALL_LOADED,
+            vec![json!(30)],
+            Duration::from_secs(60),
+        )
+        .await;
         let gallery = b.eval(IMAGE_TRAFFIC).await;
         b.screenshot("thirty_photos_gallery").await;
         b.client()
