@@ -106,11 +106,12 @@ fn open_store(data: &DataDirArgs) -> Result<Store, Box<dyn std::error::Error>> {
     Ok(store)
 }
 
-/// The store's limits for a command: the defaults, and the blob store's bucket when
-/// `SHOEBOX_BLOB_STORE` names one.
+/// The store's limits for a command: the defaults, the blob store's bucket when
+/// `SHOEBOX_BLOB_STORE` names one, and the database when `SHOEBOX_DATABASE_URL` does.
 fn limits(data: &DataDirArgs) -> Result<Limits, String> {
     Ok(Limits {
         bucket: data.bucket()?,
+        database: data.database()?,
         ..Limits::default()
     })
 }

@@ -213,9 +213,36 @@ pub struct DataDirArgs {
         hide_env_values = true
     )]
     pub blob_store_secret_access_key: Option<String>,
+
+    /// Keep the records in PostgreSQL instead of sled and records/ under the data directory:
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. With SHOEBOX_BLOB_STORE too, any number of
+    /// instances can serve the same store, and the data directory is scratch space.
+    #[arg(long, env = "SHOEBOX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The most connections to PostgreSQL this process opens.
+    #[arg(long, env = "SHOEBOX_DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub database_pool_size: u16,
 }
 
 impl DataDirArgs {
+    /// The PostgreSQL database when `SHOEBOX_DATABASE_URL` names one: connected, its schema
+    /// brought up to date.
+    pub fn database(&self) -> Result<Option<std::sync::Arc<crate::store::PgMeta>>, String> {
+        let Some(url) = self
+            .database_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(None);
+        };
+        let pg = crate::store::PgMeta::connect(url, usize::from(self.database_pool_size))
+            .map_err(|e| format!("SHOEBOX_DATABASE_URL: {e}"))?;
+        Ok(Some(std::sync::Arc::new(pg)))
+    }
+
     /// The blob store's bucket when `SHOEBOX_BLOB_STORE` names one: parsed, with its key
     /// (falling back to the usual `AWS_*` variables), connected and checked with one request.
     pub fn bucket(&self) -> Result<Option<std::sync::Arc<crate::store::bucket::Bucket>>, String> {

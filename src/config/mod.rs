@@ -314,6 +314,8 @@ mod tests {
                 "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
             ),
             ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),
+            ("database-url", "SHOEBOX_DATABASE_URL"),
+            ("database-pool-size", "SHOEBOX_DATABASE_POOL_SIZE"),
             ("upload-expiry", "SHOEBOX_UPLOAD_EXPIRY"),
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),

@@ -189,6 +189,7 @@ impl ApiError {
                 | StoreError::Locked(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Damaged(_)
+                | StoreError::NotHere(_)
                 | StoreError::Database(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into())
                 }

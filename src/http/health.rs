@@ -102,29 +102,38 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     {
         tracing::error!(error = %err, "health check failed");
     }
-    let body = Health {
-        status: if !ok {
-            HealthStatus::Fail
-        } else if space.is_err() {
-            HealthStatus::Degraded
-        } else {
-            HealthStatus::Ok
-        },
-        version: env!("CARGO_PKG_VERSION"),
-        checks: HealthChecks {
-            data_dir: Check::of(&disk),
-            metadata: Check::of(&meta),
-            // The public check says no more than that: the log has the endpoint and the cause.
-            blob_store: bucket.as_ref().map(|r| Check {
-                ok: r.is_ok(),
-                error: r
-                    .as_ref()
-                    .err()
-                    .map(|_| "the blob store is unavailable (the server's log says why)".into()),
-            }),
-            free_space: space_check,
-        },
-    };
+    let body =
+        Health {
+            status: if !ok {
+                HealthStatus::Fail
+            } else if space.is_err() {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Ok
+            },
+            version: env!("CARGO_PKG_VERSION"),
+            checks: HealthChecks {
+                data_dir: Check::of(&disk),
+                metadata: match state.store.database() {
+                    // As for the blob store: the log has the server's address and the cause.
+                    Some(_) => Check {
+                        ok: meta.is_ok(),
+                        error: meta.as_ref().err().map(|_| {
+                            "the database is unavailable (the server's log says why)".into()
+                        }),
+                    },
+                    None => Check::of(&meta),
+                },
+                // The public check says no more than that: the log has the endpoint and the cause.
+                blob_store: bucket.as_ref().map(|r| Check {
+                    ok: r.is_ok(),
+                    error: r.as_ref().err().map(|_| {
+                        "the blob store is unavailable (the server's log says why)".into()
+                    }),
+                }),
+                free_space: space_check,
+            },
+        };
     let mut res = if ok {
         HttpResponse::Ok()
     } else {

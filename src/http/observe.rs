@@ -49,6 +49,11 @@ struct OpLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -82,6 +87,7 @@ pub struct Metrics {
     meta_bytes: Gauge,
     blob_store_latency: Family<OpLabel, Histogram>,
     blob_store_errors: Family<OpLabel, Counter>,
+    database_connections: Family<StateLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -163,6 +169,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
             }),
             blob_store_errors: Family::default(),
+            database_connections: Family::default(),
             registry,
         };
         let mut m = m;
@@ -263,6 +270,11 @@ impl Metrics {
             "sled_bytes",
             "Size of the metadata database on disk",
             m.meta_bytes.clone(),
+        );
+        r.register(
+            "database_connections",
+            "Connections to PostgreSQL this process holds, idle or in use (records in PostgreSQL)",
+            m.database_connections.clone(),
         );
         r.register(
             "fsync_duration_seconds",
@@ -516,6 +528,14 @@ pub async fn metrics(
     m.partial_uploads.set(as_i64(partial.count));
     m.partial_bytes.set(as_i64(partial.bytes));
     m.meta_bytes.set(as_i64(stats.meta_bytes));
+    if let Some(pg) = state.store.database() {
+        let (size, idle) = pg.pool_status();
+        for (state, n) in [("idle", idle), ("in_use", size.saturating_sub(idle))] {
+            m.database_connections
+                .get_or_create(&StateLabel { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &m.registry)
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;

@@ -22,9 +22,14 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(b) = &bucket {
         tracing::info!(blob_store = %b.describe(), "blobs are kept in a bucket");
     }
+    let database = config.data.database()?;
+    if database.is_some() {
+        tracing::info!("records are kept in PostgreSQL");
+    }
     let limits = Limits {
         db_cache: config.db_cache,
         bucket,
+        database,
     };
     let store = Arc::new(
         Store::start_with(&config.data_dir, Role::Server, limits)?
@@ -89,10 +94,11 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    // Blobs in a bucket are the bucket's to scrub (Garage checks its own blocks).
+    // Blobs in a bucket are the bucket's to scrub (Garage checks its own blocks). The scrub
+    // keeps its state in sled.
     let scrub = match config
         .scrub_interval
-        .filter(|_| store.blobs().disk().is_some())
+        .filter(|_| store.blobs().disk().is_some() && store.database().is_none())
     {
         Some(interval) => Some(store.spawn_scrub(ScrubConfig {
             interval,

@@ -34,6 +34,9 @@ pub struct Status {
     /// Where the blobs live: `disk` (files under the data directory) or `s3://BUCKET at
     /// ENDPOINT` (`SHOEBOX_BLOB_STORE`).
     blob_store: String,
+    /// Where the records live: `sled` (with `records/` under the data directory) or
+    /// `postgresql` (`SHOEBOX_DATABASE_URL`).
+    metadata: &'static str,
     /// Distinct stored files (blobs) that records use, and their sizes, each counted once.
     /// Blob files that no record uses, which a crash may leave, are not counted: `shoebox
     /// verify` lists them and `shoebox gc` removes them.
@@ -239,6 +242,11 @@ pub async fn status(
                 .blobs()
                 .bucket()
                 .map_or_else(|| "disk".to_owned(), |b| b.describe()),
+            metadata: if state.store.database().is_some() {
+                "postgresql"
+            } else {
+                "sled"
+            },
             blobs: Totals {
                 count: stats.totals.blobs,
                 bytes: stats.totals.blob_bytes,

@@ -237,14 +237,22 @@ impl Store {
         tar.into_inner()
             .and_then(|mut w| w.flush())
             .map_err(tar_err)?;
-        self.meta.set_state("last_backup", &now)?;
+        // Remembered in sled for the status page; with PostgreSQL the archive is the record.
+        if let Ok(sled) = self.meta.sled() {
+            sled.set_state("last_backup", &now)?;
+        }
         Ok(manifest)
     }
 
     /// RFC 3339; when the last backup that completed started. `None` before the first one,
     /// or when the database cannot say.
     pub fn last_backup(&self) -> Option<String> {
-        self.meta.get_state("last_backup").ok().flatten()
+        self.meta
+            .sled()
+            .ok()?
+            .get_state("last_backup")
+            .ok()
+            .flatten()
     }
 }
 

@@ -181,3 +181,49 @@ impl MetaBackend for MetaStore {
         MetaStore::size_on_disk(self)
     }
 }
+
+/// The store's index: sled on the data directory, or PostgreSQL shared by every instance.
+/// Dereferences to the [`MetaBackend`] seam, through which the write path and the reads go;
+/// what only sled has (the pending marks, its state and counters, the rebuild) is reached
+/// through [`sled`](Index::sled), which the shared setup refuses.
+// One per store, never moved about: the size of sled's handle costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Index {
+    /// sled under `meta/`, indexing `records/`.
+    Sled(MetaStore),
+    /// PostgreSQL, the source of truth for records shared by any number of instances.
+    Shared(Arc<crate::PgMeta>),
+}
+
+impl Index {
+    /// sled, for the parts of the store that exist only with it.
+    pub(crate) fn sled(&self) -> Result<&MetaStore, StoreError> {
+        match self {
+            Index::Sled(meta) => Ok(meta),
+            Index::Shared(_) => Err(StoreError::NotHere(
+                "this step needs sled and records/; the records of this store are in \
+                 PostgreSQL, which is their truth"
+                    .into(),
+            )),
+        }
+    }
+
+    /// PostgreSQL, when the records are there.
+    pub(crate) fn shared(&self) -> Option<&crate::PgMeta> {
+        match self {
+            Index::Sled(_) => None,
+            Index::Shared(pg) => Some(pg),
+        }
+    }
+}
+
+impl std::ops::Deref for Index {
+    type Target = dyn MetaBackend;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Index::Sled(meta) => meta,
+            Index::Shared(pg) => &**pg,
+        }
+    }
+}

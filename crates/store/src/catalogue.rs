@@ -194,12 +194,13 @@ impl Store {
     pub(crate) fn generation(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
             .meta
+            .sled()?
             .get_state(GENERATION)?
             .and_then(|v| v.parse().ok()))
     }
 
     pub(crate) fn set_generation(&self, g: u64) -> Result<(), StoreError> {
-        self.meta.set_state(GENERATION, &g.to_string())
+        self.meta.sled()?.set_state(GENERATION, &g.to_string())
     }
 
     /// Compares the database with `records/` without changing either. `full` reads every
@@ -210,7 +211,7 @@ impl Store {
             tombstones: self.records.tombstones()?,
             ..Survey::default()
         };
-        let pending: BTreeSet<MediaId> = self.meta.pending()?.into_iter().collect();
+        let pending: BTreeSet<MediaId> = self.meta.sled()?.pending()?.into_iter().collect();
         for &id in &pending {
             if let Some(r) = self.meta.get(id)? {
                 // A bucket that does not answer stops the start rather than let it judge
@@ -222,7 +223,7 @@ impl Store {
         let files: BTreeSet<MediaId> = self.records.ids()?.into_iter().collect();
         // From the kind index, which each record's own transaction writes: a crash leaves it
         // exactly as far behind as the records (and a full survey checks the two agree).
-        let db: BTreeSet<MediaId> = self.meta.ids()?.into_iter().collect();
+        let db: BTreeSet<MediaId> = self.meta.sled()?.ids()?.into_iter().collect();
         s.db_count = db.len();
         let tombstoned: BTreeSet<MediaId> = s.tombstones.iter().copied().collect();
         for &id in files.difference(&db) {
@@ -410,7 +411,7 @@ impl Store {
                 untouched.insert(record.id);
             }
         }
-        self.meta.settle(settled.into_iter())?;
+        self.meta.sled()?.settle(settled.into_iter())?;
         let mut adopted = Vec::new();
         let mut claimed = BTreeSet::new();
         for (id, parsed) in &survey.extra {
@@ -466,7 +467,7 @@ impl Store {
                 sync_file(&self.records.path_for(r.id))?;
             }
             fsync_dir(self.records.dir())?;
-            self.meta.insert(&adopted)?;
+            self.meta.sled()?.insert(&adopted)?;
             out.adopted = adopted.len();
         }
         for (in_db, file, _) in &survey.differing {

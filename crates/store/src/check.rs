@@ -192,7 +192,11 @@ impl Store {
 
         // Uploads a crash cut off before their bytes were whole stay pending until the server
         // settles them; their blobs are no damage.
-        let pending: BTreeSet<MediaId> = self.meta.pending()?.into_iter().collect();
+        // (PostgreSQL marks nothing pending: a record is there once its upload committed.)
+        let pending: BTreeSet<MediaId> = match self.meta.shared() {
+            Some(_) => BTreeSet::new(),
+            None => self.meta.sled()?.pending()?.into_iter().collect(),
+        };
         let mut users: BTreeMap<ContentHash, Vec<MediaId>> = BTreeMap::new();
         for r in &records {
             users.entry(r.hash).or_default().push(r.id);
@@ -240,7 +244,14 @@ impl Store {
             }
         }
 
-        report.derived.extend(self.meta.derived_problems(&records)?);
+        if let Some(pg) = self.meta.shared() {
+            // No record files to compare, and the totals are aggregates: only the counts.
+            report.derived.extend(pg.count_problems()?);
+            return Ok(report);
+        }
+        report
+            .derived
+            .extend(self.meta.sled()?.derived_problems(&records)?);
 
         let file_ids: BTreeSet<MediaId> = self.records.ids()?.into_iter().collect();
         for r in &records {
@@ -267,15 +278,23 @@ impl Store {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let outcome = if report.is_damaged() { "damaged" } else { "ok" };
-        self.meta
-            .set_state("last_verify", &format!("{now} {outcome}"))?;
+        let Ok(sled) = self.meta.sled() else {
+            // Kept in sled only; with PostgreSQL the report is the command's output.
+            return Ok(());
+        };
+        sled.set_state("last_verify", &format!("{now} {outcome}"))?;
         self.meta.flush()
     }
 
     /// When verify last ran and what it found: an RFC 3339 time, a space, and `ok` or
     /// `damaged`. `None` before the first run, or when the database cannot say.
     pub fn last_verify(&self) -> Option<String> {
-        self.meta.get_state("last_verify").ok().flatten()
+        self.meta
+            .sled()
+            .ok()?
+            .get_state("last_verify")
+            .ok()
+            .flatten()
     }
 
     /// Verifies, then repairs what can be repaired without losing anything silently: corrupt
@@ -336,7 +355,7 @@ impl Store {
         let mut ignored = Report::default();
         let records = self.load_records(&mut ignored);
         if !report.derived.is_empty() || !ignored.derived.is_empty() {
-            self.meta.rederive(&records)?;
+            self.meta.sled()?.rederive(&records)?;
             actions.push(format!(
                 "recreated reference counts, indexes and totals from {} records",
                 records.len()
@@ -386,8 +405,8 @@ mod tests {
         assert_eq!((right.media, right.blobs, right.blob_bytes), (3, 2, 6));
         assert!(!store.verify().unwrap().is_damaged());
 
-        store.meta.set_counter("media", 1000);
-        store.meta.set_counter("blob_bytes", 1);
+        store.meta.sled().unwrap().set_counter("media", 1000);
+        store.meta.sled().unwrap().set_counter("blob_bytes", 1);
         let report = store.verify().unwrap();
         assert!(report.is_damaged());
         assert_eq!(

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The database disagrees with `records/` beyond what a crash explains.
     #[error("{0}")]
     Damaged(String),
+    /// A step this setup does not have: one that needs sled and `records/`, on a store whose
+    /// records are in PostgreSQL. The message says which.
+    #[error("{0}")]
+    NotHere(String),
     /// Not enough free space for a maintenance step; nothing was changed.
     #[error("{0}")]
     NoRoom(String),
@@ -119,6 +123,7 @@ impl StoreError {
                 reserve: *reserve,
             },
             StoreError::Format(m) => StoreError::Format(m.clone()),
+            StoreError::NotHere(m) => StoreError::NotHere(m.clone()),
             StoreError::Locked(m) => StoreError::Locked(m.clone()),
             StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
             StoreError::Database(m) => StoreError::Database(m.clone()),

@@ -93,9 +93,13 @@ impl Store {
         self.blobs.bucket().map(|b| b.probe())
     }
 
-    /// The database's deep health check: a probe key written, flushed, read back and removed.
+    /// The database's deep health check: with sled, a probe key written, flushed, read back
+    /// and removed; with PostgreSQL, a round trip to a server that takes writes.
     pub fn probe_meta(&self) -> Result<(), StoreError> {
-        self.meta.probe()
+        match self.meta.shared() {
+            Some(pg) => pg.probe(),
+            None => self.meta.sled()?.probe(),
+        }
     }
 }
 

@@ -102,6 +102,7 @@ pub use record::{Kind, MediaFields, MediaId, MediaPatch, MediaRecord, PosterStat
 pub use start::Started;
 pub use write::{NewMedia, Put};
 
+use backend::Index;
 use catalogue::InFlight;
 use layout::DirLock;
 use meta::MetaStore;
@@ -128,6 +129,8 @@ pub struct Limits {
     pub db_cache: u64,
     /// The bucket that holds the blobs; `None` for files under `blobs/`.
     pub bucket: Option<Arc<bucket::Bucket>>,
+    /// The PostgreSQL database that holds the records; `None` for sled and `records/`.
+    pub database: Option<Arc<PgMeta>>,
 }
 
 impl Default for Limits {
@@ -135,6 +138,7 @@ impl Default for Limits {
         Limits {
             db_cache: DEFAULT_DB_CACHE,
             bucket: None,
+            database: None,
         }
     }
 }
@@ -152,7 +156,7 @@ pub struct Store {
     /// Collections with a file, and their settings.
     collections: Collections,
     records: RecordFiles,
-    meta: MetaStore,
+    meta: Index,
     hash_locks: StripedLocks,
     id_locks: StripedLocks,
     /// Object keys (bucket ‖ key), held by whatever claims one: an upload, a keyed put, a
@@ -244,7 +248,10 @@ impl Store {
         }
         let multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
         let collections = Collections::open(layout.collections())?;
-        let meta = MetaStore::open(&layout.meta(), limits.db_cache)?;
+        let meta = match &limits.database {
+            Some(pg) => Index::Shared(pg.clone()),
+            None => Index::Sled(MetaStore::open(&layout.meta(), limits.db_cache)?),
+        };
         Ok(Store {
             blobs: blobs_for(&layout, &limits),
             partials,
@@ -313,7 +320,13 @@ impl Store {
 
     /// Where the records are indexed, through the seam a second backend fills.
     pub fn index(&self) -> &dyn MetaBackend {
-        &self.meta
+        &*self.meta
+    }
+
+    /// The PostgreSQL database, when the records are there rather than in sled and
+    /// `records/` (the shared setup, which any number of instances may serve).
+    pub fn database(&self) -> Option<&PgMeta> {
+        self.meta.shared()
     }
 
     /// Running totals since the start, for `/metrics`.

@@ -116,8 +116,7 @@ impl Store {
                 .hash_locks
                 .lock_all(std::iter::once(&hash.as_bytes()[..]));
             // Re-check under the lock: an upload may have adopted it meanwhile.
-            if self.meta.refcount(&hash)? == 0 {
-                self.blobs.remove(&hash)?;
+            if self.meta.refcount(&hash)? == 0 && self.remove_unused(&hash)? {
                 gc.blobs_removed += 1;
                 gc.bytes_freed += size;
             }

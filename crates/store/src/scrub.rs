@@ -184,6 +184,8 @@ impl Store {
     /// The last finished pass, from the database.
     pub fn last_scrub(&self) -> Option<ScrubPass> {
         self.meta
+            .sled()
+            .ok()?
             .get_state(LAST_PASS)
             .ok()
             .flatten()
@@ -302,7 +304,7 @@ impl Store {
         }
         pass.finished_at = Some(now_text());
         if let Ok(json) = serde_json::to_string(&pass) {
-            self.meta.set_state(LAST_PASS, &json)?;
+            self.meta.sled()?.set_state(LAST_PASS, &json)?;
         }
         Ok(Some(pass))
     }

@@ -54,6 +54,13 @@ impl Store {
         let layout = Layout::new(root);
         layout.prepare()?;
         let lock = layout.lock()?;
+        if limits.database.is_some() {
+            // Records in PostgreSQL: the data directory is this instance's scratch space, with
+            // no records/ to check the database by; PostgreSQL keeps its own commits.
+            let mut store = Store::open_with(root, limits)?;
+            store.lock = Some(lock);
+            return Ok(store);
+        }
         let space = SpaceReserve::new(&layout)?;
         space.release_if_short();
         rebuild::finish_interrupted(&layout)?;
@@ -151,8 +158,12 @@ impl Store {
     /// left something for the server's next start): a new generation in the database, then
     /// the seal with the record count.
     pub fn close_cleanly(&self) -> Result<(), StoreError> {
+        if self.meta.shared().is_some() {
+            // Every change committed before it was answered; there is no seal to write.
+            return Ok(());
+        }
         self.record_sync.drain();
-        self.meta.settle(self.take_settled().into_iter())?;
+        self.meta.sled()?.settle(self.take_settled().into_iter())?;
         if self.lock.is_none() {
             return self.meta.flush();
         }
@@ -165,7 +176,7 @@ impl Store {
         Seal {
             generation,
             clean: self.unsettled == 0,
-            records: self.meta.media_count() as u64,
+            records: self.meta.sled()?.media_count() as u64,
         }
         .write(&self.layout)
     }
@@ -293,7 +304,7 @@ mod tests {
             "the record file of the rolled-back upload is kept aside"
         );
         assert!(!short.exists(), "the incomplete blob went with its record");
-        assert!(store.meta.pending().unwrap().is_empty());
+        assert!(store.meta.sled().unwrap().pending().unwrap().is_empty());
         let report = store.verify().unwrap();
         assert!(!report.is_damaged(), "{}", report.render());
         store.close_cleanly().unwrap();
@@ -309,14 +320,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = start(dir.path());
         let first = store.create(vec![new(&store, b"first")]).unwrap().remove(0);
-        assert_eq!(store.meta.pending().unwrap(), vec![first.id]);
+        assert_eq!(
+            store.meta.sled().unwrap().pending().unwrap(),
+            vec![first.id]
+        );
         // The record file is made durable behind the upload; only then may its mark go.
         store.record_sync.drain();
         let second = store
             .create(vec![new(&store, b"second")])
             .unwrap()
             .remove(0);
-        assert_eq!(store.meta.pending().unwrap(), vec![second.id]);
+        assert_eq!(
+            store.meta.sled().unwrap().pending().unwrap(),
+            vec![second.id]
+        );
         store.meta.flush().unwrap();
         drop(store);
         let store = start(dir.path());
@@ -325,7 +342,7 @@ mod tests {
         assert_eq!(store.get(second.id).unwrap().unwrap(), second);
         let third = store.create(vec![new(&store, b"third")]).unwrap().remove(0);
         store.close_cleanly().unwrap();
-        assert!(store.meta.pending().unwrap().is_empty());
+        assert!(store.meta.sled().unwrap().pending().unwrap().is_empty());
         assert!(store.get(third.id).unwrap().is_some());
     }
 
@@ -392,7 +409,13 @@ mod tests {
         let gone = store.create(vec![new(&store, b"gone")]).unwrap().remove(0);
         // Still marked pending, as a fresh upload is: the next start must not rewrite its
         // record file.
-        assert!(store.meta.pending().unwrap().contains(&gone.id));
+        assert!(store
+            .meta
+            .sled()
+            .unwrap()
+            .pending()
+            .unwrap()
+            .contains(&gone.id));
         assert!(store.records.tombstone(gone.id).unwrap());
         drop(store);
         let store = start(dir.path());
@@ -424,7 +447,7 @@ mod tests {
             if clean {
                 store.close_cleanly().unwrap();
             }
-            store.meta.drop_kind_entry(&made[0]);
+            store.meta.sled().unwrap().drop_kind_entry(&made[0]);
             store.meta.flush().unwrap();
             drop(store);
             let store = start(dir.path());

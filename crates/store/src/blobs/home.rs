@@ -13,6 +13,7 @@ use crate::hash::ContentHash;
 use crate::StoreError;
 
 /// Where this store's blobs live.
+#[derive(Clone)]
 pub enum Blobs {
     /// Files under `blobs/` on the data disk.
     Disk(BlobStore),

@@ -249,7 +249,7 @@ fn an_older_store_gains_the_key_index_when_it_opens() {
             item
         }])
         .unwrap();
-    store.meta.forget_keys();
+    store.meta.sled().unwrap().forget_keys();
     for r in &made {
         let mut older = r.clone();
         older.key = None;
@@ -305,9 +305,15 @@ fn verify_reports_a_wrong_key_index_and_rebuild_restores_it() {
                 keyed(&store, b"b", Some("c"), "b"),
             ])
             .unwrap();
-        store.meta.set_key_entry(Some("c"), "a", None);
         store
             .meta
+            .sled()
+            .unwrap()
+            .set_key_entry(Some("c"), "a", None);
+        store
+            .meta
+            .sled()
+            .unwrap()
             .set_key_entry(Some("c"), "stray", Some(made[1].id));
         store.meta.flush().unwrap();
         let report = store.verify().unwrap();

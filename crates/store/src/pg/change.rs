@@ -52,11 +52,11 @@ const COUNT_DOWN: &str = "UPDATE blobs SET refs = refs - 1 WHERE hash = $1 RETUR
 
 const FORGET_BLOB: &str = "DELETE FROM blobs WHERE hash = $1 AND refs = 0";
 
-type Step<'t, T> = Pin<Box<dyn Future<Output = Result<T, Fault>> + Send + 't>>;
+pub(super) type Step<'t, T> = Pin<Box<dyn Future<Output = Result<T, Fault>> + Send + 't>>;
 
 /// Runs `body` in a transaction and commits it, again when PostgreSQL aborted it to break a
 /// deadlock. A failure rolls it back.
-async fn transact<A: Sync, T>(
+pub(super) async fn transact<A: Sync, T>(
     pool: &Pool,
     args: &A,
     body: for<'t> fn(&'t Transaction<'t>, &'t A) -> Step<'t, T>,
@@ -141,7 +141,7 @@ async fn update_row(tx: &Transaction<'_>, new: &Columns) -> Result<(), Fault> {
     Ok(())
 }
 
-fn insert_rows<'t>(tx: &'t Transaction<'t>, rows: &'t Vec<Columns>) -> Step<'t, ()> {
+pub(super) fn insert_rows<'t>(tx: &'t Transaction<'t>, rows: &'t Vec<Columns>) -> Step<'t, ()> {
     Box::pin(async move {
         let stmt = tx.prepare_cached(INSERT).await?;
         for row in rows {
@@ -171,7 +171,7 @@ fn replace_row<'t>(tx: &'t Transaction<'t>, args: &'t (MediaRecord, Columns)) ->
 }
 
 /// New bytes: the record, its columns and both blobs' counts; answers the old blob's count.
-fn replace_content_row<'t>(
+pub(super) fn replace_content_row<'t>(
     tx: &'t Transaction<'t>,
     args: &'t (MediaRecord, Columns),
 ) -> Step<'t, u64> {

@@ -40,6 +40,7 @@ use crate::{ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord, St
 
 mod change;
 mod fault;
+mod guard;
 mod list;
 mod read;
 mod row;
@@ -49,6 +50,7 @@ mod schema;
 mod tests;
 
 use fault::Fault;
+pub use guard::{EnsureBlobs, RemoveBlob};
 
 /// How long a new connection may take, from the first packet to a session: past it the
 /// server counts as unreachable.
@@ -65,6 +67,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const WHAT: &str = "the database";
 
 /// Records, their indexes and reference counts in PostgreSQL.
+#[derive(Debug)]
 pub struct PgMeta {
     pool: Pool,
     /// Runs every query; `None` only while dropping.

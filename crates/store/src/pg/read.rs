@@ -205,6 +205,53 @@ impl PgMeta {
         }
     }
 
+    /// The blobs whose count disagrees with the records that use them, one line each, read
+    /// in one statement (one snapshot, however busy the other instances are).
+    pub fn count_problems(&self) -> Result<Vec<String>, StoreError> {
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT coalesce(m.hash, b.hash), coalesce(m.n, 0), coalesce(b.refs, 0) \
+                     FROM (SELECT hash, count(*) AS n FROM media GROUP BY hash) m \
+                     FULL JOIN blobs b ON b.hash = m.hash \
+                     WHERE m.n IS DISTINCT FROM b.refs",
+                )
+                .await?;
+            let rows = client.query(&stmt, &[]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let hash: Vec<u8> = row.get(0);
+                    let used: i64 = row.get(1);
+                    let counted: i64 = row.get(2);
+                    format!(
+                        "blob {} is used by {used} records but counted {counted} times",
+                        hex::encode(hash)
+                    )
+                })
+                .collect())
+        })
+    }
+
+    /// The health check: a round trip to a server that accepts writes (not a standby in
+    /// recovery). A server that does not answer is [`StoreError::Unavailable`].
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let writable = self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached("SELECT NOT pg_is_in_recovery()")
+                .await?;
+            Ok(client.query_one(&stmt, &[]).await?.get::<_, bool>(0))
+        })?;
+        if writable {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable {
+                what: super::WHAT,
+                reason: "the server is a standby in recovery, which takes no writes".into(),
+            })
+        }
+    }
+
     /// Bytes the database takes on disk, all tables and indexes; 0 when it cannot be asked.
     pub fn size_on_disk(&self) -> u64 {
         self.read(move |client| async move {

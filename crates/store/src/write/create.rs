@@ -177,6 +177,9 @@ impl Store {
         records: Vec<MediaRecord>,
         staged: Vec<StagedBlob>,
     ) -> Result<Vec<MediaRecord>, StoreError> {
+        if let Some(pg) = self.meta.shared() {
+            return self.commit_shared(pg, records, staged);
+        }
         {
             let _guards = self
                 .hash_locks

@@ -69,6 +69,11 @@ impl Store {
                     });
                 }
             }
+            if self.meta.shared().is_some() {
+                // No record files: the transaction is the whole change.
+                self.meta.replace(&old, &record)?;
+                return Ok(record);
+            }
             self.records.write(&record)?;
             if let Err(e) = self.meta.replace(&old, &record) {
                 // The database refused: the record file goes back to the version it has.
@@ -103,6 +108,9 @@ impl Store {
         let Some(existing) = self.meta.get(id)? else {
             return Ok(false);
         };
+        if let Some(pg) = self.meta.shared() {
+            return self.delete_shared(pg, &existing);
+        }
         let _guard = self
             .hash_locks
             .lock_all(std::iter::once(&existing.hash.as_bytes()[..]));
@@ -143,7 +151,17 @@ impl Store {
                 .push(hash);
             Ok(())
         } else {
-            self.blobs.remove(&hash)
+            self.remove_unused(&hash).map(drop)
+        }
+    }
+
+    /// Removes a blob that no record counts; answers whether it went. With sled the caller
+    /// knows the count is zero and holds the hash's lock; with PostgreSQL the count is read
+    /// again under the blob's advisory lock, which uploads on every instance take.
+    pub(crate) fn remove_unused(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        match self.meta.shared() {
+            Some(pg) => self.remove_unused_shared(pg, hash),
+            None => self.blobs.remove(hash).map(|()| true),
         }
     }
 
@@ -155,7 +173,7 @@ impl Store {
                 .hash_locks
                 .lock_all(std::iter::once(&hash.as_bytes()[..]));
             if self.meta.refcount(&hash).ok() == Some(0) {
-                if let Err(e) = self.blobs.remove(&hash) {
+                if let Err(e) = self.remove_unused(&hash) {
                     tracing::warn!(%hash, error = %e, "could not remove a blob after a backup; gc will");
                 }
             }

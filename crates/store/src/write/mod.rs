@@ -55,6 +55,8 @@ pub(crate) mod parallel;
 mod put;
 /// New record files made durable behind the uploads, many at a time.
 mod record_file_sync;
+/// The write path when the records are in PostgreSQL.
+mod shared;
 /// An upload's temp file, written in aligned blocks.
 pub(crate) mod upload_file;
 

@@ -99,22 +99,10 @@ impl Store {
         let _hashes = self
             .hash_locks
             .lock_all(hashes.iter().map(|h| &h.as_bytes()[..]));
-        let tasks = self.place_blobs(vec![blob])?;
-        parallel::run_all(tasks, || Ok(()))?;
-        self.records.write(&new)?;
-        crash_point("put-replaced-record-file", || Ok(()));
-        let remaining = match self.meta.replace_content(&old, &new) {
-            Ok(remaining) => remaining,
-            Err(e) => {
-                // The database refused: the record file goes back to the version it has.
-                if let Err(undo) = self.records.write(&old) {
-                    tracing::error!(id = %old.id, error = %undo, "could not restore the record file of a replacement the database refused; the next start takes the new version");
-                }
-                return Err(e);
-            }
+        let remaining = match self.meta.shared() {
+            Some(pg) => self.replace_shared(pg, &old, &new, blob)?,
+            None => self.replace_local(&old, &new, blob)?,
         };
-        crash_point("put-replaced-metadata", || self.meta.flush());
-        self.commit.wait_durable(|| self.meta.flush())?;
         if remaining == 0 {
             // The replacement is durable: a blob left behind is only an orphan for `gc`.
             if let Err(e) = self.release_blob(old.hash) {
@@ -125,6 +113,33 @@ impl Store {
             record: new,
             replaced: Some(old.hash),
         })
+    }
+
+    /// The replacement's steps 1 to 3 with sled and `records/` (see [`put`](Self::put));
+    /// answers the count the old blob has left.
+    fn replace_local(
+        &self,
+        old: &MediaRecord,
+        new: &MediaRecord,
+        blob: crate::StagedBlob,
+    ) -> Result<u64, StoreError> {
+        let tasks = self.place_blobs(vec![blob])?;
+        parallel::run_all(tasks, || Ok(()))?;
+        self.records.write(new)?;
+        crash_point("put-replaced-record-file", || Ok(()));
+        let remaining = match self.meta.replace_content(old, new) {
+            Ok(remaining) => remaining,
+            Err(e) => {
+                // The database refused: the record file goes back to the version it has.
+                if let Err(undo) = self.records.write(old) {
+                    tracing::error!(id = %old.id, error = %undo, "could not restore the record file of a replacement the database refused; the next start takes the new version");
+                }
+                return Err(e);
+            }
+        };
+        crash_point("put-replaced-metadata", || self.meta.flush());
+        self.commit.wait_durable(|| self.meta.flush())?;
+        Ok(remaining)
     }
 }
 
