@@ -285,6 +285,10 @@ pub fn crash_rounds(
         code, 0,
         "after all the crashes the store verifies (orphans allowed):\n{out}"
     );
+    if cli_flags.iter().any(|f| f == "--database-url") {
+        // Records in PostgreSQL: its commits are the truth, with no records/ to rebuild from.
+        return;
+    }
     // The record files alone describe a sound store: rebuilt from them, sled holds no record
     // whose blob is missing.
     let (code, out) = cli("rebuild");
