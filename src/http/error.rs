@@ -165,6 +165,7 @@ impl ApiError {
                 StoreError::Invalid { .. } => (S::BAD_REQUEST, "invalid_field", e.to_string()),
                 StoreError::NotFound => (S::NOT_FOUND, "not_found", e.to_string()),
                 StoreError::KeyTaken { .. } => (S::CONFLICT, "key_taken", e.to_string()),
+                StoreError::Changed(_) => (S::CONFLICT, "changed", e.to_string()),
                 StoreError::NoSpace { .. } => (
                     S::INSUFFICIENT_STORAGE,
                     "insufficient_storage",

@@ -424,7 +424,7 @@ fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Resu
         if video {
             r.width = probe.width.or(r.width);
             r.height = probe.height.or(r.height);
-            r.poster = Some(match poster {
+            r.poster = Some(match &poster {
                 Some(Ok(())) => PosterState::Ready,
                 _ => PosterState::Failed,
             });

@@ -143,6 +143,33 @@ fn two_instances_serve_one_store() {
         .unwrap();
     assert_eq!(got["title"], "edited on B");
 
+    // Edits of one record on both instances at once: each is made whole, none refused.
+    std::thread::scope(|scope| {
+        for (n, s) in [&a, &b].into_iter().enumerate() {
+            scope.spawn(move || {
+                for round in 0..15 {
+                    let res = s
+                        .authed(Method::PATCH, &format!("/api/media/{id}"))
+                        .json(&serde_json::json!({"description": format!("{n}-{round}")}))
+                        .send()
+                        .unwrap();
+                    assert_eq!(res.status(), 200, "{}", res.text().unwrap_or_default());
+                }
+            });
+        }
+    });
+    let got: Value = b
+        .authed(Method::GET, &format!("/api/media/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        ["0-14", "1-14"].contains(&got["description"].as_str().unwrap()),
+        "{got}"
+    );
+    assert_eq!(got["title"], "edited on B");
+
     // The same bytes through B are deduplicated against A's blob.
     let again = upload(&b, "again.bin", &bytes);
     assert_eq!(again["hash"], item["hash"]);

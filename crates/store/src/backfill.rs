@@ -113,7 +113,7 @@ impl Store {
         };
         match self.learned(id, |r| {
             if r.hash == record.hash && r.md5.is_none() {
-                r.md5 = Some(md5);
+                r.md5 = Some(md5.clone());
             }
         }) {
             Ok(_) | Err(StoreError::NotFound) => Ok(()),

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The database disagrees with `records/` beyond what a crash explains.
     #[error("{0}")]
     Damaged(String),
+    /// A record changed elsewhere (on another instance) between its read and an edit's
+    /// write; nothing was changed, and the edit may be made again on the new version.
+    #[error("{0}")]
+    Changed(String),
     /// A step this setup does not have: one that needs sled and `records/`, on a store whose
     /// records are in PostgreSQL. The message says which.
     #[error("{0}")]
@@ -124,6 +128,7 @@ impl StoreError {
             },
             StoreError::Format(m) => StoreError::Format(m.clone()),
             StoreError::NotHere(m) => StoreError::NotHere(m.clone()),
+            StoreError::Changed(m) => StoreError::Changed(m.clone()),
             StoreError::Locked(m) => StoreError::Locked(m.clone()),
             StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
             StoreError::Database(m) => StoreError::Database(m.clone()),

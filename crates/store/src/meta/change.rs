@@ -78,8 +78,8 @@ impl MetaStore {
                 return abort(StoreError::NotFound);
             };
             if decode(&current).or_else(abort)? != *old {
-                return abort(StoreError::Corrupt(format!(
-                    "media {} changed during an edit",
+                return abort(StoreError::Changed(format!(
+                    "media {} changed during an edit; try again",
                     old.id
                 )));
             }
@@ -116,8 +116,8 @@ impl MetaStore {
                 return abort(StoreError::NotFound);
             };
             if decode(&current).or_else(abort)? != *old {
-                return abort(StoreError::Corrupt(format!(
-                    "media {} changed during a replacement",
+                return abort(StoreError::Changed(format!(
+                    "media {} changed during a replacement; try again",
                     old.id
                 )));
             }

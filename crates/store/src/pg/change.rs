@@ -128,7 +128,11 @@ async fn lock_current(tx: &Transaction<'_>, old: &MediaRecord, doing: &str) -> R
         return Err(StoreError::NotFound.into());
     };
     if record_of(&row, "record")? != *old {
-        return Err(StoreError::Corrupt(format!("media {} changed during {doing}", old.id)).into());
+        return Err(StoreError::Changed(format!(
+            "media {} changed during {doing}; try again",
+            old.id
+        ))
+        .into());
     }
     Ok(())
 }

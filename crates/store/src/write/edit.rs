@@ -35,7 +35,7 @@ impl Store {
     pub fn learned(
         &self,
         id: MediaId,
-        learn: impl FnOnce(&mut MediaRecord),
+        learn: impl Fn(&mut MediaRecord),
     ) -> Result<MediaRecord, StoreError> {
         let learned = self.change(id, None, learn);
         self.watch(learned)
@@ -48,8 +48,11 @@ impl Store {
         &self,
         id: MediaId,
         claim: Option<&[u8]>,
-        apply: impl FnOnce(&mut MediaRecord),
+        apply: impl Fn(&mut MediaRecord),
     ) -> Result<MediaRecord, StoreError> {
+        if self.meta.shared().is_some() {
+            return self.change_shared(id, &apply);
+        }
         let _permit = self.in_flight.enter(1);
         self.make_room();
         let record = {
@@ -68,11 +71,6 @@ impl Store {
                         key: key.into_owned(),
                     });
                 }
-            }
-            if self.meta.shared().is_some() {
-                // No record files: the transaction is the whole change.
-                self.meta.replace(&old, &record)?;
-                return Ok(record);
             }
             self.records.write(&record)?;
             if let Err(e) = self.meta.replace(&old, &record) {

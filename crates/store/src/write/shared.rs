@@ -28,7 +28,10 @@ use std::sync::Arc;
 
 use super::create::crash_point;
 use crate::pg::{EnsureBlobs, RemoveBlob};
-use crate::{Blobs, ContentHash, MediaRecord, PgMeta, StagedBlob, Store, StoreError};
+use crate::{Blobs, ContentHash, MediaId, MediaRecord, PgMeta, StagedBlob, Store, StoreError};
+
+/// How many times an edit is tried when other instances keep changing its record.
+const EDIT_ATTEMPTS: u32 = 5;
 
 /// The check run under the blobs' locks (see [`PgMeta::insert_guarded`]): each blob that no
 /// record counts must be in place; one that a removal took is sent again from its staged
@@ -123,6 +126,31 @@ impl Store {
         let blobs = self.blobs.clone();
         let remove: RemoveBlob = Arc::new(move |hash: &ContentHash| blobs.remove(hash));
         pg.remove_unused(hash, remove)
+    }
+
+    /// An edit in PostgreSQL: read, apply, and one transaction that writes the new version
+    /// if the record is still the one read. An edit committed in between on another
+    /// instance makes it read and apply again (a few times, then
+    /// [`StoreError::Changed`]). A key taken by the move is refused by the key's unique
+    /// index, whichever instance took it.
+    pub(crate) fn change_shared(
+        &self,
+        id: MediaId,
+        apply: &dyn Fn(&mut MediaRecord),
+    ) -> Result<MediaRecord, StoreError> {
+        let key = id.to_key();
+        let _guard = self.id_locks.lock_all(std::iter::once(&key[..]));
+        let mut attempt = 1;
+        loop {
+            let old = self.meta.get(id)?.ok_or(StoreError::NotFound)?;
+            let mut record = old.clone();
+            apply(&mut record);
+            match self.meta.replace(&old, &record) {
+                Err(StoreError::Changed(_)) if attempt < EDIT_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(record),
+            }
+        }
     }
 
     /// Deletes a record in PostgreSQL: the record and its blob's count in one transaction,
