@@ -407,10 +407,8 @@ pub fn health(url: &str, timeout: Duration) -> CommandResult {
 pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
     use shoebox::config::TokenCommand;
     use shoebox::credentials::api_tokens::Tokens;
-    let open = |dir: &Path| -> Result<Tokens, Box<dyn std::error::Error>> {
-        let layout = shoebox::store::Layout::new(dir);
-        layout.prepare()?;
-        Ok(Tokens::open(&SecretsDir::new(layout.secrets()))?)
+    let open = |data: &DataDirArgs| -> Result<Tokens, Box<dyn std::error::Error>> {
+        Ok(Tokens::open(&secrets_for(data)?)?)
     };
     match cmd {
         TokenCommand::Create {
@@ -422,7 +420,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
         } => {
             let expires_at = expires_in.map(|d| time::OffsetDateTime::now_utc() + d);
             let scope: shoebox::credentials::api_tokens::Scope = scope.parse()?;
-            let (t, plain, s3) = open(&data.data_dir)?.create(&name, scope, expires_at, s3)?;
+            let (t, plain, s3) = open(&data)?.create(&name, scope, expires_at, s3)?;
             // The token stays the first line, for scripts that read only that.
             println!("{plain}");
             let shown = match s3 {
@@ -439,7 +437,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
             );
         }
         TokenCommand::List(data) => {
-            for t in open(&data.data_dir)?.list() {
+            for t in open(&data)?.list() {
                 let state = match (t.revoked_at, t.expires_at) {
                     (Some(_), _) => "revoked".to_owned(),
                     (None, Some(e)) if e <= time::OffsetDateTime::now_utc() => "expired".to_owned(),
@@ -450,7 +448,7 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
             }
         }
         TokenCommand::Revoke { data, id } => {
-            if !open(&data.data_dir)?.revoke(&id)? {
+            if !open(&data)?.revoke(&id)? {
                 return Err(format!("no active token with id {id}").into());
             }
             println!("revoked {id}");
@@ -459,10 +457,25 @@ pub fn token(cmd: shoebox::config::TokenCommand) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rotate_url_key(data_dir: &Path, keep: Option<usize>) -> CommandResult {
-    let layout = shoebox::store::Layout::new(data_dir);
+/// Where a command finds the credentials: the data directory's `secrets/`, or, with
+/// `SHOEBOX_DATABASE_URL`, the values the instances share in PostgreSQL.
+pub fn secrets_for(data: &DataDirArgs) -> Result<SecretsDir, Box<dyn std::error::Error>> {
+    let layout = shoebox::store::Layout::new(&data.data_dir);
     layout.prepare()?;
-    let kid = shoebox::credentials::signing::rotate(&SecretsDir::new(layout.secrets()), keep)?;
+    match data.database()? {
+        None => Ok(SecretsDir::new(layout.secrets())),
+        Some(pg) => {
+            let key = data.secret_key.as_deref().ok_or(
+                "SHOEBOX_SECRET_KEY must be set with SHOEBOX_DATABASE_URL: it seals the \
+                 credentials the instances share",
+            )?;
+            Ok(SecretsDir::shared(layout.secrets(), pg, key)?)
+        }
+    }
+}
+
+pub fn rotate_url_key(data: &DataDirArgs, keep: Option<usize>) -> CommandResult {
+    let kid = shoebox::credentials::signing::rotate(&secrets_for(data)?, keep)?;
     println!("new URL-signing key {kid}; restart Shoebox to sign with it");
     Ok(ExitCode::SUCCESS)
 }

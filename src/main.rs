@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use shoebox::config::{Cli, Command, Config, DataDirArgs, TokenCommand};
 use shoebox::credentials::secrets::{self, AdminToken};
-use shoebox::credentials::SecretsDir;
 use shoebox::privileges;
-use shoebox::store::Layout;
 
 fn init_tracing(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -59,7 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::ResetAdminToken(args)) => reset_admin_token(&args.data_dir),
+        Some(Command::ResetAdminToken(args)) => reset_admin_token(&args),
         Some(Command::Verify { data, repair }) => commands::verify(&data, repair),
         Some(Command::Gc {
             data,
@@ -69,9 +67,7 @@ fn main() -> ExitCode {
         Some(Command::Rebuild(args)) => commands::rebuild(&args),
         Some(Command::Health { url, timeout }) => commands::health(&url, timeout),
         Some(Command::Token(cmd)) => commands::token(cmd),
-        Some(Command::RotateUrlKey { data, keep }) => {
-            commands::rotate_url_key(&data.data_dir, keep)
-        }
+        Some(Command::RotateUrlKey { data, keep }) => commands::rotate_url_key(&data, keep),
         Some(Command::Backup {
             data,
             output,
@@ -148,11 +144,9 @@ fn serve(args: shoebox::config::ServeArgs) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reset_admin_token(data_dir: &std::path::Path) -> CommandResult {
-    let layout = Layout::new(data_dir);
-    layout.prepare()?;
+fn reset_admin_token(data: &DataDirArgs) -> CommandResult {
     if let AdminToken::Generated(_, token) =
-        secrets::reset_admin_token(&SecretsDir::new(layout.secrets()))?
+        secrets::reset_admin_token(&commands::secrets_for(data)?)?
     {
         println!("{token}");
         eprintln!(

@@ -220,6 +220,12 @@ pub struct DataDirArgs {
     #[arg(long, env = "SHOEBOX_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// With SHOEBOX_DATABASE_URL: the key that seals the credentials the instances share in
+    /// PostgreSQL (API tokens, S3 keys, the session and URL-signing keys). At least 32
+    /// characters, random, the same on every instance; keep it out of the database's backups.
+    #[arg(long, env = "SHOEBOX_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
     /// The most connections to PostgreSQL this process opens.
     #[arg(long, env = "SHOEBOX_DATABASE_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1000))]

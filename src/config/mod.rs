@@ -316,6 +316,7 @@ mod tests {
             ("client-timeout", "SHOEBOX_CLIENT_TIMEOUT"),
             ("database-url", "SHOEBOX_DATABASE_URL"),
             ("database-pool-size", "SHOEBOX_DATABASE_POOL_SIZE"),
+            ("secret-key", "SHOEBOX_SECRET_KEY"),
             ("upload-expiry", "SHOEBOX_UPLOAD_EXPIRY"),
             ("cors-origins", "SHOEBOX_CORS_ORIGINS"),
             ("trusted-proxies", "SHOEBOX_TRUSTED_PROXIES"),

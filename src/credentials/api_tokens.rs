@@ -110,24 +110,38 @@ fn parse(path: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<ApiToken>, 
 impl Tokens {
     pub fn open(secrets: &SecretsDir) -> Result<Tokens, CredentialError> {
         Ok(Tokens {
-            file: Reloading::open(secrets.file("tokens.json"), parse)?,
+            file: Reloading::open(secrets, "tokens.json", parse)?,
             s3_keys: S3Keys::open(secrets)?,
             secrets: secrets.clone(),
             changing: Mutex::new(()),
         })
     }
 
-    /// The tokens as the file holds them now, for a change to be saved.
-    fn read_file(&self) -> Result<Vec<ApiToken>, CredentialError> {
-        self.file.reload()?;
-        Ok(self.file.get().as_ref().clone())
-    }
-
-    fn save(&self, tokens: Vec<ApiToken>) -> Result<(), CredentialError> {
-        let bytes = serde_json::to_vec_pretty(&TokenFile { tokens })
-            .map_err(|e| CredentialError::Damaged(format!("could not encode the tokens: {e}")))?;
-        self.secrets.write(self.file.path(), &bytes)?;
-        self.file.reload()
+    /// Applies `change` to the tokens as they are now and saves them, unless it answers
+    /// `None` (nothing to change). Shared by several instances, the tokens may change between
+    /// the read and the save: the change is then made again on the new tokens.
+    fn modify<R>(
+        &self,
+        change: impl Fn(&mut Vec<ApiToken>) -> Option<R>,
+    ) -> Result<Option<R>, CredentialError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..10 {
+            let (read, current) = self.file.fresh()?;
+            let mut tokens = current.as_ref().clone();
+            let Some(answer) = change(&mut tokens) else {
+                return Ok(None);
+            };
+            let bytes = serde_json::to_vec_pretty(&TokenFile { tokens }).map_err(|e| {
+                CredentialError::Damaged(format!("could not encode the tokens: {e}"))
+            })?;
+            if self.secrets.replace(self.file.path(), read, &bytes)? {
+                self.file.reload()?;
+                return Ok(Some(answer));
+            }
+        }
+        Err(CredentialError::Unavailable(
+            "the tokens kept changing on other instances; try again".into(),
+        ))
     }
 
     /// Creates a token and returns it with its plain value, which is never stored, and with
@@ -148,14 +162,14 @@ impl Tokens {
                 expected: "a name of 1 to 100 characters",
             });
         }
-        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all = self.read_file()?;
+        // A new access key id (20 characters from a large alphabet) that no token holds.
+        let taken = self.file.fresh()?.1;
         let s3 = s3.then(|| loop {
             let key = S3Key::generate();
-            let taken = all
+            if !taken
                 .iter()
-                .any(|t| t.access_key_id.as_ref() == Some(&key.access_key_id));
-            if !taken {
+                .any(|t| t.access_key_id.as_ref() == Some(&key.access_key_id))
+            {
                 break key;
             }
         });
@@ -173,8 +187,11 @@ impl Tokens {
             revoked_at: None,
             access_key_id: s3.as_ref().map(|k| k.access_key_id.clone()),
         };
-        all.push(token.clone());
-        if let Err(e) = self.save(all) {
+        let saved = self.modify(|all| {
+            all.push(token.clone());
+            Some(())
+        });
+        if let Err(e) = saved {
             // No token names the key: its secret would only lie there unused.
             if let Some(key) = &s3 {
                 let _ = self
@@ -195,21 +212,22 @@ impl Tokens {
     /// (a crash or a full disk between the two writes): a revoked token's secret is never used,
     /// only kept longer than it should be.
     pub fn revoke(&self, id: &str) -> Result<bool, CredentialError> {
-        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all = self.read_file()?;
-        let Some(t) = all
-            .iter_mut()
-            .find(|t| t.id == id && t.revoked_at.is_none())
-        else {
+        let now = crate::store::record::now();
+        let revoked = self.modify(|all| {
+            let t = all
+                .iter_mut()
+                .find(|t| t.id == id && t.revoked_at.is_none())?;
+            t.revoked_at = Some(now);
+            let revoked: Vec<String> = all
+                .iter()
+                .filter(|t| t.revoked_at.is_some())
+                .filter_map(|t| t.access_key_id.clone())
+                .collect();
+            Some(revoked)
+        })?;
+        let Some(revoked) = revoked else {
             return Ok(false);
         };
-        t.revoked_at = Some(crate::store::record::now());
-        let revoked: Vec<String> = all
-            .iter()
-            .filter(|t| t.revoked_at.is_some())
-            .filter_map(|t| t.access_key_id.clone())
-            .collect();
-        self.save(all)?;
         if let Err(e) = self.s3_keys.remove(&revoked) {
             tracing::error!(
                 error = %e,
@@ -219,8 +237,14 @@ impl Tokens {
         Ok(true)
     }
 
-    /// The active token with this value, compared in constant time.
+    /// The active token with this value, compared in constant time. A value not found is
+    /// looked for again in tokens changed since (made on another instance a moment ago).
     pub fn verify(&self, presented: &str) -> Option<ApiToken> {
+        self.verify_now(presented)
+            .or_else(|| self.file.recheck().then(|| self.verify_now(presented))?)
+    }
+
+    fn verify_now(&self, presented: &str) -> Option<ApiToken> {
         let digest = Sha256::digest(presented.as_bytes());
         let now = OffsetDateTime::now_utc();
         let tokens = self.file.get();
@@ -240,6 +264,13 @@ impl Tokens {
     /// The active token with this S3 access key id, and the key's secret: what an S3 request's
     /// signature is checked with. From memory; the files are looked at once a second.
     pub fn s3_secret(&self, access_key_id: &str) -> Option<(ApiToken, String)> {
+        self.s3_secret_now(access_key_id).or_else(|| {
+            let changed = self.file.recheck() | self.s3_keys.recheck();
+            changed.then(|| self.s3_secret_now(access_key_id))?
+        })
+    }
+
+    fn s3_secret_now(&self, access_key_id: &str) -> Option<(ApiToken, String)> {
         let now = OffsetDateTime::now_utc();
         let token = self
             .file

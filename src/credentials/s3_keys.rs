@@ -103,7 +103,7 @@ impl std::fmt::Debug for S3Keys {
 impl S3Keys {
     pub(crate) fn open(secrets: &SecretsDir) -> Result<S3Keys, CredentialError> {
         Ok(S3Keys {
-            file: Reloading::open(secrets.file(FILE), parse)?,
+            file: Reloading::open(secrets, FILE, parse)?,
             secrets: secrets.clone(),
         })
     }
@@ -111,6 +111,11 @@ impl S3Keys {
     /// The secret of this access key, from memory (the file is looked at once a second).
     pub(crate) fn secret(&self, access_key_id: &str) -> Option<String> {
         self.file.get().get(access_key_id).cloned()
+    }
+
+    /// Looks for a change now (see [`Reloading::recheck`]).
+    pub(crate) fn recheck(&self) -> bool {
+        self.file.recheck()
     }
 
     /// Re-reads the file now, as the server does within a second of a change.
@@ -121,19 +126,28 @@ impl S3Keys {
 
     /// Rewrites the file with `change` applied to the keys as the file holds them now, unless
     /// it changed nothing (returns false).
+    /// Shared by several instances, the keys may change between the read and the write: the
+    /// change is then made again on the new keys.
     fn change(
         &self,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+        change: impl Fn(&mut BTreeMap<String, String>) -> bool,
     ) -> Result<(), CredentialError> {
-        self.file.reload()?;
-        let mut keys = self.file.get().as_ref().clone();
-        if !change(&mut keys) {
-            return Ok(());
+        for _ in 0..10 {
+            let (read, current) = self.file.fresh()?;
+            let mut keys = current.as_ref().clone();
+            if !change(&mut keys) {
+                return Ok(());
+            }
+            let bytes = serde_json::to_vec_pretty(&KeyFile { keys }).map_err(|e| {
+                CredentialError::Damaged(format!("could not encode the S3 keys: {e}"))
+            })?;
+            if self.secrets.replace(self.file.path(), read, &bytes)? {
+                return self.file.reload();
+            }
         }
-        let bytes = serde_json::to_vec_pretty(&KeyFile { keys })
-            .map_err(|e| CredentialError::Damaged(format!("could not encode the S3 keys: {e}")))?;
-        self.secrets.write(self.file.path(), &bytes)?;
-        self.file.reload()
+        Err(CredentialError::Unavailable(
+            "the S3 keys kept changing on other instances; try again".into(),
+        ))
     }
 
     /// Stores a key's secret (durably, before a token may name it).

@@ -3,7 +3,6 @@
 //! key (`session_key`): 32 random bytes that sign the web app's session cookies, so sessions need
 //! no server-side table and survive restarts.
 
-use std::fs;
 use std::path::PathBuf;
 
 use hmac::{Hmac, Mac};
@@ -78,20 +77,34 @@ pub fn load_or_create_admin_token(
     if let Some(token) = configured {
         return Ok(AdminToken::Configured(TokenHash::of(token)));
     }
-    match fs::read_to_string(token_file(secrets)) {
-        Ok(text) => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
-                CredentialError::Damaged(format!(
-                    "{} is damaged; run `shoebox reset-admin-token` to make a new token",
-                    token_file(secrets).display()
-                ))
-            })?;
-            Ok(AdminToken::Stored(TokenHash(bytes)))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => reset_admin_token(secrets),
-        Err(e) => Err(CredentialError::io("read the stored admin token", e)),
+    if let Some(stored) = stored_admin_token(secrets)? {
+        return Ok(stored);
     }
+    // The first start: a new token, unless another instance starting beside this one stored
+    // its own first (then that one is the token, and its instance shows it).
+    let token = generate_token();
+    let hash = TokenHash::of(&token);
+    if secrets.replace(&token_file(secrets), None, hex::encode(hash.0).as_bytes())? {
+        return Ok(AdminToken::Generated(hash, token));
+    }
+    stored_admin_token(secrets)?.ok_or_else(|| {
+        CredentialError::Damaged("the admin token vanished as it was made; start again".into())
+    })
+}
+
+fn stored_admin_token(secrets: &SecretsDir) -> Result<Option<AdminToken>, CredentialError> {
+    let Some((_, text)) = secrets.read(&token_file(secrets))? else {
+        return Ok(None);
+    };
+    let mut bytes = [0u8; 32];
+    let text = String::from_utf8_lossy(&text);
+    hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
+        CredentialError::Damaged(format!(
+            "{} is damaged; run `shoebox reset-admin-token` to make a new token",
+            token_file(secrets).display()
+        ))
+    })?;
+    Ok(Some(AdminToken::Stored(TokenHash(bytes))))
 }
 
 /// Generates a new admin token and stores its hash, replacing any earlier one.
@@ -114,7 +127,8 @@ pub fn write_generated_token(
     token: &str,
 ) -> Result<PathBuf, CredentialError> {
     let path = generated_token_file(secrets);
-    secrets.write(&path, format!("{token}\n").as_bytes())?;
+    // This instance's own file, never shared: its operator reads it on this machine.
+    secrets.write_here(&path, format!("{token}\n").as_bytes())?;
     Ok(path)
 }
 
@@ -181,29 +195,38 @@ impl SessionKey {
 /// Loads the session key, generating and storing one on first start.
 pub fn load_or_create_session_key(secrets: &SecretsDir) -> Result<SessionKey, CredentialError> {
     let path = session_key_file(secrets);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let mut bytes = [0u8; 32];
-            match hex::decode_to_slice(text.trim(), &mut bytes) {
-                Ok(()) => return Ok(SessionKey(bytes)),
-                // A damaged key costs only the current sessions: replace it.
-                Err(_) => tracing::warn!(
-                    "{} is damaged; making a new one (browsers must sign in again)",
-                    path.display()
-                ),
+    for _ in 0..10 {
+        let read = match secrets.read(&path)? {
+            Some((version, text)) => {
+                let mut bytes = [0u8; 32];
+                let text = String::from_utf8_lossy(&text);
+                match hex::decode_to_slice(text.trim(), &mut bytes) {
+                    Ok(()) => return Ok(SessionKey(bytes)),
+                    // A damaged key costs only the current sessions: replace it.
+                    Err(_) => tracing::warn!(
+                        "{} is damaged; making a new one (browsers must sign in again)",
+                        path.display()
+                    ),
+                }
+                Some(version)
             }
+            None => None,
+        };
+        // Instances starting together keep the one key that was stored first.
+        let key = SessionKey::random();
+        if secrets.replace(&path, read, hex::encode(key.0).as_bytes())? {
+            return Ok(key);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(CredentialError::io("read the session key", e)),
     }
-    let key = SessionKey::random();
-    secrets.write(&path, hex::encode(key.0).as_bytes())?;
-    Ok(key)
+    Err(CredentialError::Unavailable(
+        "the session key kept changing on other instances; try again".into(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

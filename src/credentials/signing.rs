@@ -4,15 +4,13 @@
 //! rotation (`shoebox rotate-url-key`) does not break URLs already handed out until old keys are
 //! dropped.
 
-use std::fs;
-
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::reload::Reloading;
 use super::CredentialError;
-use super::SecretsDir;
+use super::{SecretsDir, Version};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct UrlKey {
@@ -67,12 +65,16 @@ fn key_file(secrets: &SecretsDir) -> std::path::PathBuf {
     secrets.file("url_keys.json")
 }
 
-fn read(secrets: &SecretsDir) -> Result<KeyFile, CredentialError> {
-    match fs::read(key_file(secrets)) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| CredentialError::Damaged(format!("url_keys.json does not parse: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
-        Err(e) => Err(CredentialError::io("read the URL signing keys", e)),
+/// The keys as they are now, and what they were read at.
+fn read(secrets: &SecretsDir) -> Result<(Option<Version>, KeyFile), CredentialError> {
+    match secrets.read(&key_file(secrets))? {
+        Some((version, b)) => Ok((
+            Some(version),
+            serde_json::from_slice(&b).map_err(|e| {
+                CredentialError::Damaged(format!("url_keys.json does not parse: {e}"))
+            })?,
+        )),
+        None => Ok((None, KeyFile::default())),
     }
 }
 
@@ -86,24 +88,41 @@ fn new_key() -> UrlKey {
     }
 }
 
-fn write(secrets: &SecretsDir, file: &KeyFile) -> Result<(), CredentialError> {
-    let bytes = serde_json::to_vec_pretty(file)
-        .map_err(|e| CredentialError::Damaged(format!("could not encode the URL keys: {e}")))?;
-    secrets.write(&key_file(secrets), &bytes)
+/// Applies `change` to the keys as they are now and saves them, unless it answers false;
+/// again on the new keys when another instance changed them in between.
+fn change(
+    secrets: &SecretsDir,
+    change: impl Fn(&mut KeyFile) -> bool,
+) -> Result<(), CredentialError> {
+    for _ in 0..10 {
+        let (read_at, mut file) = read(secrets)?;
+        if !change(&mut file) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| CredentialError::Damaged(format!("could not encode the URL keys: {e}")))?;
+        if secrets.replace(&key_file(secrets), read_at, &bytes)? {
+            return Ok(());
+        }
+    }
+    Err(CredentialError::Unavailable(
+        "the URL-signing keys kept changing on other instances; try again".into(),
+    ))
 }
 
 /// Adds a new signing key; with `keep` > 0, only the newest `keep` keys stay valid.
 /// Returns the new key id.
 pub fn rotate(secrets: &SecretsDir, keep: Option<usize>) -> Result<String, CredentialError> {
-    let mut file = read(secrets)?;
     let key = new_key();
     let kid = key.kid.clone();
-    file.keys.push(key);
-    if let Some(keep) = keep.filter(|k| *k > 0) {
-        let drop = file.keys.len().saturating_sub(keep);
-        file.keys.drain(..drop);
-    }
-    write(secrets, &file)?;
+    change(secrets, |file| {
+        file.keys.push(key.clone());
+        if let Some(keep) = keep.filter(|k| *k > 0) {
+            let drop = file.keys.len().saturating_sub(keep);
+            file.keys.drain(..drop);
+        }
+        true
+    })?;
     Ok(kid)
 }
 
@@ -129,13 +148,17 @@ fn parse_keys(_: &std::path::Path, bytes: Option<&[u8]>) -> Result<Vec<Key>, Cre
 impl UrlKeys {
     /// Loads the keys, making the first one on first start.
     pub fn load_or_create(secrets: &SecretsDir) -> Result<UrlKeys, CredentialError> {
-        let mut file = read(secrets)?;
-        if file.keys.is_empty() {
-            file.keys.push(new_key());
-            write(secrets, &file)?;
-        }
+        // Instances starting together make one first key between them.
+        let first = new_key();
+        change(secrets, |file| {
+            let empty = file.keys.is_empty();
+            if empty {
+                file.keys.push(first.clone());
+            }
+            empty
+        })?;
         Ok(UrlKeys {
-            keys: Keys::File(Reloading::open(key_file(secrets), parse_keys)?),
+            keys: Keys::File(Reloading::open(secrets, "url_keys.json", parse_keys)?),
         })
     }
 

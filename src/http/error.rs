@@ -202,6 +202,11 @@ impl ApiError {
                     "insufficient_storage",
                     ApiError::DiskFull.to_string(),
                 ),
+                CredentialError::Unavailable(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; try again shortly".into(),
+                ),
                 CredentialError::Io { .. } | CredentialError::Damaged(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal", INTERNAL.into())
                 }

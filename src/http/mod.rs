@@ -85,7 +85,7 @@ impl AppState {
         persistence: Persistence,
         session_key: SessionKey,
     ) -> Result<Self, CredentialError> {
-        let secrets = SecretsDir::new(store.layout().secrets());
+        let secrets = SecretsDir::of_store(&store, config.data.secret_key.as_deref())?;
         let metrics = observe::Metrics::new();
         if let Some(bucket) = store.blobs().bucket() {
             bucket.observe(metrics.blob_store_observer());

@@ -43,7 +43,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     tracing::info!(data_dir = %config.data_dir.display(), instance = store.instance(), media = store.media_count().ok(), "store opened");
-    let secrets_dir = SecretsDir::new(store.layout().secrets());
+    let secrets_dir = SecretsDir::of_store(&store, config.data.secret_key.as_deref())?;
     let admin = secrets::load_or_create_admin_token(&secrets_dir, config.admin_token.as_deref())?;
     if let AdminToken::Generated(_, token) = &admin {
         announce_generated_token(token, &config, &secrets_dir)?;

@@ -209,7 +209,7 @@ impl Index {
     }
 
     /// PostgreSQL, when the records are there.
-    pub(crate) fn shared(&self) -> Option<&crate::PgMeta> {
+    pub(crate) fn shared(&self) -> Option<&Arc<crate::PgMeta>> {
         match self {
             Index::Sled(_) => None,
             Index::Shared(pg) => Some(pg),

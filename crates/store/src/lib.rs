@@ -325,7 +325,7 @@ impl Store {
 
     /// The PostgreSQL database, when the records are there rather than in sled and
     /// `records/` (the shared setup, which any number of instances may serve).
-    pub fn database(&self) -> Option<&PgMeta> {
+    pub fn database(&self) -> Option<&Arc<PgMeta>> {
         self.meta.shared()
     }
 

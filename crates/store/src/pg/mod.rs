@@ -9,6 +9,8 @@
 //!   as sled's keys do, and the listing's cursors, which name points in time, translate to
 //!   plain range conditions on it. No separate creation column: sled lists by id too.
 //! - `blobs`: hash → reference count and size, for the blobs that records use.
+//! - `shared_values`: what the instances share besides the records (the server's
+//!   credentials, sealed), each with a version.
 //! - `shoebox_schema_migrations`: the schema versions applied.
 //!
 //! Every change to a record, its index columns and its blobs' counts is one transaction. The
@@ -45,6 +47,7 @@ mod list;
 mod read;
 mod row;
 mod schema;
+mod shared_values;
 
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,15 @@ const MIGRATIONS: &[&str] = &[
         size bigint NOT NULL CHECK (size >= 0)
     );
     "#,
+    // 2: what the instances share besides the records: their credentials, each a named value
+    // (sealed by Shoebox before it gets here) with a version that every change raises.
+    r#"
+    CREATE TABLE shared_values (
+        name text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL,
+        version bigint NOT NULL CHECK (version > 0)
+    );
+    "#,
 ];
 
 /// The schema version this Shoebox writes.
