@@ -179,6 +179,50 @@ fn two_instances_serve_one_store() {
     );
     assert_eq!(got["title"], "edited on B");
 
+    // A collection made public on A, empty, is one on B within a second; removed on B, gone
+    // on A within a second.
+    let res = a
+        .authed(Method::PUT, "/api/collections/Summer%202026")
+        .json(&serde_json::json!({"public": true}))
+        .send()
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().unwrap_or_default()
+    );
+    common::eventually("B lists the collection", Duration::from_secs(5), || {
+        let on_b: Value = b
+            .authed(Method::GET, "/api/collections")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        on_b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "Summer 2026" && c["public"] == true)
+    });
+    let res = b
+        .authed(Method::DELETE, "/api/collections/Summer%202026")
+        .send()
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().unwrap_or_default()
+    );
+    common::eventually("A forgets the collection", Duration::from_secs(5), || {
+        let on_a: Value = a
+            .authed(Method::GET, "/api/collections")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        !on_a.to_string().contains("Summer 2026")
+    });
+
     // The same bytes through B are deduplicated against A's blob.
     let again = upload(&b, "again.bin", &bytes);
     assert_eq!(again["hash"], item["hash"]);

@@ -124,9 +124,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The collection files under `collections/`, and a copy of them in memory.
+/// The collection files under `collections/`, and a copy of them in memory; or, when the
+/// records are in PostgreSQL, the collections every instance shares (see `shared.rs`).
 pub struct Collections {
     dir: PathBuf,
+    shared: Option<shared::Shared>,
     known: Mutex<BTreeMap<String, CollectionInfo>>,
     /// Held through each change, so that changes (of one name above all) follow one another
     /// on disk as in memory, while reads take only `known`, and only for a moment.
@@ -167,9 +169,43 @@ impl Collections {
         }
         Ok(Collections {
             dir,
+            shared: None,
             known: Mutex::new(known),
             writing: Mutex::new(()),
         })
+    }
+
+    /// The collections every instance shares in PostgreSQL.
+    pub(crate) fn open_shared(
+        dir: PathBuf,
+        pg: std::sync::Arc<crate::PgMeta>,
+    ) -> Result<Collections, StoreError> {
+        let (shared, known) = shared::Shared::open(pg)?;
+        Ok(Collections {
+            dir,
+            shared: Some(shared),
+            known: Mutex::new(known),
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// Brings the copy up to date with the shared collections, if they changed and were last
+    /// looked at more than `interval` ago.
+    fn refresh(&self, interval: std::time::Duration) {
+        if let Some(known) = self.shared.as_ref().and_then(|s| s.refreshed(interval)) {
+            *lock(&self.known) = known;
+        }
+    }
+
+    /// A change to the shared collections; the copy becomes what was saved.
+    fn change_shared<R>(
+        &self,
+        shared: &shared::Shared,
+        change: impl Fn(&mut shared::Known) -> (R, bool),
+    ) -> Result<R, StoreError> {
+        let (known, answer) = shared.change(change)?;
+        *lock(&self.known) = known;
+        Ok(answer)
     }
 
     /// Where a collection's file is, or would be.
@@ -180,11 +216,18 @@ impl Collections {
     /// A collection with a file; `None` when it has none (it may still have records).
     pub fn get(&self, name: &str) -> Result<Option<CollectionInfo>, StoreError> {
         let name = canonical(name)?;
+        self.refresh(std::time::Duration::from_secs(1));
+        if let Some(info) = lock(&self.known).get(&name) {
+            return Ok(Some(info.clone()));
+        }
+        // Made on another instance a moment ago?
+        self.refresh(std::time::Duration::from_millis(100));
         Ok(lock(&self.known).get(&name).cloned())
     }
 
     /// Every collection with a file, by name.
     pub fn list(&self) -> Result<Vec<CollectionInfo>, StoreError> {
+        self.refresh(std::time::Duration::from_secs(1));
         Ok(lock(&self.known).values().cloned().collect())
     }
 
@@ -193,6 +236,20 @@ impl Collections {
     pub fn create(&self, name: &str) -> Result<(CollectionInfo, bool), StoreError> {
         let name = canonical(name)?;
         let _writing = lock(&self.writing);
+        if let Some(shared) = &self.shared {
+            return self.change_shared(shared, |known| match known.get(&name) {
+                Some(info) => ((info.clone(), false), false),
+                None => {
+                    let info = CollectionInfo {
+                        name: name.clone(),
+                        public: false,
+                        created_at: record::now(),
+                    };
+                    known.insert(name.clone(), info.clone());
+                    ((info, true), true)
+                }
+            });
+        }
         if let Some(info) = lock(&self.known).get(&name) {
             return Ok((info.clone(), false));
         }
@@ -210,6 +267,24 @@ impl Collections {
     pub fn set_public(&self, name: &str, public: bool) -> Result<CollectionInfo, StoreError> {
         let name = canonical(name)?;
         let _writing = lock(&self.writing);
+        if let Some(shared) = &self.shared {
+            return self.change_shared(shared, |known| {
+                let info = match known.get(&name) {
+                    Some(info) if info.public == public => return (info.clone(), false),
+                    Some(info) => CollectionInfo {
+                        public,
+                        ..info.clone()
+                    },
+                    None => CollectionInfo {
+                        name: name.clone(),
+                        public,
+                        created_at: record::now(),
+                    },
+                };
+                known.insert(name.clone(), info.clone());
+                (info, true)
+            });
+        }
         let current = lock(&self.known).get(&name).cloned();
         let info = match current {
             Some(info) if info.public == public => return Ok(info),
@@ -230,6 +305,12 @@ impl Collections {
     pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
         let name = canonical(name)?;
         let _writing = lock(&self.writing);
+        if let Some(shared) = &self.shared {
+            return self.change_shared(shared, |known| {
+                let removed = known.remove(&name).is_some();
+                (removed, removed)
+            });
+        }
         let removed = match fs::remove_file(self.path_for(&name)) {
             Ok(()) => {
                 fsync_dir(&self.dir)?;
@@ -321,6 +402,9 @@ impl Store {
         Ok(!self.collections_in_use(&q)?.is_empty())
     }
 }
+
+/// The collections every instance shares, in PostgreSQL.
+mod shared;
 
 #[cfg(test)]
 mod tests;

@@ -247,7 +247,10 @@ impl Store {
             tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
         }
         let multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
-        let collections = Collections::open(layout.collections())?;
+        let collections = match &limits.database {
+            Some(pg) => Collections::open_shared(layout.collections(), pg.clone())?,
+            None => Collections::open(layout.collections())?,
+        };
         let meta = match &limits.database {
             Some(pg) => Index::Shared(pg.clone()),
             None => Index::Sled(MetaStore::open(&layout.meta(), limits.db_cache)?),
