@@ -280,3 +280,154 @@ fn the_systemd_unit_runs_a_real_command_and_waits_for_the_drain() {
         assert!(known.contains(name), "{name} is read by the binary");
     }
 }
+
+/// The second blueprint, for any number of instances without a disk: the database it declares
+/// is the one the service's URL comes from, the key that seals the shared credentials is
+/// generated once for every instance, the bucket is asked for, and every variable is one the
+/// binary reads. (`render.yaml`, the one-service default, is checked above.)
+#[test]
+fn the_cluster_blueprint_declares_what_many_instances_need() {
+    let docs = YamlLoader::load_from_str(&repo_file("deploy/render-cluster.yaml"))
+        .expect("deploy/render-cluster.yaml parses");
+    let databases: Vec<&str> = docs[0]["databases"]
+        .as_vec()
+        .expect("a databases list")
+        .iter()
+        .map(|d| d["name"].as_str().expect("databases[].name"))
+        .collect();
+    let services = docs[0]["services"].as_vec().expect("services list");
+    assert_eq!(services.len(), 1);
+    let web = &services[0];
+    assert_eq!(web["type"].as_str(), Some("web"));
+    assert_eq!(web["runtime"].as_str(), Some("docker"));
+    assert_eq!(web["healthCheckPath"].as_str(), Some("/api/health"));
+    assert!(
+        web["disk"].is_badvalue(),
+        "no disk: it would pin one instance"
+    );
+    assert!(
+        web["numInstances"].as_i64().is_some_and(|n| n >= 2),
+        "more than one instance"
+    );
+    let known = env_names();
+    let mut seen = BTreeSet::new();
+    for var in web["envVars"].as_vec().expect("envVars") {
+        let key = var["key"].as_str().expect("envVars[].key");
+        assert!(known.contains(key), "{key} is not read by shoebox serve");
+        seen.insert(key);
+        match key {
+            "SHOEBOX_DATABASE_URL" => {
+                let from = &var["fromDatabase"];
+                let name = from["name"].as_str().expect("fromDatabase.name");
+                assert!(databases.contains(&name), "{name} is declared");
+                assert_eq!(from["property"].as_str(), Some("connectionString"));
+            }
+            "SHOEBOX_SECRET_KEY" | "SHOEBOX_ADMIN_TOKEN" => {
+                assert_eq!(var["generateValue"], Yaml::Boolean(true), "{key}")
+            }
+            "SHOEBOX_BLOB_STORE"
+            | "SHOEBOX_BLOB_STORE_ACCESS_KEY_ID"
+            | "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY" => {
+                assert_eq!(var["sync"], Yaml::Boolean(false), "{key} is asked for")
+            }
+            _ => {}
+        }
+    }
+    for needed in [
+        "SHOEBOX_DATABASE_URL",
+        "SHOEBOX_SECRET_KEY",
+        "SHOEBOX_ADMIN_TOKEN",
+        "SHOEBOX_BLOB_STORE",
+        "SHOEBOX_BLOB_STORE_ACCESS_KEY_ID",
+        "SHOEBOX_BLOB_STORE_SECRET_ACCESS_KEY",
+    ] {
+        assert!(seen.contains(needed), "{needed} is set");
+    }
+    assert!(!seen.contains("SHOEBOX_REQUIRE_PERSISTENT_DISK"));
+    assert!(web["maxShutdownDelaySeconds"]
+        .as_i64()
+        .is_some_and(|d| d > 25));
+}
+
+/// The compose file of a cluster on one machine: three Garage nodes whose configurations
+/// give replication factor 3 and the addresses the compose network gives them, Shoebox
+/// instances whose variables the binary reads, a proxy that sends to each of them, a setup
+/// script that is valid shell, and an example environment that names every value asked for.
+/// (No Docker daemon runs the tests, so this checks the files, not a running cluster; the
+/// setup script's Garage commands are the ones the cluster tests run against Garage.)
+#[test]
+fn the_cluster_compose_file_fits_its_parts_and_the_binary() {
+    let text = repo_file("deploy/cluster/compose.yaml");
+    let docs = YamlLoader::load_from_str(&text).expect("compose.yaml parses");
+    let services = docs[0]["services"].as_hash().expect("services");
+    let address = |name: &str| -> String {
+        services[&Yaml::String(name.into())]["networks"]["cluster"]["ipv4_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has an address"))
+            .to_owned()
+    };
+    for i in 1..=3 {
+        let conf = repo_file(&format!("deploy/cluster/garage{i}.toml"));
+        assert!(conf.contains("replication_factor = 3"), "garage{i}");
+        assert!(
+            conf.contains(&format!(
+                "rpc_public_addr = \"{}:3901\"",
+                address(&format!("garage{i}"))
+            )),
+            "garage{i}'s RPC address is its compose address"
+        );
+    }
+    let known = env_names();
+    let shoebox_vars: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .filter(|k| k.starts_with("SHOEBOX_"))
+        .collect();
+    assert!(
+        shoebox_vars.contains("SHOEBOX_DATABASE_URL")
+            && shoebox_vars.contains("SHOEBOX_BLOB_STORE")
+    );
+    for var in &shoebox_vars {
+        assert!(known.contains(*var), "{var} is not read by shoebox serve");
+    }
+    let instances: Vec<&str> = ["shoebox-a", "shoebox-b"]
+        .into_iter()
+        .filter(|n| services.contains_key(&Yaml::String((*n).into())))
+        .collect();
+    assert_eq!(instances.len(), 2, "two instances");
+    let caddy = repo_file("deploy/cluster/Caddyfile");
+    for name in instances {
+        assert!(
+            caddy.contains(&format!("{}:8080", address(name))),
+            "the proxy sends to {name}"
+        );
+    }
+    let setup = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cluster/setup.sh");
+    let checked = Command::new("sh")
+        .arg("-n")
+        .arg(&setup)
+        .output()
+        .expect("sh");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let example = repo_file("deploy/cluster/env.example");
+    let asked: BTreeSet<String> = [text.as_str(), &repo_file("deploy/cluster/setup.sh")]
+        .iter()
+        .flat_map(|t| t.match_indices("${").map(move |(i, _)| &t[i + 2..]))
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect()
+        })
+        .filter(|name: &String| !name.is_empty() && name != "GARAGE_EXEC")
+        .collect();
+    for name in &asked {
+        assert!(
+            example.lines().any(|l| l.starts_with(&format!("{name}="))),
+            "env.example names {name}"
+        );
+    }
+}

@@ -16,7 +16,15 @@ use crate::store::{Limits, Store};
 
 /// Opens the store and serves until SIGINT/SIGTERM, then drains requests and flushes.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let persistence = disk::persistence(&config.data_dir);
+    let mut persistence = disk::persistence(&config.data_dir);
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if set(&config.data.blob_store) && set(&config.data.database_url) {
+        // Nothing that must outlive the process is here: the directory is scratch space.
+        persistence.persistent = true;
+        persistence.reason = "the records are in PostgreSQL and the blobs in a bucket: the \
+                              data directory holds only uploads in progress and caches"
+            .into();
+    }
     check_persistence(&persistence, &config)?;
     let bucket = config.data.bucket()?;
     if let Some(b) = &bucket {
