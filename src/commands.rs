@@ -16,6 +16,10 @@ use shoebox::store::{rebuild, Limits, Store, StoreError};
 
 use crate::CommandResult;
 
+/// `migrate`: blobs to another blob store, records to another database.
+pub mod migrate;
+pub use migrate::migrate;
+
 /// A damaged database is reported like any other damage: a line per finding, exit 1.
 fn damaged(e: Box<dyn std::error::Error>, what: &str) -> CommandResult {
     match e.downcast::<StoreError>().map(|e| *e) {
@@ -94,7 +98,7 @@ pub fn gc(data: &DataDirArgs, grace: Duration, upload_expiry: Duration) -> Comma
 /// Opens the data directory as the server does at start-up, so that a command run after a
 /// crash sees the store the server would; unlike the server, it never moves a record file,
 /// and refuses a damaged database rather than rebuild it.
-fn open_store(data: &DataDirArgs) -> Result<Store, Box<dyn std::error::Error>> {
+pub(crate) fn open_store(data: &DataDirArgs) -> Result<Store, Box<dyn std::error::Error>> {
     let store = Store::start_with(&data.data_dir, Role::Command, limits(data)?)?;
     let settled = &store.started().settlement;
     if !settled.is_empty() {
@@ -207,66 +211,6 @@ pub fn backup(
             m.records,
             m.blobs
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn migrate(
-    data: &DataDirArgs,
-    to: &str,
-    key_id: Option<String>,
-    secret: Option<String>,
-) -> CommandResult {
-    let to = to.trim();
-    let dest = if to == "disk" {
-        None
-    } else {
-        let target = DataDirArgs {
-            blob_store: Some(to.to_owned()),
-            blob_store_access_key_id: key_id.or_else(|| data.blob_store_access_key_id.clone()),
-            blob_store_secret_access_key: secret
-                .or_else(|| data.blob_store_secret_access_key.clone()),
-            ..data.clone()
-        };
-        Some(
-            target
-                .bucket()
-                .map_err(|e| e.replace("SHOEBOX_BLOB_STORE", "--to-blob-store"))?,
-        )
-        .flatten()
-    };
-    let store = open_store(data)?;
-    let same = match (&dest, store.blobs().bucket()) {
-        (None, None) => true,
-        (Some(d), Some(s)) => d.describe() == s.describe(),
-        _ => false,
-    };
-    if same {
-        return Err("--to-blob-store names where the blobs already are".into());
-    }
-    let dest = store.blobs_with(dest);
-    let mut last = std::time::Instant::now();
-    let report = store.copy_blobs_to(&dest, |done, total| {
-        if last.elapsed() >= std::time::Duration::from_secs(5) || done == total {
-            last = std::time::Instant::now();
-            eprintln!("{done}/{total} blobs");
-        }
-    })?;
-    store.close_cleanly()?;
-    println!(
-        "{} blobs at the destination, verified ({} copied now, {} bytes; {} were there already)",
-        report.blobs, report.copied, report.bytes_copied, report.present
-    );
-    match dest.bucket() {
-        Some(b) => println!(
-            "start the server with SHOEBOX_BLOB_STORE set to the new bucket ({}); the files \
-             under blobs/ are no longer used, and may be deleted once it serves",
-            b.describe()
-        ),
-        None => println!(
-            "start the server without SHOEBOX_BLOB_STORE; the bucket's objects are no longer \
-             used, and may be deleted once it serves"
-        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -80,11 +80,15 @@ fn main() -> ExitCode {
             to_blob_store,
             to_blob_store_access_key_id,
             to_blob_store_secret_access_key,
+            to_database,
         }) => commands::migrate(
             &data,
-            &to_blob_store,
-            to_blob_store_access_key_id,
-            to_blob_store_secret_access_key,
+            commands::migrate::Targets {
+                blob_store: to_blob_store,
+                key_id: to_blob_store_access_key_id,
+                secret: to_blob_store_secret_access_key,
+                database: to_database,
+            },
         ),
         Some(Command::Import {
             data,

@@ -100,16 +100,21 @@ pub enum Command {
         /// The archive written by `shoebox backup` or GET /api/backup.
         file: PathBuf,
     },
-    /// Copy every blob to another blob store and verify each copy there: a bucket
-    /// (s3://BUCKET?endpoint=URL&region=REGION), or `disk` for the data directory's own
-    /// blobs/. The source keeps its blobs; run it again after an interruption, then start the
-    /// server with the new SHOEBOX_BLOB_STORE. Stop the server first.
+    /// Move a store to another setup, verifying every copy: its blobs to another blob store
+    /// (--to-blob-store: a bucket, or `disk` for the data directory's own blobs/), its records,
+    /// collections and credentials to another database (--to-database: PostgreSQL, or `sled`
+    /// for the data directory's own), or both. The source keeps everything; run it again after
+    /// an interruption, then start the server with the new settings. Stop the server first.
     Migrate {
         #[command(flatten)]
         data: DataDirArgs,
         /// Where the blobs go: s3://BUCKET?endpoint=URL&region=REGION, or disk.
         #[arg(long)]
-        to_blob_store: String,
+        to_blob_store: Option<String>,
+        /// Where the records, collections and credentials go: postgres://USER:PASSWORD@HOST/DB
+        /// (with SHOEBOX_SECRET_KEY set), or sled for the data directory's own.
+        #[arg(long, env = "SHOEBOX_TO_DATABASE_URL", hide_env_values = true)]
+        to_database: Option<String>,
         /// The destination bucket's access key id (default: the source's key, then
         /// AWS_ACCESS_KEY_ID).
         #[arg(long, env = "SHOEBOX_TO_BLOB_STORE_ACCESS_KEY_ID")]

@@ -183,6 +183,28 @@ impl SecretsDir {
     }
 }
 
+/// Every credential, by its file's name.
+pub const ALL: [&str; 5] = [
+    "admin_token.sha256",
+    "session_key",
+    "tokens.json",
+    "s3_keys.json",
+    "url_keys.json",
+];
+
+/// Copies every credential `from` has to `to` (files to shared values, or back), replacing
+/// what `to` had; answers the names copied.
+pub fn copy_all(from: &SecretsDir, to: &SecretsDir) -> Result<Vec<&'static str>, CredentialError> {
+    let mut copied = Vec::new();
+    for name in ALL {
+        if let Some((_, bytes)) = from.read(&from.file(name))? {
+            to.write(&to.file(name), &bytes)?;
+            copied.push(name);
+        }
+    }
+    Ok(copied)
+}
+
 fn name_of(path: &Path) -> Result<&str, CredentialError> {
     path.file_name()
         .and_then(|n| n.to_str())

@@ -552,3 +552,144 @@ fn credentials_made_on_one_instance_work_on_the_other() {
         "{out}"
     );
 }
+
+/// A store on one disk moves to the cluster with `shoebox migrate --to-blob-store
+/// --to-database`, and back with `--to-blob-store disk --to-database sled`: every record keeps
+/// its bytes, its collection's setting and the API tokens come along, a second run copies
+/// nothing, and each side serves everything.
+#[test]
+fn a_store_moves_to_the_cluster_and_back() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut s = TestServer::start();
+    let mut made = Vec::new();
+    for i in 0..150u64 {
+        let data = common::bytes(200 + 37 * i as usize, 1000 + i);
+        made.push((
+            upload(&s, &format!("m{i}.bin"), &data)["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            data,
+        ));
+    }
+    // A duplicate, a large blob (a multipart upload to the bucket), a collection's setting.
+    let dup = made[7].1.clone();
+    made.push((
+        upload(&s, "dup.bin", &dup)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        dup,
+    ));
+    let large = common::bytes(20 << 20, 9);
+    made.push((
+        upload(&s, "large.bin", &large)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        large,
+    ));
+    let res = s
+        .authed(Method::PUT, "/api/collections/trip")
+        .json(&serde_json::json!({"public": true}))
+        .send()
+        .unwrap();
+    assert!(res.status().is_success());
+    let token = s.api_token("app", "read");
+    assert!(s.terminate().success());
+
+    // There: the cluster's settings name the destination, the data directory the source.
+    let flags = cluster.flags(0);
+    let to: Vec<String> = flags
+        .chunks(2)
+        .flat_map(|pair| match pair[0].as_str() {
+            "--blob-store" => vec!["--to-blob-store".into(), pair[1].clone()],
+            "--blob-store-access-key-id" => {
+                vec!["--to-blob-store-access-key-id".into(), pair[1].clone()]
+            }
+            "--blob-store-secret-access-key" => {
+                vec!["--to-blob-store-secret-access-key".into(), pair[1].clone()]
+            }
+            "--database-url" => vec!["--to-database".into(), pair[1].clone()],
+            _ => pair.to_vec(),
+        })
+        .collect();
+    let mut args = vec!["migrate"];
+    args.extend(to.iter().map(String::as_str));
+    let (code, out) = run_cli(&args, &s.data_dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("152 records in PostgreSQL, verified (152 copied now"),
+        "{out}"
+    );
+    let (code, again) = run_cli(&args, &s.data_dir);
+    assert_eq!(code, 0, "{again}");
+    assert!(
+        again.contains("(0 copied now, 152 were there already)"),
+        "{again}"
+    );
+
+    let c = cluster.instance(1);
+    assert_eq!(count(&c), 152);
+    for (id, data) in made.iter().step_by(10).chain(made.iter().rev().take(2)) {
+        assert_eq!(&c.media_bytes(id), data);
+    }
+    let res = c
+        .client()
+        .get(c.url(&format!("/api/media/{}", made[0].0)))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200, "the API token came along");
+    let collections: Value = c
+        .authed(Method::GET, "/api/collections")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        collections.to_string().contains("\"public\":true"),
+        "{collections}"
+    );
+    let gone = made.pop().unwrap();
+    c.delete_media(&gone.0);
+    drop(c);
+
+    // And back, into a data directory of its own.
+    let back = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "migrate",
+        "--to-blob-store",
+        "disk",
+        "--to-database",
+        "sled",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let (code, out) = run_cli(&args, back.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("151 records in sled and records/, verified"),
+        "{out}"
+    );
+    let (code, out) = run_cli(&["verify"], back.path());
+    assert_eq!(code, 0, "{out}");
+    let d = TestServer::builder().data_dir(back.path()).start();
+    assert_eq!(count(&d), 151);
+    assert_eq!(
+        d.blob_count(),
+        150,
+        "every blob is a file again (one shared by two records)"
+    );
+    for (id, data) in made.iter().step_by(10).chain(made.iter().rev().take(1)) {
+        assert_eq!(&d.media_bytes(id), data);
+    }
+    let res = d
+        .client()
+        .get(d.url(&format!("/api/media/{}", made[0].0)))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200, "the API token came back");
+}

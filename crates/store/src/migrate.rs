@@ -4,6 +4,10 @@
 //! again (blobs already whole at the destination are verified, not sent again), and the
 //! store switches over when the server is started with the new setting.
 
+/// Records and collections to PostgreSQL, or back to files.
+mod records;
+pub use records::RecordsReport;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

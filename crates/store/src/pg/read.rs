@@ -233,6 +233,21 @@ impl PgMeta {
         })
     }
 
+    /// The records among `ids` that exist, in no particular order.
+    pub fn get_many(&self, ids: &[MediaId]) -> Result<Vec<MediaRecord>, StoreError> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| id_bytes(*id)).collect();
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached("SELECT record FROM media WHERE id = ANY($1)")
+                .await?;
+            let rows = client.query(&stmt, &[&keys]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| record_of(r, "record"))
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// The health check: a round trip to a server that accepts writes (not a standby in
     /// recovery). A server that does not answer is [`StoreError::Unavailable`].
     pub fn probe(&self) -> Result<(), StoreError> {
