@@ -554,49 +554,87 @@ fn credentials_made_on_one_instance_work_on_the_other() {
 }
 
 /// A store on one disk moves to the cluster with `shoebox migrate --to-blob-store
-/// --to-database`, and back with `--to-blob-store disk --to-database sled`: every record keeps
-/// its bytes, its collection's setting and the API tokens come along, a second run copies
-/// nothing, and each side serves everything.
+/// --to-database`, and back with `--to-blob-store disk --to-database sled`: 1,000 media with
+/// custom fields, tags, a collection's setting and pictures with variants keep every record
+/// identical and every byte, the API tokens come along, a second run copies nothing, and each
+/// side serves everything, variants included.
 #[test]
 fn a_store_moves_to_the_cluster_and_back() {
+    use reqwest::blocking::multipart::{Form, Part};
     let Some(cluster) = Cluster::start() else {
         return;
     };
     let mut s = TestServer::start();
-    let mut made = Vec::new();
-    for i in 0..150u64 {
-        let data = common::bytes(200 + 37 * i as usize, 1000 + i);
-        made.push((
-            upload(&s, &format!("m{i}.bin"), &data)["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            data,
-        ));
+    let mut bytes_of = std::collections::BTreeMap::new();
+    // 1,000 media in 20 requests of 50 files, each request with its own custom fields; the
+    // first request's files are pictures, in a collection.
+    for batch in 0..20u64 {
+        let mut form = Form::new()
+            .text(
+                "custom",
+                format!(r#"{{"batch": {batch}, "source": "migration"}}"#),
+            )
+            .text("tags", format!("b{batch},moved"));
+        if batch == 0 {
+            form = form.text("collection", "trip");
+        }
+        let mut sent = Vec::new();
+        for i in 0..50u64 {
+            let n = batch * 50 + i;
+            let data = if batch == 0 {
+                common::png(200 + i as u32, 150, move |x, y| {
+                    [(x * 7 + n as u32) as u8, y as u8, 99]
+                })
+            } else {
+                common::bytes(100 + 13 * n as usize, 5000 + n)
+            };
+            let name = if batch == 0 {
+                format!("p{n}.png")
+            } else {
+                format!("m{n}.bin")
+            };
+            form = form.part("file", Part::bytes(data.clone()).file_name(name));
+            sent.push(data);
+        }
+        for (item, data) in s.upload_form(form).into_iter().zip(sent) {
+            bytes_of.insert(item["id"].as_str().unwrap().to_owned(), data);
+        }
     }
-    // A duplicate, a large blob (a multipart upload to the bucket), a collection's setting.
-    let dup = made[7].1.clone();
-    made.push((
-        upload(&s, "dup.bin", &dup)["id"]
+    // A duplicate, and a large blob (a multipart upload to the bucket).
+    let first = bytes_of.values().nth(70).unwrap().clone();
+    bytes_of.insert(
+        upload(&s, "dup.bin", &first)["id"]
             .as_str()
             .unwrap()
             .to_owned(),
-        dup,
-    ));
+        first,
+    );
     let large = common::bytes(20 << 20, 9);
-    made.push((
-        upload(&s, "large.bin", &large)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        large,
-    ));
+    let large_id = upload(&s, "large.bin", &large)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bytes_of.insert(large_id.clone(), large);
     let res = s
         .authed(Method::PUT, "/api/collections/trip")
         .json(&serde_json::json!({"public": true}))
         .send()
         .unwrap();
     assert!(res.status().is_success());
+    let pictures: Vec<String> = bytes_of
+        .iter()
+        .filter(|(_, d)| d.starts_with(b"\x89PNG"))
+        .map(|(id, _)| id.clone())
+        .take(5)
+        .collect();
+    let variant = |t: &TestServer, id: &str| {
+        let res = t.get(&format!("/m/{id}?w=160&format=png")).send().unwrap();
+        assert_eq!(res.status(), 200, "a variant of {id}");
+        res.bytes().unwrap().to_vec()
+    };
+    let variants: Vec<Vec<u8>> = pictures.iter().map(|id| variant(&s, id)).collect();
+    let records = common::all_records(&s);
+    assert_eq!(records.len(), 1002);
     let token = s.api_token("app", "read");
     assert!(s.terminate().success());
 
@@ -621,24 +659,32 @@ fn a_store_moves_to_the_cluster_and_back() {
     let (code, out) = run_cli(&args, &s.data_dir);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("152 records in PostgreSQL, verified (152 copied now"),
+        out.contains("1002 records in PostgreSQL, verified (1002 copied now"),
         "{out}"
     );
     let (code, again) = run_cli(&args, &s.data_dir);
     assert_eq!(code, 0, "{again}");
     assert!(
-        again.contains("(0 copied now, 152 were there already)"),
+        again.contains("(0 copied now, 1002 were there already)"),
         "{again}"
     );
 
     let c = cluster.instance(1);
-    assert_eq!(count(&c), 152);
-    for (id, data) in made.iter().step_by(10).chain(made.iter().rev().take(2)) {
+    assert_eq!(common::all_records(&c), records, "every record as it was");
+    for (id, data) in bytes_of.iter().step_by(40) {
         assert_eq!(&c.media_bytes(id), data);
+    }
+    assert_eq!(c.media_bytes(&large_id).len(), 20 << 20);
+    for (id, v) in pictures.iter().zip(&variants) {
+        assert_eq!(
+            &variant(&c, id),
+            v,
+            "the same variant, made from the bucket"
+        );
     }
     let res = c
         .client()
-        .get(c.url(&format!("/api/media/{}", made[0].0)))
+        .get(c.url(&format!("/api/media/{large_id}")))
         .bearer_auth(&token)
         .send()
         .unwrap();
@@ -653,8 +699,6 @@ fn a_store_moves_to_the_cluster_and_back() {
         collections.to_string().contains("\"public\":true"),
         "{collections}"
     );
-    let gone = made.pop().unwrap();
-    c.delete_media(&gone.0);
     drop(c);
 
     // And back, into a data directory of its own.
@@ -670,24 +714,27 @@ fn a_store_moves_to_the_cluster_and_back() {
     let (code, out) = run_cli(&args, back.path());
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("151 records in sled and records/, verified"),
+        out.contains("1002 records in sled and records/, verified"),
         "{out}"
     );
     let (code, out) = run_cli(&["verify"], back.path());
     assert_eq!(code, 0, "{out}");
     let d = TestServer::builder().data_dir(back.path()).start();
-    assert_eq!(count(&d), 151);
+    assert_eq!(common::all_records(&d), records, "every record as it was");
     assert_eq!(
         d.blob_count(),
-        150,
-        "every blob is a file again (one shared by two records)"
+        1001,
+        "every blob is a file again, one for two records"
     );
-    for (id, data) in made.iter().step_by(10).chain(made.iter().rev().take(1)) {
+    for (id, data) in bytes_of.iter().step_by(40) {
         assert_eq!(&d.media_bytes(id), data);
+    }
+    for (id, v) in pictures.iter().zip(&variants) {
+        assert_eq!(&variant(&d, id), v);
     }
     let res = d
         .client()
-        .get(d.url(&format!("/api/media/{}", made[0].0)))
+        .get(d.url(&format!("/api/media/{large_id}")))
         .bearer_auth(&token)
         .send()
         .unwrap();

@@ -9,7 +9,8 @@ mod records;
 pub use records::RecordsReport;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::blobs::Blobs;
@@ -17,6 +18,9 @@ use crate::bucket::Bucket;
 use crate::check::hash_read_with;
 use crate::hash::ContentHash;
 use crate::{Store, StoreError};
+
+/// Blobs copied at a time.
+const COPIES_IN_FLIGHT: usize = 8;
 
 /// What a migration did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,36 +56,57 @@ impl Store {
     pub fn copy_blobs_to(
         &self,
         dest: &Blobs,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize) + Send,
     ) -> Result<MigrateReport, StoreError> {
         let mut wanted: BTreeMap<ContentHash, u64> = BTreeMap::new();
         for r in self.meta.all() {
             let r = r?;
             wanted.insert(r.hash, r.size);
         }
-        let mut report = MigrateReport {
+        let report = MigrateReport {
             blobs: wanted.len(),
             ..MigrateReport::default()
         };
         let began = Instant::now();
-        for (i, (hash, size)) in wanted.iter().enumerate() {
-            if dest.holds_whole(hash, *size)? {
-                report.present += 1;
-            } else {
-                self.copy_one(dest, hash, *size)?;
-                report.copied += 1;
-                report.bytes_copied += size;
+        // Several at a time: each is a round trip or two to a bucket, mostly waiting.
+        let wanted: Vec<(ContentHash, u64)> = wanted.into_iter().collect();
+        let next = AtomicUsize::new(0);
+        let shared = Mutex::new((report, 0usize, None::<StoreError>, progress));
+        std::thread::scope(|scope| {
+            for _ in 0..COPIES_IN_FLIGHT.min(wanted.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((hash, size)) = wanted.get(i) else {
+                        return;
+                    };
+                    let outcome = self.copy_and_verify(dest, hash, *size);
+                    let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    match outcome {
+                        Ok(copied) => {
+                            if copied {
+                                st.0.copied += 1;
+                                st.0.bytes_copied += size;
+                            } else {
+                                st.0.present += 1;
+                            }
+                            st.0.bytes_verified += size;
+                            st.1 += 1;
+                            let done = st.1;
+                            (st.3)(done, wanted.len());
+                        }
+                        Err(e) => {
+                            // The others stop at their next blob.
+                            st.2.get_or_insert(e);
+                            next.store(wanted.len(), Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
             }
-            let found = hash_read_with(dest.reader(hash, *size)?, |_, _| true)
-                .map_err(|e| StoreError::io("read a blob back from the destination", e))?;
-            if found != Some((*hash, *size)) {
-                return Err(StoreError::Corrupt(format!(
-                    "blob {hash} does not read back whole from the destination: nothing is \
-                     switched over; run the migration again"
-                )));
-            }
-            report.bytes_verified += size;
-            progress(i + 1, wanted.len());
+        });
+        let (report, _, failed, _) = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = failed {
+            return Err(e);
         }
         tracing::info!(
             blobs = report.blobs,
@@ -90,6 +115,31 @@ impl Store {
             "blobs copied and verified"
         );
         Ok(report)
+    }
+
+    /// Copies one blob unless it is whole at `dest` already, then reads it back there and
+    /// checks its hash; answers whether it was copied.
+    fn copy_and_verify(
+        &self,
+        dest: &Blobs,
+        hash: &ContentHash,
+        size: u64,
+    ) -> Result<bool, StoreError> {
+        let copied = if dest.holds_whole(hash, size)? {
+            false
+        } else {
+            self.copy_one(dest, hash, size)?;
+            true
+        };
+        let found = hash_read_with(dest.reader(hash, size)?, |_, _| true)
+            .map_err(|e| StoreError::io("read a blob back from the destination", e))?;
+        if found != Some((*hash, size)) {
+            return Err(StoreError::Corrupt(format!(
+                "blob {hash} does not read back whole from the destination: nothing is \
+                 switched over; run the migration again"
+            )));
+        }
+        Ok(copied)
     }
 
     /// Copies one blob: straight from its file to a bucket, or staged at the destination
