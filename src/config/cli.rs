@@ -357,7 +357,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SHOEBOX_S3_DOMAIN")]
     pub s3_domain: Option<String>,
 
-    /// HTTP worker threads (default: one per core).
+    /// HTTP worker threads (default: one per core; four per core with SHOEBOX_DATABASE_URL,
+    /// whose lookups wait on the network).
     #[arg(long, env = "SHOEBOX_WORKERS")]
     pub workers: Option<usize>,
 

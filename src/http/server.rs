@@ -126,6 +126,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// HTTP workers per core when the records are in PostgreSQL (see `serve`).
+const WORKERS_PER_CORE_SHARED: usize = 4;
+
 /// The HTTP server on `listener`: actix-web's app over HTTP/1.1, on sockets that time out when
 /// idle (see [`conn`]), with the connections capped below the descriptor limit. Built from
 /// actix's parts rather than `HttpServer`, which has no way to wrap a connection's socket.
@@ -138,8 +141,19 @@ fn serve(
     use actix_web::dev::AppConfig;
     use actix_web::rt::net::TcpStream;
 
-    let workers = config.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // A record lookup in PostgreSQL waits on the network, holding its worker's event loop for
+    // the round trip: more workers than cores keep the cores busy meanwhile. (With sled a
+    // lookup is a memory read, and one worker per core is the fastest.)
+    let shared = config
+        .data
+        .database_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty());
+    let workers = config.workers.unwrap_or(if shared {
+        cores * WORKERS_PER_CORE_SHARED
+    } else {
+        cores
     });
     let idle = config.client_timeout;
     let builder = actix_server::Server::build();

@@ -411,10 +411,14 @@ impl Bucket {
         self.observed("get", || {
             let (store, key) = (self.store.clone(), Self::key(hash));
             self.run(async move {
-                store
-                    .get_range(&key, range)
-                    .await
-                    .map_err(|e| unavailable("read a blob from the bucket", e))
+                store.get_range(&key, range).await.map_err(|e| match e {
+                    // Not there is an answer, not an outage: the caller decides what it means.
+                    object_store::Error::NotFound { .. } => StoreError::io(
+                        "read a blob from the bucket",
+                        std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
+                    ),
+                    e => unavailable("read a blob from the bucket", e),
+                })
             })?
         })
     }
@@ -494,7 +498,14 @@ impl Read for BucketReader {
             self.window = self
                 .bucket
                 .read_range(&self.hash, self.offset..end)
-                .map_err(std::io::Error::other)?;
+                .map_err(|e| match e {
+                    StoreError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        source
+                    }
+                    e => std::io::Error::other(e),
+                })?;
             if self.window.is_empty() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

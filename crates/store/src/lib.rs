@@ -386,6 +386,10 @@ impl Store {
         &self,
         hash: &ContentHash,
     ) -> Result<Option<Arc<MediaRecord>>, StoreError> {
+        if let Some(pg) = self.meta.shared() {
+            // One round trip rather than two.
+            return pg.representative_shared(hash);
+        }
         match self.index().representative(hash)? {
             Some(id) => self.index().get_shared(id),
             None => Ok(None),

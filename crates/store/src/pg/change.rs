@@ -231,7 +231,9 @@ impl PgMeta {
             .map(|r| Columns::of(r))
             .collect::<Result<Vec<_>, _>>()?;
         let pool = self.pool.clone();
-        self.run(async move { transact(&pool, &rows, insert_rows).await })
+        let done = self.run(async move { transact(&pool, &rows, insert_rows).await });
+        self.forget(records.iter().copied());
+        done
     }
 
     /// Replaces a record with its edited form in one transaction. Fails with `NotFound` when
@@ -246,7 +248,9 @@ impl PgMeta {
         }
         let args = (old.clone(), Columns::of(new)?);
         let pool = self.pool.clone();
-        self.run(async move { transact(&pool, &args, replace_row).await })
+        let done = self.run(async move { transact(&pool, &args, replace_row).await });
+        self.forget([old, new]);
+        done
     }
 
     /// Replaces a record with a version that names other bytes, in one transaction: the
@@ -262,14 +266,29 @@ impl PgMeta {
         }
         let args = (old.clone(), Columns::of(new)?);
         let pool = self.pool.clone();
-        self.run(async move { transact(&pool, &args, replace_content_row).await })
+        let done = self.run(async move { transact(&pool, &args, replace_content_row).await });
+        self.forget([old, new]);
+        done
     }
 
     /// Removes a record and decrements its blob's count, in one transaction. Returns the
     /// record and the blob's remaining count.
     pub fn delete(&self, id: MediaId) -> Result<Option<(MediaRecord, u64)>, StoreError> {
         let pool = self.pool.clone();
-        self.run(async move { transact(&pool, &id, delete_row).await })
+        let done = self.run(async move { transact(&pool, &id, delete_row).await });
+        match &done {
+            Ok(Some((record, _))) => self.forget([record]),
+            _ => self.recent.forget(&[id], &[]),
+        }
+        done
+    }
+
+    /// Forgets the records a change on this instance touched, by id and by blob, from the
+    /// records served in the last second.
+    pub(super) fn forget<'a>(&self, records: impl IntoIterator<Item = &'a MediaRecord>) {
+        let (ids, hashes): (Vec<MediaId>, Vec<ContentHash>) =
+            records.into_iter().map(|r| (r.id, r.hash)).unzip();
+        self.recent.forget(&ids, &hashes);
     }
 
     /// How many records use a blob.

@@ -148,7 +148,9 @@ impl PgMeta {
         let hashes = records.iter().map(|r| r.hash).collect();
         let pool = self.pool.clone();
         let args = (rows, hashes, ensure);
-        self.run(async move { transact(&pool, &args, insert_guarded_rows).await })
+        let done = self.run(async move { transact(&pool, &args, insert_guarded_rows).await });
+        self.forget(records.iter().copied());
+        done
     }
 
     /// [`replace_content`](Self::replace_content) under the new blob's lock, which `ensure`
@@ -171,7 +173,9 @@ impl PgMeta {
             ensure,
         );
         let pool = self.pool.clone();
-        self.run(async move { transact(&pool, &args, replace_guarded_row).await })
+        let done = self.run(async move { transact(&pool, &args, replace_guarded_row).await });
+        self.forget([old, new]);
+        done
     }
 
     /// Removes a blob's object with `remove` if, under its lock, no record counts it.

@@ -45,6 +45,7 @@ mod fault;
 mod guard;
 mod list;
 mod read;
+mod recent;
 mod row;
 mod schema;
 mod shared_values;
@@ -73,6 +74,8 @@ const WHAT: &str = "the database";
 #[derive(Debug)]
 pub struct PgMeta {
     pool: Pool,
+    /// Public records served in the last second (see `recent.rs`).
+    recent: recent::Recent,
     /// Runs every query; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -120,6 +123,7 @@ impl PgMeta {
             .map_err(|e| StoreError::Database(format!("the database pool: {e}")))?;
         let meta = PgMeta {
             pool,
+            recent: recent::Recent::new(),
             runtime: Some(runtime),
         };
         let pool = meta.pool.clone();
@@ -180,9 +184,16 @@ impl MetaBackend for PgMeta {
         PgMeta::get(self, id)
     }
 
-    /// Read through: a cache in one instance would miss the writes of the others.
+    /// Read through, or a public record read in the last second (see `recent.rs`).
     fn get_shared(&self, id: MediaId) -> Result<Option<Arc<MediaRecord>>, StoreError> {
-        Ok(PgMeta::get(self, id)?.map(Arc::new))
+        if let Some(r) = self.recent.by_id(id) {
+            return Ok(Some(r));
+        }
+        let record = PgMeta::get(self, id)?.map(Arc::new);
+        if let Some(r) = &record {
+            self.recent.keep(r, false);
+        }
+        Ok(record)
     }
 
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {

@@ -55,6 +55,39 @@ impl PgMeta {
         })
     }
 
+    /// The record [`representative`](Self::representative) names, in the same query, or as
+    /// read in the last second (see `recent.rs`).
+    pub fn representative_shared(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<Option<std::sync::Arc<MediaRecord>>, StoreError> {
+        if let Some(r) = self.recent.by_blob(hash) {
+            return Ok(Some(r));
+        }
+        let record = self.representative_record(hash)?.map(std::sync::Arc::new);
+        if let Some(r) = &record {
+            self.recent.keep(r, true);
+        }
+        Ok(record)
+    }
+
+    /// The record [`representative`](Self::representative) names, in the same query.
+    pub fn representative_record(
+        &self,
+        hash: &ContentHash,
+    ) -> Result<Option<MediaRecord>, StoreError> {
+        let hash = hash_bytes(hash);
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT record FROM media WHERE hash = $1 ORDER BY public DESC, id LIMIT 1",
+                )
+                .await?;
+            let row = client.query_opt(&stmt, &[&hash]).await?;
+            Ok(row.map(|r| record_of(&r, "record")).transpose()?)
+        })
+    }
+
     /// The media adopted from an old path. Should two records name one path, the newest
     /// answers (sled's index keeps the last written).
     pub fn by_legacy_path(&self, path: &str) -> Result<Option<MediaId>, StoreError> {

@@ -392,4 +392,13 @@ fn postgres_answers_as_sled_does() {
         assert_eq!(a, e, "PostgreSQL (left) differs from sled (right)");
     }
     assert_eq!(actual.len(), expected.len());
+    // The one-query form of the representative names the same record.
+    for h in 0..10u8 {
+        let hash = ContentHash([h; 32]);
+        let two_steps = pg
+            .representative(&hash)
+            .unwrap()
+            .and_then(|id| pg.get(id).unwrap());
+        assert_eq!(pg.representative_record(&hash).unwrap(), two_steps, "{h}");
+    }
 }
