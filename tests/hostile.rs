@@ -751,20 +751,7 @@ fn cross_site_cookie_writes_and_disallowed_types_are_refused() {
         .arg("--allowed-types")
         .arg("image/*,text/plain")
         .start();
-    let res = s
-        .client()
-        .post(s.url("/api/session"))
-        .json(&json!({"token": common::TOKEN}))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let cookie = res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = s.session_cookie(common::TOKEN);
     let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
     refused(
         &s,

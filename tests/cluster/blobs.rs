@@ -597,15 +597,7 @@ fn a_backup_reads_the_bucket_and_restores_to_a_disk_store() {
         made.push((upload(&s, &format!("b{i}.bin"), &data), sha256_hex(&data)));
     }
     let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("backup.tar");
-    let mut res = s.authed(Method::GET, "/api/backup").send().unwrap();
-    assert_eq!(res.status(), 200);
-    res.copy_to(&mut std::fs::File::create(&archive).unwrap())
-        .unwrap();
-    let restored = dir.path().join("restored");
-    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &restored);
-    assert_eq!(code, 0, "{out}");
-    let r = TestServer::builder().data_dir(&restored).start();
+    let r = crate::restored_from_backup(&s, dir.path());
     assert_eq!(r.blob_count(), 3, "the restored blobs are files of its own");
     for (item, hash) in &made {
         assert_eq!(

@@ -12,3 +12,20 @@ mod common;
 
 mod blobs;
 mod shared;
+
+/// A backup of `from`, through `GET /api/backup`, restored with `shoebox restore` into a data
+/// directory of its own under `dir`, and a server started on it.
+fn restored_from_backup(from: &common::TestServer, dir: &std::path::Path) -> common::TestServer {
+    let archive = dir.join("backup.tar");
+    let mut res = from
+        .authed(reqwest::Method::GET, "/api/backup")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.copy_to(&mut std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    let restored = dir.join("restored");
+    let (code, out) = common::run_cli(&["restore", archive.to_str().unwrap()], &restored);
+    assert_eq!(code, 0, "{out}");
+    common::TestServer::builder().data_dir(&restored).start()
+}

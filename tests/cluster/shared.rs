@@ -230,15 +230,7 @@ fn two_instances_serve_one_store() {
     // A backup through A carries B's records and the bucket's bytes; it restores into a
     // data directory of its own (sled and files), which serves them.
     let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("backup.tar");
-    let mut res = a.authed(Method::GET, "/api/backup").send().unwrap();
-    assert_eq!(res.status(), 200);
-    res.copy_to(&mut std::fs::File::create(&archive).unwrap())
-        .unwrap();
-    let restored = dir.path().join("restored");
-    let (code, out) = run_cli(&["restore", archive.to_str().unwrap()], &restored);
-    assert_eq!(code, 0, "{out}");
-    let r = TestServer::builder().data_dir(&restored).start();
+    let r = crate::restored_from_backup(&a, dir.path());
     assert_eq!(r.media_bytes(id), bytes);
     assert_eq!(count(&r), 2);
     drop(r);
@@ -459,20 +451,7 @@ fn credentials_made_on_one_instance_work_on_the_other() {
     });
 
     // A session signed in on A is good on B.
-    let res = a
-        .client()
-        .post(a.url("/api/session"))
-        .json(&serde_json::json!({"token": a.token.clone().unwrap()}))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let cookie = res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = a.session_cookie(a.token.as_deref().unwrap());
     let res = b
         .client()
         .get(b.url("/api/status"))
@@ -606,7 +585,10 @@ fn a_store_moves_to_the_cluster_and_back() {
             items.len(),
             50,
             "batch {batch}: {:?}\n{}",
-            items.iter().map(|i| i["filename"].clone()).collect::<Vec<_>>(),
+            items
+                .iter()
+                .map(|i| i["filename"].clone())
+                .collect::<Vec<_>>(),
             s.output()
         );
         for (item, data) in items.into_iter().zip(sent) {

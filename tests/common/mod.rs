@@ -257,6 +257,24 @@ impl TestServer {
             .to_owned()
     }
 
+    /// Signs in to the web app with `token`: the session cookie, as `name=value`.
+    pub fn session_cookie(&self, token: &str) -> String {
+        let res = self
+            .client()
+            .post(self.url("/api/session"))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .expect("POST /api/session");
+        assert_eq!(res.status(), 200, "POST /api/session");
+        res.headers()["set-cookie"]
+            .to_str()
+            .expect("a cookie")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// New S3 credentials of `scope`, made with the admin token: the access key id and the
     /// secret access key.
     pub fn s3_key(&self, name: &str, scope: &str) -> (String, String) {
