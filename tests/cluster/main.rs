@@ -2,7 +2,8 @@
 //! - `blobs`: blobs in a bucket of a 3-node Garage cluster (`SHOEBOX_BLOB_STORE`), with the
 //!   records in sled: serving, dedup, deletes, `gc`, `verify`, a node down, the bucket down,
 //!   redirects, and a SIGKILL during uploads.
-//! - `shared`: records in PostgreSQL too, and two instances serving one store.
+//! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
+//!   what proves a caller shared by them; `moving`: `shoebox migrate` to the cluster and back.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -11,6 +12,8 @@
 mod common;
 
 mod blobs;
+mod credentials;
+mod moving;
 mod shared;
 
 /// A backup of `from`, through `GET /api/backup`, restored with `shoebox restore` into a data

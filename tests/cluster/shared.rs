@@ -12,14 +12,14 @@ use crate::common::{self, run_cli, TestServer};
 const SECRET_KEY: &str = "a-test-key-of-more-than-32-characters-0123456789";
 
 /// Garage for the blobs and PostgreSQL for the records, both on loopback.
-struct Cluster {
-    garage: Garage,
-    postgres: Postgres,
+pub(crate) struct Cluster {
+    pub(crate) garage: Garage,
+    pub(crate) postgres: Postgres,
     url: String,
 }
 
 impl Cluster {
-    fn start() -> Option<Cluster> {
+    pub(crate) fn start() -> Option<Cluster> {
         let garage = Garage::start(3, "blobs")?;
         let postgres = Postgres::start()?;
         let url = postgres.database("shoebox");
@@ -31,7 +31,7 @@ impl Cluster {
     }
 
     /// The flags that share this cluster, through Garage node `node`.
-    fn flags(&self, node: usize) -> Vec<String> {
+    pub(crate) fn flags(&self, node: usize) -> Vec<String> {
         vec![
             "--blob-store".into(),
             format!(
@@ -51,11 +51,11 @@ impl Cluster {
     }
 
     /// An instance with a scratch directory of its own, through Garage node `node`.
-    fn instance(&self, node: usize) -> TestServer {
+    pub(crate) fn instance(&self, node: usize) -> TestServer {
         self.builder(node).start()
     }
 
-    fn builder(&self, node: usize) -> common::Builder {
+    pub(crate) fn builder(&self, node: usize) -> common::Builder {
         let mut b = TestServer::builder();
         for a in self.flags(node) {
             b = b.arg(&a);
@@ -65,7 +65,7 @@ impl Cluster {
 
     /// A command with the cluster's settings, beside the running instances: a scratch
     /// directory of its own is all it needs.
-    fn cli(&self, args: &[&str]) -> (i32, String) {
+    pub(crate) fn cli(&self, args: &[&str]) -> (i32, String) {
         let scratch = tempfile::tempdir().unwrap();
         let flags = self.flags(0);
         let all: Vec<&str> = args
@@ -77,7 +77,7 @@ impl Cluster {
     }
 }
 
-fn upload(s: &TestServer, name: &str, bytes: &[u8]) -> Value {
+pub(crate) fn upload(s: &TestServer, name: &str, bytes: &[u8]) -> Value {
     let res = s
         .authed(Method::POST, &format!("/api/media?filename={name}"))
         .body(bytes.to_vec())
@@ -371,406 +371,4 @@ fn a_sigkilled_instance_loses_no_acknowledged_upload() {
     let (code, out) = cluster.cli(&["verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("orphan blob"), "gc took every orphan:\n{out}");
-}
-
-/// What proves who a caller is, made on one instance, works on the other: API tokens (and
-/// their revocation), S3 credentials, a web session, a signed URL, and an admin token that the
-/// first instance generated. In the database they are sealed.
-#[test]
-fn credentials_made_on_one_instance_work_on_the_other() {
-    use common::clients::{boto, boto3, passed};
-    if !boto3() {
-        return;
-    }
-    let Some(cluster) = Cluster::start() else {
-        return;
-    };
-    // No admin token configured: the first instance makes one, the second finds it.
-    let mut a = cluster.builder(0).no_token().start();
-    let admin = std::fs::read_to_string(a.data_dir.join("secrets/admin_token"))
-        .expect("the generated admin token, written for the operator")
-        .trim()
-        .to_owned();
-    a.token = Some(admin.clone());
-    let mut b = cluster
-        .builder(1)
-        .no_token()
-        .arg("--s3-port")
-        .arg("0")
-        .start();
-    assert!(
-        !b.data_dir.join("secrets/admin_token").exists(),
-        "the second instance made no token of its own"
-    );
-    b.token = Some(admin);
-    assert_eq!(
-        b.authed(Method::GET, "/api/status")
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
-
-    // An upload token made on A uploads through B at once; revoked on B, A refuses it
-    // within a second (each instance checks the shared tokens for changes once a second).
-    let token = a.api_token("uploader", "upload");
-    let upload_with = |s: &TestServer, body: &'static str| {
-        s.client()
-            .post(s.url("/api/media?filename=t.txt"))
-            .bearer_auth(&token)
-            .body(body)
-            .send()
-            .unwrap()
-    };
-    let res = upload_with(&b, "by a token made on A");
-    assert_eq!(res.status(), 201, "{}", res.text().unwrap_or_default());
-    let item: Value = res.json().unwrap();
-    let id = item["items"][0]["id"].as_str().unwrap().to_owned();
-    let listed: Value = b
-        .authed(Method::GET, "/api/tokens")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token_id = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "uploader")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = b
-        .authed(Method::DELETE, &format!("/api/tokens/{token_id}"))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    common::eventually("A sees the revocation", Duration::from_secs(5), || {
-        upload_with(&a, "after the revocation").status() == 401
-    });
-
-    // A session signed in on A is good on B.
-    let cookie = a.session_cookie(a.token.as_deref().unwrap());
-    let res = b
-        .client()
-        .get(b.url("/api/status"))
-        .header("cookie", &cookie)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200, "the session works on B");
-
-    // A private file's signed URL from A opens on B.
-    let res = a
-        .authed(Method::PATCH, &format!("/api/media/{id}"))
-        .json(&serde_json::json!({"visibility": "private"}))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(b.get(&format!("/m/{id}")).send().unwrap().status(), 404);
-    let signed: Value = a
-        .authed(Method::GET, &format!("/api/media/{id}/url?expires_in=600"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let url = signed["url"].as_str().unwrap();
-    let path = &url[url.find("/m/").unwrap()..];
-    let res = b.get(path).send().unwrap();
-    assert_eq!(res.status(), 200, "{path}");
-    assert_eq!(res.text().unwrap(), "by a token made on A");
-
-    // S3 credentials made on A sign boto3's requests to B.
-    let (key_id, secret) = a.s3_key("app", "admin");
-    passed(&boto(
-        "objects",
-        &b.s3_url(),
-        &(key_id.clone(), secret.clone()),
-        &["--bucket", "photos"],
-    ));
-    let dump = cluster.postgres.psql(
-        "shoebox",
-        "SELECT name, encode(value, 'escape') FROM shared_values",
-    );
-    for name in [
-        "tokens.json",
-        "s3_keys.json",
-        "session_key",
-        "url_keys.json",
-    ] {
-        assert!(dump.contains(name), "{name} is shared: {dump}");
-    }
-    assert!(
-        !dump.contains(&secret) && !dump.contains("uploader") && !dump.contains(&key_id),
-        "the shared credentials are sealed: {dump}"
-    );
-
-    // An instance without the key, or with another one, is refused at start.
-    let flags = cluster.flags(0);
-    let without: Vec<&str> = flags
-        .iter()
-        .map(String::as_str)
-        .take_while(|f| *f != "--secret-key")
-        .collect();
-    let scratch = tempfile::tempdir().unwrap();
-    let start = |dir: &str, extra: &[&str]| {
-        let mut builder = TestServer::builder().data_dir(&scratch.path().join(dir));
-        for f in without.iter().chain(extra) {
-            builder = builder.arg(f);
-        }
-        builder.start_expecting_failure()
-    };
-    let (status, out) = start("no-key", &[]);
-    assert!(!status.success());
-    assert!(out.contains("SHOEBOX_SECRET_KEY"), "{out}");
-    let (status, out) = start(
-        "other-key",
-        &[
-            "--secret-key",
-            "another-key-of-more-than-32-characters-000000",
-        ],
-    );
-    assert!(!status.success());
-    assert!(
-        out.contains("does not open with this SHOEBOX_SECRET_KEY"),
-        "{out}"
-    );
-}
-
-/// A store on one disk moves to the cluster with `shoebox migrate --to-blob-store
-/// --to-database`, and back with `--to-blob-store disk --to-database sled`: 1,000 media with
-/// custom fields, tags, a collection's setting and pictures with variants keep every record
-/// identical and every byte, the API tokens come along, a second run copies nothing, and each
-/// side serves everything, variants included.
-#[test]
-fn a_store_moves_to_the_cluster_and_back() {
-    use reqwest::blocking::multipart::{Form, Part};
-    let Some(cluster) = Cluster::start() else {
-        return;
-    };
-    let mut s = TestServer::start();
-    let mut bytes_of = std::collections::BTreeMap::new();
-    // 1,000 media in 20 requests of 50 files, each request with its own custom fields; the
-    // first request's files are pictures, in a collection.
-    for batch in 0..20u64 {
-        let mut form = Form::new()
-            .text(
-                "custom",
-                format!(r#"{{"batch": {batch}, "source": "migration"}}"#),
-            )
-            .text("tags", format!("b{batch},moved"));
-        if batch == 0 {
-            form = form.text("collection", "trip");
-        }
-        let mut sent = Vec::new();
-        for i in 0..50u64 {
-            let n = batch * 50 + i;
-            let data = if batch == 0 {
-                common::png(200 + i as u32, 150, move |x, y| {
-                    [(x * 7 + n as u32) as u8, y as u8, 99]
-                })
-            } else {
-                common::bytes(100 + 13 * n as usize, 5000 + n)
-            };
-            let name = if batch == 0 {
-                format!("p{n}.png")
-            } else {
-                format!("m{n}.bin")
-            };
-            form = form.part("file", Part::bytes(data.clone()).file_name(name));
-            sent.push(data);
-        }
-        let items = s.upload_form(form);
-        assert_eq!(
-            items.len(),
-            50,
-            "batch {batch}: {:?}\n{}",
-            items
-                .iter()
-                .map(|i| i["filename"].clone())
-                .collect::<Vec<_>>(),
-            s.output()
-        );
-        for (item, data) in items.into_iter().zip(sent) {
-            let id = item["id"].as_str().unwrap().to_owned();
-            if let Some(was) = bytes_of.insert(id.clone(), data) {
-                panic!(
-                    "two uploads answered with media {id} ({} and {} bytes): {item}\n{}",
-                    was.len(),
-                    bytes_of[&id].len(),
-                    s.output()
-                );
-            }
-        }
-    }
-    // A duplicate, and a large blob (a multipart upload to the bucket).
-    let first = bytes_of.values().nth(70).unwrap().clone();
-    bytes_of.insert(
-        upload(&s, "dup.bin", &first)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        first,
-    );
-    let large = common::bytes(20 << 20, 9);
-    let large_id = upload(&s, "large.bin", &large)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    bytes_of.insert(large_id.clone(), large);
-    let res = s
-        .authed(Method::PUT, "/api/collections/trip")
-        .json(&serde_json::json!({"public": true}))
-        .send()
-        .unwrap();
-    assert!(res.status().is_success());
-    let pictures: Vec<String> = bytes_of
-        .iter()
-        .filter(|(_, d)| d.starts_with(b"\x89PNG"))
-        .map(|(id, _)| id.clone())
-        .take(5)
-        .collect();
-    let variant = |t: &TestServer, id: &str| {
-        let res = t.get(&format!("/m/{id}?w=160&format=png")).send().unwrap();
-        assert_eq!(res.status(), 200, "a variant of {id}");
-        res.bytes().unwrap().to_vec()
-    };
-    let variants: Vec<Vec<u8>> = pictures.iter().map(|id| variant(&s, id)).collect();
-    let records = common::all_records(&s);
-    if records.len() != 1002 {
-        let listed: std::collections::BTreeSet<&str> =
-            records.iter().map(|r| r["id"].as_str().unwrap()).collect();
-        let missing: Vec<&String> = bytes_of
-            .keys()
-            .filter(|k| !listed.contains(k.as_str()))
-            .collect();
-        let status = s.status();
-        let detail: Vec<String> = missing
-            .iter()
-            .map(|id| {
-                s.authed(Method::GET, &format!("/api/media/{id}"))
-                    .send()
-                    .unwrap()
-                    .text()
-                    .unwrap()
-            })
-            .collect();
-        panic!(
-            "listed {} of {} uploaded; status {}; missing {missing:?}: {detail:?}\n{}",
-            records.len(),
-            bytes_of.len(),
-            status["media"],
-            s.output()
-                .lines()
-                .filter(|l| missing.iter().any(|m| l.contains(m.as_str()))
-                    || l.contains("WARN")
-                    || l.contains("ERROR"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    let token = s.api_token("app", "read");
-    assert!(s.terminate().success());
-
-    // There: the cluster's settings name the destination, the data directory the source.
-    let flags = cluster.flags(0);
-    let to: Vec<String> = flags
-        .chunks(2)
-        .flat_map(|pair| match pair[0].as_str() {
-            "--blob-store" => vec!["--to-blob-store".into(), pair[1].clone()],
-            "--blob-store-access-key-id" => {
-                vec!["--to-blob-store-access-key-id".into(), pair[1].clone()]
-            }
-            "--blob-store-secret-access-key" => {
-                vec!["--to-blob-store-secret-access-key".into(), pair[1].clone()]
-            }
-            "--database-url" => vec!["--to-database".into(), pair[1].clone()],
-            _ => pair.to_vec(),
-        })
-        .collect();
-    let mut args = vec!["migrate"];
-    args.extend(to.iter().map(String::as_str));
-    let (code, out) = run_cli(&args, &s.data_dir);
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("1002 records in PostgreSQL, verified (1002 copied now"),
-        "{out}"
-    );
-    let (code, again) = run_cli(&args, &s.data_dir);
-    assert_eq!(code, 0, "{again}");
-    assert!(
-        again.contains("(0 copied now, 1002 were there already)"),
-        "{again}"
-    );
-
-    let c = cluster.instance(1);
-    assert_eq!(common::all_records(&c), records, "every record as it was");
-    for (id, data) in bytes_of.iter().step_by(40) {
-        assert_eq!(&c.media_bytes(id), data);
-    }
-    assert_eq!(c.media_bytes(&large_id).len(), 20 << 20);
-    for (id, v) in pictures.iter().zip(&variants) {
-        assert_eq!(
-            &variant(&c, id),
-            v,
-            "the same variant, made from the bucket"
-        );
-    }
-    let res = c
-        .client()
-        .get(c.url(&format!("/api/media/{large_id}")))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200, "the API token came along");
-    let collections: Value = c
-        .authed(Method::GET, "/api/collections")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(
-        collections.to_string().contains("\"public\":true"),
-        "{collections}"
-    );
-    drop(c);
-
-    // And back, into a data directory of its own.
-    let back = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "migrate",
-        "--to-blob-store",
-        "disk",
-        "--to-database",
-        "sled",
-    ];
-    args.extend(flags.iter().map(String::as_str));
-    let (code, out) = run_cli(&args, back.path());
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("1002 records in sled and records/, verified"),
-        "{out}"
-    );
-    let (code, out) = run_cli(&["verify"], back.path());
-    assert_eq!(code, 0, "{out}");
-    let d = TestServer::builder().data_dir(back.path()).start();
-    assert_eq!(common::all_records(&d), records, "every record as it was");
-    assert_eq!(
-        d.blob_count(),
-        1001,
-        "every blob is a file again, one for two records"
-    );
-    for (id, data) in bytes_of.iter().step_by(40) {
-        assert_eq!(&d.media_bytes(id), data);
-    }
-    for (id, v) in pictures.iter().zip(&variants) {
-        assert_eq!(&variant(&d, id), v);
-    }
-    let res = d
-        .client()
-        .get(d.url(&format!("/api/media/{large_id}")))
-        .bearer_auth(&token)
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200, "the API token came back");
 }
