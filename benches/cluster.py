@@ -458,6 +458,56 @@ def spread(vals, unit):
     return f"{fmt(statistics.median(vals), unit)} ({fmt(min(vals), unit)}–{fmt(max(vals), unit)})"
 
 
+def configure(a):
+    """The run's settings, from the arguments that every cluster bench takes."""
+    cfg = Cfg()
+    cfg.binary, cfg.client = os.path.abspath(a.binary), os.path.abspath(a.client)
+    cfg.duration, cfg.large_size, cfg.upload_size = a.duration, a.large_size, a.upload_size
+    cfg.many_count, cfg.many_size, cfg.many_parallel = a.many_count, a.many_size, a.many_parallel
+    return cfg
+
+
+def make_sources(cfg, a):
+    """The files served and uploaded, under cfg.work/src: Garage's copies are other bytes than
+    Shoebox's, so that no block is shared."""
+    src = os.path.join(cfg.work, "src")
+    os.makedirs(src)
+    cfg.files = {n: os.path.join(src, n) for n in
+                 ("small.bin", "large.bin", "g-small.bin", "g-large.bin", "upload.bin")}  # fmt: skip
+    harness.make_file(cfg.files["small.bin"], a.small_size, 11)
+    harness.make_file(cfg.files["large.bin"], a.large_size, 12)
+    harness.make_file(cfg.files["g-small.bin"], a.small_size, 21)
+    harness.make_file(cfg.files["g-large.bin"], a.large_size, 22)
+
+
+def ready_garage(work, buckets):
+    """A Garage cluster with these buckets, once a PUT works in each of them (the buckets and
+    the key can be read at quorum everywhere; a first PUT may still wait for the new layout:
+    tried for up to a minute), and Garage as a target. Stopped again if it never gets there."""
+    t0 = time.monotonic()
+    garage = GarageCluster(work)
+    try:
+        garage.start(buckets)
+        g = GarageTarget(garage)
+        deadline = time.monotonic() + READY
+        while True:
+            try:
+                for b in buckets:
+                    g.s3.put_object(Bucket=b, Key="probe", Body=b"probe")
+                    g.s3.delete_object(Bucket=b, Key="probe")
+                break
+            except Exception as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"garage refuses a PUT: {e}\n{garage.tail(0)}")
+                time.sleep(1)
+    except BaseException:
+        garage.stop()
+        raise
+    log(f"garage: {NODES} nodes ready in {time.monotonic() - t0:.1f}s "
+        f"(S3 of node 0 on port {garage.nodes[0]['s3']})")  # fmt: skip
+    return garage, g
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", required=True, help="the shoebox release binary")
@@ -479,10 +529,7 @@ def main():
     if a.large_size < 2 * MIB or a.many_size < 64 or a.rounds < 1:
         ap.error("--large-size must be at least 2 MiB, --many-size 64 bytes, --rounds 1")
 
-    cfg = Cfg()
-    cfg.binary, cfg.client = os.path.abspath(a.binary), os.path.abspath(a.client)
-    cfg.duration, cfg.large_size, cfg.upload_size = a.duration, a.large_size, a.upload_size
-    cfg.many_count, cfg.many_size, cfg.many_parallel = a.many_count, a.many_size, a.many_parallel
+    cfg = configure(a)
     only = set(filter(None, a.only.split(",")))
     workloads = [(n, f) for n, f in WORKLOADS if not only or n in only]
     for tool in ("garage", "wrk"):
@@ -502,35 +549,8 @@ def main():
     started = time.monotonic()
     try:
         log(f"work dir {cfg.work}")
-        src = os.path.join(cfg.work, "src")
-        os.makedirs(src)
-        cfg.files = {n: os.path.join(src, n) for n in
-                     ("small.bin", "large.bin", "g-small.bin", "g-large.bin", "upload.bin")}  # fmt: skip
-        # Garage's copies are other bytes than Shoebox's, so that no block is shared.
-        harness.make_file(cfg.files["small.bin"], a.small_size, 11)
-        harness.make_file(cfg.files["large.bin"], a.large_size, 12)
-        harness.make_file(cfg.files["g-small.bin"], a.small_size, 21)
-        harness.make_file(cfg.files["g-large.bin"], a.large_size, 22)
-
-        t0 = time.monotonic()
-        garage = GarageCluster(cfg.work)
-        garage.start(["blobs", "blobs-nocache", "bench"])
-        g = GarageTarget(garage)
-        # The buckets and the key can be read at quorum everywhere; a first PUT may still wait
-        # for the new layout: try for up to a minute.
-        deadline = time.monotonic() + READY
-        while True:
-            try:
-                for b in ("blobs", "blobs-nocache", "bench"):
-                    g.s3.put_object(Bucket=b, Key="probe", Body=b"probe")
-                    g.s3.delete_object(Bucket=b, Key="probe")
-                break
-            except Exception as e:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"garage refuses a PUT: {e}\n{garage.tail(0)}")
-                time.sleep(1)
-        log(f"garage: {NODES} nodes ready in {time.monotonic() - t0:.1f}s "
-            f"(S3 of node 0 on port {garage.nodes[0]['s3']})")  # fmt: skip
+        make_sources(cfg, a)
+        garage, g = ready_garage(cfg.work, ["blobs", "blobs-nocache", "bench"])
 
         disk = ShoeboxDisk(harness.free_port(), cfg.work, cfg.binary)
         shoeboxes.append(disk)

@@ -187,10 +187,7 @@ def main():
     a = ap.parse_args()
     if a.large_size < 2 * MIB or a.rounds < 1:
         ap.error("--large-size must be at least 2 MiB, --rounds at least 1")
-    cfg = cluster.Cfg()
-    cfg.binary, cfg.client = os.path.abspath(a.binary), os.path.abspath(a.client)
-    cfg.duration, cfg.large_size, cfg.upload_size = a.duration, a.large_size, a.upload_size
-    cfg.many_count, cfg.many_size, cfg.many_parallel = a.many_count, a.many_size, a.many_parallel
+    cfg = cluster.configure(a)
     only = set(filter(None, a.only.split(",")))
     workloads = [(n, f) for n, f in cluster.WORKLOADS
                  if n != "nocache" and (not only or n in only)]  # fmt: skip
@@ -209,29 +206,8 @@ def main():
     servers = []
     started = time.monotonic()
     try:
-        src = os.path.join(cfg.work, "src")
-        os.makedirs(src)
-        cfg.files = {n: os.path.join(src, n) for n in
-                     ("small.bin", "large.bin", "g-small.bin", "g-large.bin", "upload.bin")}  # fmt: skip
-        harness.make_file(cfg.files["small.bin"], a.small_size, 11)
-        harness.make_file(cfg.files["large.bin"], a.large_size, 12)
-        harness.make_file(cfg.files["g-small.bin"], a.small_size, 21)
-        harness.make_file(cfg.files["g-large.bin"], a.large_size, 22)
-
-        garage = cluster.GarageCluster(cfg.work)
-        garage.start(["blobs", "bench"])
-        g = cluster.GarageTarget(garage)
-        deadline = time.monotonic() + cluster.READY
-        while True:
-            try:
-                for b in ("blobs", "bench"):
-                    g.s3.put_object(Bucket=b, Key="probe", Body=b"probe")
-                    g.s3.delete_object(Bucket=b, Key="probe")
-                break
-            except Exception as e:  # noqa: BLE001 - retried until the deadline
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"garage refuses a PUT: {e}")
-                time.sleep(1)
+        cluster.make_sources(cfg, a)
+        garage, g = cluster.ready_garage(cfg.work, ["blobs", "bench"])
         pg = Postgres()
         pg.start()
         log(f"garage ready; PostgreSQL on port {pg.port}")

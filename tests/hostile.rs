@@ -540,15 +540,7 @@ fn scoped_tokens_see_and_change_only_what_they_may() {
         !list.to_string().contains(&uploader[4..]),
         "listings never show token values"
     );
-    let uploader_id = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "uploader")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let uploader_id = s.token_id("uploader");
     assert_eq!(
         s.authed(Method::DELETE, &format!("/api/tokens/{uploader_id}"))
             .send()

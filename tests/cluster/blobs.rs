@@ -7,6 +7,7 @@ use serde_json::Value;
 use shoebox_testkit::Garage;
 
 use crate::common::{self, run_cli, sha256_hex, TestServer};
+use crate::upload;
 
 /// A 3-node Garage (replication 3, quorum 2) with a bucket for the blobs.
 fn garage() -> Option<Garage> {
@@ -50,16 +51,6 @@ fn cli(garage: &Garage, s: &TestServer, args: &[&str]) -> (i32, String) {
         .chain(store.iter().map(String::as_str))
         .collect();
     run_cli(&all, &s.data_dir)
-}
-
-fn upload(s: &TestServer, name: &str, bytes: &[u8]) -> Value {
-    let res = s
-        .authed(Method::POST, &format!("/api/media?filename={name}"))
-        .body(bytes.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().unwrap_or_default());
-    res.json::<Value>().unwrap()["items"][0].clone()
 }
 
 #[test]

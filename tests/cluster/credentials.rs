@@ -61,21 +61,7 @@ fn credentials_made_on_one_instance_work_on_the_other() {
     assert_eq!(res.status(), 201, "{}", res.text().unwrap_or_default());
     let item: Value = res.json().unwrap();
     let id = item["items"][0]["id"].as_str().unwrap().to_owned();
-    let listed: Value = b
-        .authed(Method::GET, "/api/tokens")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token_id = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "uploader")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token_id = b.token_id("uploader");
     let res = b
         .authed(Method::DELETE, &format!("/api/tokens/{token_id}"))
         .send()

@@ -16,6 +16,21 @@ mod credentials;
 mod moving;
 mod shared;
 
+/// An upload of `bytes` as the raw body of `POST /api/media` (streamed, any size), answered
+/// `201`: the new record.
+fn upload(s: &common::TestServer, name: &str, bytes: &[u8]) -> serde_json::Value {
+    let res = s
+        .authed(
+            reqwest::Method::POST,
+            &format!("/api/media?filename={name}"),
+        )
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().unwrap_or_default());
+    res.json::<serde_json::Value>().unwrap()["items"][0].clone()
+}
+
 /// A backup of `from`, through `GET /api/backup`, restored with `shoebox restore` into a data
 /// directory of its own under `dir`, and a server started on it.
 fn restored_from_backup(from: &common::TestServer, dir: &std::path::Path) -> common::TestServer {

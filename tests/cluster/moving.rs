@@ -4,7 +4,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::common::{self, run_cli, TestServer};
-use crate::shared::{upload, Cluster};
+use crate::shared::Cluster;
+use crate::upload;
 
 /// A store on one disk moves to the cluster with `shoebox migrate --to-blob-store
 /// --to-database`, and back with `--to-blob-store disk --to-database sled`: 1,000 media with

@@ -257,6 +257,25 @@ impl TestServer {
             .to_owned()
     }
 
+    /// The id of the API token named `name`, from the admin's listing.
+    pub fn token_id(&self, name: &str) -> String {
+        let listed: Value = self
+            .authed(reqwest::Method::GET, "/api/tokens")
+            .send()
+            .expect("GET /api/tokens")
+            .json()
+            .expect("a token list");
+        listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no token named {name}: {listed}"))["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
     /// Signs in to the web app with `token`: the session cookie, as `name=value`.
     pub fn session_cookie(&self, token: &str) -> String {
         let res = self
