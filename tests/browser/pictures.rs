@@ -87,13 +87,14 @@ fn thirty_large_photos_cost_the_pages_less_than_three_megabytes() {
     };
     let (gallery, collection) = b.block(async {
         sign_in(&b, &s.base, &token).await;
-        // Thirty variants made from 2.7 MB photos: a minute, for a machine busy with the
-        // other tests.
+        // Thirty variants made from 2.7 MB photos, two at a time on two cores shared with the
+        // other browser tests' servers and Chromiums: up to three minutes. Only a bound on the
+        // wait; what is asserted is bytes and URLs.
         b.wait_js_for(
             "every tile's picture",
             ALL_LOADED,
             vec![json!(30)],
-            Duration::from_secs(60),
+            Duration::from_secs(180),
         )
         .await;
         let gallery = b.eval(IMAGE_TRAFFIC).await;
