@@ -256,6 +256,28 @@ impl Variants {
             .ok_or_else(|| ApiError::Internal(format!("unusable variant name {name}")))
     }
 
+    /// The local file of the derived file `name` of `source` when it was made, here or (with
+    /// a bucket) on another instance; a blocking call.
+    pub fn find(store: &Store, source: ContentHash, name: &str) -> Result<PathBuf, ApiError> {
+        store
+            .find_variant(&source, PIPELINE, name)?
+            .ok_or(ApiError::NotFound("derived file (it was not made)"))
+    }
+
+    /// [`find`](Self::find) from an async handler.
+    pub async fn found(
+        store: &Arc<Store>,
+        source: ContentHash,
+        name: &'static str,
+    ) -> Result<PathBuf, ApiError> {
+        let path = Self::derived(store, source, name)?;
+        if path.is_file() {
+            return Ok(path);
+        }
+        let store = store.clone();
+        web::block(move || Self::find(&store, source, name)).await?
+    }
+
     /// Where the variant `spec` of the blob `source` is kept, made or not.
     pub fn path(
         &self,
@@ -278,6 +300,14 @@ impl Variants {
         let path = self.path(store, source, spec, base)?;
         if path.is_file() {
             return Ok(path);
+        }
+        if store.blobs().bucket().is_some() {
+            // Made on another instance, perhaps.
+            let (s, variant) = (store.clone(), name(&spec, base));
+            let found = web::block(move || s.find_variant(&source, PIPELINE, &variant)).await??;
+            if let Some(found) = found {
+                return Ok(found);
+            }
         }
         if store.is_damaged(&source) {
             return Err(ApiError::BlobDamaged(source.to_hex()));
@@ -319,7 +349,7 @@ impl Variants {
             .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
         let poster = match base {
             Base::Original => None,
-            Base::Poster => Some(Self::derived(store, source, POSTER)?),
+            Base::Poster => Some(Self::found(store, source, POSTER).await?),
         };
         let store = store.clone();
         let limits = self.limits;

@@ -3,7 +3,8 @@
 //!   records in sled: serving, dedup, deletes, `gc`, `verify`, a node down, the bucket down,
 //!   redirects, and a SIGKILL during uploads.
 //! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
-//!   what proves a caller shared by them; `moving`: `shoebox migrate` to the cluster and back.
+//!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
+//!   `moving`: `shoebox migrate` to the cluster and back.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -13,6 +14,7 @@ mod common;
 
 mod blobs;
 mod credentials;
+mod derived;
 mod moving;
 mod shared;
 

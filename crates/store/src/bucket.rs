@@ -41,6 +41,9 @@ use crate::StoreError;
 
 mod config;
 pub use config::BucketConfig;
+/// Objects besides blobs: derived files and the pieces of uploads in progress.
+mod objects;
+pub use objects::{ObjectKey, StoredObject, UPLOADS, VARIANTS};
 
 /// Blobs at or below this size go in one PUT (read into memory whole); larger ones as a
 /// multipart upload.
@@ -242,8 +245,13 @@ impl Bucket {
     /// Sends a staged file to its content address. When this returns, the whole object is
     /// in the bucket (the PUT or the multipart completion succeeded).
     pub fn upload(&self, hash: &ContentHash, file: &FsPath, size: u64) -> Result<(), StoreError> {
+        self.put_file(Self::key(hash), file, size)
+    }
+
+    /// Sends a file to `key`: one PUT, or a multipart upload for a large one. When this
+    /// returns, the whole object is in the bucket.
+    fn put_file(&self, key: Path, file: &FsPath, size: u64) -> Result<(), StoreError> {
         self.observed("put", || {
-            let key = Self::key(hash);
             if size <= SINGLE_PUT_MAX {
                 let bytes =
                     std::fs::read(file).map_err(|e| StoreError::io("read a staged upload", e))?;
@@ -431,8 +439,17 @@ impl Bucket {
         hash: &ContentHash,
         range: Range<u64>,
     ) -> tokio::sync::mpsc::Receiver<Result<Bytes, StoreError>> {
+        self.stream(Self::key(hash), Some(range))
+    }
+
+    /// An object (or a range of it) as a stream of chunks through a channel of a few.
+    fn stream(
+        &self,
+        key: Path,
+        range: Option<Range<u64>>,
+    ) -> tokio::sync::mpsc::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let (store, key) = (self.store.clone(), Self::key(hash));
+        let store = self.store.clone();
         let observer = self.observer.get().cloned();
         self.handle().spawn(async move {
             let began = std::time::Instant::now();
@@ -442,7 +459,7 @@ impl Bucket {
                 }
             };
             let options = GetOptions {
-                range: Some(GetRange::Bounded(range)),
+                range: range.map(GetRange::Bounded),
                 ..GetOptions::default()
             };
             let mut body = match store.get_opts(&key, options).await {

@@ -138,6 +138,7 @@ impl Store {
             }
             fsync_dir(&self.layout.variants())?;
         }
+        gc.variants_removed += self.remove_bucket_variants(current, grace.as_secs() as i64, now)?;
         Ok(gc)
     }
 }

@@ -4,9 +4,15 @@
 //! changes once written. They are a cache: `verify` and `backup` leave them out, `gc` removes
 //! those of a blob no record uses and those of older generations, and a deleted one is made
 //! again when asked for.
+//!
+//! With the blobs in a bucket, each derived file is also kept there, under the same name
+//! (see [`ObjectKey::variant`]): the local folder is then only this instance's copy, and a
+//! file made on one instance is fetched, not made again, by the others. A video's poster
+//! frame, made once by the instance that received the video, is found by all.
 
 use std::path::PathBuf;
 
+use super::bucket::ObjectKey;
 use super::{ContentHash, Store, StoreError};
 
 /// Whether a generation or a name is one the store accepts: a single path segment of
@@ -39,8 +45,26 @@ impl Store {
     }
 
     /// Keeps a derived file, written by the durable recipe: one that a crash left torn would
-    /// otherwise be served under its strong ETag for good. Returns where it lives.
+    /// otherwise be served under its strong ETag for good. With the blobs in a bucket it goes
+    /// there too, before this returns. Returns where it lives here.
     pub fn put_variant(
+        &self,
+        source: &ContentHash,
+        generation: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.keep_variant(source, generation, name, bytes)?;
+        if let Some(bucket) = self.blobs.bucket() {
+            let key = ObjectKey::variant(source, generation, name)
+                .ok_or_else(|| StoreError::invalid("variant name", "a plain path segment"))?;
+            bucket.put_object(&key, bytes.to_vec())?;
+        }
+        Ok(path)
+    }
+
+    /// Writes a derived file to the local folder only.
+    fn keep_variant(
         &self,
         source: &ContentHash,
         generation: &str,
@@ -56,6 +80,71 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create a variant folder", e))?;
         super::layout::write_atomically(dir, &path, bytes, 0o600)?;
         Ok(path)
+    }
+
+    /// The local file of a derived file made before: here already, or fetched from the
+    /// bucket (and kept here) when another instance made it. `None` when it was never made
+    /// (or was removed): the caller makes it.
+    pub fn find_variant(
+        &self,
+        source: &ContentHash,
+        generation: &str,
+        name: &str,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let path = self
+            .variant_path(source, generation, name)
+            .ok_or_else(|| StoreError::invalid("variant name", "a plain path segment"))?;
+        if path.is_file() {
+            return Ok(Some(path));
+        }
+        let (Some(bucket), Some(key)) = (
+            self.blobs.bucket(),
+            ObjectKey::variant(source, generation, name),
+        ) else {
+            return Ok(None);
+        };
+        match bucket.get_object(&key)? {
+            Some(bytes) => self
+                .keep_variant(source, generation, name, &bytes)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// With the blobs in a bucket: removes the bucket's derived files of blobs no record uses
+    /// (older than `grace` seconds) and of generations other than `current`. Returns how
+    /// many went.
+    pub(crate) fn remove_bucket_variants(
+        &self,
+        current: &str,
+        grace: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let Some(bucket) = self.blobs.bucket() else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for object in bucket.list_objects(super::bucket::VARIANTS)? {
+            let mut parts = object.name.splitn(3, '/');
+            let (Some(hash), Some(generation), Some(name)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(hash) = hash.parse::<ContentHash>() else {
+                continue;
+            };
+            let stale = if generation != current {
+                true
+            } else {
+                now.saturating_sub(object.modified) >= grace && self.meta.refcount(&hash)? == 0
+            };
+            if let (true, Some(key)) = (stale, ObjectKey::variant(&hash, generation, name)) {
+                bucket.delete_object(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 
