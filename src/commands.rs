@@ -73,11 +73,12 @@ pub fn gc(data: &DataDirArgs, grace: Duration, upload_expiry: Duration) -> Comma
     };
     let r = store.gc(grace, shoebox_pictures::PIPELINE)?;
     println!(
-        "removed {} orphan blobs ({} bytes), {} stale derived files; left {} orphans younger \
-         than {}s and {} blobs that only record files name",
+        "removed {} orphan blobs ({} bytes), {} stale derived files, {} orphan upload pieces; \
+         left {} orphans younger than {}s and {} blobs that only record files name",
         r.blobs_removed,
         r.bytes_freed,
         r.variants_removed,
+        r.pieces_removed,
         r.kept_young,
         grace.as_secs(),
         r.kept_named,

@@ -476,7 +476,7 @@ pub async fn metrics(
     let (stats, space, partial) = web::block(move || {
         let stats = store.stats()?;
         let space = disk::space(store.layout().root())?;
-        let partial = store.partials().usage();
+        let partial = store.partials().usage()?;
         Ok::<_, crate::store::StoreError>((stats, space, partial))
     })
     .await??;

@@ -195,7 +195,7 @@ pub async fn status(
     let (stats, space, partial, collections, multipart) = web::block(move || {
         let stats = store.stats()?;
         let space = disk::space(store.layout().root())?;
-        let partial = store.partials().usage();
+        let partial = store.partials().usage()?;
         let mut collections: std::collections::BTreeSet<String> = store
             .collections()
             .list()?

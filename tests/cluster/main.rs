@@ -4,7 +4,8 @@
 //!   redirects, and a SIGKILL during uploads.
 //! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
 //!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
-//!   `moving`: `shoebox migrate` to the cluster and back.
+//!   `moving`: `shoebox migrate` to the cluster and back; `resumable`: tus uploads that any
+//!   instance continues.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -16,7 +17,12 @@ mod blobs;
 mod credentials;
 mod derived;
 mod moving;
+mod resumable;
 mod shared;
+#[path = "../tus/clients.rs"]
+mod tus_clients;
+#[path = "../tus/protocol.rs"]
+mod tus_protocol;
 
 /// An upload of `bytes` as the raw body of `POST /api/media` (streamed, any size), answered
 /// `201`: the new record.

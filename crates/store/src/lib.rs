@@ -240,11 +240,15 @@ impl Store {
         }
         let records = RecordFiles::new(layout.records());
         records.clear_temp_files()?;
-        let partials =
+        let mut partials =
             partial::Partials::new(layout.uploads(), layout.tmp(), layout.root().to_owned(), 0);
         let in_progress = partials.recover()?;
         if in_progress > 0 {
             tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
+        }
+        if let (Some(pg), Some(bucket)) = (&limits.database, &limits.bucket) {
+            // Any instance may continue an upload that another began.
+            partials.share(pg.clone(), bucket.clone())?;
         }
         let multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
         let collections = match &limits.database {

@@ -23,6 +23,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Entries of `variants/` removed: derived files whose blob is gone.
     pub variants_removed: usize,
+    /// Pieces of shared uploads in the bucket that no upload names (a crash's leftovers).
+    pub pieces_removed: usize,
     /// Orphans younger than the grace period, left for a later run.
     pub kept_young: usize,
     /// Blobs no record in the database uses but a record file names: kept.
@@ -138,7 +140,10 @@ impl Store {
             }
             fsync_dir(&self.layout.variants())?;
         }
-        gc.variants_removed += self.remove_bucket_variants(current, grace.as_secs() as i64, now)?;
+        let grace = grace.as_secs() as i64;
+        gc.variants_removed += self.remove_bucket_variants(current, grace, now)?;
+        // As for blobs, the grace period spares pieces on their way to being acknowledged.
+        gc.pieces_removed = self.partials.remove_orphan_pieces(grace, now)?;
         Ok(gc)
     }
 }

@@ -45,9 +45,15 @@ use crate::{ContentHash, StagedBlob, StoreError};
 /// Appending a chunk, and checking it.
 mod append;
 pub use append::{AppendError, Appender, ChunkCheck};
+/// Uploads that any instance may continue: state in PostgreSQL, bytes in the bucket.
+mod shared;
+pub use shared::Piece;
+pub(crate) use shared::Shared;
 
 /// The directory in `uploads/` that S3 multipart uploads live in.
 pub const MULTIPART: &str = "multipart";
+/// The directory in `uploads/` that keeps this instance's copies of shared uploads' pieces.
+pub const PIECES: &str = "pieces";
 
 /// The sidecar's format version.
 const SIDECAR_VERSION: u32 = 1;
@@ -85,6 +91,13 @@ pub struct PartialUpload {
     /// The media record it became.
     #[serde(default)]
     pub media_id: Option<String>,
+    /// Where its bytes are, when uploads are shared by instances (see [`shared`]): the
+    /// pieces in the bucket, in order. Empty for an upload in `uploads/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<Piece>,
+    /// The version of the shared state it was read at (0 for an upload in `uploads/`).
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 impl PartialUpload {
@@ -122,6 +135,9 @@ pub struct Partials {
     open: Mutex<HashMap<String, Open>>,
     /// The sha256 of each upload's acknowledged bytes, with the offset it has reached.
     hashers: Mutex<HashMap<String, (u64, Sha256)>>,
+    /// Set when uploads are shared by instances: then their state and bytes are there, not
+    /// in `uploads/`.
+    shared: Option<Shared>,
 }
 
 /// Whether `id` has the shape of an upload id, so that it can name no other file.
@@ -137,7 +153,35 @@ impl Partials {
             guard: (root, reserve),
             open: Mutex::new(HashMap::new()),
             hashers: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Keeps uploads in PostgreSQL and the bucket from now on, so that any instance can
+    /// continue them.
+    pub(crate) fn share(
+        &mut self,
+        pg: std::sync::Arc<crate::pg::PgMeta>,
+        bucket: std::sync::Arc<crate::bucket::Bucket>,
+    ) -> Result<(), StoreError> {
+        let shared = Shared::new(pg, bucket, self.dir.join(PIECES));
+        shared.recover()?;
+        self.shared = Some(shared);
+        Ok(())
+    }
+
+    /// With uploads shared by instances: removes the bucket's pieces that no upload names,
+    /// when older than `grace` seconds (see [`Store::gc`](crate::Store::gc)).
+    pub(crate) fn remove_orphan_pieces(&self, grace: i64, now: i64) -> Result<usize, StoreError> {
+        match &self.shared {
+            Some(shared) => shared.remove_orphans(grace, now),
+            None => Ok(0),
+        }
+    }
+
+    /// Whether uploads are shared by instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     pub(crate) fn set_reserve(&mut self, reserve: u64) {
@@ -182,8 +226,9 @@ impl Partials {
                     None => remove_file(&path)?,
                 },
                 Some((id, "part")) if valid_id(id) && self.sidecar(id).exists() => {}
-                // S3 multipart uploads keep their own house (see `multipart`).
-                None if name == MULTIPART => {}
+                // S3 multipart uploads keep their own house (see `multipart`), and so do the
+                // copies of shared uploads' pieces.
+                None if name == MULTIPART || name == PIECES => {}
                 _ => {
                     tracing::info!(file = %name, "removed a leftover from uploads/");
                     if path.is_dir() {
@@ -200,6 +245,9 @@ impl Partials {
 
     /// Cuts bytes past the acknowledged offset: what a crash or an interrupted chunk left.
     fn trim(&self, upload: &PartialUpload) -> Result<(), StoreError> {
+        if self.shared.is_some() {
+            return Ok(());
+        }
         let path = self.part(&upload.id);
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(f) => f,
@@ -237,6 +285,10 @@ impl Partials {
         max_open: usize,
     ) -> Result<Option<PartialUpload>, StoreError> {
         let id = hex::encode(rand::random::<[u8; 16]>());
+        if let Some(shared) = &self.shared {
+            let mut upload = new_upload(&id, owner, length, metadata, now);
+            return Ok(shared.create(&mut upload, max_open)?.then_some(upload));
+        }
         {
             let mut open = self.lock_open();
             if open.values().filter(|u| u.owner == owner).count() >= max_open {
@@ -261,21 +313,10 @@ impl Partials {
         now: OffsetDateTime,
     ) -> Result<PartialUpload, StoreError> {
         create_part(&self.part(id))?;
-        let upload = PartialUpload {
-            version: SIDECAR_VERSION,
-            id: id.to_owned(),
-            owner: owner.to_owned(),
-            length,
-            offset: 0,
-            metadata: metadata.to_owned(),
-            created_at: now,
-            updated_at: now,
-            reserved_id: None,
-            media_id: None,
-        };
+        let mut upload = new_upload(id, owner, length, metadata, now);
         // The sidecar's rename is made durable with the directory's fsync, which covers the
         // `.part` file's entry too.
-        self.save(&upload)?;
+        self.save(&mut upload)?;
         Ok(upload)
     }
 
@@ -284,7 +325,10 @@ impl Partials {
         if !valid_id(id) {
             return Ok(None);
         }
-        self.read(id)
+        match &self.shared {
+            Some(shared) => shared.get(id),
+            None => self.read(id),
+        }
     }
 
     fn read(&self, id: &str) -> Result<Option<PartialUpload>, StoreError> {
@@ -302,8 +346,13 @@ impl Partials {
         }
     }
 
-    /// Writes the sidecar durably: the upload's state is now what it says.
-    pub fn save(&self, upload: &PartialUpload) -> Result<(), StoreError> {
+    /// Writes the sidecar durably: the upload's state is now what it says. A shared upload's
+    /// state is written only if nobody changed it since it was read
+    /// ([`StoreError::Changed`] if someone did).
+    pub fn save(&self, upload: &mut PartialUpload) -> Result<(), StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.save(upload);
+        }
         let bytes = serde_json::to_vec(upload)
             .map_err(|e| StoreError::io("encode an upload's sidecar", std::io::Error::other(e)))?;
         durable::write_atomically(&self.dir, &self.sidecar(&upload.id), &bytes, FILE_MODE)
@@ -317,6 +366,11 @@ impl Partials {
         upload: &PartialUpload,
         check: Option<ChunkCheck>,
     ) -> Result<Appender<'_>, StoreError> {
+        if let Some(shared) = &self.shared {
+            let piece = Piece::new(upload.offset);
+            let file = create_part(&shared.local(&upload.id, &piece))?;
+            return Ok(Appender::piece(self, file, upload.offset, piece, check));
+        }
         self.trim(upload)?;
         let mut file = OpenOptions::new()
             .write(true)
@@ -365,11 +419,15 @@ impl Partials {
     }
 
     /// How many unfinished uploads `owner` has.
-    pub fn in_progress(&self, owner: &str) -> usize {
-        self.lock_open()
+    pub fn in_progress(&self, owner: &str) -> Result<usize, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.in_progress(owner);
+        }
+        Ok(self
+            .lock_open()
             .values()
             .filter(|u| u.owner == owner)
-            .count()
+            .count())
     }
 
     fn lock_hashers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Sha256)>> {
@@ -381,6 +439,9 @@ impl Partials {
     /// The first acknowledged bytes (up to [`HEAD_BYTES`]), to sniff the upload's type before
     /// the rest arrives.
     pub fn head(&self, upload: &PartialUpload) -> Result<Vec<u8>, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.head(upload);
+        }
         let want = upload.offset.min(HEAD_BYTES as u64);
         let file =
             File::open(self.part(&upload.id)).map_err(|e| StoreError::io("read an upload", e))?;
@@ -400,6 +461,9 @@ impl Partials {
                 field: "upload",
                 expected: format!("upload {} complete", upload.id),
             });
+        }
+        if let Some(shared) = &self.shared {
+            return shared.stage(upload, &self.tmp);
         }
         self.trim(upload)?;
         let hash = ContentHash(self.hasher_at(upload)?.finalize().into());
@@ -430,6 +494,9 @@ impl Partials {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         crate::write::crash_point("tus-media-created", || Ok(()));
+        if let Some(shared) = &self.shared {
+            return self.completed_shared(shared, upload, media_id, now);
+        }
         upload.media_id = Some(media_id.to_owned());
         upload.updated_at = now;
         let bytes = serde_json::to_vec(upload)
@@ -450,11 +517,51 @@ impl Partials {
         remove_file(&self.part(&upload.id))
     }
 
+    /// [`completed`](Self::completed) for a shared upload: notes the media id (again if
+    /// another instance completed it meanwhile, under the same reserved id), then removes the
+    /// pieces.
+    fn completed_shared(
+        &self,
+        shared: &Shared,
+        upload: &mut PartialUpload,
+        media_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let mut next = upload.clone();
+            next.media_id = Some(media_id.to_owned());
+            next.updated_at = now;
+            match shared.save(&mut next) {
+                Ok(()) => {
+                    shared.forget(&next.id, &next.pieces);
+                    *upload = next;
+                    return Ok(());
+                }
+                Err(StoreError::Changed(_)) => match shared.get(&upload.id)? {
+                    Some(now_is) if now_is.media_id.is_some() => {
+                        *upload = now_is;
+                        return Ok(());
+                    }
+                    Some(now_is) => *upload = now_is,
+                    None => return Ok(()),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Changed(format!(
+            "upload {} keeps changing on other instances",
+            upload.id
+        )))
+    }
+
     /// Removes an upload: its sidecar first (durably), so that a crash leaves at most a
     /// `.part` file that the next start removes.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         if !valid_id(id) {
             return Ok(());
+        }
+        if let Some(shared) = &self.shared {
+            return shared.remove(id);
         }
         self.lock_hashers().remove(id);
         remove_file(&self.sidecar(id))?;
@@ -466,6 +573,9 @@ impl Partials {
     /// Every upload in `uploads/`, finished ones included. A sidecar that cannot be read is
     /// skipped (and reported), not fatal: one damaged upload must not stop the others.
     pub fn list(&self) -> Result<Vec<PartialUpload>, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.list();
+        }
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -490,13 +600,24 @@ impl Partials {
         Ok(out)
     }
 
-    /// Unfinished uploads and their acknowledged bytes.
-    pub fn usage(&self) -> PartialUsage {
+    /// Unfinished uploads and their acknowledged bytes (on every instance, when shared).
+    pub fn usage(&self) -> Result<PartialUsage, StoreError> {
+        if self.shared.is_some() {
+            let open: Vec<_> = self
+                .list()?
+                .into_iter()
+                .filter(|u| u.media_id.is_none())
+                .collect();
+            return Ok(PartialUsage {
+                count: open.len() as u64,
+                bytes: open.iter().map(|u| u.offset).sum(),
+            });
+        }
         let open = self.lock_open();
-        PartialUsage {
+        Ok(PartialUsage {
             count: open.len() as u64,
             bytes: open.values().map(|u| u.offset).sum(),
-        }
+        })
     }
 
     /// Removes uploads that saw no bytes for `expiry`, and finished ones kept that long for
@@ -509,7 +630,11 @@ impl Partials {
         busy: impl Fn(&str) -> bool,
     ) -> Result<PartialUsage, StoreError> {
         let mut gone = PartialUsage::default();
-        for u in self.list()? {
+        let all = self.list()?;
+        if let Some(shared) = &self.shared {
+            shared.prune(&all)?;
+        }
+        for u in all {
             if now < u.updated_at + expiry || busy(&u.id) {
                 continue;
             }
@@ -520,6 +645,30 @@ impl Partials {
             }
         }
         Ok(gone)
+    }
+}
+
+/// A new upload's state.
+fn new_upload(
+    id: &str,
+    owner: &str,
+    length: Option<u64>,
+    metadata: &str,
+    now: OffsetDateTime,
+) -> PartialUpload {
+    PartialUpload {
+        version: SIDECAR_VERSION,
+        id: id.to_owned(),
+        owner: owner.to_owned(),
+        length,
+        offset: 0,
+        metadata: metadata.to_owned(),
+        created_at: now,
+        updated_at: now,
+        reserved_id: None,
+        media_id: None,
+        pieces: Vec::new(),
+        revision: 0,
     }
 }
 

@@ -434,8 +434,8 @@ async fn chunk(
         }
         (None, Some(sent)) => {
             upload.length = Some(sent);
-            let (s, u) = (state.clone(), upload.clone());
-            web::block(move || s.store.partials().save(&u)).await??;
+            let (s, mut u) = (state.clone(), upload.clone());
+            upload = web::block(move || s.store.partials().save(&mut u).map(|()| u)).await??;
         }
         _ => {}
     }

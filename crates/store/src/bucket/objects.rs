@@ -117,6 +117,23 @@ impl Bucket {
         })
     }
 
+    /// One range of an object.
+    pub fn read_object_range(
+        &self,
+        key: &ObjectKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.observed("get", || {
+            let (store, path) = (self.store.clone(), key.path());
+            self.run(async move {
+                store
+                    .get_range(&path, range)
+                    .await
+                    .map_err(|e| unavailable("read an object from the bucket", e))
+            })?
+        })
+    }
+
     /// Streams the object under `key` into `out`, a few chunks in flight at a time; returns
     /// its size, or `None` when there is no such object.
     pub fn copy_object_to(

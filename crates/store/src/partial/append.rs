@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{PartialUpload, Partials, SPACE_CHECK_EVERY, WRITEBACK_STEP};
+use super::{PartialUpload, Partials, Piece, SPACE_CHECK_EVERY, WRITEBACK_STEP};
 use crate::blobs::{writeback, Hashing};
 use crate::write::upload_file::UploadFile;
 use crate::StoreError;
@@ -61,13 +61,19 @@ pub struct Appender<'a> {
     /// `None` once finished.
     out: Option<UploadFile<File>>,
     start: u64,
+    /// Where the chunk starts in the file: `start` in the upload's `.part` file, 0 in a
+    /// piece of its own.
+    file_start: u64,
     written: u64,
     written_back: u64,
     since_check: u64,
-    /// The upload's sha256 before this chunk, to put back if the chunk is discarded.
-    before: Sha256,
-    hashing: Hashing,
+    /// The upload's sha256 before this chunk, to put back if the chunk is discarded; `None`
+    /// for a shared upload, hashed whole at completion.
+    before: Option<Sha256>,
+    hashing: Option<Hashing>,
     digest: Option<(ChunkDigest, Vec<u8>)>,
+    /// For a shared upload: the piece this chunk becomes.
+    piece: Option<Piece>,
 }
 
 impl<'a> Appender<'a> {
@@ -83,12 +89,37 @@ impl<'a> Appender<'a> {
             partials,
             out: Some(UploadFile::at(file, start)),
             start,
+            file_start: start,
             written: 0,
             written_back: 0,
             since_check: 0,
-            before: hasher.clone(),
-            hashing: Hashing::Here(hasher),
+            before: Some(hasher.clone()),
+            hashing: Some(Hashing::Here(hasher)),
             digest: check.map(ChunkCheck::start),
+            piece: None,
+        }
+    }
+
+    /// A chunk of a shared upload from `start`, written to a piece of its own: `file`, new.
+    pub(super) fn piece(
+        partials: &'a Partials,
+        file: File,
+        start: u64,
+        piece: Piece,
+        check: Option<ChunkCheck>,
+    ) -> Self {
+        Appender {
+            partials,
+            out: Some(UploadFile::at(file, 0)),
+            start,
+            file_start: 0,
+            written: 0,
+            written_back: 0,
+            since_check: 0,
+            before: None,
+            hashing: None,
+            digest: check.map(ChunkCheck::start),
+            piece: Some(piece),
         }
     }
 
@@ -114,8 +145,9 @@ impl<'a> Appender<'a> {
         let len = data.len() as u64;
         // The hashing thread (for a long chunk) gets the bytes first, so that it hashes
         // while this thread writes.
-        self.hashing
-            .update(data.clone(), self.start + self.written)?;
+        if let Some(hashing) = &mut self.hashing {
+            hashing.update(data.clone(), self.start + self.written)?;
+        }
         let out = self.out.as_mut().ok_or_else(finished)?;
         out.write_all(&data)
             .map_err(|e| StoreError::io("write to a partial upload", e))?;
@@ -123,10 +155,10 @@ impl<'a> Appender<'a> {
         if !out.is_direct() && out.written() - self.written_back >= WRITEBACK_STEP {
             // Start writing back what is written, and wait for the step before: the fsync
             // in `commit` then finds little left to do. (Direct writes leave nothing.)
-            let end = self.start + out.written();
-            let from = self.start + self.written_back;
+            let end = self.file_start + out.written();
+            let from = self.file_start + self.written_back;
             writeback(out.file(), from, end - from, false)?;
-            let previous = from.saturating_sub(WRITEBACK_STEP).max(self.start);
+            let previous = from.saturating_sub(WRITEBACK_STEP).max(self.file_start);
             writeback(out.file(), previous, from - previous, true)?;
             self.written_back = out.written();
         }
@@ -161,6 +193,14 @@ impl<'a> Appender<'a> {
             }
         }
         let offset = self.offset();
+        if let Some(piece) = self.piece.take() {
+            if let Err(e) = self.commit_piece(upload, piece.clone(), now) {
+                self.piece = Some(piece);
+                self.discard(upload)?;
+                return Err(e.into());
+            }
+            return Ok(());
+        }
         let synced = self.out.take().ok_or_else(finished).and_then(|out| {
             let file = out
                 .finish()
@@ -168,20 +208,16 @@ impl<'a> Appender<'a> {
             crate::timing::fsync(|| file.sync_data())
                 .map_err(|e| StoreError::io("fsync a partial upload", e))
         });
-        let hasher = std::mem::replace(&mut self.hashing, Hashing::Here(Sha256::new()));
-        let hasher = hasher.into_state();
-        let mut next = upload.clone();
-        next.offset = offset;
-        next.updated_at = now;
-        if next.is_whole() && next.reserved_id.is_none() {
-            // The record it becomes gets this id, noted with the last bytes (see
-            // [`completed`](Partials::completed)).
-            next.reserved_id = Some(crate::MediaId(ulid::Ulid::new()).to_string());
-        }
+        let hasher = self
+            .hashing
+            .take()
+            .ok_or_else(finished)
+            .and_then(Hashing::into_state);
+        let mut next = self.next(upload, now);
         crate::write::crash_point("tus-chunk-synced", || Ok(()));
         let saved = synced
             .and(hasher)
-            .and_then(|h| self.partials.save(&next).map(|()| h));
+            .and_then(|h| self.partials.save(&mut next).map(|()| h));
         crate::write::crash_point("tus-offset-saved", || Ok(()));
         match saved {
             Ok(hasher) => {
@@ -199,8 +235,47 @@ impl<'a> Appender<'a> {
         }
     }
 
+    /// The upload's state with this chunk acknowledged.
+    fn next(&self, upload: &PartialUpload, now: OffsetDateTime) -> PartialUpload {
+        let mut next = upload.clone();
+        next.offset = self.offset();
+        next.updated_at = now;
+        if next.is_whole() && next.reserved_id.is_none() {
+            // The record it becomes gets this id, noted with the last bytes (see
+            // [`completed`](Partials::completed)).
+            next.reserved_id = Some(crate::MediaId(ulid::Ulid::new()).to_string());
+        }
+        next
+    }
+
+    /// [`commit`](Self::commit) of a shared upload's chunk: its piece sent to the bucket,
+    /// then named in the upload's state (see [`shared`](super::shared)).
+    fn commit_piece(
+        &mut self,
+        upload: &mut PartialUpload,
+        mut piece: Piece,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let shared = self.partials.shared.as_ref().ok_or_else(finished)?;
+        let out = self.out.take().ok_or_else(finished)?;
+        out.finish()
+            .map_err(|e| StoreError::io("write to a partial upload", e))?;
+        piece.size = self.written;
+        let mut next = self.next(upload, now);
+        shared.acknowledge(&mut next, piece)?;
+        *upload = next;
+        Ok(())
+    }
+
     /// Drops the chunk: the file is cut back to the acknowledged offset.
     pub fn discard(self, upload: &PartialUpload) -> Result<(), StoreError> {
+        if let Some(shared) = &self.partials.shared {
+            // A piece that was never acknowledged: its file goes (and the piece, if sent).
+            if let Some(piece) = &self.piece {
+                let _ = std::fs::remove_file(shared.local(&upload.id, piece));
+            }
+            return Ok(());
+        }
         // The file may have been finished (a commit that failed): open it again.
         let file = OpenOptions::new()
             .write(true)
@@ -208,9 +283,11 @@ impl<'a> Appender<'a> {
             .map_err(|e| StoreError::io("discard a chunk", e))?;
         file.set_len(self.start)
             .map_err(|e| StoreError::io("discard a chunk", e))?;
-        self.partials
-            .lock_hashers()
-            .insert(upload.id.clone(), (self.start, self.before));
+        if let Some(before) = self.before {
+            self.partials
+                .lock_hashers()
+                .insert(upload.id.clone(), (self.start, before));
+        }
         Ok(())
     }
 }

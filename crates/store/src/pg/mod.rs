@@ -49,6 +49,8 @@ mod recent;
 mod row;
 mod schema;
 mod shared_values;
+/// Uploads in progress that any instance may continue.
+mod uploads;
 
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,21 @@ const MIGRATIONS: &[&str] = &[
         version bigint NOT NULL CHECK (version > 0)
     );
     "#,
+    // 3: uploads in progress (tus), which any instance may continue: the state of each
+    // (its sidecar, as JSON, with the pieces its bytes are in), changed only from the version
+    // read.
+    r#"
+    CREATE TABLE uploads_in_progress (
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        owner text NOT NULL,
+        finished boolean NOT NULL DEFAULT false,
+        state text NOT NULL,
+        version bigint NOT NULL CHECK (version > 0)
+    );
+    CREATE INDEX uploads_in_progress_owner ON uploads_in_progress (kind, owner)
+        WHERE NOT finished;
+    "#,
 ];
 
 /// The schema version this Shoebox writes.

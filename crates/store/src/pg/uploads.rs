@@ -1,0 +1,163 @@
+//! Uploads in progress that any instance may continue (see
+//! [`partial::shared`](crate::partial)): one row each, with its state as JSON and a version
+//! that every change raises, so that a change made from a state that is no longer current is
+//! refused rather than lost (two instances appending to one upload at once: one wins).
+
+use super::PgMeta;
+use crate::StoreError;
+
+/// One upload's row: its state and the version it was read at.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    /// The state as its owner wrote it (JSON).
+    pub state: String,
+    /// Raised by every change.
+    pub version: i64,
+}
+
+impl PgMeta {
+    /// Adds an upload of `kind` (`tus`) unless `owner` has `max_open` unfinished ones of that
+    /// kind already; answers whether it was added. The count and the insert are one
+    /// transaction under a lock on the owner, so that concurrent creations cannot pass the cap
+    /// together.
+    pub fn upload_insert(
+        &self,
+        kind: &str,
+        id: &str,
+        owner: &str,
+        state: &str,
+        max_open: usize,
+    ) -> Result<bool, StoreError> {
+        let (kind, id, owner, state) = (
+            kind.to_owned(),
+            id.to_owned(),
+            owner.to_owned(),
+            state.to_owned(),
+        );
+        let max = i64::try_from(max_open).unwrap_or(i64::MAX);
+        self.read(move |mut client| async move {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+                &[&kind, &owner],
+            )
+            .await?;
+            let open: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM uploads_in_progress \
+                     WHERE kind = $1 AND owner = $2 AND NOT finished",
+                    &[&kind, &owner],
+                )
+                .await?
+                .get(0);
+            if open >= max {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO uploads_in_progress (id, kind, owner, state, version) \
+                 VALUES ($1, $2, $3, $4, 1)",
+                &[&id, &kind, &owner, &state],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// An upload's row, if there is one.
+    pub fn upload_get(&self, kind: &str, id: &str) -> Result<Option<UploadRow>, StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT state, version FROM uploads_in_progress WHERE kind = $1 AND id = $2",
+                )
+                .await?;
+            Ok(client
+                .query_opt(&stmt, &[&kind, &id])
+                .await?
+                .map(|r| UploadRow {
+                    state: r.get(0),
+                    version: r.get(1),
+                }))
+        })
+    }
+
+    /// Replaces an upload's state if it is still at version `read`; answers the new version,
+    /// or `None` when another instance changed it first (or removed it).
+    pub fn upload_replace(
+        &self,
+        kind: &str,
+        id: &str,
+        state: &str,
+        finished: bool,
+        read: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (kind, id, state) = (kind.to_owned(), id.to_owned(), state.to_owned());
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE uploads_in_progress SET state = $3, finished = $4, \
+                     version = version + 1 \
+                     WHERE kind = $1 AND id = $2 AND version = $5 RETURNING version",
+                )
+                .await?;
+            Ok(client
+                .query_opt(&stmt, &[&kind, &id, &state, &finished, &read])
+                .await?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    /// Removes an upload's row; answers the state it had, if it had one.
+    pub fn upload_remove(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.read(move |client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM uploads_in_progress WHERE kind = $1 AND id = $2 RETURNING state",
+                )
+                .await?;
+            Ok(client
+                .query_opt(&stmt, &[&kind, &id])
+                .await?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    /// Every upload of `kind`, finished ones included, with their versions.
+    pub fn upload_all(&self, kind: &str) -> Result<Vec<UploadRow>, StoreError> {
+        let kind = kind.to_owned();
+        self.read(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT state, version FROM uploads_in_progress WHERE kind = $1 ORDER BY id",
+                    &[&kind],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| UploadRow {
+                    state: r.get(0),
+                    version: r.get(1),
+                })
+                .collect())
+        })
+    }
+
+    /// How many unfinished uploads of `kind` `owner` has.
+    pub fn upload_count(&self, kind: &str, owner: &str) -> Result<usize, StoreError> {
+        let (kind, owner) = (kind.to_owned(), owner.to_owned());
+        self.read(move |client| async move {
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM uploads_in_progress \
+                     WHERE kind = $1 AND owner = $2 AND NOT finished",
+                    &[&kind, &owner],
+                )
+                .await?
+                .get(0);
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+}
