@@ -4,8 +4,8 @@
 //!   redirects, and a SIGKILL during uploads.
 //! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
 //!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
-//!   `moving`: `shoebox migrate` to the cluster and back; `resumable`: tus uploads that any
-//!   instance continues.
+//!   `moving`: `shoebox migrate` to the cluster and back; `resumable` and `multipart`: tus
+//!   uploads and S3 multipart uploads that any instance continues.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -17,6 +17,7 @@ mod blobs;
 mod credentials;
 mod derived;
 mod moving;
+mod multipart;
 mod resumable;
 mod shared;
 #[path = "../tus/clients.rs"]

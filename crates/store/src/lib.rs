@@ -250,7 +250,15 @@ impl Store {
             // Any instance may continue an upload that another began.
             partials.share(pg.clone(), bucket.clone())?;
         }
-        let multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
+        let mut multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
+        if let (Some(pg), Some(bucket)) = (&limits.database, &limits.bucket) {
+            multipart.share(multipart::SharedParts::new(
+                pg.clone(),
+                bucket.clone(),
+                layout.uploads().join(partial::PIECES),
+                layout.tmp(),
+            ));
+        }
         let collections = match &limits.database {
             Some(pg) => Collections::open_shared(layout.collections(), pg.clone())?,
             None => Collections::open(layout.collections())?,

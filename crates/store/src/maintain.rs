@@ -143,7 +143,36 @@ impl Store {
         let grace = grace.as_secs() as i64;
         gc.variants_removed += self.remove_bucket_variants(current, grace, now)?;
         // As for blobs, the grace period spares pieces on their way to being acknowledged.
-        gc.pieces_removed = self.partials.remove_orphan_pieces(grace, now)?;
+        gc.pieces_removed = self.remove_orphan_pieces(grace, now)?;
         Ok(gc)
+    }
+
+    /// With uploads shared by instances: removes the bucket's pieces (of tus uploads and
+    /// multipart parts) that no upload names and that are older than `grace` seconds, what a
+    /// crash between a piece's PUT and its acknowledgement left, or a removal cut short.
+    /// Returns how many went.
+    fn remove_orphan_pieces(&self, grace: i64, now: i64) -> Result<usize, StoreError> {
+        let (Some(bucket), true) = (self.blobs.bucket(), self.partials.is_shared()) else {
+            return Ok(0);
+        };
+        // Listed before the names are read: a piece acknowledged meanwhile is named then.
+        let listed = bucket.list_objects(crate::bucket::UPLOADS)?;
+        let mut named: BTreeSet<String> = self.partials.piece_names()?.into_iter().collect();
+        named.extend(self.multipart.piece_names()?);
+        let mut removed = 0;
+        for object in listed {
+            if named.contains(&object.name) || now.saturating_sub(object.modified) < grace {
+                continue;
+            }
+            let key = object
+                .name
+                .split_once('/')
+                .and_then(|(id, name)| crate::bucket::ObjectKey::piece(id, name));
+            if let Some(key) = key {
+                bucket.delete_object(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

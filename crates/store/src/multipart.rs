@@ -15,6 +15,9 @@
 //! Completing an upload reads the parts back once, in order, into a staged blob (the sha256
 //! and MD5 of the whole come from that pass), which then goes through the ordinary write path;
 //! the upload's directory goes only after the object is durable.
+//!
+//! With the records in PostgreSQL and the blobs in a bucket, uploads and parts are kept there
+//! instead, so that any instance can continue an upload (see [`shared`]).
 
 use std::fs;
 use std::path::PathBuf;
@@ -28,6 +31,10 @@ use crate::durable;
 use crate::layout::FILE_MODE;
 use crate::record::Visibility;
 use crate::{StagedBlob, StoreError};
+
+/// Uploads any instance may continue: in PostgreSQL and the bucket.
+mod shared;
+pub(crate) use shared::SharedParts;
 
 /// The upload file's format version.
 const UPLOAD_VERSION: u32 = 1;
@@ -76,9 +83,10 @@ pub struct Part {
     pub last_modified: OffsetDateTime,
 }
 
-/// The multipart uploads in `uploads/multipart/`.
+/// The multipart uploads in `uploads/multipart/` (or, shared, in PostgreSQL and the bucket).
 pub struct Multipart {
     dir: PathBuf,
+    shared: Option<SharedParts>,
 }
 
 /// Upload ids are ours: 32 hex digits.
@@ -96,7 +104,20 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
 impl Multipart {
     /// The uploads under `dir`, which is made with the first one.
     pub(crate) fn open(dir: PathBuf) -> Result<Multipart, StoreError> {
-        Ok(Multipart { dir })
+        Ok(Multipart { dir, shared: None })
+    }
+
+    /// Keeps uploads in PostgreSQL and the bucket from now on.
+    pub(crate) fn share(&mut self, shared: SharedParts) {
+        self.shared = Some(shared);
+    }
+
+    /// Every part's name under the bucket's `uploads/`, when uploads are shared.
+    pub(crate) fn piece_names(&self) -> Result<Vec<String>, StoreError> {
+        match &self.shared {
+            Some(shared) => shared.piece_names(),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The uploads' directory entries; none when no upload was ever made.
@@ -139,6 +160,10 @@ impl Multipart {
             visibility,
             created_at: crate::record::now(),
         };
+        if let Some(shared) = &self.shared {
+            shared.create(&upload)?;
+            return Ok(upload);
+        }
         let dir = self.upload_dir(&upload.id);
         fs::create_dir_all(&self.dir).map_err(io("create uploads/multipart/"))?;
         fs::create_dir(&dir).map_err(io("create a multipart upload"))?;
@@ -155,6 +180,9 @@ impl Multipart {
         if !valid_id(id) {
             return Ok(None);
         }
+        if let Some(shared) = &self.shared {
+            return shared.get(id);
+        }
         match fs::read(self.upload_dir(id).join("upload.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 StoreError::Corrupt(format!("multipart upload {id} does not parse: {e}"))
@@ -166,6 +194,15 @@ impl Multipart {
 
     /// Every upload in progress, oldest first; one that cannot be read is skipped.
     pub fn list(&self) -> Result<Vec<MultipartUpload>, StoreError> {
+        let mut out = match &self.shared {
+            Some(shared) => shared.list()?,
+            None => self.list_here()?,
+        };
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    fn list_here(&self) -> Result<Vec<MultipartUpload>, StoreError> {
         let mut out = Vec::new();
         for entry in self.entries()? {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
@@ -177,7 +214,6 @@ impl Multipart {
                 Err(e) => tracing::warn!(upload = %id, error = %e, "skipped a multipart upload"),
             }
         }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
@@ -190,6 +226,9 @@ impl Multipart {
         blob: StagedBlob,
         md5: String,
     ) -> Result<Part, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.add_part(upload, number, blob, md5);
+        }
         let dir = self.upload_dir(&upload.id);
         if !dir.join("upload.json").exists() {
             return Err(StoreError::NotFound);
@@ -233,6 +272,9 @@ impl Multipart {
 
     /// An upload's parts, by number.
     pub fn parts(&self, id: &str) -> Result<Vec<Part>, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.parts(id);
+        }
         let mut out = Vec::new();
         let dir = self.upload_dir(id);
         for entry in fs::read_dir(&dir).map_err(io("list an upload's parts"))? {
@@ -254,14 +296,26 @@ impl Multipart {
     }
 
     /// The file holding a part's bytes.
-    pub fn part_path(&self, id: &str, part: &Part) -> PathBuf {
+    fn part_path(&self, id: &str, part: &Part) -> PathBuf {
         self.upload_dir(id).join(&part.file)
+    }
+
+    /// A part's bytes, open for reading from the start; with shared uploads, fetched from
+    /// the bucket when another instance received the part. A blocking call.
+    pub fn part_file(&self, id: &str, part: &Part) -> Result<fs::File, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.part_file(id, part);
+        }
+        fs::File::open(self.part_path(id, part)).map_err(|e| StoreError::io("open a part", e))
     }
 
     /// Ends an upload and removes its parts; false when there was none.
     pub fn remove(&self, id: &str) -> Result<bool, StoreError> {
         if !valid_id(id) {
             return Ok(false);
+        }
+        if let Some(shared) = &self.shared {
+            return shared.remove(id);
         }
         match fs::remove_dir_all(self.upload_dir(id)) {
             Ok(()) => {
@@ -276,6 +330,9 @@ impl Multipart {
     /// Removes uploads that saw nothing new for `expiry` (and directories without an upload
     /// file, which a crash while one was being made left); returns how many went.
     pub fn sweep(&self, expiry: Duration) -> Result<usize, StoreError> {
+        if self.shared.is_some() {
+            return self.sweep_shared(expiry);
+        }
         let mut removed = 0;
         let now = std::time::SystemTime::now();
         for entry in self.entries()? {
@@ -308,6 +365,28 @@ impl Multipart {
         }
         if removed > 0 {
             durable::fsync_dir(&self.dir).map_err(io("sweep multipart uploads"))?;
+        }
+        Ok(removed)
+    }
+}
+
+impl Multipart {
+    /// [`sweep`](Self::sweep) of shared uploads: those whose newest part (or start) is older
+    /// than `expiry`.
+    fn sweep_shared(&self, expiry: Duration) -> Result<usize, StoreError> {
+        let now = crate::record::now();
+        let mut removed = 0;
+        for upload in self.list()? {
+            let latest = self
+                .parts(&upload.id)?
+                .iter()
+                .map(|p| p.last_modified)
+                .chain([upload.created_at])
+                .max()
+                .unwrap_or(upload.created_at);
+            if now - latest > expiry && self.remove(&upload.id)? {
+                removed += 1;
+            }
         }
         Ok(removed)
     }

@@ -170,12 +170,11 @@ impl Partials {
         Ok(())
     }
 
-    /// With uploads shared by instances: removes the bucket's pieces that no upload names,
-    /// when older than `grace` seconds (see [`Store::gc`](crate::Store::gc)).
-    pub(crate) fn remove_orphan_pieces(&self, grace: i64, now: i64) -> Result<usize, StoreError> {
+    /// Every piece's name under the bucket's `uploads/`, when uploads are shared.
+    pub(crate) fn piece_names(&self) -> Result<Vec<String>, StoreError> {
         match &self.shared {
-            Some(shared) => shared.remove_orphans(grace, now),
-            None => Ok(0),
+            Some(shared) => shared.piece_names(),
+            None => Ok(Vec::new()),
         }
     }
 

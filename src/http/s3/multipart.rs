@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use md5::Digest as _;
 use s3s::dto::{self, ETag, Timestamp};
-use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::super::auth::Caller;
 use super::super::blob_body::BlobBody;
@@ -221,14 +221,22 @@ pub(super) async fn complete(
         .and_then(|m| m.parts)
         .unwrap_or_default();
     let parts = chosen(received, &asked)?;
-    let files = parts
-        .iter()
-        .map(|p| {
-            File::open(multipart.part_path(&upload.id, p))
-                .map(|f| (f, p.size))
-                .map_err(|e| store_error(crate::store::StoreError::io("open a part", e)))
-        })
-        .collect::<Result<Vec<_>, S3Error>>()?;
+    let (s, id, chosen_parts) = (state.clone(), upload.id.clone(), parts.clone());
+    // Blocking: shared uploads fetch the parts other instances received.
+    let files = web::block(move || {
+        chosen_parts
+            .iter()
+            .map(|p| s.store.multipart().part_file(&id, p).map(|f| (f, p.size)))
+            .collect::<Result<Vec<(File, u64)>, _>>()
+    })
+    .await
+    .map_err(|e| {
+        store_error(crate::store::StoreError::io(
+            "open a part",
+            std::io::Error::other(e),
+        ))
+    })?
+    .map_err(store_error)?;
     let body = futures_util::stream::iter(files)
         .flat_map(|(file, size)| BlobBody::new(file, 0, size))
         .map(|chunk| chunk.map_err(|e| Box::new(e) as StdError));

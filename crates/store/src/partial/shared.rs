@@ -196,7 +196,7 @@ impl Shared {
     }
 
     pub(super) fn remove(&self, id: &str) -> Result<(), StoreError> {
-        if let Some(state) = self.pg.upload_remove(KIND, id)? {
+        if let Some((state, _)) = self.pg.upload_remove(KIND, id)? {
             let upload = Self::decode(&state, 0)?;
             self.forget(id, &upload.pieces);
         }
@@ -218,30 +218,13 @@ impl Shared {
         self.pg.upload_count(KIND, owner)
     }
 
-    /// Removes the bucket's pieces that no upload names and that are older than `grace`
-    /// seconds: what a crash between a piece's PUT and its acknowledgement left, or a removal
-    /// cut short. Returns how many went.
-    pub(super) fn remove_orphans(&self, grace: i64, now: i64) -> Result<usize, StoreError> {
-        let named: std::collections::HashSet<String> = self
+    /// Every piece's name under `uploads/`, for `gc`.
+    pub(super) fn piece_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
             .list()?
             .iter()
             .flat_map(|u| u.pieces.iter().map(|p| format!("{}/{}", u.id, p.name)))
-            .collect();
-        let mut removed = 0;
-        for object in self.bucket.list_objects(crate::bucket::UPLOADS)? {
-            if named.contains(&object.name) || now.saturating_sub(object.modified) < grace {
-                continue;
-            }
-            let key = object
-                .name
-                .split_once('/')
-                .and_then(|(id, name)| ObjectKey::piece(id, name));
-            if let Some(key) = key {
-                self.bucket.delete_object(&key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+            .collect())
     }
 
     /// Removes this instance's copies of pieces of uploads that are finished or gone (made

@@ -61,9 +61,10 @@ const MIGRATIONS: &[&str] = &[
         version bigint NOT NULL CHECK (version > 0)
     );
     "#,
-    // 3: uploads in progress (tus), which any instance may continue: the state of each
-    // (its sidecar, as JSON, with the pieces its bytes are in), changed only from the version
-    // read.
+    // 3: uploads in progress (tus, and S3 multipart uploads), which any instance may
+    // continue: the state of each (a tus upload's sidecar, as JSON, with the pieces its bytes
+    // are in), changed only from the version read; and the parts of multipart uploads, one
+    // row each, so that parts sent at once do not contend for one row.
     r#"
     CREATE TABLE uploads_in_progress (
         id text PRIMARY KEY,
@@ -75,6 +76,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX uploads_in_progress_owner ON uploads_in_progress (kind, owner)
         WHERE NOT finished;
+    CREATE TABLE upload_parts (
+        upload_id text NOT NULL REFERENCES uploads_in_progress (id) ON DELETE CASCADE,
+        number integer NOT NULL,
+        state text NOT NULL,
+        PRIMARY KEY (upload_id, number)
+    );
     "#,
 ];
 

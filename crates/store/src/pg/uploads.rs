@@ -109,19 +109,103 @@ impl PgMeta {
         })
     }
 
-    /// Removes an upload's row; answers the state it had, if it had one.
-    pub fn upload_remove(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+    /// Removes an upload's row and its parts; answers the state it had and its parts', if
+    /// it had a row.
+    pub fn upload_remove(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<(String, Vec<String>)>, StoreError> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.read(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let parts = tx
+                .query(
+                    "SELECT state FROM upload_parts WHERE upload_id = $1 ORDER BY number",
+                    &[&id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let state = tx
+                .query_opt(
+                    "DELETE FROM uploads_in_progress WHERE kind = $1 AND id = $2 RETURNING state",
+                    &[&kind, &id],
+                )
+                .await?
+                .map(|r| r.get::<_, String>(0));
+            tx.commit().await?;
+            Ok(state.map(|s| (s, parts)))
+        })
+    }
+
+    /// Keeps part `number` of an upload (replacing one of that number); answers the state
+    /// of the part it replaced (`Some(None)` when there was none), or `None` when the upload
+    /// is gone. The upload's row is locked against removal until the part is in.
+    pub fn upload_part_put(
+        &self,
+        id: &str,
+        number: u32,
+        state: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let (id, state) = (id.to_owned(), state.to_owned());
+        let number = i32::try_from(number).unwrap_or(i32::MAX);
+        self.read(move |mut client| async move {
+            let tx = client.transaction().await?;
+            let there = tx
+                .query_opt(
+                    "SELECT 1 FROM uploads_in_progress WHERE id = $1 FOR SHARE",
+                    &[&id],
+                )
+                .await?;
+            if there.is_none() {
+                return Ok(None);
+            }
+            let old = tx
+                .query_opt(
+                    "SELECT state FROM upload_parts WHERE upload_id = $1 AND number = $2 \
+                     FOR UPDATE",
+                    &[&id, &number],
+                )
+                .await?
+                .map(|r| r.get::<_, String>(0));
+            tx.execute(
+                "INSERT INTO upload_parts (upload_id, number, state) VALUES ($1, $2, $3) \
+                 ON CONFLICT (upload_id, number) DO UPDATE SET state = EXCLUDED.state",
+                &[&id, &number, &state],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(old))
+        })
+    }
+
+    /// The states of an upload's parts, by number.
+    pub fn upload_parts(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let id = id.to_owned();
         self.read(move |client| async move {
             let stmt = client
                 .prepare_cached(
-                    "DELETE FROM uploads_in_progress WHERE kind = $1 AND id = $2 RETURNING state",
+                    "SELECT state FROM upload_parts WHERE upload_id = $1 ORDER BY number",
                 )
                 .await?;
             Ok(client
-                .query_opt(&stmt, &[&kind, &id])
+                .query(&stmt, &[&id])
                 .await?
-                .map(|r| r.get(0)))
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+    }
+
+    /// Every part of every upload: its upload's id and its state.
+    pub fn upload_all_parts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |client| async move {
+            let rows = client
+                .query("SELECT upload_id, state FROM upload_parts", &[])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
 

@@ -1,0 +1,119 @@
+//! S3 multipart uploads that any instance continues: boto3 sends the parts to one instance
+//! and completes the upload on the other; a crash between a part's PUT to the bucket and its
+//! row leaves a piece that `gc` removes.
+
+use std::path::Path;
+
+use shoebox::store::bucket::{Bucket, BucketConfig, UPLOADS};
+
+use crate::common;
+use crate::common::clients::{boto, boto3, passed};
+use crate::shared::Cluster;
+
+/// The names under `uploads/` in the cluster's bucket.
+fn pieces(cluster: &Cluster) -> Vec<String> {
+    let bucket = Bucket::connect(BucketConfig {
+        bucket: "blobs".into(),
+        endpoint: Some(cluster.garage.endpoint(0)),
+        region: cluster.garage.region().into(),
+        access_key_id: cluster.garage.key().id.clone(),
+        secret_access_key: cluster.garage.key().secret.clone(),
+    })
+    .unwrap();
+    let listed = bucket.list_objects(UPLOADS).unwrap();
+    listed.into_iter().map(|o| o.name).collect()
+}
+
+fn file(dir: &Path, data: &[u8]) -> String {
+    let path = dir.join("parts.bin");
+    std::fs::write(&path, data).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn parts_sent_to_one_instance_complete_on_the_other() {
+    if !boto3() {
+        return;
+    }
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let a = cluster.builder(0).arg("--s3-port").arg("0").start();
+    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let key = a.s3_key("parts", "admin");
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::bytes((12 << 20) + 4321, 31);
+    let path = file(dir.path(), &data);
+    let args = [
+        "--bucket",
+        "default",
+        "--object-key",
+        "both/parts.bin",
+        "--file",
+        &path,
+    ];
+
+    let began = boto("parts", &a.s3_url(), &key, &args);
+    passed(&began);
+    assert_eq!(pieces(&cluster).len(), 3, "three parts in the bucket");
+    let etags = began["etags"].to_string();
+    let upload_id = began["upload_id"].as_str().unwrap();
+    let finish: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--upload-id", upload_id, "--etags", &etags])
+        .collect();
+    let done = boto("parts", &b.s3_url(), &key, &finish);
+    passed(&done);
+    assert_eq!(done["sha256"], common::sha256_hex(&data));
+    assert_eq!(pieces(&cluster), Vec::<String>::new(), "the parts went");
+
+    // boto3's managed transfer sends parts side by side; by hand, out of order; an abort.
+    passed(&boto("multipart", &b.s3_url(), &key, &["--file", &path]));
+    assert_eq!(pieces(&cluster), Vec::<String>::new());
+    let (code, out) = cluster.cli(&["verify"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_crash_between_part_and_row_leaves_only_what_gc_removes() {
+    if !boto3() {
+        return;
+    }
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let a = cluster
+        .builder(0)
+        .arg("--s3-port")
+        .arg("0")
+        .env("SHOEBOX_CRASH_AT", "s3-part-sent")
+        .start();
+    let key = b.s3_key("parts", "admin");
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::bytes(6 << 20, 32);
+    let path = file(dir.path(), &data);
+    let args = [
+        "--bucket",
+        "default",
+        "--object-key",
+        "cut.bin",
+        "--file",
+        &path,
+    ];
+    let cut = boto("parts", &a.s3_url(), &key, &args);
+    assert_eq!(
+        cut["ok"], false,
+        "the first part was never acknowledged: {cut}"
+    );
+    assert_eq!(pieces(&cluster).len(), 1, "the part the crash left");
+
+    // The upload itself is there, with no part; the same upload is done again on B.
+    passed(&boto("parts", &b.s3_url(), &key, &args));
+    let (code, out) = cluster.cli(&["gc", "--grace", "0s"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 orphan upload pieces"), "{out}");
+    // B's upload is still in progress (its parts are named), so only the orphan went.
+    assert_eq!(pieces(&cluster).len(), 2, "B's two parts stay");
+}
