@@ -22,10 +22,10 @@ FROM debian:bookworm-slim AS runtime
 # Video posters and lengths come from ffmpeg, which adds a few hundred MB to the image;
 # `--build-arg WITH_FFMPEG=0` leaves it out (uploads and everything else work without it).
 ARG WITH_FFMPEG=1
-RUN if [ "$WITH_FFMPEG" = 1 ]; then \
-      apt-get update && apt-get install -y --no-install-recommends ffmpeg \
-      && rm -rf /var/lib/apt/lists/*; \
-    fi
+# The system's root certificates: for a bucket or a PostgreSQL server reached over TLS.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && if [ "$WITH_FFMPEG" = 1 ]; then apt-get install -y --no-install-recommends ffmpeg; fi \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed, unprivileged user that owns the data volume and serves.
 RUN groupadd --system --gid 10001 shoebox \
     && useradd --system --uid 10001 --gid shoebox --home-dir /var/data --shell /usr/sbin/nologin shoebox \

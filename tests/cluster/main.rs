@@ -5,7 +5,7 @@
 //! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
 //!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
 //!   `moving`: `shoebox migrate` to the cluster and back; `resumable` and `multipart`: tus
-//!   uploads and S3 multipart uploads that any instance continues.
+//!   uploads and S3 multipart uploads that any instance continues; `tls`: TLS to PostgreSQL.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -20,6 +20,7 @@ mod moving;
 mod multipart;
 mod resumable;
 mod shared;
+mod tls;
 #[path = "../tus/clients.rs"]
 mod tus_clients;
 #[path = "../tus/protocol.rs"]

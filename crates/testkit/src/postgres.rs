@@ -127,6 +127,28 @@ impl Postgres {
         ran.stdout.trim().to_owned()
     }
 
+    /// Turns TLS on with this certificate chain and key (PEM), and waits until new
+    /// connections are offered it. Connections without TLS are still accepted.
+    pub fn enable_tls(&self, cert_pem: &[u8], key_pem: &[u8]) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let data = self.data();
+        let owner = fs::metadata(&data).expect("the data directory");
+        for (name, bytes) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("chmod {name}: {e}"));
+            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid()))
+                .unwrap_or_else(|e| panic!("chown {name}: {e}"));
+        }
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let on = poll(READY, || self.psql("postgres", "SHOW ssl") == "on");
+        if !on {
+            panic!("PostgreSQL did not turn TLS on");
+        }
+    }
+
     /// The TCP port on 127.0.0.1; it stays the same across `kill` and `restart`.
     pub fn port(&self) -> u16 {
         self.port

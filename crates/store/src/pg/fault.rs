@@ -89,9 +89,8 @@ fn pool_error(e: PoolError) -> StoreError {
 
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
-        // No answer from the server: the connection failed, closed or timed out. (The
-        // error's text includes its cause.)
-        let reason = e.to_string();
+        // No answer from the server: the connection failed, closed or timed out.
+        let reason = with_causes(&e);
         if e.is_closed() || source_is_io(&e) {
             return unavailable(reason);
         }
@@ -120,6 +119,21 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
         code.code(),
         db.message()
     ))
+}
+
+/// The error's text with the causes its text leaves out (a TLS handshake's says nothing of
+/// the certificate it refused).
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn source_is_io(e: &tokio_postgres::Error) -> bool {

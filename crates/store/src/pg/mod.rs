@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::backend::MetaBackend;
 use crate::{ContentHash, KeysFrom, ListPage, ListQuery, MediaId, MediaRecord, StoreError, Totals};
@@ -49,6 +48,8 @@ mod recent;
 mod row;
 mod schema;
 mod shared_values;
+/// TLS, with libpq's `sslmode` and `sslrootcert`.
+mod tls;
 /// Uploads in progress that any instance may continue.
 mod uploads;
 
@@ -89,8 +90,10 @@ impl PgMeta {
     /// a few seconds, and with [`StoreError::Format`] when the database's schema is newer than
     /// this Shoebox.
     pub fn connect(url: &str, pool_size: usize) -> Result<PgMeta, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (url, tls) = tls::Tls::split(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::invalid("database url", &format!("a PostgreSQL URL ({e})")))?;
+        config.ssl_mode(tls.ssl_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -108,7 +111,7 @@ impl PgMeta {
             .map_err(|e| StoreError::io("start the database client's threads", e))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector()?,
             ManagerConfig {
                 // A broken connection is closed by its task and then replaced; one that
                 // breaks while idle fails its next statement, once, and is replaced.
