@@ -13,6 +13,7 @@ Scenarios (each asserts as it goes):
   parts      a multipart upload's parts (then, with --upload-id, its completion)
   put-file   put_object of --file, read back; prints its sha256 as stored
   presign    presigned GET and PUT (boto3's default SigV2 form and SigV4) used with urllib
+  race       puts race/000 … race/<count - 1> once each, bodies naming --object-key
   refused    what a key may not do (--expect-denied-put), or a wrong secret
   hostile    what S3 clients may send wrong or on purpose: long keys, large bodies, too many
              keys, foreign upload ids, bad part numbers and ETags, malformed XML
@@ -419,6 +420,15 @@ def parts(a):
     return {"sha256": sha256(back)}
 
 
+def race(a):
+    """Puts race/000 … race/<count - 1>, each once, with bodies that name --object-key (the
+    writer): two of these at once, on two instances, put every key at nearly the same time."""
+    s3 = client(a)
+    for i in range(a.count):
+        s3.put_object(Bucket=a.bucket, Key=f"race/{i:03d}", Body=f"{a.object_key} {i}".encode())
+    return {"written": a.count}
+
+
 def keys(a):
     s3 = client(a)
     out = []
@@ -458,6 +468,7 @@ SCENARIOS = {
     "parts": parts,
     "put-file": put_file,
     "presign": presign,
+    "race": race,
     "refused": refused,
     "virtual": virtual,
     "writer": writer,

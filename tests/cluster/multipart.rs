@@ -1,9 +1,11 @@
-//! S3 multipart uploads that any instance continues: boto3 sends the parts to one instance
-//! and completes the upload on the other; a crash between a part's PUT to the bucket and its
-//! row leaves a piece that `gc` removes.
+//! S3 on two instances: boto3 sends a multipart upload's parts to one instance and completes
+//! the upload on the other; a crash between a part's PUT to the bucket and its row leaves a
+//! piece that `gc` removes; puts of one new key on both instances at once both succeed, and
+//! one record holds the key.
 
 use std::path::Path;
 
+use md5::Digest as _;
 use shoebox::store::bucket::{Bucket, BucketConfig, UPLOADS};
 
 use crate::common;
@@ -116,4 +118,51 @@ fn a_crash_between_part_and_row_leaves_only_what_gc_removes() {
     assert!(out.contains("1 orphan upload pieces"), "{out}");
     // B's upload is still in progress (its parts are named), so only the orphan went.
     assert_eq!(pieces(&cluster).len(), 2, "B's two parts stay");
+}
+
+#[test]
+fn puts_of_one_new_key_on_both_instances_both_succeed() {
+    if !boto3() {
+        return;
+    }
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let a = cluster.builder(0).arg("--s3-port").arg("0").start();
+    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let key = a.s3_key("race", "admin");
+    const KEYS: usize = 40;
+    let count = KEYS.to_string();
+    let runs: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let sent: Vec<_> = [("a", &a), ("b", &b)]
+            .into_iter()
+            .map(|(name, s)| {
+                let (url, key, count) = (s.s3_url(), &key, &count);
+                scope.spawn(move || {
+                    let args = ["--count", count.as_str(), "--object-key", name];
+                    boto("race", &url, key, &args)
+                })
+            })
+            .collect();
+        sent.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        passed(run);
+    }
+    let listed = boto("keys", &b.s3_url(), &key, &[]);
+    passed(&listed);
+    let objects = listed["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), KEYS, "one object per key: {listed}");
+    for (i, o) in objects.iter().enumerate() {
+        assert_eq!(o["key"], format!("race/{i:03}"));
+        let either = ["a", "b"].map(|w| hex::encode(md5::Md5::digest(format!("{w} {i}"))));
+        assert!(
+            either.contains(&o["etag"].as_str().unwrap().to_owned()),
+            "one writer's bytes, whole: {o}"
+        );
+    }
+    let (code, out) = cluster.cli(&["verify"]);
+    assert_eq!(code, 0, "{out}");
+    let status = a.status();
+    assert_eq!(status["media"]["count"], KEYS, "{status}");
 }

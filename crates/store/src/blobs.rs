@@ -437,6 +437,25 @@ impl StagedBlob {
         self.temp.path()
     }
 
+    /// A second staged blob of the same bytes, by a hard link in `tmp` (no copy): for a
+    /// writer that may have to commit them again if its first commit is refused.
+    pub(crate) fn linked(&self, tmp: &Path) -> Result<StagedBlob, StoreError> {
+        let temp = tempfile::Builder::new()
+            .prefix("upload-")
+            .make_in(tmp, |path| {
+                std::fs::hard_link(self.temp.path(), path)?;
+                std::fs::File::open(path)
+            })
+            .map_err(|e| StoreError::io("link a staged upload in tmp/", e))?;
+        Ok(StagedBlob {
+            temp,
+            hash: self.hash,
+            md5: self.md5,
+            size: self.size,
+            head: self.head.clone(),
+        })
+    }
+
     /// The staged file itself, for a writer that keeps the bytes elsewhere than the blobs (a
     /// part of a multipart upload).
     pub(crate) fn into_temp(self) -> NamedTempFile {

@@ -64,7 +64,39 @@ impl Store {
         // Before the locks, as in every writer, so that none waits holding one.
         let _permit = self.in_flight.enter(1);
         let _key = self.key_locks.lock_all(std::iter::once(&claim[..]));
-        let holder = self.meta.by_key(collection.as_deref(), &key)?;
+        let (new, blob) = self.new_record(item, now)?;
+        let mut blob = Some(blob);
+        // The key's lock is this instance's: with records in PostgreSQL another instance may
+        // make the key's record, change it or delete it between the lookup and the commit.
+        // The commit then fails (the key is taken, the record changed or gone) and the put
+        // is made again, from a second link to the staged bytes.
+        let mut attempts = if self.meta.shared().is_some() { 3 } else { 1 };
+        loop {
+            attempts -= 1;
+            let staged = blob
+                .take()
+                .ok_or_else(|| StoreError::Corrupt("a put lost its staged bytes".into()))?;
+            if attempts > 0 {
+                blob = Some(staged.linked(&self.layout.tmp())?);
+            }
+            match self.put_once(&new, staged, collection.as_deref(), &key) {
+                Err(
+                    StoreError::KeyTaken { .. } | StoreError::NotFound | StoreError::Changed(_),
+                ) if attempts > 0 => {}
+                done => return done,
+            }
+        }
+    }
+
+    /// One try of [`put`](Self::put), under the key's lock.
+    fn put_once(
+        &self,
+        new: &MediaRecord,
+        blob: crate::StagedBlob,
+        collection: Option<&str>,
+        key: &str,
+    ) -> Result<Put, StoreError> {
+        let holder = self.meta.by_key(collection, key)?;
         let id_key = holder.map(|id| id.to_key());
         let _id = self.id_locks.lock_all(id_key.iter().map(|k| &k[..]));
         // Under its id's lock, the holder is checked again: an edit to another collection or
@@ -74,13 +106,12 @@ impl Store {
             Some(id) => self
                 .meta
                 .get(id)?
-                .filter(|r| r.collection == collection && r.key() == key),
+                .filter(|r| r.collection.as_deref() == collection && r.key() == key),
             None => None,
         };
-        let (new, blob) = self.new_record(item, now)?;
         let Some(old) = held else {
             let record = self
-                .commit_new(vec![new], vec![blob])?
+                .commit_new(vec![new.clone()], vec![blob])?
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("a put created nothing".into()))?;
             return Ok(Put {
@@ -91,8 +122,8 @@ impl Store {
         let new = MediaRecord {
             id: old.id,
             created_at: old.created_at,
-            legacy_path: new.legacy_path.or_else(|| old.legacy_path.clone()),
-            ..new
+            legacy_path: new.legacy_path.clone().or_else(|| old.legacy_path.clone()),
+            ..new.clone()
         };
         self.make_room();
         let hashes = [old.hash, new.hash];
