@@ -5,7 +5,8 @@
 //! - `shared`: records in PostgreSQL too, and two instances serving one store; `credentials`:
 //!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
 //!   `moving`: `shoebox migrate` to the cluster and back; `resumable` and `multipart`: tus
-//!   uploads and S3 multipart uploads that any instance continues; `tls`: TLS to PostgreSQL.
+//!   uploads and S3 multipart uploads that any instance continues; `tls`: TLS to PostgreSQL;
+//!   `backup`: a backup on one instance while another deletes.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -13,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod backup;
 mod blobs;
 mod credentials;
 mod derived;

@@ -148,6 +148,11 @@ impl Store {
     pub fn write_backup<W: Write>(&self, out: W) -> Result<Manifest, StoreError> {
         self.backups.fetch_add(1, Ordering::SeqCst);
         let _pin = BackupPin(self);
+        // With records in PostgreSQL, the other instances keep the blobs too until this ends.
+        let _lease = match self.meta.shared() {
+            Some(pg) => Some(pg.backup_lease()?),
+            None => None,
+        };
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();

@@ -123,7 +123,7 @@ fn remove_unused_row<'t>(
     Box::pin(async move {
         let (hash, remove) = args;
         let uncounted = lock_and_find_uncounted(tx, &BTreeSet::from([*hash])).await?;
-        if uncounted.is_empty() {
+        if uncounted.is_empty() || backup_running(tx).await? {
             return Ok(false);
         }
         let (hash, remove) = (*hash, remove.clone());
@@ -188,5 +188,59 @@ impl PgMeta {
         let pool = self.pool.clone();
         let args = (*hash, remove);
         self.run(async move { transact(&pool, &args, remove_unused_row).await })
+    }
+}
+
+/// The advisory locks a backup holds while it runs, in the two-key space (apart from the
+/// blobs' one-key locks): this class, and a random number of the backup's own.
+const BACKUP_CLASS: i32 = 0x5348_4F45;
+
+/// Held by a backup on any instance while it runs (a session advisory lock on a connection of
+/// its own): while any is held, no instance removes a blob that its last record left. The
+/// blob stays, an orphan that `gc` removes later, because the backup may have read the record
+/// already and still need the bytes. Dropped (or if the process dies), the connection closes
+/// and PostgreSQL releases the lock.
+pub struct BackupLease {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl Drop for BackupLease {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Out of the pool and closed: the session's lock goes with it.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// Whether a backup runs on any instance. A removal that found none goes on; a backup that
+/// starts after this check reads the records after the deletion this removal follows, so it
+/// never names the blob.
+async fn backup_running(tx: &Transaction<'_>) -> Result<bool, Fault> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND classid = $1::bigint::oid AND objsubid = 2 AND granted)",
+        )
+        .await?;
+    let class = i64::from(BACKUP_CLASS);
+    Ok(tx.query_one(&stmt, &[&class]).await?.get(0))
+}
+
+impl PgMeta {
+    /// Takes a backup's lease (see [`BackupLease`]) before the backup reads any record.
+    pub fn backup_lease(&self) -> Result<BackupLease, StoreError> {
+        let pool = self.pool.clone();
+        let own = rand::random::<i32>();
+        let client = self.run(async move {
+            let client = pool.get().await?;
+            client
+                .execute("SELECT pg_advisory_lock($1, $2)", &[&BACKUP_CLASS, &own])
+                .await?;
+            Ok(client)
+        })?;
+        Ok(BackupLease {
+            client: Some(client),
+        })
     }
 }
