@@ -26,11 +26,17 @@
 //! The sha256 of the bytes is computed as they arrive, and kept in memory between chunks; after
 //! a restart, the prefix already on disk is read once to rebuild it (sha2's state cannot be
 //! saved).
+//!
+//! # Shared by instances
+//!
+//! With the records in PostgreSQL and the blobs in a bucket, the sidecar is a row in
+//! PostgreSQL and the bytes are pieces in the bucket instead, so that any instance continues
+//! any upload (see [`shared`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +51,9 @@ use crate::{ContentHash, StagedBlob, StoreError};
 /// Appending a chunk, and checking it.
 mod append;
 pub use append::{AppendError, Appender, ChunkCheck};
+/// The files of uploads on this disk.
+mod files;
+use files::{create_part, remove_file};
 /// Uploads that any instance may continue: state in PostgreSQL, bytes in the bucket.
 mod shared;
 pub use shared::Piece;
@@ -195,84 +204,6 @@ impl Partials {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// At start: truncates every `.part` file to its acknowledged offset, and removes what a
-    /// crash left without a sidecar (a creation cut short, a sidecar's temp file). Returns how
-    /// many uploads are in progress.
-    pub(crate) fn recover(&self) -> Result<usize, StoreError> {
-        fs::create_dir_all(&self.dir).map_err(|e| StoreError::io("create uploads/", e))?;
-        self.lock_open().clear();
-        let mut kept = 0;
-        for entry in fs::read_dir(&self.dir).map_err(|e| StoreError::io("list uploads/", e))? {
-            let entry = entry.map_err(|e| StoreError::io("list uploads/", e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let path = entry.path();
-            match name.split_once('.') {
-                Some((id, "json")) if valid_id(id) => match self.read(id)? {
-                    Some(upload) => {
-                        if upload.media_id.is_none() {
-                            self.trim(&upload)?;
-                            self.lock_open().insert(
-                                upload.id,
-                                Open {
-                                    owner: upload.owner,
-                                    offset: upload.offset,
-                                },
-                            );
-                            kept += 1;
-                        }
-                    }
-                    None => remove_file(&path)?,
-                },
-                Some((id, "part")) if valid_id(id) && self.sidecar(id).exists() => {}
-                // S3 multipart uploads keep their own house (see `multipart`), and so do the
-                // copies of shared uploads' pieces.
-                None if name == MULTIPART || name == PIECES => {}
-                _ => {
-                    tracing::info!(file = %name, "removed a leftover from uploads/");
-                    if path.is_dir() {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    }
-                    .map_err(|e| StoreError::io("remove a leftover from uploads/", e))?;
-                }
-            }
-        }
-        Ok(kept)
-    }
-
-    /// Cuts bytes past the acknowledged offset: what a crash or an interrupted chunk left.
-    fn trim(&self, upload: &PartialUpload) -> Result<(), StoreError> {
-        if self.shared.is_some() {
-            return Ok(());
-        }
-        let path = self.part(&upload.id);
-        let file = match OpenOptions::new().write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Its creation was cut short after the sidecar: nothing was acknowledged. (A
-                // whole upload without its bytes became media before a stop; completing it
-                // again finds the record by its reserved id.)
-                if upload.offset == 0 {
-                    create_part(&path)?;
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(StoreError::io("open a partial upload", e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io("read a partial upload's size", e))?
-            .len();
-        if len > upload.offset {
-            file.set_len(upload.offset)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| StoreError::io("trim a partial upload", e))?;
-        }
-        Ok(())
-    }
-
     /// Starts an upload: an empty `.part` file, then its sidecar, both durable. `None` when
     /// `owner` has `max_open` unfinished uploads already.
     pub fn create(
@@ -330,21 +261,6 @@ impl Partials {
         }
     }
 
-    fn read(&self, id: &str) -> Result<Option<PartialUpload>, StoreError> {
-        let text = match fs::read(self.sidecar(id)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io("read an upload's sidecar", e)),
-        };
-        match serde_json::from_slice::<PartialUpload>(&text) {
-            Ok(u) if u.id == id && u.version == SIDECAR_VERSION => Ok(Some(u)),
-            // A sidecar is replaced whole (rename), so a damaged one is the disk's doing.
-            _ => Err(StoreError::Corrupt(format!(
-                "the sidecar of upload {id} in uploads/ cannot be read"
-            ))),
-        }
-    }
-
     /// Writes the sidecar durably: the upload's state is now what it says. A shared upload's
     /// state is written only if nobody changed it since it was read
     /// ([`StoreError::Changed`] if someone did).
@@ -379,29 +295,6 @@ impl Partials {
             .map_err(|e| StoreError::io("open a partial upload", e))?;
         let hasher = self.hasher_at(upload)?;
         Ok(Appender::new(self, file, upload.offset, hasher, check))
-    }
-
-    /// The sha256 of the first `upload.offset` bytes: kept from the last chunk, or read back.
-    fn hasher_at(&self, upload: &PartialUpload) -> Result<Sha256, StoreError> {
-        let kept = self.lock_hashers().remove(&upload.id);
-        if let Some((offset, hasher)) = kept {
-            if offset == upload.offset {
-                return Ok(hasher);
-            }
-        }
-        let file =
-            File::open(self.part(&upload.id)).map_err(|e| StoreError::io("read an upload", e))?;
-        let mut hasher = Sha256::new();
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(upload.offset));
-        let copied = std::io::copy(&mut reader, &mut hasher)
-            .map_err(|e| StoreError::io("read an upload back to hash it", e))?;
-        if copied != upload.offset {
-            return Err(StoreError::Corrupt(format!(
-                "upload {} holds {copied} of its {} acknowledged bytes",
-                upload.id, upload.offset
-            )));
-        }
-        Ok(hasher)
     }
 
     fn lock_open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
@@ -494,7 +387,7 @@ impl Partials {
     ) -> Result<(), StoreError> {
         crate::write::crash_point("tus-media-created", || Ok(()));
         if let Some(shared) = &self.shared {
-            return self.completed_shared(shared, upload, media_id, now);
+            return shared.completed(upload, media_id, now);
         }
         upload.media_id = Some(media_id.to_owned());
         upload.updated_at = now;
@@ -514,43 +407,6 @@ impl Partials {
         self.lock_open().remove(&upload.id);
         self.lock_hashers().remove(&upload.id);
         remove_file(&self.part(&upload.id))
-    }
-
-    /// [`completed`](Self::completed) for a shared upload: notes the media id (again if
-    /// another instance completed it meanwhile, under the same reserved id), then removes the
-    /// pieces.
-    fn completed_shared(
-        &self,
-        shared: &Shared,
-        upload: &mut PartialUpload,
-        media_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        for _ in 0..5 {
-            let mut next = upload.clone();
-            next.media_id = Some(media_id.to_owned());
-            next.updated_at = now;
-            match shared.save(&mut next) {
-                Ok(()) => {
-                    shared.forget(&next.id, &next.pieces);
-                    *upload = next;
-                    return Ok(());
-                }
-                Err(StoreError::Changed(_)) => match shared.get(&upload.id)? {
-                    Some(now_is) if now_is.media_id.is_some() => {
-                        *upload = now_is;
-                        return Ok(());
-                    }
-                    Some(now_is) => *upload = now_is,
-                    None => return Ok(()),
-                },
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Changed(format!(
-            "upload {} keeps changing on other instances",
-            upload.id
-        )))
     }
 
     /// Removes an upload: its sidecar first (durably), so that a crash leaves at most a
@@ -668,26 +524,6 @@ fn new_upload(
         media_id: None,
         pieces: Vec::new(),
         revision: 0,
-    }
-}
-
-fn create_part(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| StoreError::io("create a partial upload", e))?;
-    durable::set_mode(path, FILE_MODE).map_err(|e| StoreError::io("create a partial upload", e))?;
-    Ok(file)
-}
-
-fn remove_file(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StoreError::io("remove a file from uploads/", e))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -218,6 +218,41 @@ impl Shared {
         self.pg.upload_count(KIND, owner)
     }
 
+    /// Notes the media id (again if another instance completed the upload meanwhile, under
+    /// the same reserved id), then removes the pieces.
+    pub(super) fn completed(
+        &self,
+        upload: &mut PartialUpload,
+        media_id: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        for _ in 0..5 {
+            let mut next = upload.clone();
+            next.media_id = Some(media_id.to_owned());
+            next.updated_at = now;
+            match self.save(&mut next) {
+                Ok(()) => {
+                    self.forget(&next.id, &next.pieces);
+                    *upload = next;
+                    return Ok(());
+                }
+                Err(StoreError::Changed(_)) => match self.get(&upload.id)? {
+                    Some(now_is) if now_is.media_id.is_some() => {
+                        *upload = now_is;
+                        return Ok(());
+                    }
+                    Some(now_is) => *upload = now_is,
+                    None => return Ok(()),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Changed(format!(
+            "upload {} keeps changing on other instances",
+            upload.id
+        )))
+    }
+
     /// Every piece's name under `uploads/`, for `gc`.
     pub(super) fn piece_names(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
@@ -230,10 +265,10 @@ impl Shared {
     /// Removes this instance's copies of pieces of uploads that are finished or gone (made
     /// whole, or removed, on another instance).
     pub(super) fn prune(&self, live: &[PartialUpload]) -> Result<(), StoreError> {
-        let keep: std::collections::HashSet<PathBuf> = live
+        let open: std::collections::HashSet<&str> = live
             .iter()
             .filter(|u| u.media_id.is_none())
-            .flat_map(|u| u.pieces.iter().map(|p| self.local(&u.id, p)))
+            .map(|u| u.id.as_str())
             .collect();
         let entries = match fs::read_dir(&self.cache) {
             Ok(e) => e,
@@ -241,14 +276,21 @@ impl Shared {
             Err(e) => return Err(StoreError::io("list uploads/pieces/", e)),
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            // A chunk being received has no row entry yet: spare files written lately.
+            let name = entry.file_name();
+            let upload = name
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .map(|(id, _)| id);
+            if upload.is_some_and(|id| open.contains(id)) {
+                continue;
+            }
+            // An upload made since the list was read: spare what was written lately.
             let young = entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 3600));
-            if !keep.contains(&path) && !young {
-                let _ = fs::remove_file(&path);
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 600));
+            if !young {
+                let _ = fs::remove_file(entry.path());
             }
         }
         Ok(())
