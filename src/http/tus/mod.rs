@@ -211,10 +211,14 @@ fn ingest(state: &AppState, upload: &mut PartialUpload) -> Result<MediaRecord, A
         return Err(e);
     }
     let item = super::upload::strip_metadata(store, item, meta.keep)?;
-    let record = store
-        .create(vec![item])?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("the commit returned no record".into()))?;
+    let record = match store.create(vec![item]) {
+        Ok(mut made) => made
+            .pop()
+            .ok_or_else(|| ApiError::Internal("the commit returned no record".into()))?,
+        // With uploads shared by instances, another one may have completed this upload
+        // meanwhile, under the same reserved id: its record is this upload's.
+        Err(e) => store.get(id)?.ok_or(e)?,
+    };
     partials.completed(upload, &record.id.to_string(), OffsetDateTime::now_utc())?;
     Ok(record)
 }
