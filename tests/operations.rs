@@ -324,11 +324,7 @@ fn the_scrub_quarantines_a_damaged_blob_and_stops_serving_it() {
     // The blob is refused from the moment it is found; its move to quarantine, made durable,
     // and the count follow.
     let counted = || {
-        s.authed(Method::GET, "/metrics")
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
+        s.metrics()
             .lines()
             .any(|l| l.starts_with("shoebox_scrub_damaged_total 1"))
     };

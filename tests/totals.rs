@@ -33,12 +33,7 @@ fn truth(s: &TestServer) -> Value {
 /// The totals as `/api/status` says them, checked against `/metrics`.
 fn counted(s: &TestServer) -> Value {
     let v = s.status();
-    let text = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics();
     let metric = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

@@ -296,12 +296,7 @@ fn fifty_concurrent_requests_make_one_variant() {
         "one variant, fifty copies"
     );
     assert_eq!(variant_files(&s.data_dir, &hash).len(), 1);
-    let metrics = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.metrics();
     let made: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("shoebox_variants_generated_total "))

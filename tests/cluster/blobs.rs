@@ -123,12 +123,7 @@ fn blobs_live_in_the_bucket_and_are_served_deduplicated_and_deleted() {
     assert_eq!(res.status(), 304);
 
     // The bucket's requests are in /metrics.
-    let metrics = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.metrics();
     assert!(
         metrics.contains("shoebox_blob_store_request_duration_seconds_count{op=\"put\"} 2"),
         "{metrics}"

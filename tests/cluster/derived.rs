@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use shoebox::store::bucket::{Bucket, BucketConfig, VARIANTS};
+use shoebox::store::bucket::VARIANTS;
 
 use crate::common::tools::{self, Tool};
 use crate::common::{self, TestServer};
@@ -13,31 +13,12 @@ use crate::upload;
 
 /// How many variants and posters this instance has made since its start.
 fn generated(s: &TestServer) -> u64 {
-    let metrics = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.metrics();
     metrics
         .lines()
         .find_map(|l| l.strip_prefix("shoebox_variants_generated_total "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no variant count in {metrics}"))
-}
-
-/// The names under `prefix` in the cluster's bucket, through Shoebox's own bucket client.
-fn objects(cluster: &Cluster, prefix: &'static str) -> Vec<String> {
-    let bucket = Bucket::connect(BucketConfig {
-        bucket: "blobs".into(),
-        endpoint: Some(cluster.garage.endpoint(0)),
-        region: cluster.garage.region().into(),
-        access_key_id: cluster.garage.key().id.clone(),
-        secret_access_key: cluster.garage.key().secret.clone(),
-    })
-    .unwrap();
-    let listed = bucket.list_objects(prefix).unwrap();
-    listed.into_iter().map(|o| o.name).collect()
 }
 
 fn body(s: &TestServer, path: &str) -> Vec<u8> {
@@ -113,7 +94,7 @@ fn derived_files_made_on_one_instance_serve_the_other() {
     assert_eq!(tools::size_of(dir.path(), &small), (160, 120));
     assert_eq!(body(&a, &format!("/m/{video}?poster=1")), poster);
 
-    let kept = objects(&cluster, VARIANTS);
+    let kept = cluster.objects(VARIANTS);
     assert_eq!(
         kept.len(),
         3,
@@ -131,6 +112,6 @@ fn derived_files_made_on_one_instance_serve_the_other() {
     }
     let (code, out) = cluster.cli(&["gc", "--grace", "0s"]);
     assert_eq!(code, 0, "{out}");
-    let left = objects(&cluster, VARIANTS);
+    let left = cluster.objects(VARIANTS);
     assert!(left.is_empty(), "left in the bucket: {left:?}");
 }

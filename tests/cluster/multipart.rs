@@ -6,25 +6,11 @@
 use std::path::Path;
 
 use md5::Digest as _;
-use shoebox::store::bucket::{Bucket, BucketConfig, UPLOADS};
+use shoebox::store::bucket::UPLOADS;
 
 use crate::common;
 use crate::common::clients::{boto, boto3, passed};
 use crate::shared::Cluster;
-
-/// The names under `uploads/` in the cluster's bucket.
-fn pieces(cluster: &Cluster) -> Vec<String> {
-    let bucket = Bucket::connect(BucketConfig {
-        bucket: "blobs".into(),
-        endpoint: Some(cluster.garage.endpoint(0)),
-        region: cluster.garage.region().into(),
-        access_key_id: cluster.garage.key().id.clone(),
-        secret_access_key: cluster.garage.key().secret.clone(),
-    })
-    .unwrap();
-    let listed = bucket.list_objects(UPLOADS).unwrap();
-    listed.into_iter().map(|o| o.name).collect()
-}
 
 fn file(dir: &Path, data: &[u8]) -> String {
     let path = dir.join("parts.bin");
@@ -40,8 +26,8 @@ fn parts_sent_to_one_instance_complete_on_the_other() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let a = cluster.builder(0).arg("--s3-port").arg("0").start();
-    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let a = cluster.s3_instance(0);
+    let b = cluster.s3_instance(1);
     let key = a.s3_key("parts", "admin");
     let dir = tempfile::tempdir().unwrap();
     let data = common::bytes((12 << 20) + 4321, 31);
@@ -57,7 +43,11 @@ fn parts_sent_to_one_instance_complete_on_the_other() {
 
     let began = boto("parts", &a.s3_url(), &key, &args);
     passed(&began);
-    assert_eq!(pieces(&cluster).len(), 3, "three parts in the bucket");
+    assert_eq!(
+        cluster.objects(UPLOADS).len(),
+        3,
+        "three parts in the bucket"
+    );
     let etags = began["etags"].to_string();
     let upload_id = began["upload_id"].as_str().unwrap();
     let finish: Vec<&str> = args
@@ -68,11 +58,15 @@ fn parts_sent_to_one_instance_complete_on_the_other() {
     let done = boto("parts", &b.s3_url(), &key, &finish);
     passed(&done);
     assert_eq!(done["sha256"], common::sha256_hex(&data));
-    assert_eq!(pieces(&cluster), Vec::<String>::new(), "the parts went");
+    assert_eq!(
+        cluster.objects(UPLOADS),
+        Vec::<String>::new(),
+        "the parts went"
+    );
 
     // boto3's managed transfer sends parts side by side; by hand, out of order; an abort.
     passed(&boto("multipart", &b.s3_url(), &key, &["--file", &path]));
-    assert_eq!(pieces(&cluster), Vec::<String>::new());
+    assert_eq!(cluster.objects(UPLOADS), Vec::<String>::new());
     let (code, out) = cluster.cli(&["verify"]);
     assert_eq!(code, 0, "{out}");
 }
@@ -85,7 +79,7 @@ fn a_crash_between_part_and_row_leaves_only_what_gc_removes() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let b = cluster.s3_instance(1);
     let a = cluster
         .builder(0)
         .arg("--s3-port")
@@ -109,7 +103,7 @@ fn a_crash_between_part_and_row_leaves_only_what_gc_removes() {
         cut["ok"], false,
         "the first part was never acknowledged: {cut}"
     );
-    assert_eq!(pieces(&cluster).len(), 1, "the part the crash left");
+    assert_eq!(cluster.objects(UPLOADS).len(), 1, "the part the crash left");
 
     // The upload itself is there, with no part; the same upload is done again on B.
     passed(&boto("parts", &b.s3_url(), &key, &args));
@@ -117,7 +111,7 @@ fn a_crash_between_part_and_row_leaves_only_what_gc_removes() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 orphan upload pieces"), "{out}");
     // B's upload is still in progress (its parts are named), so only the orphan went.
-    assert_eq!(pieces(&cluster).len(), 2, "B's two parts stay");
+    assert_eq!(cluster.objects(UPLOADS).len(), 2, "B's two parts stay");
 }
 
 #[test]
@@ -128,8 +122,8 @@ fn puts_of_one_new_key_on_both_instances_both_succeed() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let a = cluster.builder(0).arg("--s3-port").arg("0").start();
-    let b = cluster.builder(1).arg("--s3-port").arg("0").start();
+    let a = cluster.s3_instance(0);
+    let b = cluster.s3_instance(1);
     let key = a.s3_key("race", "admin");
     const KEYS: usize = 40;
     let count = KEYS.to_string();

@@ -7,26 +7,12 @@
 use std::path::Path;
 
 use reqwest::Method;
-use shoebox::store::bucket::{Bucket, BucketConfig, UPLOADS};
+use shoebox::store::bucket::UPLOADS;
 
 use crate::common::{self, sha256_hex, TestServer};
 use crate::shared::Cluster;
 use crate::tus_clients::{self, JsUpload, PyUpload};
 use crate::tus_protocol::{header, Tus, ENDPOINT};
-
-/// The names under `uploads/` in the cluster's bucket: the pieces of uploads in progress.
-fn pieces(cluster: &Cluster) -> Vec<String> {
-    let bucket = Bucket::connect(BucketConfig {
-        bucket: "blobs".into(),
-        endpoint: Some(cluster.garage.endpoint(0)),
-        region: cluster.garage.region().into(),
-        access_key_id: cluster.garage.key().id.clone(),
-        secret_access_key: cluster.garage.key().secret.clone(),
-    })
-    .unwrap();
-    let listed = bucket.list_objects(UPLOADS).unwrap();
-    listed.into_iter().map(|o| o.name).collect()
-}
 
 fn tus(s: &TestServer) -> Tus {
     Tus::new(&s.base, s.token.as_deref())
@@ -77,7 +63,7 @@ fn an_upload_begun_on_one_instance_is_finished_on_the_other() {
         "B sees what A acknowledged"
     );
     assert_eq!(
-        pieces(&cluster).len(),
+        cluster.objects(UPLOADS).len(),
         3,
         "one piece per chunk (4 + 4 + 2 MiB)"
     );
@@ -104,7 +90,11 @@ fn an_upload_begun_on_one_instance_is_finished_on_the_other() {
     assert_eq!(record["hash"], sha256_hex(&data), "{record}");
     let finished = tus(&a).request(Method::GET, &path).send().unwrap();
     assert_eq!(finished.status(), 200, "A knows what the upload became");
-    assert_eq!(pieces(&cluster), Vec::<String>::new(), "the pieces went");
+    assert_eq!(
+        cluster.objects(UPLOADS),
+        Vec::<String>::new(),
+        "the pieces went"
+    );
     let status = b.status();
     assert_eq!(status["partial_uploads"]["count"], 0, "{status}");
 }
@@ -146,7 +136,7 @@ fn two_instances_appending_at_one_offset_keep_one_chunk() {
         assert_eq!(sha256_hex(&b.media_bytes(&id)), sha256_hex(&expected));
     }
     assert_eq!(
-        pieces(&cluster),
+        cluster.objects(UPLOADS),
         Vec::<String>::new(),
         "no refused piece stays"
     );
@@ -184,7 +174,7 @@ fn a_crash_between_piece_and_acknowledgement_loses_nothing_acknowledged() {
         "only the acknowledged bytes count"
     );
     assert_eq!(
-        pieces(&cluster).len(),
+        cluster.objects(UPLOADS).len(),
         2,
         "the acknowledged piece and the orphan"
     );
@@ -192,17 +182,17 @@ fn a_crash_between_piece_and_acknowledgement_loses_nothing_acknowledged() {
     let res = tus(&b).patched(&path, 2 << 20, &data[2 << 20..]);
     let id = header(&res, "shoebox-media-id").expect("the media id");
     assert_eq!(sha256_hex(&b.media_bytes(&id)), sha256_hex(&data));
-    let orphans = pieces(&cluster);
+    let orphans = cluster.objects(UPLOADS);
     assert_eq!(orphans.len(), 1, "the crash's piece: {orphans:?}");
     let (code, out) = cluster.cli(&["gc", "--grace", "1h"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
-        pieces(&cluster).len(),
+        cluster.objects(UPLOADS).len(),
         1,
         "young pieces wait for their grace period"
     );
     let (code, out) = cluster.cli(&["gc", "--grace", "0s"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 orphan upload pieces"), "{out}");
-    assert_eq!(pieces(&cluster), Vec::<String>::new());
+    assert_eq!(cluster.objects(UPLOADS), Vec::<String>::new());
 }

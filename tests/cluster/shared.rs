@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
+use shoebox::store::bucket::{Bucket, BucketConfig};
 use shoebox_testkit::{Garage, Postgres};
 
 use crate::common::{self, run_cli, TestServer};
@@ -62,6 +63,26 @@ impl Cluster {
             b = b.arg(&a);
         }
         b
+    }
+
+    /// An instance that also serves S3 on a port of its own.
+    pub(crate) fn s3_instance(&self, node: usize) -> TestServer {
+        self.builder(node).arg("--s3-port").arg("0").start()
+    }
+
+    /// The names under `prefix` (`variants`, `uploads`) in the cluster's bucket, through
+    /// Shoebox's own bucket client.
+    pub(crate) fn objects(&self, prefix: &'static str) -> Vec<String> {
+        let bucket = Bucket::connect(BucketConfig {
+            bucket: "blobs".into(),
+            endpoint: Some(self.garage.endpoint(0)),
+            region: self.garage.region().into(),
+            access_key_id: self.garage.key().id.clone(),
+            secret_access_key: self.garage.key().secret.clone(),
+        })
+        .unwrap();
+        let listed = bucket.list_objects(prefix).unwrap();
+        listed.into_iter().map(|o| o.name).collect()
     }
 
     /// A command with the cluster's settings, beside the running instances: a scratch
@@ -234,12 +255,7 @@ fn two_instances_serve_one_store() {
     let (code, out) = cluster.cli(&["verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("checked 0 records and 0 blobs"), "{out}");
-    let metrics = a
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = a.metrics();
     assert!(
         metrics.contains("shoebox_database_connections{state=\"idle\"}"),
         "{metrics}"

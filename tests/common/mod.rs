@@ -445,6 +445,16 @@ impl TestServer {
         res.json().expect("status json")
     }
 
+    /// `/metrics`, as the admin sees it: Prometheus's text format.
+    pub fn metrics(&self) -> String {
+        let res = self
+            .authed(reqwest::Method::GET, "/metrics")
+            .send()
+            .expect("metrics");
+        assert_eq!(res.status(), 200);
+        res.text().expect("metrics text")
+    }
+
     pub fn blob_path(&self, hash: &str) -> PathBuf {
         blob_path(&self.data_dir, hash)
     }

@@ -176,12 +176,7 @@ fn get_upload_answers_409_until_complete_then_the_record() {
 }
 
 fn metrics(s: &TestServer) -> HashMap<String, f64> {
-    let text = s
-        .authed(Method::GET, "/metrics")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {

@@ -6,6 +6,10 @@
 use super::PgMeta;
 use crate::StoreError;
 
+/// How many unfinished uploads of a kind (`$1`) an owner (`$2`) has.
+const COUNT_OPEN: &str = "SELECT count(*) FROM uploads_in_progress \
+     WHERE kind = $1 AND owner = $2 AND NOT finished";
+
 /// One upload's row: its state and the version it was read at.
 #[derive(Debug, Clone)]
 pub struct UploadRow {
@@ -42,14 +46,7 @@ impl PgMeta {
                 &[&kind, &owner],
             )
             .await?;
-            let open: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM uploads_in_progress \
-                     WHERE kind = $1 AND owner = $2 AND NOT finished",
-                    &[&kind, &owner],
-                )
-                .await?
-                .get(0);
+            let open: i64 = tx.query_one(COUNT_OPEN, &[&kind, &owner]).await?.get(0);
             if open >= max {
                 return Ok(false);
             }
@@ -233,14 +230,7 @@ impl PgMeta {
     pub fn upload_count(&self, kind: &str, owner: &str) -> Result<usize, StoreError> {
         let (kind, owner) = (kind.to_owned(), owner.to_owned());
         self.read(move |client| async move {
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM uploads_in_progress \
-                     WHERE kind = $1 AND owner = $2 AND NOT finished",
-                    &[&kind, &owner],
-                )
-                .await?
-                .get(0);
+            let n: i64 = client.query_one(COUNT_OPEN, &[&kind, &owner]).await?.get(0);
             Ok(usize::try_from(n).unwrap_or(0))
         })
     }
