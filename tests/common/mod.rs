@@ -428,7 +428,13 @@ impl TestServer {
             &[],
             None,
         )
-        .expect("restart")
+        .unwrap_or_else(|e| {
+            panic!(
+                "restart: {e}\nprocesses with {}/FORMAT open: {:?}",
+                self.data_dir.display(),
+                holders(&self.data_dir.join("FORMAT"))
+            )
+        })
     }
 
     pub fn tmp_entries(&self) -> Vec<String> {
@@ -732,4 +738,26 @@ pub fn crash_plan(what: &str, default_rounds: usize) -> (usize, Rng) {
     });
     eprintln!("{what} seed {seed} (SHOEBOX_CRASH_SEED={seed} replays it), {rounds} rounds");
     (rounds, Rng(seed | 1))
+}
+
+/// The processes that have `file` open, with their command lines: who holds a data directory.
+pub fn holders(file: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+        {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push(format!("{}: {cmd}", p.file_name().to_string_lossy()));
+        }
+    }
+    out
 }

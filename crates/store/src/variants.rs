@@ -46,7 +46,9 @@ impl Store {
 
     /// Keeps a derived file, written by the durable recipe: one that a crash left torn would
     /// otherwise be served under its strong ETag for good. With the blobs in a bucket it goes
-    /// there too, before this returns. Returns where it lives here.
+    /// there too, before this returns, if the bucket takes it: a derived file is a cache, so
+    /// a failure there is logged, and the file is served from here all the same. Returns
+    /// where it lives here.
     pub fn put_variant(
         &self,
         source: &ContentHash,
@@ -58,7 +60,9 @@ impl Store {
         if let Some(bucket) = self.blobs.bucket() {
             let key = ObjectKey::variant(source, generation, name)
                 .ok_or_else(|| StoreError::invalid("variant name", "a plain path segment"))?;
-            bucket.put_object(&key, bytes.to_vec())?;
+            if let Err(e) = bucket.put_object(&key, bytes.to_vec()) {
+                tracing::warn!(source = %source, name, error = %e, "could not keep a derived file in the bucket; it is made again where needed");
+            }
         }
         Ok(path)
     }
@@ -103,11 +107,16 @@ impl Store {
         ) else {
             return Ok(None);
         };
-        match bucket.get_object(&key)? {
-            Some(bytes) => self
+        match bucket.get_object(&key) {
+            Ok(Some(bytes)) => self
                 .keep_variant(source, generation, name, &bytes)
                 .map(Some),
-            None => Ok(None),
+            Ok(None) => Ok(None),
+            // A cache that cannot be read is one that misses: the caller makes the file.
+            Err(e) => {
+                tracing::warn!(source = %source, name, error = %e, "could not read a derived file from the bucket");
+                Ok(None)
+            }
         }
     }
 

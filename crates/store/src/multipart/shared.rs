@@ -118,15 +118,17 @@ impl SharedParts {
         let temp = blob.into_temp();
         self.bucket.put_object_file(&key, temp.path(), part.size)?;
         crate::write::crash_point("s3-part-sent", || Ok(()));
-        let old = match self.pg.upload_part_put(&upload.id, number, &encode(&part)?) {
-            Ok(Some(old)) => old,
-            Ok(None) => {
+        // A failure leaves the object: the row may have committed with its answer lost, and
+        // an object no row names is only an orphan for `gc`.
+        let old = match self
+            .pg
+            .upload_part_put(&upload.id, number, &encode(&part)?)?
+        {
+            Some(old) => old,
+            None => {
+                // The upload is gone: nothing can name this part.
                 let _ = self.bucket.delete_object(&key);
                 return Err(StoreError::NotFound);
-            }
-            Err(e) => {
-                let _ = self.bucket.delete_object(&key);
-                return Err(e);
             }
         };
         // This instance's copy, for a completion here.

@@ -161,7 +161,9 @@ impl Shared {
     }
 
     /// Sends a received chunk's piece to the bucket, then records it with the upload's new
-    /// state (`next`). On a refusal the piece is removed again.
+    /// state (`next`). On a refusal (another instance changed the upload first) the piece is
+    /// removed again. On any other failure it stays: the update may have committed with its
+    /// answer lost, and a piece no row names is only an orphan for `gc`.
     pub(super) fn acknowledge(
         &self,
         next: &mut PartialUpload,
@@ -175,7 +177,7 @@ impl Shared {
             next.pieces.push(piece.clone());
         }
         let saved = self.save(next);
-        if saved.is_err() || piece.size == 0 {
+        if matches!(saved, Err(StoreError::Changed(_))) || piece.size == 0 {
             self.forget(&next.id, &[piece]);
         }
         saved
