@@ -220,6 +220,7 @@ async fn backup_running(tx: &Transaction<'_>) -> Result<bool, Fault> {
     let stmt = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND classid = $1::bigint::oid AND objsubid = 2 AND granted)",
         )
         .await?;
