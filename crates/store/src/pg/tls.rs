@@ -105,14 +105,20 @@ impl Tls {
         } else if url.contains("://") {
             url.to_owned()
         } else {
-            let mut kept = Vec::new();
-            for word in url.split_whitespace() {
-                let (key, value) = word.split_once('=').unwrap_or((word, ""));
-                if !take(key, value.trim_matches('\''))? {
-                    kept.push(word);
+            // The pairs are taken out of the text as they stand, so that the others (a
+            // quoted password with spaces in it, say) reach tokio-postgres untouched.
+            let mut rest = String::with_capacity(url.len());
+            let mut at = 0;
+            for (start, end) in pairs(url) {
+                let pair = &url[start..end];
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if take(key.trim(), value.trim().trim_matches('\''))? {
+                    rest.push_str(url[at..start].trim_end());
+                    at = end;
                 }
             }
-            kept.join(" ")
+            rest.push_str(&url[at..]);
+            rest.trim().to_owned()
         };
         Ok((rest, tls))
     }
@@ -188,6 +194,35 @@ impl Tls {
         }
         Ok(store)
     }
+}
+
+/// Where each `key=value` pair of a key=value connection string stands (byte ranges): pairs
+/// are separated by white space outside single quotes, and `\'` is a quote inside them.
+fn pairs(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (None, false, false);
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '\'' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push((s, i));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        out.push((s, text.len()));
+    }
+    out
 }
 
 /// `prefer` and `require`: the connection is encrypted, and the server's certificate not
@@ -318,6 +353,11 @@ mod tests {
             Tls::split("host=h dbname=d sslmode=verify-ca sslrootcert=system user=u").unwrap();
         assert_eq!(rest, "host=h dbname=d user=u");
         assert_eq!((tls.mode, tls.roots), (Mode::VerifyCa, None));
+
+        let (rest, tls) =
+            Tls::split("host=h password='a b\\' sslmode=disable' sslmode=require").unwrap();
+        assert_eq!(rest, "host=h password='a b\\' sslmode=disable'");
+        assert_eq!(tls.mode, Mode::Require);
 
         assert!(Tls::split("postgres://h/db?sslmode=sometimes").is_err());
         let missing = Tls {
