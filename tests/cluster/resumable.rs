@@ -62,6 +62,12 @@ fn an_upload_begun_on_one_instance_is_finished_on_the_other() {
         10 << 20,
         "B sees what A acknowledged"
     );
+    let waiting = b.status()["partial_uploads"].clone();
+    assert_eq!(
+        (waiting["count"].as_u64(), waiting["bytes"].as_u64()),
+        (Some(1), Some(10 << 20)),
+        "B counts A's upload: {waiting}"
+    );
     assert_eq!(
         cluster.objects(UPLOADS).len(),
         3,

@@ -457,16 +457,9 @@ impl Partials {
 
     /// Unfinished uploads and their acknowledged bytes (on every instance, when shared).
     pub fn usage(&self) -> Result<PartialUsage, StoreError> {
-        if self.shared.is_some() {
-            let open: Vec<_> = self
-                .list()?
-                .into_iter()
-                .filter(|u| u.media_id.is_none())
-                .collect();
-            return Ok(PartialUsage {
-                count: open.len() as u64,
-                bytes: open.iter().map(|u| u.offset).sum(),
-            });
+        if let Some(shared) = &self.shared {
+            let (count, bytes) = shared.usage()?;
+            return Ok(PartialUsage { count, bytes });
         }
         let open = self.lock_open();
         Ok(PartialUsage {

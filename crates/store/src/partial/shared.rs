@@ -216,6 +216,11 @@ impl Shared {
         Ok(out)
     }
 
+    /// Unfinished uploads on every instance, and their acknowledged bytes.
+    pub(super) fn usage(&self) -> Result<(u64, u64), StoreError> {
+        self.pg.upload_usage(KIND)
+    }
+
     pub(super) fn in_progress(&self, owner: &str) -> Result<usize, StoreError> {
         self.pg.upload_count(KIND, owner)
     }

@@ -226,6 +226,26 @@ impl PgMeta {
         })
     }
 
+    /// How many unfinished uploads of `kind` there are, and the bytes they have acknowledged
+    /// (their states' `offset`), added up by PostgreSQL.
+    pub fn upload_usage(&self, kind: &str) -> Result<(u64, u64), StoreError> {
+        let kind = kind.to_owned();
+        self.read(move |client| async move {
+            let row = client
+                .query_one(
+                    "SELECT count(*), coalesce(sum((state::jsonb ->> 'offset')::bigint), 0)::bigint \
+                     FROM uploads_in_progress WHERE kind = $1 AND NOT finished",
+                    &[&kind],
+                )
+                .await?;
+            let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
+            Ok((
+                u64::try_from(count).unwrap_or(0),
+                u64::try_from(bytes).unwrap_or(0),
+            ))
+        })
+    }
+
     /// How many unfinished uploads of `kind` `owner` has.
     pub fn upload_count(&self, kind: &str, owner: &str) -> Result<usize, StoreError> {
         let (kind, owner) = (kind.to_owned(), owner.to_owned());
