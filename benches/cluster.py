@@ -536,12 +536,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH (benches/cluster.sh says how to get it)")
 
-    # SIGTERM unwinds like Ctrl-C, so that the finally below stops everything.
-    def on_term(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    harness.unwind_on_term()
 
     cfg.work = tempfile.mkdtemp(prefix="shoebox-cluster-bench-")
     garage = None

@@ -175,39 +175,58 @@ class Shoebox(Server):
         return f"http://{HOST}:{self.port}/f/{self.hashes['large.bin']}"
 
 
+def unwind_on_term():
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so that the caller's `finally` stops every
+    server it started."""
+
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+
+def nginx_conf(directory, workers, http):
+    """An nginx configuration whose files all stay in `directory`, with `http` (the lines
+    inside `http { }` besides the temporary paths); answers its path."""
+    conf = os.path.join(directory, "nginx.conf")
+    user = "user root;" if os.geteuid() == 0 else ""
+    temps = "\n".join(f"  {kind}_temp_path {directory}/{name};" for kind, name in [
+        ("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
+        ("uwsgi", "uwsgi"), ("scgi", "scgi"),
+    ])  # fmt: skip
+    with open(conf, "w") as f:
+        f.write(f"""
+{user}
+worker_processes {workers};
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temps}
+{http}
+}}
+""")
+    return conf
+
+
 class Nginx(Server):
     name = "nginx"
     uploads = False
 
     def command(self):
-        conf = os.path.join(self.dir, "nginx.conf")
-        user = "user root;" if os.geteuid() == 0 else ""
-        with open(conf, "w") as f:
-            f.write(f"""
-{user}
-worker_processes auto;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
+        conf = nginx_conf(self.dir, "auto", f"""
   sendfile on;
   tcp_nopush on;
   tcp_nodelay on;
   keepalive_requests 1000000;
   default_type application/octet-stream;
-  client_body_temp_path {self.dir}/body;
-  proxy_temp_path {self.dir}/proxy;
-  fastcgi_temp_path {self.dir}/fastcgi;
-  uwsgi_temp_path {self.dir}/uwsgi;
-  scgi_temp_path {self.dir}/scgi;
   server {{
     listen {HOST}:{self.port};
     root {self.files};
-  }}
-}}
-""")
+  }}""")
         return ["nginx", "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log")]
 
     def ready_path(self):

@@ -28,7 +28,6 @@ and its files removed at exit, on failure or on SIGINT/SIGTERM too.
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -116,24 +115,8 @@ class Front(harness.Server):
         super().__init__(port, workdir)
 
     def command(self):
-        conf = os.path.join(self.dir, "nginx.conf")
-        user = "user root;" if os.geteuid() == 0 else ""
         servers = "\n".join(f"    server {HOST}:{p};" for p in self.upstreams)
-        with open(conf, "w") as f:
-            f.write(f"""
-{user}
-worker_processes 2;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {self.dir}/body;
-  proxy_temp_path {self.dir}/proxy;
-  fastcgi_temp_path {self.dir}/fastcgi;
-  uwsgi_temp_path {self.dir}/uwsgi;
-  scgi_temp_path {self.dir}/scgi;
+        conf = harness.nginx_conf(self.dir, 2, f"""
   upstream shoebox {{
 {servers}
     keepalive 128;
@@ -151,9 +134,7 @@ http {{
       proxy_read_timeout 600s;
       proxy_send_timeout 600s;
     }}
-  }}
-}}
-""")
+  }}""")
         return ["nginx", "-p", self.dir, "-c", conf, "-e", os.path.join(self.dir, "error.log")]
 
     def ready_path(self):
@@ -195,11 +176,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH (benches/instances.sh says how to get it)")
 
-    def on_term(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    harness.unwind_on_term()
 
     cfg.work = tempfile.mkdtemp(prefix="shoebox-instances-bench-")
     garage = pg = None
