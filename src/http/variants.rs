@@ -257,14 +257,7 @@ impl Variants {
     }
 
     /// The local file of the derived file `name` of `source` when it was made, here or (with
-    /// a bucket) on another instance; a blocking call.
-    pub fn find(store: &Store, source: ContentHash, name: &str) -> Result<PathBuf, ApiError> {
-        store
-            .find_variant(&source, PIPELINE, name)?
-            .ok_or(ApiError::NotFound("derived file (it was not made)"))
-    }
-
-    /// [`find`](Self::find) from an async handler.
+    /// a bucket) on another instance.
     pub async fn found(
         store: &Arc<Store>,
         source: ContentHash,
@@ -275,7 +268,9 @@ impl Variants {
             return Ok(path);
         }
         let store = store.clone();
-        web::block(move || Self::find(&store, source, name)).await?
+        web::block(move || store.find_variant(&source, PIPELINE, name))
+            .await??
+            .ok_or(ApiError::NotFound("derived file (it was not made)"))
     }
 
     /// Where the variant `spec` of the blob `source` is kept, made or not.
