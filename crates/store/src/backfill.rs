@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use md5::{Digest as _, Md5};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
+use crate::md5::Md5;
 use crate::{ContentHash, MediaId, Store, StoreError};
 
 /// How often the backfill says how far it got.
@@ -187,7 +187,7 @@ impl Store {
                 break;
             }
             md5.update(&buf[..n]);
-            sha2::Digest::update(&mut sha, &buf[..n]);
+            sha.update(&buf[..n]);
             total += n as u64;
             if let Some(rate) = rate {
                 // Never ahead of the rate: sleep until `total` bytes were due.
@@ -199,14 +199,14 @@ impl Store {
                 }
             }
         }
-        let sha: [u8; 32] = sha2::Digest::finalize(sha).into();
+        let sha: [u8; 32] = sha.finalize().into();
         (ContentHash(sha) == *hash).then(|| hex::encode(md5.finalize()))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use md5::{Digest, Md5};
+    use md5_reference::{Digest, Md5};
 
     use crate::{testing, Store};
 

@@ -28,6 +28,8 @@ pub mod blobs;
 pub mod bucket;
 /// Content addresses: sha256 digests.
 pub mod hash;
+/// MD5s for S3's ETags.
+pub mod md5;
 /// S3 multipart uploads in progress, in `uploads/multipart/`.
 pub mod multipart;
 /// Resumable uploads in progress, under `uploads/`.

@@ -10,7 +10,6 @@ use std::fs::File;
 use actix_web::web;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use md5::Digest as _;
 use s3s::dto::{self, ETag, Timestamp};
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -197,11 +196,11 @@ fn chosen(received: Vec<Part>, asked: &[dto::CompletedPart]) -> S3Result<Vec<Par
 
 /// The multipart ETag: the MD5 of the parts' MD5s, then the number of parts.
 fn parts_etag(parts: &[Part]) -> String {
-    let mut md5 = md5::Md5::new();
+    let mut md5 = shoebox_store::md5::Md5::new();
     for p in parts {
         let mut raw = [0u8; 16];
         if hex::decode_to_slice(&p.md5, &mut raw).is_ok() {
-            md5.update(raw);
+            md5.update(&raw);
         }
     }
     format!("{}-{}", hex::encode(md5.finalize()), parts.len())

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::md5::Md5;
+
 use crate::{ContentHash, StoreError};
 
 /// Uploads longer than this are hashed on a thread of their own, beside the thread that
@@ -86,30 +88,28 @@ pub(super) enum Md5Thread {
         thread: std::thread::JoinHandle<[u8; 16]>,
     },
     /// Without a thread to spare, the MD5 is computed on the writing thread.
-    Here(md5::Md5),
+    Here(Md5),
 }
 
 impl Md5Thread {
     pub(super) fn start() -> Md5Thread {
-        use md5::Digest;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
         let started = std::thread::Builder::new()
             .name("shoebox-md5".into())
             .spawn(move || {
-                let mut md5 = md5::Md5::new();
+                let mut md5 = Md5::new();
                 for chunk in rx {
                     md5.update(&chunk);
                 }
-                md5.finalize().into()
+                md5.finalize()
             });
         match started {
             Ok(thread) => Md5Thread::Beside { chunks: tx, thread },
-            Err(_) => Md5Thread::Here(md5::Md5::new()),
+            Err(_) => Md5Thread::Here(Md5::new()),
         }
     }
 
     pub(super) fn update(&mut self, data: &Bytes) -> Result<(), StoreError> {
-        use md5::Digest;
         match self {
             Md5Thread::Beside { chunks, .. } => chunks.send(data.clone()).map_err(|_| {
                 StoreError::io(
@@ -125,7 +125,6 @@ impl Md5Thread {
     }
 
     pub(super) fn finish(self) -> Result<[u8; 16], StoreError> {
-        use md5::Digest;
         match self {
             Md5Thread::Beside { chunks, thread } => {
                 drop(chunks);
@@ -136,7 +135,7 @@ impl Md5Thread {
                     )
                 })
             }
-            Md5Thread::Here(md5) => Ok(md5.finalize().into()),
+            Md5Thread::Here(md5) => Ok(md5.finalize()),
         }
     }
 }

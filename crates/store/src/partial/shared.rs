@@ -33,12 +33,12 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::PartialUpload;
 use crate::blobs::HEAD_BYTES;
 use crate::bucket::{Bucket, ObjectKey};
+use crate::md5::Md5;
 use crate::pg::PgMeta;
 use crate::{ContentHash, StagedBlob, StoreError};
 
@@ -401,7 +401,7 @@ impl Shared {
         drop(file);
         let (hash, md5) = (sha256.finalize(), md5.finalize());
         let mut staged = StagedBlob::new(temp, ContentHash(hash.into()), upload.offset, head);
-        staged.md5 = Some(md5.into());
+        staged.md5 = Some(md5);
         Ok(staged)
     }
 }
