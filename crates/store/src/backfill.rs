@@ -105,14 +105,14 @@ impl Store {
         let Some(record) = self.meta.get(id)? else {
             return Ok(());
         };
-        if record.md5.is_some() {
+        if !record.wants_md5() {
             return Ok(());
         }
         let Some(md5) = self.md5_of(&record.hash, record.size, None) else {
             return Ok(());
         };
         match self.learned(id, |r| {
-            if r.hash == record.hash && r.md5.is_none() {
+            if r.hash == record.hash && r.wants_md5() {
                 r.md5 = Some(md5.clone());
             }
         }) {
@@ -132,7 +132,7 @@ impl Store {
         let mut missing: BTreeMap<(ContentHash, u64), Vec<MediaId>> = BTreeMap::new();
         for r in self.meta.all() {
             let r = r?;
-            if r.md5.is_none() {
+            if r.wants_md5() {
                 missing.entry((r.hash, r.size)).or_default().push(r.id);
             }
         }
@@ -155,7 +155,7 @@ impl Store {
             };
             for id in ids {
                 let learned = self.learned(id, |r| {
-                    if r.hash == hash && r.md5.is_none() {
+                    if r.hash == hash && r.wants_md5() {
                         r.md5 = Some(md5.clone());
                     }
                 });
@@ -228,6 +228,29 @@ mod tests {
             );
         }
         assert_eq!(store.backfill_md5(None, || false).unwrap(), 0, "once");
+    }
+
+    #[test]
+    fn objects_completed_from_parts_are_not_read_for_an_md5() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .md5_wanted
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut item = testing::new(&store, b"from parts");
+        item.etag = Some("0123456789abcdef0123456789abcdef-2".into());
+        let parts = store.create(vec![item]).unwrap();
+        let plain = store.create(vec![testing::new(&store, b"plain")]).unwrap();
+        assert_eq!(
+            store.md5_wanted.take(std::time::Duration::ZERO),
+            vec![plain[0].id],
+            "only the plain upload is queued"
+        );
+        assert_eq!(store.backfill_md5(None, || false).unwrap(), 1);
+        let got = store.get(parts[0].id).unwrap().unwrap();
+        assert_eq!((got.md5, got.etag.is_some()), (None, true));
+        assert!(store.get(plain[0].id).unwrap().unwrap().md5.is_some());
     }
 
     #[test]

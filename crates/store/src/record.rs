@@ -287,6 +287,12 @@ pub struct MediaRecord {
 }
 
 impl MediaRecord {
+    /// Whether its ETag waits for an MD5 of its bytes: a record with neither an MD5 nor the
+    /// ETag of an object completed from parts (which is made of the parts' MD5s).
+    pub fn wants_md5(&self) -> bool {
+        self.md5.is_none() && self.etag.is_none()
+    }
+
     /// Whether anyone may see it, without a token.
     pub fn is_public(&self) -> bool {
         self.visibility == Visibility::Public

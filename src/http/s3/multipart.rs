@@ -119,9 +119,13 @@ pub(super) async fn upload_part(
             let md5 = blob
                 .md5
                 .ok_or_else(|| ApiError::Internal("the part's MD5 is missing".into()))?;
-            if let Err(e) =
-                digests::verify(&expected, &digests, &md5, &blob.hash, trailers.as_ref())
-            {
+            if let Err(e) = digests::verify(
+                &expected,
+                &digests,
+                Some(&md5),
+                &blob.hash,
+                trailers.as_ref(),
+            ) {
                 return Ok(Err(e));
             }
             let part = s

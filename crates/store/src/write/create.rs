@@ -66,7 +66,7 @@ impl Store {
         let created = self.watch(self.create_records(items))?;
         // An upload that computed no MD5 gets one behind it, while S3 is served.
         self.md5_wanted
-            .add(created.iter().filter(|r| r.md5.is_none()).map(|r| r.id));
+            .add(created.iter().filter(|r| r.wants_md5()).map(|r| r.id));
         Ok(created)
     }
 
