@@ -14,6 +14,15 @@ round runs every workload once (rounds bounded in count and time), and the table
   client), and boto3 `get_object`;
 - 200 small PUTs (256 KiB), 8 at a time: the raw upload, and boto3 `put_object`.
 
+Two rows send S3 requests with the raw upload's own client (http.client), through presigned
+PUT URLs made beforehand: the client does the same work as for the raw upload, so these rows
+show what the S3 path costs on the server alone (its MD5, the object's ETag, computed before
+the `200`; the raw upload defers it).
+
+The raw upload's MD5 is computed after its `201`, in the background, once uploads have been
+quiet for two seconds. The run waits for it after each raw upload, so that it does not take
+its CPU from the next workload; the time it took is shown as its own row.
+
 When nginx is on PATH, it runs as a sink that reads and discards every body and answers 200:
 boto3's figures against it are the client's own ceiling on this machine, the most any server
 could reach with it (boto3 is pure Python, and over plain HTTP it hashes the whole body before
@@ -95,6 +104,17 @@ class Shoebox(harness.Shoebox):
         if status != 201:
             raise RuntimeError(f"raw upload: {status} {body[:200]!r}")
         return json.loads(body)["items"][0]
+
+    def wait_md5(self, s3, record, timeout=120):
+        """Waits until the raw upload `record` has its MD5 (its ETag is no longer of the
+        multipart form); returns the seconds waited."""
+        key = f"{record['id']}/{record['filename']}"
+        began = time.perf_counter()
+        while time.perf_counter() - began < timeout:
+            if "-" not in s3.head_object(Bucket="default", Key=key)["ETag"]:
+                return time.perf_counter() - began
+            time.sleep(0.05)
+        raise RuntimeError(f"{key} got no MD5 within {timeout} s")
 
     def raw_get(self, hash_):
         """GET /f/{hash} read to the end with urllib3, the HTTP client boto3 reads with, in
@@ -209,6 +229,9 @@ def fresh_file(workdir, size, tag):
             n = min(left, 8 * MIB)
             f.write(os.urandom(n))
             left -= n
+    # Written back now, so that the kernel's writeback does not compete with the first timed
+    # upload.
+    os.sync()
     return path
 
 
@@ -218,6 +241,23 @@ def sha256_file(path):
         while chunk := f.read(MIB):
             h.update(chunk)
     return h.hexdigest()
+
+
+def presigned_put(url, body):
+    """A PUT to a presigned URL with http.client, as the raw upload sends its body."""
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=harness.IO_TIMEOUT)
+    size = os.fstat(body.fileno()).st_size if hasattr(body, "fileno") else len(body)
+    c.request("PUT", f"{u.path}?{u.query}", body=body, headers={"Content-Length": str(size)})
+    r = c.getresponse()
+    status, text = r.status, r.read()
+    c.close()
+    if status != 200:
+        raise RuntimeError(f"presigned PUT: {status} {text[:200]!r}")
+
+
+def presign(s3, bucket, key):
+    return s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
 
 
 def boto_put(s3, bucket, key, path):
@@ -239,6 +279,19 @@ def many(f):
     with concurrent.futures.ThreadPoolExecutor(SMALL_PARALLEL) as pool:
         list(pool.map(f, range(SMALL_COUNT)))
     return SMALL_COUNT / (time.perf_counter() - t)
+
+
+def wait_quiet(s3, timeout=120):
+    """Waits until every raw upload has its MD5."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout:
+        pending = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="default"):
+            pending += sum("-" in o["ETag"] for o in page.get("Contents", []))
+        if not pending:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the small raw uploads got no MD5s within {timeout} s")
 
 
 def main():
@@ -296,6 +349,12 @@ def main():
             t, record = timed(lambda: sb.raw_put(path, f"raw-{r}.bin"))
             assert record["hash"] == want
             note("PUT raw (Shoebox REST)", mib / t)
+            note("  then its MD5, after 2 s of quiet: seconds waited", sb.wait_md5(s3, record))
+            url = presign(s3, "bench", f"presigned-{r}.bin")
+            with open(path, "rb") as f:
+                t, _ = timed(lambda: presigned_put(url, f))
+            note("PUT presigned URL, http.client (Shoebox S3)", mib / t)
+            assert s3.head_object(Bucket="bench", Key=f"presigned-{r}.bin")["ContentLength"] == a.size
             for label, client, _ in targets:
                 t, _ = timed(lambda: boto_put(client, "bench", f"put-{r}.bin", path))
                 note(f"PUT boto3 put_object ({label})", mib / t)
@@ -332,6 +391,13 @@ def main():
                 assert resp.status == 201, resp.status
 
             note("200 small PUTs x8, raw (Shoebox REST), objects/s", many(raw_small))
+            wait_quiet(s3)
+            urls = [presign(s3, "bench", f"small/{tag}/p{i}") for i in range(SMALL_COUNT)]
+
+            def presigned_small(i):
+                presigned_put(urls[i], small[:-16] + f"{tag}p{i:07d}".encode())
+
+            note("200 small PUTs x8, presigned, http.client (Shoebox S3), objects/s", many(presigned_small))
             for label, client, _ in targets:
                 def boto_small(i, client=client):
                     body = small[:-16] + f"{tag}{i:08d}".encode()
@@ -348,7 +414,7 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{'workload':<64} {'median':>10} {'min':>9} {'max':>9}")
     for name, values in results.items():
-        unit = "" if "objects/s" in name else " MiB/s"
+        unit = "" if "objects/s" in name else " s" if "seconds" in name else " MiB/s"
         print(f"{name:<64} {statistics.median(values):>10.1f} {min(values):>9.1f} {max(values):>9.1f}{unit}")
     med = {k: statistics.median(v) for k, v in results.items()}
     print("\nratios (S3 / native):")
@@ -357,6 +423,9 @@ def main():
         ("PUT boto3 upload_file, multipart (Shoebox)", "PUT raw (Shoebox REST)"),
         ("GET boto3 get_object (Shoebox)", "GET /f/{hash} (Shoebox REST)"),
         ("200 small PUTs x8, boto3 (Shoebox), objects/s", "200 small PUTs x8, raw (Shoebox REST), objects/s"),
+        ("PUT presigned URL, http.client (Shoebox S3)", "PUT raw (Shoebox REST)"),
+        ("200 small PUTs x8, presigned, http.client (Shoebox S3), objects/s",
+         "200 small PUTs x8, raw (Shoebox REST), objects/s"),
     ]:
         if s3_name in med and native in med:
             print(f"  {s3_name:<50} {med[s3_name] / med[native]:.2f}x")
