@@ -107,6 +107,66 @@ fn videos_get_a_poster_a_length_and_a_size() {
     assert_eq!(common::error_code(res, 400), "bad_request");
 }
 
+/// The files named `name` under `dir`, at any depth.
+fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A poster frame is a copy of what its video gives: when its file is gone (`variants/`
+/// cleared, a disk restored without it), the next request makes it again, for the poster
+/// itself and for a sized one, instead of a `ready` poster that answers `404`.
+#[test]
+fn a_poster_whose_file_is_gone_is_made_again() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clip(dir.path(), "320x240", "1");
+    let s = TestServer::start();
+    let id = s.upload("clip.mp4", &clip, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    common::eventually("the poster", Duration::from_secs(60), || {
+        record(&s, &id)["poster"] == "ready"
+    });
+    let variants = s.data_dir.join("variants");
+    let posters = files_named(&variants, "poster.jpg");
+    assert_eq!(posters.len(), 1, "{posters:?}");
+    std::fs::remove_file(&posters[0]).unwrap();
+
+    let res = s.get(&format!("/m/{id}?poster=1")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (320, 240)
+    );
+    assert!(posters[0].is_file(), "made again where it was");
+
+    std::fs::remove_file(&posters[0]).unwrap();
+    let res = s
+        .get(&format!("/m/{id}?poster=1&w=160&format=jpeg"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        tools::size_of(dir.path(), &res.bytes().unwrap()),
+        (160, 120)
+    );
+    assert!(posters[0].is_file());
+    assert_eq!(record(&s, &id)["poster"], "ready");
+}
+
 /// Without ffmpeg on PATH a video upload succeeds all the same, with no poster, and the status
 /// page says posters are off.
 #[test]

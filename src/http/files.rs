@@ -139,11 +139,10 @@ async fn serve_asked(
         (Ok(None), variants::Base::Original) => return serve(req, state, spec).await,
         (Ok(None), variants::Base::Poster) => {
             // The poster frame itself.
-            let path =
-                match variants::Variants::found(&state.store, spec.hash, variants::POSTER).await {
-                    Ok(p) => p,
-                    Err(e) => return error(req, e),
-                };
+            let path = match state.variants.poster(&state.store, spec.hash).await {
+                Ok(p) => p,
+                Err(e) => return error(req, e),
+            };
             let name = filename.map(|f| renamed(f, shoebox_pictures::Format::Jpeg));
             spec.disposition = disposition(kind, name.as_deref());
             spec.content_type = "image/jpeg";

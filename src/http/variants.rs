@@ -13,7 +13,7 @@
 //! after the upload's `201`, in the same queue of jobs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -307,25 +307,67 @@ impl Variants {
         if store.is_damaged(&source) {
             return Err(ApiError::BlobDamaged(source.to_hex()));
         }
+        self.made_once(&path, || self.make(store, source, spec, base))
+            .await
+    }
+
+    /// The poster frame of the video `source`, made again when its file is gone. A derived
+    /// file is a copy of what its video gives: one deleted with `variants/`, or lost with a
+    /// disk, comes back on its next request rather than leaving a `ready` poster that
+    /// answers `404`.
+    pub async fn poster(
+        &self,
+        store: &Arc<Store>,
+        source: ContentHash,
+    ) -> Result<PathBuf, ApiError> {
+        match Self::found(store, source, POSTER).await {
+            Err(ApiError::NotFound(_)) if self.posters => {}
+            found => return found,
+        }
+        if store.is_damaged(&source) {
+            return Err(ApiError::BlobDamaged(source.to_hex()));
+        }
+        let path = Self::derived(store, source, POSTER)?;
+        self.made_once(&path, || async {
+            let _job = self
+                .jobs
+                .acquire()
+                .await
+                .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
+            let s = store.clone();
+            let made = web::block(move || make_poster(&s, source)).await??;
+            tracing::info!(%source, "a poster frame whose file was gone was made again");
+            Ok(made)
+        })
+        .await
+    }
+
+    /// The file at `path`, made by `make` unless it is there: the first request makes it,
+    /// the others wait for it and find it made.
+    async fn made_once<F, Fut>(&self, path: &Path, make: F) -> Result<PathBuf, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<PathBuf, ApiError>>,
+    {
         let lock = self
             .making
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(path.clone())
+            .entry(path.to_path_buf())
             .or_default()
             .clone();
         let made = {
             let _turn = lock.lock().await;
             if path.is_file() {
-                Ok(path.clone())
+                Ok(path.to_path_buf())
             } else {
-                self.make(store, source, spec, base).await
+                make().await
             }
         };
         let mut making = self.making.lock().unwrap_or_else(|p| p.into_inner());
-        // The map's reference and this one: nobody else waits for this variant.
+        // The map's reference and this one: nobody else waits for this file.
         if Arc::strong_count(&lock) == 2 {
-            making.remove(&path);
+            making.remove(path);
         }
         made
     }
@@ -337,15 +379,16 @@ impl Variants {
         spec: Spec,
         base: Base,
     ) -> Result<PathBuf, ApiError> {
+        // The poster first: remaking it takes a turn of its own.
+        let poster = match base {
+            Base::Original => None,
+            Base::Poster => Some(self.poster(store, source).await?),
+        };
         let _job = self
             .jobs
             .acquire()
             .await
             .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
-        let poster = match base {
-            Base::Original => None,
-            Base::Poster => Some(Self::found(store, source, POSTER).await?),
-        };
         let store = store.clone();
         let limits = self.limits;
         let path = web::block(move || -> Result<PathBuf, ApiError> {
@@ -425,18 +468,27 @@ impl Variants {
     }
 }
 
+/// Makes the poster frame of the video `hash` and keeps it; returns its file. On a blocking
+/// thread.
+fn make_poster(store: &Store, hash: ContentHash) -> Result<PathBuf, ApiError> {
+    let file = store.blobs().local_file(&hash)?;
+    make_poster_of(store, hash, file.path())
+}
+
+/// [`make_poster`] from the video's local file at `path`.
+fn make_poster_of(store: &Store, hash: ContentHash, path: &Path) -> Result<PathBuf, ApiError> {
+    let scratch = tempfile::tempdir_in(store.layout().tmp())
+        .map_err(|e| StoreError::io("make a scratch folder in tmp/", e))?;
+    let bytes = pictures::video::poster(path, scratch.path())?;
+    Ok(store.put_variant(&hash, PIPELINE, POSTER, &bytes)?)
+}
+
 /// The work of [`Variants::learn`], on a blocking thread.
 fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Result<(), ApiError> {
     let file = store.blobs().local_file(&hash)?;
     let path = file.path();
     let probe = pictures::video::probe(path);
-    let poster = video.then(|| {
-        let scratch = tempfile::tempdir_in(store.layout().tmp())
-            .map_err(|e| StoreError::io("make a scratch folder in tmp/", e))?;
-        let bytes = pictures::video::poster(path, scratch.path())?;
-        store.put_variant(&hash, PIPELINE, POSTER, &bytes)?;
-        Ok::<_, ApiError>(())
-    });
+    let poster = video.then(|| make_poster_of(store, hash, path));
     if let Err(e) = &probe {
         tracing::warn!(%id, error = %e, "ffprobe could not read a stored file");
     }
@@ -444,6 +496,7 @@ fn learn_now(store: &Store, id: MediaId, hash: ContentHash, video: bool) -> Resu
         tracing::warn!(%id, error = %e, "ffmpeg could not make a poster");
     }
     let probe = probe.unwrap_or_default();
+    let poster = poster.map(|made| made.map(|_| ()));
     store.learned(id, |r| {
         r.duration = probe.duration;
         if video {
