@@ -49,6 +49,9 @@ pub(crate) const RESTORED_ENTRIES: &[&str] = &[
     "CATALOG",
 ];
 
+/// How long [`Layout::lock`] waits for a lock held elsewhere to go.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The data directory's lock (see [`Layout::lock`]).
 #[derive(Debug)]
 pub struct DirLock(#[allow(dead_code)] File);
@@ -133,16 +136,30 @@ impl Layout {
 
     /// Locks the data directory for this process: one server or command at a time. The lock
     /// is on `FORMAT` and goes when the returned value is dropped (or the process ends).
+    ///
+    /// A lock held elsewhere is tried again for up to [`LOCK_PATIENCE`] before the directory
+    /// is called in use: a server killed while it started a program (ffmpeg, for a poster)
+    /// leaves the lock to the child for the moment until that child runs the program, because
+    /// a child holds a copy of every open file until then. A supervisor that restarts the
+    /// server at once would otherwise be refused.
     pub fn lock(&self) -> Result<DirLock, StoreError> {
         let file = File::open(self.format_file()).map_err(|e| StoreError::io("open FORMAT", e))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(DirLock(file)),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked(format!(
-                "the data directory {} is in use by another Shoebox process (a running \
-                 server?); stop it first",
-                self.root.display()
-            ))),
-            Err(e) => Err(StoreError::io("lock the data directory", e.into())),
+        let began = std::time::Instant::now();
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(DirLock(file)),
+                Err(rustix::io::Errno::WOULDBLOCK) if began.elapsed() < LOCK_PATIENCE => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(StoreError::Locked(format!(
+                        "the data directory {} is in use by another Shoebox process (a running \
+                         server?); stop it first",
+                        self.root.display()
+                    )))
+                }
+                Err(e) => return Err(StoreError::io("lock the data directory", e.into())),
+            }
         }
     }
 
@@ -312,6 +329,28 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lock held elsewhere is waited for a moment (a killed server's child may hold it until
+    /// it runs its program), and refused once it is held past that.
+    #[test]
+    fn a_lock_held_elsewhere_is_waited_for_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("data"));
+        layout.prepare().unwrap();
+        let held = layout.lock().unwrap();
+        let began = std::time::Instant::now();
+        assert!(matches!(layout.lock(), Err(StoreError::Locked(_))));
+        assert!(
+            began.elapsed() >= LOCK_PATIENCE,
+            "refused only after the wait"
+        );
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        layout.lock().expect("taken once the holder lets go");
+        release.join().unwrap();
+    }
 
     #[test]
     fn initialises_an_empty_directory_and_reopens_it() {
