@@ -6,7 +6,8 @@
 //!   what proves a caller shared by them; `derived`: variants and posters kept in the bucket;
 //!   `moving`: `shoebox migrate` to the cluster and back; `resumable` and `multipart`: tus
 //!   uploads and S3 multipart uploads that any instance continues; `tls`: TLS to PostgreSQL;
-//!   `backup`: a backup on one instance while another deletes.
+//!   `backup`: a backup on one instance while another deletes; `md5s`: the older records'
+//!   MD5s computed by one instance of two.
 //!
 //! `.ci/run` installs Garage (`cargo install garage --locked`) and PostgreSQL; without them the
 //! tests fail under `CI=true`.
@@ -18,6 +19,7 @@ mod backup;
 mod blobs;
 mod credentials;
 mod derived;
+mod md5s;
 mod moving;
 mod multipart;
 mod resumable;

@@ -4,6 +4,10 @@
 //! own pass. All of it runs on one background thread, only while the S3 API is served, and
 //! reads each blob once; until a record has its MD5, its ETag has the form of a multipart one,
 //! which S3 clients do not take for an MD5.
+//!
+//! With the records in PostgreSQL, one instance at a time computes the older records' MD5s
+//! (it holds an advisory lock meanwhile); the others try again from time to time, and find
+//! nothing left once it is done. Each instance fills in its own new uploads.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -18,6 +22,10 @@ use crate::{ContentHash, MediaId, Store, StoreError};
 
 /// How often the backfill says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// How long an instance waits before it tries again for the turn to compute the older
+/// records' MD5s, while another instance has it.
+const OLDER_RETRY: Duration = Duration::from_secs(300);
 
 /// How long uploads must have been quiet before a new upload's MD5 is read back, so that the
 /// reading does not compete with the uploads still arriving.
@@ -68,8 +76,9 @@ impl Wanted {
 impl Store {
     /// Starts the thread that computes the MD5s writers did not: first those of older records,
     /// read at no more than `rate` bytes a second (the scrub's rate: a large store's first
-    /// pass must not crowd out serving), then those of new uploads as they come. It stops with
-    /// the scrub (at shutdown); what it had not done yet, the next start does.
+    /// pass must not crowd out serving), then those of new uploads as they come (the older
+    /// ones wait for their turn when another instance has it). It stops with the scrub (at
+    /// shutdown); what it had not done yet, the next start does.
     pub fn spawn_md5_backfill(
         self: &Arc<Self>,
         rate: u64,
@@ -80,12 +89,12 @@ impl Store {
             .name("shoebox-md5".into())
             .spawn(move || {
                 let stop = || store.scrub.stopped();
-                match store.backfill_md5(Some(rate), stop) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(records = n, "MD5s computed for older records"),
-                    Err(e) => tracing::warn!(error = %e, "the MD5 backfill stopped"),
-                }
+                // When the older records' MD5s are to be computed next; `None` once done.
+                let mut older = Some(Instant::now());
                 while !stop() {
+                    if older.is_some_and(|at| at <= Instant::now()) {
+                        older = store.backfill_older(rate, &stop);
+                    }
                     let wait = store.md5_wanted.until_quiet();
                     if !wait.is_zero() {
                         std::thread::sleep(wait.min(Duration::from_millis(500)));
@@ -98,6 +107,26 @@ impl Store {
                     }
                 }
             })
+    }
+
+    /// Computes the MD5s older records lack, when it is this instance's turn; answers when to
+    /// try again (`None`: done, or stopped; the next start does what is left).
+    fn backfill_older(&self, rate: u64, stop: &impl Fn() -> bool) -> Option<Instant> {
+        let _turn = match self.meta.shared().map(|pg| pg.md5_backfill_turn()) {
+            None => None,
+            Some(Ok(Some(turn))) => Some(turn),
+            Some(Ok(None)) => return Some(Instant::now() + OLDER_RETRY),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not ask for the MD5 backfill's turn");
+                return Some(Instant::now() + OLDER_RETRY);
+            }
+        };
+        match self.backfill_md5(Some(rate), stop) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "MD5s computed for older records"),
+            Err(e) => tracing::warn!(error = %e, "the MD5 backfill stopped"),
+        }
+        None
     }
 
     /// Gives one record the MD5 of its blob, if it has none.

@@ -195,16 +195,22 @@ impl PgMeta {
 /// blobs' one-key locks): this class, and a random number of the backup's own.
 const BACKUP_CLASS: i32 = 0x5348_4F45;
 
-/// Held by a backup on any instance while it runs (a session advisory lock on a connection of
-/// its own): while any is held, no instance removes a blob that its last record left. The
-/// blob stays, an orphan that `gc` removes later, because the backup may have read the record
-/// already and still need the bytes. Dropped (or if the process dies), the connection closes
-/// and PostgreSQL releases the lock.
-pub struct BackupLease {
+/// The advisory lock of the instance computing the MD5s older records lack, in the two-key
+/// space: this class, and key 0.
+const MD5_BACKFILL_CLASS: i32 = 0x5348_4F46;
+
+/// A session advisory lock, on a connection of its own taken out of the pool. Dropped (or if
+/// the process dies), the connection closes and PostgreSQL releases the lock.
+///
+/// A backup holds one while it runs (see [`PgMeta::backup_lease`]): while any is held, no
+/// instance removes a blob that its last record left. The blob stays, an orphan that `gc`
+/// removes later, because the backup may have read the record already and still need the
+/// bytes.
+pub struct SessionLock {
     client: Option<deadpool_postgres::Object>,
 }
 
-impl Drop for BackupLease {
+impl Drop for SessionLock {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             // Out of the pool and closed: the session's lock goes with it.
@@ -229,8 +235,8 @@ async fn backup_running(tx: &Transaction<'_>) -> Result<bool, Fault> {
 }
 
 impl PgMeta {
-    /// Takes a backup's lease (see [`BackupLease`]) before the backup reads any record.
-    pub fn backup_lease(&self) -> Result<BackupLease, StoreError> {
+    /// Takes a backup's lease (see [`SessionLock`]) before the backup reads any record.
+    pub fn backup_lease(&self) -> Result<SessionLock, StoreError> {
         let pool = self.pool.clone();
         let own = rand::random::<i32>();
         let client = self.run(async move {
@@ -240,8 +246,24 @@ impl PgMeta {
                 .await?;
             Ok(client)
         })?;
-        Ok(BackupLease {
+        Ok(SessionLock {
             client: Some(client),
         })
+    }
+
+    /// The turn to compute the MD5s older records lack, unless another instance has it: one
+    /// instance at a time reads the blobs for them.
+    pub fn md5_backfill_turn(&self) -> Result<Option<SessionLock>, StoreError> {
+        let pool = self.pool.clone();
+        let client = self.run(async move {
+            let client = pool.get().await?;
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1, 0)", &[&MD5_BACKFILL_CLASS])
+                .await?;
+            Ok(row.get::<_, bool>(0).then_some(client))
+        })?;
+        Ok(client.map(|client| SessionLock {
+            client: Some(client),
+        }))
     }
 }
