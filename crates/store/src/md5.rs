@@ -54,17 +54,6 @@ impl Default for Md5 {
     }
 }
 
-impl std::io::Write for Md5 {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Md5;

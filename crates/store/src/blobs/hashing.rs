@@ -5,7 +5,6 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::md5::Md5;
-
 use crate::{ContentHash, StoreError};
 
 /// Uploads longer than this are hashed on a thread of their own, beside the thread that
