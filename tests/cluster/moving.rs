@@ -3,9 +3,91 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::common::{self, run_cli, TestServer};
+use crate::common::{self, clients, run_cli, TestServer};
 use crate::shared::Cluster;
+use crate::tus_protocol::{upload_files, upload_id, Tus};
 use crate::upload;
+
+/// `shoebox migrate`'s options that send a store to the cluster (through Garage node 0).
+fn migrate_to(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .flags(0)
+        .chunks(2)
+        .flat_map(|pair| match pair[0].as_str() {
+            "--blob-store" => vec!["--to-blob-store".into(), pair[1].clone()],
+            "--blob-store-access-key-id" => {
+                vec!["--to-blob-store-access-key-id".into(), pair[1].clone()]
+            }
+            "--blob-store-secret-access-key" => {
+                vec!["--to-blob-store-secret-access-key".into(), pair[1].clone()]
+            }
+            "--database-url" => vec!["--to-database".into(), pair[1].clone()],
+            _ => pair.to_vec(),
+        })
+        .collect()
+}
+
+/// Uploads in progress when a store moves to the cluster stay behind on its disk, where no
+/// instance continues them: the first start on the cluster says so, and they go when they
+/// expire, as they would have, instead of staying for ever.
+#[test]
+fn uploads_in_progress_left_by_a_move_are_said_and_expire() {
+    if !clients::boto3() {
+        return;
+    }
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let mut s = TestServer::builder().arg("--s3-port").arg("0").start();
+    let tus = Tus::new(&s.base, s.token.as_deref());
+    let path = tus.created(Some(1000), &[]);
+    tus.patched(&path, 0, &[7u8; 500]);
+    let id = upload_id(&path).to_owned();
+    let key = s.s3_key("parts", "admin");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("parts.bin");
+    std::fs::write(&file, common::bytes(6 << 20, 5)).unwrap();
+    let args = [
+        "--bucket",
+        "default",
+        "--object-key",
+        "left.bin",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    clients::passed(&clients::boto("parts", &s.s3_url(), &key, &args));
+    upload(&s, "kept.bin", b"a record to move");
+    assert!(s.terminate().success());
+    let multipart = s.data_dir.join("uploads/multipart");
+    assert_eq!(common::entries(&multipart).len(), 1, "one multipart upload");
+    assert!(!upload_files(&s.data_dir, &id).is_empty());
+
+    let mut args = vec!["migrate".to_owned()];
+    args.extend(migrate_to(&cluster));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out) = run_cli(&args, &s.data_dir);
+    assert_eq!(code, 0, "{out}");
+    let c = cluster
+        .builder(0)
+        .data_dir(&s.data_dir)
+        .arg("--upload-expiry")
+        .arg("3s")
+        .start();
+    let said = c.output();
+    assert!(
+        said.contains("resumable uploads begun before uploads were shared"),
+        "{said}"
+    );
+    assert!(
+        said.contains("S3 multipart uploads begun before uploads were shared"),
+        "{said}"
+    );
+    common::eventually(
+        "the uploads left behind expire",
+        std::time::Duration::from_secs(60),
+        || upload_files(&s.data_dir, &id).is_empty() && common::entries(&multipart).is_empty(),
+    );
+}
 
 /// A store on one disk moves to the cluster with `shoebox migrate --to-blob-store
 /// --to-database`, and back with `--to-blob-store disk --to-database sled`: 1,000 media with
@@ -144,20 +226,7 @@ fn a_store_moves_to_the_cluster_and_back() {
 
     // There: the cluster's settings name the destination, the data directory the source.
     let flags = cluster.flags(0);
-    let to: Vec<String> = flags
-        .chunks(2)
-        .flat_map(|pair| match pair[0].as_str() {
-            "--blob-store" => vec!["--to-blob-store".into(), pair[1].clone()],
-            "--blob-store-access-key-id" => {
-                vec!["--to-blob-store-access-key-id".into(), pair[1].clone()]
-            }
-            "--blob-store-secret-access-key" => {
-                vec!["--to-blob-store-secret-access-key".into(), pair[1].clone()]
-            }
-            "--database-url" => vec!["--to-database".into(), pair[1].clone()],
-            _ => pair.to_vec(),
-        })
-        .collect();
+    let to = migrate_to(&cluster);
     let mut args = vec!["migrate"];
     args.extend(to.iter().map(String::as_str));
     let (code, out) = run_cli(&args, &s.data_dir);

@@ -259,7 +259,7 @@ impl Store {
                 bucket.clone(),
                 layout.uploads().join(partial::PIECES),
                 layout.tmp(),
-            ));
+            ))?;
         }
         let collections = match &limits.database {
             Some(pg) => Collections::open_shared(layout.collections(), pg.clone())?,

@@ -108,8 +108,18 @@ impl Multipart {
     }
 
     /// Keeps uploads in PostgreSQL and the bucket from now on.
-    pub(crate) fn share(&mut self, shared: SharedParts) {
+    pub(crate) fn share(&mut self, shared: SharedParts) -> Result<(), StoreError> {
+        let left = self.entries()?.len();
+        if left > 0 {
+            tracing::warn!(
+                uploads = left,
+                "S3 multipart uploads begun before uploads were shared by instances stay in \
+                 uploads/multipart/, where no instance continues them: their clients must \
+                 start them again, and they go when they expire"
+            );
+        }
         self.shared = Some(shared);
+        Ok(())
     }
 
     /// Every part's name under the bucket's `uploads/`, when uploads are shared.
@@ -328,11 +338,14 @@ impl Multipart {
     }
 
     /// Removes uploads that saw nothing new for `expiry` (and directories without an upload
-    /// file, which a crash while one was being made left); returns how many went.
+    /// file, which a crash while one was being made left); returns how many went. With
+    /// uploads shared, `uploads/multipart/` holds only uploads left from before, which expire
+    /// as they would have.
     pub fn sweep(&self, expiry: Duration) -> Result<usize, StoreError> {
-        if self.shared.is_some() {
-            return self.sweep_shared(expiry);
-        }
+        let shared = match self.shared {
+            Some(_) => self.sweep_shared(expiry)?,
+            None => 0,
+        };
         let mut removed = 0;
         let now = std::time::SystemTime::now();
         for entry in self.entries()? {
@@ -366,7 +379,7 @@ impl Multipart {
         if removed > 0 {
             durable::fsync_dir(&self.dir).map_err(io("sweep multipart uploads"))?;
         }
-        Ok(removed)
+        Ok(shared + removed)
     }
 }
 

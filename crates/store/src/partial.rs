@@ -175,6 +175,15 @@ impl Partials {
     ) -> Result<(), StoreError> {
         let shared = Shared::new(pg, bucket, self.dir.join(PIECES));
         shared.recover()?;
+        let left = self.list_here()?.len();
+        if left > 0 {
+            tracing::warn!(
+                uploads = left,
+                "resumable uploads begun before uploads were shared by instances stay in \
+                 uploads/, where no instance continues them: their clients must start them \
+                 again, and they go when they expire"
+            );
+        }
         self.shared = Some(shared);
         Ok(())
     }
@@ -418,6 +427,11 @@ impl Partials {
         if let Some(shared) = &self.shared {
             return shared.remove(id);
         }
+        self.remove_here(id)
+    }
+
+    /// [`remove`](Self::remove) of an upload in `uploads/`.
+    fn remove_here(&self, id: &str) -> Result<(), StoreError> {
         self.lock_hashers().remove(id);
         remove_file(&self.sidecar(id))?;
         self.lock_open().remove(id);
@@ -428,9 +442,15 @@ impl Partials {
     /// Every upload in `uploads/`, finished ones included. A sidecar that cannot be read is
     /// skipped (and reported), not fatal: one damaged upload must not stop the others.
     pub fn list(&self) -> Result<Vec<PartialUpload>, StoreError> {
-        if let Some(shared) = &self.shared {
-            return shared.list();
+        match &self.shared {
+            Some(shared) => shared.list(),
+            None => self.list_here(),
         }
+    }
+
+    /// The uploads in `uploads/` itself. With uploads shared, these are left from before
+    /// (a store moved to PostgreSQL and a bucket): no instance continues them.
+    fn list_here(&self) -> Result<Vec<PartialUpload>, StoreError> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -490,6 +510,15 @@ impl Partials {
             gone.count += 1;
             if u.media_id.is_none() {
                 gone.bytes += u.offset;
+            }
+        }
+        if self.shared.is_some() {
+            // Left from before uploads were shared: they expire as they would have.
+            for u in self.list_here()? {
+                if now >= u.updated_at + expiry {
+                    self.remove_here(&u.id)?;
+                    gone.count += 1;
+                }
             }
         }
         Ok(gone)
