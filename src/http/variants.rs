@@ -329,17 +329,21 @@ impl Variants {
         }
         let path = Self::derived(store, source, POSTER)?;
         self.made_once(&path, || async {
-            let _job = self
-                .jobs
-                .acquire()
-                .await
-                .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
+            let _job = self.turn().await?;
             let s = store.clone();
             let made = web::block(move || make_poster(&s, source)).await??;
             tracing::info!(%source, "a poster frame whose file was gone was made again");
             Ok(made)
         })
         .await
+    }
+
+    /// A turn in the queue of picture jobs, held until dropped.
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.jobs
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("the variant queue is closed".into()))
     }
 
     /// The file at `path`, made by `make` unless it is there: the first request makes it,
@@ -384,11 +388,7 @@ impl Variants {
             Base::Original => None,
             Base::Poster => Some(self.poster(store, source).await?),
         };
-        let _job = self
-            .jobs
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Internal("the variant queue is closed".into()))?;
+        let _job = self.turn().await?;
         let store = store.clone();
         let limits = self.limits;
         let path = web::block(move || -> Result<PathBuf, ApiError> {
