@@ -245,21 +245,28 @@ impl Store {
         let mut partials =
             partial::Partials::new(layout.uploads(), layout.tmp(), layout.root().to_owned(), 0);
         let in_progress = partials.recover()?;
-        if in_progress > 0 {
-            tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
-        }
+        let mut multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
         if let (Some(pg), Some(bucket)) = (&limits.database, &limits.bucket) {
             // Any instance may continue an upload that another began.
             partials.share(pg.clone(), bucket.clone())?;
-        }
-        let mut multipart = multipart::Multipart::open(layout.uploads().join(partial::MULTIPART))?;
-        if let (Some(pg), Some(bucket)) = (&limits.database, &limits.bucket) {
             multipart.share(multipart::SharedParts::new(
                 pg.clone(),
                 bucket.clone(),
                 layout.uploads().join(partial::PIECES),
                 layout.tmp(),
-            ))?;
+            ));
+            let multiparts = multipart.count_here()?;
+            if in_progress + multiparts > 0 {
+                tracing::warn!(
+                    resumable = in_progress,
+                    multipart = multiparts,
+                    "uploads begun before uploads were shared by instances stay in uploads/, \
+                     where no instance continues them: their clients must start them again, \
+                     and they go when they expire"
+                );
+            }
+        } else if in_progress > 0 {
+            tracing::info!(in_progress, "resumable uploads are waiting in uploads/");
         }
         let collections = match &limits.database {
             Some(pg) => Collections::open_shared(layout.collections(), pg.clone())?,

@@ -108,18 +108,14 @@ impl Multipart {
     }
 
     /// Keeps uploads in PostgreSQL and the bucket from now on.
-    pub(crate) fn share(&mut self, shared: SharedParts) -> Result<(), StoreError> {
-        let left = self.entries()?.len();
-        if left > 0 {
-            tracing::warn!(
-                uploads = left,
-                "S3 multipart uploads begun before uploads were shared by instances stay in \
-                 uploads/multipart/, where no instance continues them: their clients must \
-                 start them again, and they go when they expire"
-            );
-        }
+    pub(crate) fn share(&mut self, shared: SharedParts) {
         self.shared = Some(shared);
-        Ok(())
+    }
+
+    /// How many uploads `uploads/multipart/` holds. With uploads shared, these are left from
+    /// before (a store moved to PostgreSQL and a bucket): no instance continues them.
+    pub(crate) fn count_here(&self) -> Result<usize, StoreError> {
+        Ok(self.entries()?.len())
     }
 
     /// Every part's name under the bucket's `uploads/`, when uploads are shared.

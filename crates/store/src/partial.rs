@@ -175,15 +175,6 @@ impl Partials {
     ) -> Result<(), StoreError> {
         let shared = Shared::new(pg, bucket, self.dir.join(PIECES));
         shared.recover()?;
-        let left = self.list_here()?.len();
-        if left > 0 {
-            tracing::warn!(
-                uploads = left,
-                "resumable uploads begun before uploads were shared by instances stay in \
-                 uploads/, where no instance continues them: their clients must start them \
-                 again, and they go when they expire"
-            );
-        }
         self.shared = Some(shared);
         Ok(())
     }
